@@ -1,0 +1,93 @@
+"""Command line (CONTRACT.md section 1): the GUI by default, headless sub-commands otherwise."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+COMMANDS = ("inspect", "apply", "screenshot")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        args = _command_parser().parse_args(argv)
+    else:
+        args = _gui_parser().parse_args(argv)
+        args.command = "gui"
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one clear line, never a traceback
+        from app.core.errors import UserError
+        if isinstance(exc, UserError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="paramedit",
+        description="Desktop editor for PyTorch model parameters. "
+                    f"Headless commands: {', '.join(COMMANDS)} (paramedit COMMAND --help).")
+    p.add_argument("path", nargs="?", help="checkpoint file or sharded folder to open "
+                                           "(default: the built-in demo model)")
+    _add_open_options(p)
+    return p
+
+
+def _add_open_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="MODULE:FACTORY",
+                   help="build the architecture from code and load PATH into it")
+    p.add_argument("--model-args", metavar="JSON", help="keyword arguments for the factory, as JSON")
+    p.add_argument("--trust", action="store_true",
+                   help="allow a pickle that imports code (only for files you trust)")
+
+
+def _command_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paramedit")
+    sub = p.add_subparsers(dest="command", required=True)
+    ins = sub.add_parser("inspect", help="print what a checkpoint holds")
+    ins.add_argument("path")
+    ins.add_argument("--json", action="store_true", help="machine-readable output (CONTRACT.md)")
+    ins.add_argument("--stats", action="store_true", help="add min/max/mean/std/NaN/Inf/zeros")
+    _add_open_options(ins)
+    app_ = sub.add_parser("apply", help="replay a recipe on a checkpoint and save the result")
+    app_.add_argument("recipe")
+    app_.add_argument("path")
+    app_.add_argument("-o", "--output", required=True, help="where to save (suffix picks the format)")
+    _add_open_options(app_)
+    shot = sub.add_parser("screenshot", help="render the main window to a PNG, offscreen")
+    shot.add_argument("path", nargs="?")
+    shot.add_argument("-o", "--output", required=True)
+    shot.add_argument("--select", metavar="NAME", help="tensor (or module) to select first")
+    shot.add_argument("--size", default="1400x900", help="window size, WIDTHxHEIGHT")
+    _add_open_options(shot)
+    return p
+
+
+def _run(args) -> int:
+    if args.command == "inspect":
+        from app.core.open import open_document
+        from app.core.report import inspect_json, inspect_text
+        doc = open_document(args.path, model=args.model, model_args=args.model_args, trust=args.trust)
+        if args.json:
+            json.dump(inspect_json(doc, args.stats), sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print(inspect_text(doc, args.stats))
+        return 0
+    if args.command == "apply":
+        from app.core.recipe_cli import apply_command
+        return apply_command(args)
+    if args.command == "screenshot":
+        from app.qt.screenshot import screenshot_command
+        return screenshot_command(args)
+    from app.qt.launch import run_gui
+    return run_gui(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

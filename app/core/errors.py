@@ -1,0 +1,26 @@
+"""Exceptions whose message is meant for the user, as is."""
+
+
+class UserError(Exception):
+    """An error caused by the user's input; its message says what is wrong and what to do."""
+
+
+class CheckpointError(UserError):
+    """A path that cannot be opened as a checkpoint (missing, corrupt, unsupported)."""
+
+
+class UnsafePickleError(CheckpointError):
+    """A pickle that would import globals outside torch's weights-only allowlist."""
+
+    def __init__(self, path: str, globals_: list[str]):
+        self.path = path
+        self.globals = list(globals_)
+        names = ", ".join(self.globals) or "unknown globals"
+        super().__init__(
+            f"{path} is a pickle that would import and run code ({names}); it was not loaded. "
+            "Open it only if you trust its source (--trust on the command line)."
+        )
+
+
+class Cancelled(Exception):
+    """Raised inside long work when its cancel callback says stop."""

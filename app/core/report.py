@@ -1,0 +1,79 @@
+"""What ``main.py inspect`` prints: CONTRACT.md's JSON, or an indented tree for people."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .document import Document
+from .stats import compute_stats
+from .tree import ENTRY, Node
+
+
+def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
+    tensors = []
+    for e in doc.tensors.values():
+        item: dict[str, Any] = {"name": e.name, "shape": list(e.shape), "dtype": e.dtype_name,
+                                "numel": e.numel, "kind": e.kind, "shared_with": list(e.shared_with)}
+        if with_stats:
+            item["stats"] = _stats_dict(e)
+        tensors.append(item)
+    return {"path": doc.path, "format": doc.format, "tensors": tensors,
+            "entries": dict(doc.entries), "total_numel": doc.total_numel()}
+
+
+def _stats_dict(entry) -> dict:
+    t = entry.tensor()
+    if t.dtype.is_complex:
+        return {}
+    s = compute_stats(t.detach(), bins=0)
+    return {"min": s.min, "max": s.max, "mean": s.mean, "std": s.std,
+            "nan": s.nan, "inf": s.inf, "zeros": s.zeros}
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def human_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def inspect_text(doc: Document, with_stats: bool = False) -> str:
+    lines = [f"{doc.path}  ({doc.format})"]
+    _tree_lines(doc.root, 0, lines, with_stats)
+    if doc.entries:
+        lines.append("entries:")
+        lines += [f"  {k}: {v}" for k, v in doc.entries.items()]
+    tied = sum(1 for e in doc.tensors.values() if e.shared_with)
+    lines.append(f"{len(doc.tensors)} tensors"
+                 + (f" ({tied} tied names)" if tied else "")
+                 + f", {human_count(doc.total_numel())} elements, {human_size(doc.total_bytes())}")
+    return "\n".join(lines)
+
+
+def _tree_lines(node: Node, depth: int, lines: list[str], with_stats: bool) -> None:
+    for c in node.children:
+        pad = "  " * depth
+        if c.entry is not None:
+            e = c.entry
+            text = f"{pad}{c.name}  {list(e.shape)}  {e.dtype_name}  {c.type_name}"
+            if e.shared_with:
+                text += f"  (tied with {', '.join(e.shared_with)})"
+            if with_stats:
+                s = _stats_dict(e)
+                if s and s["min"] is not None:
+                    text += (f"  min={s['min']:.4g} max={s['max']:.4g} mean={s['mean']:.4g}"
+                             f" std={s['std']:.4g}")
+                if s.get("nan") or s.get("inf"):
+                    text += f"  NaN={s['nan']} Inf={s['inf']}"
+            lines.append(text)
+        elif c.kind == ENTRY:
+            continue  # listed under "entries:"
+        else:
+            numel, _ = c.totals()
+            label = f" ({c.type_name})" if c.type_name else ""
+            lines.append(f"{pad}{c.name}{label}  {human_count(numel)} elements")
+            _tree_lines(c, depth + 1, lines, with_stats)

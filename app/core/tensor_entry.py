@@ -1,0 +1,93 @@
+"""One named tensor of a document, read lazily."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+PARAMETER = "parameter"
+BUFFER = "buffer"
+TENSOR = "tensor"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+@dataclass(eq=False)
+class TensorEntry:
+    """A tensor known by name, shape and dtype; its data is read on the first ``tensor()`` call.
+
+    ``shared_with`` lists the other names aliasing the same storage (tied tensors).
+    ``owner``/``attr`` are set for tensors that live in an ``nn.Module`` (live models, TorchScript).
+    ``path`` is the tuple of keys locating the tensor inside a nested checkpoint container.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    _tensor: torch.Tensor | None = None
+    _loader: Callable[[], torch.Tensor] | None = None
+    shared_with: list[str] = field(default_factory=list)
+    owner: Any = None
+    attr: str | None = None
+    path: tuple = ()
+
+    @classmethod
+    def of(cls, name: str, tensor: torch.Tensor, kind: str = TENSOR, **kw) -> "TensorEntry":
+        return cls(name, kind, tuple(tensor.shape), tensor.dtype, _tensor=tensor, **kw)
+
+    @classmethod
+    def lazy(cls, name: str, shape, dtype: torch.dtype, loader: Callable[[], torch.Tensor],
+             kind: str = TENSOR, **kw) -> "TensorEntry":
+        return cls(name, kind, tuple(shape), dtype, _loader=loader, **kw)
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._tensor is not None
+
+    def tensor(self) -> torch.Tensor:
+        """The live tensor (loaded on first use). Edits change it in place."""
+        if self._tensor is None:
+            assert self._loader is not None, f"{self.name} has neither a tensor nor a loader"
+            self._tensor = self._loader()
+            self._loader = None
+        return self._tensor
+
+    def set_tensor(self, tensor: torch.Tensor) -> None:
+        """Rebind the entry (structural edits such as casts only; value edits stay in place)."""
+        self._tensor, self._loader = tensor, None
+        self.shape, self.dtype = tuple(tensor.shape), tensor.dtype
+
+    def refresh_meta(self) -> None:
+        if self._tensor is not None:
+            self.shape, self.dtype = tuple(self._tensor.shape), self._tensor.dtype
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def element_size(self) -> int:
+        return torch.empty((), dtype=self.dtype).element_size()
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * self.element_size
+
+    @property
+    def dtype_name(self) -> str:
+        return dtype_name(self.dtype)
+
+    @property
+    def requires_grad(self) -> bool | None:
+        """For parameters of a module: whether it is trainable; None when unknowable."""
+        if self.kind != PARAMETER or self._tensor is None:
+            return None
+        return bool(self._tensor.requires_grad)

@@ -1,0 +1,49 @@
+"""Detect tied tensors: several names viewing exactly the same memory."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable
+
+import torch
+
+from .tensor_entry import TensorEntry
+
+
+def tie_key(t: torch.Tensor) -> tuple:
+    """Identity of the memory a tensor views. Reading it never touches the data (mmap stays lazy)."""
+    storage = t.untyped_storage()
+    return (t.device.type, storage.data_ptr(), storage.nbytes(), t.storage_offset(),
+            tuple(t.shape), tuple(t.stride()), t.dtype)
+
+
+def link_aliases(entries: Iterable[TensorEntry]) -> None:
+    """Fill ``shared_with`` of every loaded entry whose tensor aliases another one's memory."""
+    groups: dict[tuple, list[TensorEntry]] = defaultdict(list)
+    for e in entries:
+        if e.is_loaded:
+            t = e.tensor()
+            if t.numel() == 0 or t.device.type == "meta":
+                continue
+            groups[tie_key(t)].append(e)
+    for group in groups.values():
+        if len(group) > 1:
+            tie_group(group)
+
+
+def tie_group(group: list[TensorEntry]) -> None:
+    names = [e.name for e in group]
+    for e in group:
+        e.shared_with = [n for n in names if n != e.name]
+
+
+def unique_entries(entries: Iterable[TensorEntry]) -> list[TensorEntry]:
+    """One entry per distinct storage: the first of each tie group, in order."""
+    seen: set[str] = set()
+    out = []
+    for e in entries:
+        if e.name in seen:
+            continue
+        seen.add(e.name)
+        seen.update(e.shared_with)
+        out.append(e)
+    return out
