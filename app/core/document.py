@@ -31,6 +31,8 @@ class Document:
         self.metadata = dict(metadata or {})
         self.entries = dict(entries or {})
         self._closers = list(closers or [])
+        #: set when a state_dict was loaded into model code: missing / unexpected / mismatched keys
+        self.load_report: dict | None = None
         self.root: Node = self.build_tree()
 
     # -- construction -------------------------------------------------------------------------

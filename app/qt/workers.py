@@ -1,0 +1,62 @@
+"""Run core work off the GUI thread: ``Task(fn)`` where ``fn(progress, cancelled)`` is Qt-free.
+
+Results come back to the GUI thread through queued signals. ``cancel()`` makes ``cancelled()``
+return True inside ``fn`` (core code raises ``Cancelled``); a cancelled task emits nothing but
+``done`` (so callers can clear busy indicators), and ``finished``/``failed`` never fire for it.
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+from typing import Any, Callable
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from app.core.errors import Cancelled
+
+
+class TaskSignals(QObject):
+    progress = Signal(int, int)        # done, total
+    finished = Signal(object)          # the result
+    failed = Signal(object, str)       # the exception, its traceback text
+    done = Signal()                    # always last, whatever happened
+
+
+class Task(QRunnable):
+    """A cancellable unit of work for ``QThreadPool``. Keep a reference while it runs."""
+
+    def __init__(self, fn: Callable[[Callable[[int, int], None], Callable[[], bool]], Any]):
+        super().__init__()
+        self.setAutoDelete(False)
+        self._fn = fn
+        self._cancel = threading.Event()
+        self.signals = TaskSignals()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def run(self) -> None:
+        try:
+            result = self._fn(self._progress, self._cancel.is_set)
+        except Cancelled:
+            pass
+        except Exception as exc:  # reported to the GUI thread, which shows it
+            if not self._cancel.is_set():
+                self.signals.failed.emit(exc, traceback.format_exc())
+        else:
+            if not self._cancel.is_set():
+                self.signals.finished.emit(result)
+        finally:
+            self.signals.done.emit()
+
+    def _progress(self, done: int, total: int) -> None:
+        if not self._cancel.is_set():
+            self.signals.progress.emit(int(done), int(total))
+
+    def start(self, pool: QThreadPool | None = None) -> "Task":
+        (pool or QThreadPool.globalInstance()).start(self)
+        return self
