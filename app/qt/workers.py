@@ -16,7 +16,7 @@ from app.core.errors import Cancelled
 
 
 class TaskSignals(QObject):
-    progress = Signal(int, int)        # done, total
+    progress = Signal(object, object)  # done, total (may exceed 2**31)
     finished = Signal(object)          # the result
     failed = Signal(object, str)       # the exception, its traceback text
     done = Signal()                    # always last, whatever happened
@@ -55,7 +55,7 @@ class Task(QRunnable):
 
     def _progress(self, done: int, total: int) -> None:
         if not self._cancel.is_set():
-            self.signals.progress.emit(int(done), int(total))
+            self.signals.progress.emit(done, total)
 
     def start(self, pool: QThreadPool | None = None) -> "Task":
         (pool or QThreadPool.globalInstance()).start(self)
