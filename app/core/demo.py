@@ -22,16 +22,17 @@ def rgnet() -> nn.Sequential:
 
 
 class SharedMLP(nn.Module):
-    """One ``nn.Linear`` used at two places: its parameters are tied."""
+    """One ``nn.Linear`` used at two places (``encoder.2`` and ``decoder.0``): its parameters
+    are tied, and editing one place edits the other."""
 
     def __init__(self) -> None:
         super().__init__()
         shared = nn.Linear(8, 8)
-        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), shared, nn.ReLU(), shared, nn.ReLU(),
-                                 nn.Linear(8, 1))
+        self.encoder = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), shared)
+        self.decoder = nn.Sequential(shared, nn.ReLU(), nn.Linear(8, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.decoder(torch.relu(self.encoder(x)))
 
 
 class ConvBlock(nn.Module):

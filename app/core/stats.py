@@ -63,7 +63,7 @@ def compute_stats_many(tensors: list[torch.Tensor], bins: int = 100, progress: P
 
     def chunks() -> Iterable[torch.Tensor]:
         for t in tensors:
-            yield from _chunks(t, CHUNK)
+            yield from _chunks(t, CHUNK)()
     return _stats_of_chunks(chunks, total, dtype, bins, progress, cancelled)
 
 

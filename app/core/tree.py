@@ -124,15 +124,22 @@ def _add_module(node: Node, module, prefix: str, by_name, active: set[int]) -> N
         e = by_name.get(prefix + name)
         if e is not None:
             Node(name, e.kind, _tensor_type(e.kind), node, entry=e)
-    for child_name, child in module.named_children():
+    for child_name, child in _children(module):
         child_node = Node(child_name, MODULE, _class_name(child), node)
         _add_module(child_node, child, f"{prefix}{child_name}.", by_name, active)
     active.discard(id(module))
 
 
+def _children(module):
+    """Like ``named_children`` but without its memo: a module used twice is listed twice."""
+    return [(n, m) for n, m in module._modules.items() if m is not None]
+
+
 def _own_tensor_names(module) -> list[str]:
-    names = [n for n, p in module.named_parameters(recurse=False) if p is not None]
-    names += [n for n, b in module.named_buffers(recurse=False) if b is not None]
+    names = [n for n, p in module.named_parameters(recurse=False, remove_duplicate=False)
+             if p is not None]
+    names += [n for n, b in module.named_buffers(recurse=False, remove_duplicate=False)
+              if b is not None]
     return names
 
 
@@ -147,13 +154,13 @@ def _collect(module, prefix: str, out: list[TensorEntry], active: set[int]) -> N
     if id(module) in active:
         return
     active.add(id(module))
-    for name, p in module.named_parameters(recurse=False):
+    for name, p in module.named_parameters(recurse=False, remove_duplicate=False):
         if p is not None:
             out.append(TensorEntry.of(prefix + name, p, PARAMETER, owner=module, attr=name))
-    for name, b in module.named_buffers(recurse=False):
+    for name, b in module.named_buffers(recurse=False, remove_duplicate=False):
         if b is not None:
             out.append(TensorEntry.of(prefix + name, b, BUFFER, owner=module, attr=name))
-    for child_name, child in module.named_children():
+    for child_name, child in _children(module):
         _collect(child, f"{prefix}{child_name}.", out, active)
     active.discard(id(module))
 

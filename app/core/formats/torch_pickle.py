@@ -18,7 +18,7 @@ def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document
         if unsafe:
             raise UnsafePickleError(path, unsafe)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust, mmap=not legacy)
+        obj = _torch_load(path, weights_only=not trust, mmap=not legacy)
     except pickle.UnpicklingError as exc:
         found = re.findall(r"(?:GLOBAL|global) ([\w.]+(?: [\w.]+)?)", str(exc))
         if "weights_only" in str(exc) or found:
@@ -30,6 +30,13 @@ def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document
     if isinstance(obj, torch.nn.Module):
         return Document.from_module(obj, path=path, fmt=fmt)
     return Document.from_object(obj, path=path, fmt=fmt)
+
+
+def _torch_load(path: str, weights_only: bool, mmap: bool):
+    if path.endswith(".safetensors"):  # torch.load would hand such a name to safetensors
+        with open(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=weights_only)
+    return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
 
 
 def _unsafe_globals(path: str) -> list[str]:

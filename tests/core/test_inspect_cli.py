@@ -1,0 +1,79 @@
+"""``main.py inspect PATH [--json] [--stats]`` exactly as CONTRACT.md section 1."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tests.checkpoints import odd_dtypes, save_malicious, tied_lm, training_checkpoint
+from tests.cli import assert_one_error_line, run_main
+
+
+def test_json_of_a_training_checkpoint(tmp_path):
+    ck = training_checkpoint(tied_lm())
+    path = tmp_path / "ck.pt"
+    torch.save(ck, path)
+    proc = run_main("inspect", path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["path"] == str(path) and out["format"] == "torch"
+    names = [t["name"] for t in out["tensors"]]
+    assert names[:3] == ["model.embed.weight", "model.body.0.weight", "model.body.0.bias"]
+    assert "optimizer.state.0.exp_avg" in names and "history.0" in names
+    first = out["tensors"][0]
+    assert first == {"name": "model.embed.weight", "shape": [10, 4], "dtype": "float32",
+                     "numel": 40, "kind": "tensor", "shared_with": ["model.lm_head.weight"]}
+    assert out["entries"] == {"optimizer": "dict (2 keys)", "epoch": "int: 12",
+                              "config": "dict (2 keys)", "history": "list (2 items)"}
+    distinct = {id(t.untyped_storage()): t.numel() for t in
+                [ck["model"][k] for k in ck["model"]]}
+    opt = sum(v.numel() for s in ck["optimizer"]["state"].values() for v in s.values())
+    assert out["total_numel"] == sum(distinct.values()) + opt + 1
+
+
+def test_json_stats_and_dtype_names(tmp_path):
+    sd = {k: v.contiguous() for k, v in odd_dtypes().items()}
+    sd["nan"] = torch.tensor([1.0, float("nan"), float("inf"), 0.0])
+    path = tmp_path / "m.safetensors"
+    save_file(sd, str(path))
+    proc = run_main("inspect", path, "--json", "--stats")
+    assert proc.returncode == 0, proc.stderr
+    out = {t["name"]: t for t in json.loads(proc.stdout)["tensors"]}
+    assert out["z.bf16"]["dtype"] == "bfloat16" and out["mask"]["dtype"] == "bool"
+    assert out["scalar"]["shape"] == [] and out["empty"]["numel"] == 0
+    assert out["nan"]["stats"] == {"min": 0.0, "max": 1.0, "mean": 0.5, "std": 0.5,
+                                   "nan": 1, "inf": 1, "zeros": 1}
+    ref = sd["m.f64"]
+    assert out["m.f64"]["stats"]["std"] == pytest.approx(ref.std(correction=0).item())
+    assert out["empty"]["stats"]["min"] is None
+
+
+def test_human_output_is_an_indented_tree(tmp_path):
+    path = tmp_path / "tied.pt"
+    torch.save(tied_lm().state_dict(), path)
+    proc = run_main("inspect", path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "embed" in lines[1] and lines[2].startswith("  weight  [10, 4]  float32")
+    assert "tied with lm_head.weight" in lines[2]
+    assert lines[-1].startswith("6 tensors (2 tied names), 68 elements")
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "random", "truncated", "unsafe", "empty_dir"])
+def test_bad_input_exits_2_with_one_error_line(tmp_path, case):
+    p = tmp_path / "x.pt"
+    if case == "text":
+        p.write_text("not a checkpoint")
+    elif case == "random":
+        p.write_bytes(bytes(range(256)) * 8)
+    elif case == "truncated":
+        torch.save({"w": torch.randn(500)}, p)
+        p.write_bytes(p.read_bytes()[:900])
+    elif case == "unsafe":
+        save_malicious(str(p), str(tmp_path / "marker"))
+    elif case == "empty_dir":
+        p = tmp_path / "dir"
+        p.mkdir()
+    line = assert_one_error_line(run_main("inspect", p, "--json"))
+    assert str(p) in line
+    assert not (tmp_path / "marker").exists()
