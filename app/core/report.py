@@ -16,8 +16,11 @@ def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
         if with_stats:
             item["stats"] = _stats_dict(e)
         tensors.append(item)
-    return {"path": doc.path, "format": doc.format, "tensors": tensors,
-            "entries": dict(doc.entries), "total_numel": doc.total_numel()}
+    out = {"path": doc.path, "format": doc.format, "tensors": tensors,
+           "entries": dict(doc.entries), "total_numel": doc.total_numel()}
+    if doc.load_report is not None:
+        out["load_report"] = doc.load_report
+    return out
 
 
 def _stats_dict(entry) -> dict:
@@ -43,6 +46,9 @@ def human_count(n: int) -> str:
 
 def inspect_text(doc: Document, with_stats: bool = False) -> str:
     lines = [f"{doc.path}  ({doc.format})"]
+    if doc.load_report is not None:
+        from .model_code import describe_report
+        lines += [f"  {line}" for line in describe_report(doc.load_report)]
     _tree_lines(doc.root, 0, lines, with_stats)
     if doc.entries:
         lines.append("entries:")

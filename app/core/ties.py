@@ -22,9 +22,10 @@ def link_aliases(entries: Iterable[TensorEntry]) -> None:
     for e in entries:
         if e.is_loaded:
             t = e.tensor()
-            if t.numel() == 0 or t.device.type == "meta":
+            if t.numel() == 0:
                 continue
-            groups[tie_key(t)].append(e)
+            key = ("object", id(t)) if t.device.type == "meta" else tie_key(t)  # meta has no memory
+            groups[key].append(e)
     for group in groups.values():
         if len(group) > 1:
             tie_group(group)

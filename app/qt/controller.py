@@ -1,0 +1,269 @@
+"""Decisions behind the main window: what is open, loading it off the GUI thread, what is selected.
+
+The window turns user gestures into calls here and shows what the signals say. The controller owns
+the current ``Document``, the ``QUndoStack`` whose clean state is the document's modified flag, and
+the background load tasks (only the newest one may replace the document).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch
+from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtGui import QUndoStack
+
+from app.core.document import Document
+from app.core.errors import Cancelled, UnsafePickleError, UserError
+from app.core.report import human_count, human_size
+from app.core.tree import Node
+from app.qt.workers import Task
+
+
+def openable_path(paths: Iterable[str]) -> str | None:
+    """What a drop of ``paths`` opens: one file or folder, or the folder of a sharded checkpoint
+    when every path is a shard (or the index) of that one checkpoint; None when it cannot open."""
+    paths = [os.path.abspath(p) for p in paths]
+    if len(paths) == 1:
+        return paths[0] if os.path.exists(paths[0]) else None
+    if not paths or not all(os.path.isfile(p) for p in paths):
+        return None
+    folders = {os.path.dirname(p) for p in paths}
+    if len(folders) != 1:
+        return None
+    folder = folders.pop()
+    from app.core.formats.detect import read_index
+    try:
+        _, index = read_index(folder)
+    except ValueError:
+        return None
+    index_names = {f for f in os.listdir(folder) if f.endswith(".index.json")}
+    members = set(index["weight_map"].values()) | index_names
+    return folder if all(os.path.basename(p) in members for p in paths) else None
+
+
+def document_title(doc: Document) -> str:
+    if doc.path:
+        return os.path.basename(os.path.normpath(doc.path)) or doc.path
+    if doc.module is not None:
+        return type(doc.module).__name__
+    return "untitled"
+
+
+def document_summary(doc: Document) -> str:
+    """Status-bar totals: tensors, elements (tied storage once), bytes, format."""
+    tied = sum(1 for e in doc.tensors.values() if e.shared_with)
+    text = f"{len(doc.tensors)} tensors"
+    if tied:
+        text += f" ({tied} tied)"
+    return (f"{text} · {human_count(doc.total_numel())} elements · "
+            f"{human_size(doc.total_bytes())} · {doc.format}")
+
+
+def numeric(t: torch.Tensor) -> bool:
+    return not t.dtype.is_complex and t.device.type != "meta"
+
+
+class RecentFiles:
+    """File > Open Recent, kept in QSettings (organisation and application "paramedit")."""
+
+    KEY, LIMIT = "recentFiles", 10
+
+    @staticmethod
+    def _settings() -> QSettings:
+        return QSettings("paramedit", "paramedit")
+
+    def paths(self) -> list[str]:
+        value = self._settings().value(self.KEY, [])
+        items = [value] if isinstance(value, str) else list(value or [])
+        return [p for p in items if isinstance(p, str)]
+
+    def add(self, path: str) -> None:
+        path = os.path.abspath(path)
+        items = [path] + [p for p in self.paths() if p != path]
+        self._settings().setValue(self.KEY, items[: self.LIMIT])
+
+    def clear(self) -> None:
+        self._settings().remove(self.KEY)
+
+    def last_folder(self) -> str:
+        paths = self.paths()
+        return os.path.dirname(paths[0]) if paths else os.getcwd()
+
+
+class Controller(QObject):
+    documentChanged = Signal(object)         # the new Document
+    loadFailed = Signal(str)                 # a message for the user; the old document stays
+    unsafeFile = Signal(str, object)         # path, list of globals: hook for a "trust" flow
+    busy = Signal(bool)
+    progress = Signal(object, object)        # done, total (may exceed 2**31)
+    status = Signal(str)                     # a transient status-bar message
+    tensorSelected = Signal(str, object)     # full name, torch.Tensor
+    moduleSelected = Signal(str, object)     # full name ("" for the root), list of tensors
+    selectionCleared = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.document: Document | None = None
+        self.title = ""
+        self.undo_stack = QUndoStack(self)
+        self.recent = RecentFiles()
+        self._task: Task | None = None       # the load that may replace the document
+        self._read_task: Task | None = None  # reading the selected tensors of a lazy file
+        self._running: set[Task] = set()  # keeps cancelled tasks alive until they finish
+        self.current_node: Node | None = None
+
+    # -- opening ------------------------------------------------------------------------------
+    @property
+    def is_loading(self) -> bool:
+        return self._task is not None
+
+    @property
+    def is_modified(self) -> bool:
+        return not self.undo_stack.isClean()
+
+    def load(self, path: str, model: str | None = None, model_args: str | None = None,
+             trust: bool = False) -> Task:
+        """Open ``path`` in the background; a newer load supersedes this one."""
+        from app.core.open import open_document
+        self.cancel_load()
+        path = os.fspath(path)
+
+        def work(progress, cancelled):
+            def report(done, total):
+                if cancelled():
+                    raise Cancelled()
+                progress(done, total)
+            doc = open_document(path, model=model, model_args=model_args, trust=trust,
+                                progress=report)
+            if cancelled():
+                doc.close()
+                raise Cancelled()
+            return doc
+
+        task = Task(work)
+        self._task = task
+        self._running.add(task)
+        task.signals.progress.connect(lambda d, t, task=task: self._on_progress(task, d, t))
+        task.signals.finished.connect(lambda doc, task=task: self._on_loaded(task, doc, path))
+        task.signals.failed.connect(lambda exc, tb, task=task: self._on_failed(task, exc, path))
+        task.signals.done.connect(lambda task=task: self._on_done(task))
+        self.busy.emit(True)
+        self.status.emit(f"Opening {path} …")
+        return task.start()
+
+    def cancel_load(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+            self.busy.emit(False)
+            self.status.emit("Opening cancelled")
+
+    def _on_progress(self, task: Task, done, total) -> None:
+        if task is self._task:
+            self.progress.emit(done, total)
+
+    def _on_loaded(self, task: Task, doc: Document, path: str) -> None:
+        if task is not self._task:  # superseded while it ran
+            doc.close()
+            return
+        self._task = None
+        self.recent.add(path)
+        self.set_document(doc, os.path.basename(os.path.normpath(path)))
+        self.busy.emit(False)
+
+    def _on_failed(self, task: Task, exc: BaseException, path: str) -> None:
+        if task is not self._task:
+            return
+        self._task = None
+        self.busy.emit(False)
+        if isinstance(exc, UserError):
+            message = str(exc)
+        else:  # not a known bad input: say what broke, still without a traceback
+            message = f"{path} cannot be opened: {type(exc).__name__}: {exc}"
+        self.status.emit(f"Not opened: {message}")
+        if isinstance(exc, UnsafePickleError):
+            self.unsafeFile.emit(exc.path, list(exc.globals))
+        self.loadFailed.emit(message)
+
+    def _on_done(self, task: Task) -> None:
+        self._running.discard(task)
+
+    def set_document(self, doc: Document, title: str | None = None) -> None:
+        """Show ``doc`` (loaded here, or built by the caller: the demo, a live model)."""
+        old = self.document
+        self.document = doc
+        self.title = title or document_title(doc)
+        self.current_node = None
+        self.undo_stack.clear()
+        self.undo_stack.setClean()
+        self.selectionCleared.emit()  # before documentChanged: the window may select at once
+        self.documentChanged.emit(doc)
+        self.status.emit(f"Opened {self.title}")
+        if old is not None and old is not doc and old.module is None:
+            old.close()  # live models belong to their caller
+
+    def summary(self) -> str:
+        return document_summary(self.document) if self.document is not None else "Nothing open"
+
+    # -- selection ----------------------------------------------------------------------------
+    def select_node(self, node: Node | None) -> None:
+        """Show a tensor, or a module's (or group's) tensors pooled, tied storage once.
+
+        Tensors not read yet (safetensors are lazy) are read off the GUI thread first.
+        """
+        self.current_node = node
+        if self._read_task is not None:
+            self._read_task.cancel()
+            self._read_task = None
+        if node is None or self.document is None:
+            self.selectionCleared.emit()
+            return
+        entries = [node.entry] if node.entry is not None else _unique(node)
+        if all(e.is_loaded for e in entries):
+            self._show(node, [e.tensor() for e in entries])
+            return
+
+        def read(progress, cancelled):
+            tensors = []
+            for i, e in enumerate(entries):
+                if cancelled():
+                    raise Cancelled()
+                tensors.append(e.tensor())
+                progress(i + 1, len(entries))
+            return tensors
+
+        task = Task(read)
+        self._read_task = task
+        self._running.add(task)
+        task.signals.finished.connect(lambda tensors, task=task: self._on_read(task, node, tensors))
+        task.signals.failed.connect(lambda exc, tb, task=task: self._on_read_failed(task, node, exc))
+        task.signals.done.connect(lambda task=task: self._on_done(task))
+        self.status.emit(f"Reading {node.full_name or self.title} …")
+        task.start()
+
+    def _on_read(self, task: Task, node: Node, tensors: list) -> None:
+        if task is self._read_task and node is self.current_node:
+            self._read_task = None
+            self._show(node, tensors)
+
+    def _on_read_failed(self, task: Task, node: Node, exc: BaseException) -> None:
+        if task is self._read_task:
+            self._read_task = None
+            self.status.emit(f"Cannot read {node.full_name}: {exc}")
+            self.selectionCleared.emit()
+
+    def _show(self, node: Node, tensors: list) -> None:
+        if node.entry is not None:
+            self.tensorSelected.emit(node.entry.name, tensors[0])
+            return
+        tensors = [t for t in tensors if numeric(t)]
+        if tensors:
+            self.moduleSelected.emit(node.full_name, tensors)
+        else:
+            self.selectionCleared.emit()
+
+
+def _unique(node: Node):
+    from app.core.ties import unique_entries
+    return unique_entries(node.tensor_entries())

@@ -1,0 +1,46 @@
+"""Start the GUI: ``main.py [PATH]`` (CONTRACT.md section 1)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+APP_NAME = ORGANIZATION = "paramedit"
+
+
+def application() -> QApplication:
+    """The running QApplication, created (and named, for QSettings) if there is none."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName(APP_NAME)
+    app.setOrganizationName(ORGANIZATION)
+    from app.qt.models.tree_model import RESOURCES
+    app.setWindowIcon(QIcon(os.path.join(RESOURCES, "paramedit.svg")))
+    return app
+
+
+def build_window(args):
+    """A main window opening ``args.path`` in the background, or the demo model at once."""
+    from app.qt.main_window import MainWindow
+    window = MainWindow()
+    if getattr(args, "path", None):
+        window.open_path(args.path, model=getattr(args, "model", None),
+                         model_args=getattr(args, "model_args", None),
+                         trust=bool(getattr(args, "trust", False)))
+    else:
+        window.open_document(demo_document(), "demo model")
+    return window
+
+
+def demo_document():
+    from app.core.demo import demo_model
+    from app.core.document import Document
+    return Document.from_module(demo_model())
+
+
+def run_gui(args) -> int:
+    app = application()
+    window = build_window(args)
+    window.show()
+    return app.exec()

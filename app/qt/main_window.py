@@ -1,0 +1,399 @@
+"""The main window: menus, actions, docks, drag-and-drop and the status bar — nothing more.
+
+Decisions (what to open, what a selection shows) live in ``Controller``; the window forwards
+gestures to it and shows what its signals say.
+"""
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import QEvent, QModelIndex, Qt
+from PySide6.QtGui import QAction, QIcon, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QLineEdit,
+                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QTreeView,
+                               QVBoxLayout, QWidget)
+
+from app.core.document import Document
+from app.qt.controller import Controller, document_summary, openable_path
+from app.qt.models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
+
+from app.qt.views.stats_panel import StatsPanel
+from app.qt.views.tensor_view import TensorView
+
+OPEN_FILTER = ("Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.index.json *.zip);;"
+               "All files (*)")
+SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
+
+
+class ModuleTreePanel(QWidget):
+    """The filter box (``treeFilter``) above the module tree (``moduleTree``)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model = TreeModel(parent=self)
+        self.proxy = TreeFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.filter = QLineEdit(self, objectName="treeFilter", clearButtonEnabled=True)
+        self.filter.setPlaceholderText("Filter names: text or glob (encoder.*.weight)")
+        self.view = QTreeView(self, objectName="moduleTree")
+        self.view.setModel(self.proxy)
+        self.view.setUniformRowHeights(True)
+        self.view.setIndentation(14)  # deep module paths need the width more than the steps
+        self.view.setAlternatingRowColors(True)
+        self.view.setSelectionBehavior(QTreeView.SelectRows)
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addWidget(self.filter)
+        layout.addWidget(self.view)
+        self.filter.textChanged.connect(self._filter_changed)
+
+    def show_root(self, root) -> None:
+        self.model.set_root(root)
+        self.view.expandToDepth(0)
+        if self._visible_rows() < 40:
+            self.view.expandToDepth(1)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        for col in range(self.model.columnCount()):
+            self.view.resizeColumnToContents(col)
+        header = self.view.header()
+        header.resizeSection(NAME, min(max(header.sectionSize(NAME), 160), 320))
+
+    def preferred_width(self) -> int:
+        """Wide enough for every column without a horizontal scroll bar."""
+        header = self.view.header()
+        columns = sum(header.sectionSize(c) for c in range(header.count()))
+        return columns + self.view.verticalScrollBar().sizeHint().width() + 2 * self.view.frameWidth()
+
+    def _visible_rows(self) -> int:
+        count, index = 0, self.view.indexAt(self.view.rect().topLeft())
+        index = self.proxy.index(0, 0) if not index.isValid() else index
+        while index.isValid() and count < 1000:
+            count, index = count + 1, self.view.indexBelow(index)
+        return count
+
+    def _filter_changed(self, text: str) -> None:
+        self.proxy.set_pattern(text)
+        if text.strip():
+            self.view.expandAll()
+
+    def current_node(self):
+        index = self.view.currentIndex()
+        return index.data(NodeRole) if index.isValid() else None
+
+    def select(self, full_name: str) -> bool:
+        source = self.model.find(full_name)
+        if not source.isValid():
+            return False
+        index = self.proxy.mapFromSource(source)
+        if not index.isValid():  # hidden by the filter
+            self.filter.clear()
+            index = self.proxy.mapFromSource(source)
+        self.view.scrollTo(index)  # expands collapsed ancestors
+        self.view.setCurrentIndex(index)
+        return True
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, controller: Controller | None = None, parent=None):
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.controller = controller or Controller(self)
+        self.undo_stack = self.controller.undo_stack
+        self.error_box: QMessageBox | None = None
+        self.last_unsafe: tuple[str, list[str]] | None = None  # hook for a "trust this file" flow
+        self.setWindowIcon(QIcon(os.path.join(RESOURCES, "paramedit.svg")))
+        self._build_views()
+        self._build_actions()
+        self._build_menus()
+        self._build_status_bar()
+        self._connect()
+        self.setAcceptDrops(True)
+        self._route_child_drops()
+        self.resize(1400, 900)
+        self._update_title()
+
+    # -- construction -------------------------------------------------------------------------
+    def _build_views(self) -> None:
+        self.tensor_view = TensorView(self)
+        self.setCentralWidget(self.tensor_view)
+        self.tree_panel = ModuleTreePanel(self)
+        self.tree_view = self.tree_panel.view
+        self.tree_model = self.tree_panel.model
+        self.stats_panel = StatsPanel(self)
+        self.tree_dock = self._dock("Modules", "treeDock", self.tree_panel, Qt.LeftDockWidgetArea)
+        self.stats_dock = self._dock("Statistics", "statsDock", self.stats_panel,
+                                     Qt.RightDockWidgetArea)
+        self.resizeDocks([self.tree_dock, self.stats_dock], [560, 380], Qt.Horizontal)
+
+    def _fit_docks(self) -> None:
+        """The tree as wide as its columns, leaving the grid its minimum and the stats a usable
+        width; whatever is left goes to the grid."""
+        stats = max(self.stats_panel.minimumSizeHint().width(), 250)
+        room = self.width() - self.tensor_view.minimumSizeHint().width() - stats - 8
+        tree = max(300, min(self.tree_panel.preferred_width(), room))
+        self.resizeDocks([self.tree_dock, self.stats_dock], [tree, stats], Qt.Horizontal)
+
+    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self, objectName=name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                         | QDockWidget.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, name: str, text: str, shortcut=None, slot=None, enabled=True) -> QAction:
+        action = QAction(text, self)
+        action.setObjectName(name)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if slot is not None:
+            action.triggered.connect(slot)
+        action.setEnabled(enabled)
+        return action
+
+    def _build_actions(self) -> None:
+        self.actionOpen = self._action("actionOpen", "&Open…", QKeySequence.Open, self.choose_file)
+        self.actionOpenFolder = self._action("actionOpenFolder", "Open &Folder…", None,
+                                             self.choose_folder)
+        # Save / Edit / Initialize / Export are wired by their own issues; placeholders until then.
+        self.actionSave = self._action("actionSave", "&Save", QKeySequence.Save, enabled=False)
+        self.actionSaveAs = self._action("actionSaveAs", "Save &As…", QKeySequence("Ctrl+Shift+S"),
+                                         enabled=False)
+        self.actionExportRecipe = self._action("actionExportRecipe", "Export &Recipe…",
+                                               enabled=False)
+        self.actionQuit = self._action("actionQuit", "&Quit", QKeySequence.Quit, self.close)
+        self.actionUndo = self.undo_stack.createUndoAction(self, "&Undo")
+        self.actionUndo.setObjectName("actionUndo")
+        self.actionUndo.setShortcut(QKeySequence.Undo)
+        self.actionRedo = self.undo_stack.createRedoAction(self, "&Redo")
+        self.actionRedo.setObjectName("actionRedo")
+        self.actionRedo.setShortcut(QKeySequence.Redo)
+        self.actionEdit = self._action("actionEdit", "&Edit Values…", QKeySequence("Ctrl+E"),
+                                       enabled=False)
+        self.actionInitialize = self._action("actionInitialize", "&Initialize…",
+                                             QKeySequence("Ctrl+I"), enabled=False)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addActions([self.actionOpen, self.actionOpenFolder])
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.setObjectName("recentMenu")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        file_menu.addActions([self.actionSave, self.actionSaveAs, self.actionExportRecipe])
+        file_menu.addSeparator()
+        file_menu.addAction(self.actionQuit)
+        edit_menu = self.menuBar().addMenu("&Edit")
+        edit_menu.addActions([self.actionUndo, self.actionRedo])
+        edit_menu.addSeparator()
+        edit_menu.addActions([self.actionEdit, self.actionInitialize])
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addActions([self.tree_dock.toggleViewAction(), self.stats_dock.toggleViewAction()])
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.summary_label = QLabel("Nothing open", self, objectName="documentSummary")
+        self.progress_bar = QProgressBar(self, objectName="loadProgress")
+        self.progress_bar.setMaximumWidth(180)
+        self.progress_bar.setTextVisible(False)
+        self.cancel_button = QPushButton("Cancel", self, objectName="cancelLoad")
+        self.cancel_button.clicked.connect(self.controller.cancel_load)
+        bar.addPermanentWidget(self.summary_label)
+        bar.addPermanentWidget(self.progress_bar)
+        bar.addPermanentWidget(self.cancel_button)
+        self._set_busy(False)
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.documentChanged.connect(self._on_document_changed)
+        c.loadFailed.connect(self._on_load_failed)
+        c.unsafeFile.connect(self._on_unsafe_file)
+        c.busy.connect(self._set_busy)
+        c.progress.connect(self._on_progress)
+        c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        c.tensorSelected.connect(self._show_tensor)
+        c.moduleSelected.connect(self._show_module)
+        c.selectionCleared.connect(self._clear_views)
+        self.undo_stack.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+        self.tree_view.selectionModel().currentRowChanged.connect(self._tree_current_changed)
+        self.stats_panel.gotoRequested.connect(self.tensor_view.goto_index)
+        self.tensor_view.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+
+    # -- opening ------------------------------------------------------------------------------
+    def open_path(self, path, model: str | None = None, model_args: str | None = None,
+                  trust: bool = False) -> bool:
+        """Load ``path`` in the background (the tree fills when done). False if the user kept
+        the current unsaved document."""
+        if not self.confirm_discard():
+            return False
+        self.controller.load(os.fspath(path), model=model, model_args=model_args, trust=trust)
+        return True
+
+    def open_document(self, doc: Document, title: str | None = None) -> bool:
+        """Show an already-built document (the demo model, a live model)."""
+        if not self.confirm_discard():
+            return False
+        self.controller.set_document(doc, title)
+        return True
+
+    def choose_file(self) -> None:
+        folder = self.controller.recent.last_folder()
+        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", folder, OPEN_FILTER)
+        if path:
+            self.open_path(path)
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open sharded checkpoint folder",
+                                                self.controller.recent.last_folder())
+        if path:
+            self.open_path(path)
+
+    def select_name(self, full_name: str) -> bool:
+        """Make the tensor or module ``full_name`` current in the tree (expanding to it)."""
+        return self.tree_panel.select(full_name)
+
+    # -- unsaved changes ----------------------------------------------------------------------
+    def ask_save_changes(self) -> str:
+        """SAVE, DISCARD or CANCEL. Tests replace this method to answer without a dialog."""
+        answer = QMessageBox.question(
+            self, "Unsaved changes", f"{self.controller.title} has unsaved edits. Save them?",
+            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        return {QMessageBox.Save: SAVE, QMessageBox.Discard: DISCARD}.get(answer, CANCEL)
+
+    def confirm_discard(self) -> bool:
+        """True when the current document may be replaced or closed."""
+        if not self.controller.is_modified:
+            return True
+        choice = self.ask_save_changes()
+        if choice == SAVE:
+            self.actionSave.trigger()  # whoever wires Save marks the stack clean on success
+            return not self.controller.is_modified
+        return choice == DISCARD
+
+    def closeEvent(self, event) -> None:
+        if self.confirm_discard():
+            self.controller.cancel_load()
+            event.accept()
+        else:
+            event.ignore()
+
+    # -- drag and drop ------------------------------------------------------------------------
+    @staticmethod
+    def dropped_path(mime) -> str | None:
+        if not mime.hasUrls():
+            return None
+        urls = mime.urls()
+        if not urls or not all(u.isLocalFile() for u in urls):
+            return None
+        return openable_path([u.toLocalFile() for u in urls])
+
+    def dragEnterEvent(self, event) -> None:
+        if self.dropped_path(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        self.dragEnterEvent(event)
+
+    def _route_child_drops(self) -> None:
+        """Children that accept drops themselves (pyqtgraph's QGraphicsView does) would swallow a
+        file dragged over them; the window filters their drag events so a file opens anywhere."""
+        for widget in self.findChildren(QWidget):
+            if widget.acceptDrops():
+                widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        kind = event.type()
+        if kind in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop) \
+                and self.dropped_path(event.mimeData()) is not None:
+            if kind == QEvent.Drop:
+                self.dropEvent(event)
+            else:
+                event.acceptProposedAction()
+            return True
+        return super().eventFilter(watched, event)
+
+    def dropEvent(self, event) -> None:
+        path = self.dropped_path(event.mimeData())
+        if path is None:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_path(path)
+
+    # -- reactions to the controller ----------------------------------------------------------
+    def _on_document_changed(self, doc: Document) -> None:
+        self.tree_panel.show_root(doc.root)
+        self._fit_docks()
+        self.summary_label.setText(document_summary(doc))
+        self._update_title()
+        first = next((n for n in doc.root.walk() if n.entry is not None), None)
+        if first is not None:
+            self.select_name(first.full_name)
+
+    def _on_load_failed(self, message: str) -> None:
+        if self.error_box is not None:
+            self.error_box.close()
+        box = QMessageBox(QMessageBox.Warning, "Cannot open", message, QMessageBox.Ok, self)
+        box.setObjectName("loadErrorBox")
+        if self.last_unsafe is not None:
+            box.setInformativeText("It would import: " + ", ".join(self.last_unsafe[1]))
+            self.last_unsafe = None
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.finished.connect(lambda _=0: setattr(self, "error_box", None))
+        self.error_box = box
+        box.open()
+
+    def _on_unsafe_file(self, path: str, globals_: list) -> None:
+        self.last_unsafe = (path, list(globals_))
+
+    def _set_busy(self, busy: bool) -> None:
+        self.progress_bar.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        if busy:
+            self.progress_bar.setRange(0, 0)  # indeterminate until the first progress report
+
+    def _on_progress(self, done, total) -> None:
+        if total:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(1000 * done / total))
+
+    def _tree_current_changed(self, current: QModelIndex, _previous=None) -> None:
+        self.controller.select_node(current.data(NodeRole) if current.isValid() else None)
+
+    def _show_tensor(self, name: str, tensor) -> None:
+        self.tensor_view.show_tensor(name, tensor)
+        self.stats_panel.show_tensors(name, [tensor])
+
+    def _show_module(self, name: str, tensors: list) -> None:
+        self.tensor_view.clear()
+        self.stats_panel.show_tensors(name or self.controller.title, tensors)
+
+    def _clear_views(self) -> None:
+        self.tensor_view.clear()
+        self.stats_panel.clear()
+
+    def _update_title(self) -> None:
+        title = self.controller.title
+        self.setWindowTitle(f"{title}[*] — paramedit" if title else "paramedit[*]")
+        self.setWindowModified(self.controller.is_modified)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.controller.recent
+        for path in recent.paths():
+            action = self.recent_menu.addAction(path)
+            action.setEnabled(os.path.exists(path))
+            action.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear", recent.clear)

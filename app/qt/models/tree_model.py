@@ -1,0 +1,228 @@
+"""The module tree as a Qt model: a thin adapter over ``app.core.tree.Node``.
+
+Each index carries its ``Node`` as the internal pointer (napari style); the nodes stay alive
+because the model holds the root. Nothing is copied: rows are the nodes' own children lists.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+from functools import lru_cache
+
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QIcon
+
+from app.core.report import human_count, human_size
+from app.core.tree import ENTRY, GROUP, MODULE, ROOT, Node
+
+NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES = range(6)
+HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes")
+#: data role holding the Node itself (tests and the window use it)
+NodeRole = Qt.UserRole + 1
+RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "resources")
+
+
+@lru_cache(maxsize=None)
+def icon(name: str) -> QIcon:
+    return QIcon(os.path.join(RESOURCES, name))
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return " × ".join(str(s) for s in shape) if shape else "scalar"
+
+
+def tied_module_aliases(node: Node) -> list[str]:
+    """Other paths of a module whose own tensors are all tied to another module (a shared module)."""
+    own = [c.entry for c in node.children if c.entry is not None]
+    if not own or not all(e.shared_with for e in own):
+        return []
+    aliases: set[str] | None = None
+    for c in node.children:
+        if c.entry is None:
+            continue
+        suffix = "." + c.name
+        paths = {a[: -len(suffix)] for a in c.entry.shared_with if a.endswith(suffix)}
+        aliases = paths if aliases is None else aliases & paths
+    return sorted(aliases or ())
+
+
+class TreeModel(QAbstractItemModel):
+    """Columns: name, type, shape, dtype, elements (tied storage once), bytes."""
+
+    def __init__(self, root: Node | None = None, parent=None):
+        super().__init__(parent)
+        self._root = root if root is not None else Node("", ROOT)
+
+    # -- structure ----------------------------------------------------------------------------
+    @property
+    def root(self) -> Node:
+        return self._root
+
+    def set_root(self, root: Node) -> None:
+        self.beginResetModel()
+        self._root = root
+        self.endResetModel()
+
+    def node(self, index: QModelIndex) -> Node:
+        return index.internalPointer() if index.isValid() else self._root
+
+    def index(self, row: int, column: int, parent: QModelIndex = QModelIndex()) -> QModelIndex:
+        if not self.hasIndex(row, column, parent):
+            return QModelIndex()
+        return self.createIndex(row, column, self.node(parent).children[row])
+
+    def parent(self, index: QModelIndex = QModelIndex()) -> QModelIndex:  # type: ignore[override]
+        if not index.isValid():
+            return QModelIndex()
+        up = index.internalPointer().parent
+        if up is None or up is self._root:
+            return QModelIndex()
+        return self.createIndex(up.index_in_parent(), 0, up)
+
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:
+        if parent.isValid() and parent.column() != 0:
+            return 0
+        return len(self.node(parent).children)
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:
+        return len(HEADERS)
+
+    def hasChildren(self, parent: QModelIndex = QModelIndex()) -> bool:
+        return self.rowCount(parent) > 0
+
+    def index_of(self, node: Node, column: int = 0) -> QModelIndex:
+        if node is self._root or node.parent is None:
+            return QModelIndex()
+        return self.createIndex(node.index_in_parent(), column, node)
+
+    def find(self, full_name: str) -> QModelIndex:
+        node = self._root.find(full_name)
+        return self.index_of(node) if node is not None else QModelIndex()
+
+    def node_changed(self, node: Node) -> None:
+        """A node's tensor changed shape/dtype/size: refresh it and its ancestors' totals."""
+        node.invalidate_totals()
+        while node is not None and node is not self._root:
+            self.dataChanged.emit(self.index_of(node, 0), self.index_of(node, len(HEADERS) - 1))
+            node = node.parent
+
+    # -- content ------------------------------------------------------------------------------
+    def headerData(self, section: int, orientation, role=Qt.DisplayRole):
+        if orientation == Qt.Horizontal:
+            if role == Qt.DisplayRole:
+                return HEADERS[section]
+            if role == Qt.TextAlignmentRole and section >= ELEMENTS:
+                return int(Qt.AlignRight | Qt.AlignVCenter)
+        return None
+
+    def flags(self, index: QModelIndex):
+        if not index.isValid():
+            return Qt.NoItemFlags
+        return Qt.ItemIsEnabled | Qt.ItemIsSelectable
+
+    def data(self, index: QModelIndex, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        node: Node = index.internalPointer()
+        col = index.column()
+        if role == Qt.DisplayRole:
+            return self._text(node, col)
+        if role == Qt.UserRole:
+            return node.full_name
+        if role == NodeRole:
+            return node
+        if role == Qt.TextAlignmentRole and col >= ELEMENTS:
+            return int(Qt.AlignRight | Qt.AlignVCenter)
+        if role == Qt.DecorationRole and col == NAME:
+            return self._icon(node)
+        if role == Qt.ToolTipRole:
+            return self._tooltip(node)
+        return None
+
+    def _text(self, node: Node, col: int) -> str:
+        e = node.entry
+        if col == NAME:
+            return node.name
+        if col == TYPE:
+            return node.summary if node.kind == ENTRY else node.type_name
+        if node.kind == ENTRY:
+            return ""
+        if col == SHAPE:
+            return shape_text(e.shape) if e is not None else ""
+        if col == DTYPE:
+            return e.dtype_name if e is not None else ""
+        numel, nbytes = (e.numel, e.nbytes) if e is not None else node.totals()
+        return human_count(numel) if col == ELEMENTS else human_size(nbytes)
+
+    def _icon(self, node: Node):
+        if node.entry is not None:
+            return icon("link.svg") if node.entry.shared_with else icon("tensor.svg")
+        if node.kind == MODULE and tied_module_aliases(node):
+            return icon("link.svg")
+        if node.kind in (MODULE, GROUP):
+            return icon("module.svg")
+        return None
+
+    def _tooltip(self, node: Node) -> str | None:
+        e = node.entry
+        if e is not None:
+            text = f"{e.name}\n{e.kind}, {shape_text(e.shape)}, {e.dtype_name}"
+            if e.shared_with:
+                text += ("\nTied: the same storage is also "
+                         + ", ".join(e.shared_with) + ".\nEditing one edits all; counted once.")
+            return text
+        if node.kind == ENTRY:
+            return f"{node.name}: {node.summary}"
+        aliases = tied_module_aliases(node) if node.kind == MODULE else []
+        text = f"{node.full_name} ({node.type_name})" if node.type_name else node.full_name
+        if aliases:
+            text += "\nShared module: the same parameters as " + ", ".join(aliases) + "."
+        return text
+
+
+def is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def name_matches(full_name: str, pattern: str) -> bool:
+    """Case-insensitive substring, or ``fnmatch`` glob when the text has * ? or [.
+
+    A glob may match the whole name or any tail that starts at a dot (``bn.running_*`` finds
+    ``conv.bn.running_mean``), so that nested names need no leading ``*.``.
+    """
+    pattern, name = pattern.strip().lower(), full_name.lower()
+    if not pattern:
+        return True
+    if not is_glob(pattern):
+        return pattern in name
+    parts = name.split(".")
+    return any(fnmatch.fnmatchcase(".".join(parts[i:]), pattern) for i in range(len(parts)))
+
+
+class TreeFilterProxy(QSortFilterProxyModel):
+    """Keeps rows whose full name matches the filter text, and their ancestors."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._pattern = ""
+        self.setRecursiveFilteringEnabled(True)
+
+    @property
+    def pattern(self) -> str:
+        return self._pattern
+
+    def set_pattern(self, text: str) -> None:
+        if hasattr(self, "endFilterChange"):  # Qt >= 6.10 deprecates invalidateFilter()
+            self.beginFilterChange()
+            self._pattern = text
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self._pattern = text
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
+        if not self._pattern.strip():
+            return True
+        model = self.sourceModel()
+        node = model.node(model.index(source_row, 0, source_parent))
+        return name_matches(node.full_name, self._pattern)
