@@ -11,12 +11,12 @@ from typing import Iterable
 
 import torch
 from PySide6.QtCore import QObject, QSettings, Signal
-from PySide6.QtGui import QUndoStack
 
 from app.core.document import Document
 from app.core.errors import Cancelled, UnsafePickleError, UserError
 from app.core.report import human_count, human_size
 from app.core.tree import Node
+from app.qt.undo import EditStack
 from app.qt.workers import Task
 
 
@@ -106,7 +106,8 @@ class Controller(QObject):
         super().__init__(parent)
         self.document: Document | None = None
         self.title = ""
-        self.undo_stack = QUndoStack(self)
+        self.edits = EditStack(self)         # edits of the current document, undoable
+        self.undo_stack = self.edits.stack
         self.recent = RecentFiles()
         self._task: Task | None = None       # the load that may replace the document
         self._read_task: Task | None = None  # reading the selected tensors of a lazy file
@@ -195,8 +196,7 @@ class Controller(QObject):
         self.document = doc
         self.title = title or document_title(doc)
         self.current_node = None
-        self.undo_stack.clear()
-        self.undo_stack.setClean()
+        self.edits.reset(doc)
         self.selectionCleared.emit()  # before documentChanged: the window may select at once
         self.documentChanged.emit(doc)
         self.status.emit(f"Opened {self.title}")

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QL
 from app.core.document import Document
 from app.qt.controller import Controller, document_summary, openable_path
 from app.qt.models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
+from app.qt.open_flows import OpenFlows
 
 from app.qt.views.stats_panel import StatsPanel
 from app.qt.views.tensor_view import TensorView
@@ -110,6 +111,7 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(QIcon(os.path.join(RESOURCES, "paramedit.svg")))
         self._build_views()
         self._build_actions()
+        self.open_flows = OpenFlows(self)
         self._build_menus()
         self._build_status_bar()
         self._connect()
@@ -181,7 +183,8 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        file_menu.addActions([self.actionOpen, self.actionOpenFolder])
+        file_menu.addActions([self.actionOpen, self.actionOpenFolder,
+                              self.open_flows.actionOpenWithModel])
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.setObjectName("recentMenu")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
@@ -341,11 +344,13 @@ class MainWindow(QMainWindow):
     def _on_load_failed(self, message: str) -> None:
         if self.error_box is not None:
             self.error_box.close()
+        if self.last_unsafe is not None:  # not broken, only untrusted: offer to trust it
+            path, globals_ = self.last_unsafe
+            self.last_unsafe = None
+            self.open_flows.offer_trust(path, globals_)
+            return
         box = QMessageBox(QMessageBox.Warning, "Cannot open", message, QMessageBox.Ok, self)
         box.setObjectName("loadErrorBox")
-        if self.last_unsafe is not None:
-            box.setInformativeText("It would import: " + ", ".join(self.last_unsafe[1]))
-            self.last_unsafe = None
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.finished.connect(lambda _=0: setattr(self, "error_box", None))
         self.error_box = box

@@ -10,7 +10,7 @@ import os
 from functools import lru_cache
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QSortFilterProxyModel, Qt
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QColor, QFont, QIcon
 
 from app.core.report import human_count, human_size
 from app.core.tree import ENTRY, GROUP, MODULE, ROOT, Node
@@ -19,6 +19,7 @@ NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES = range(6)
 HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes")
 #: data role holding the Node itself (tests and the window use it)
 NodeRole = Qt.UserRole + 1
+MODIFIED_COLOR, NOTE_COLOR, FROZEN_COLOR = QColor(200, 90, 0), QColor(176, 0, 32), QColor(120, 120, 120)
 RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "resources")
 
 
@@ -52,6 +53,9 @@ class TreeModel(QAbstractItemModel):
     def __init__(self, root: Node | None = None, parent=None):
         super().__init__(parent)
         self._root = root if root is not None else Node("", ROOT)
+        self._by_name: dict[str, Node] | None = None
+        self.modified: set[str] = set()   # tensors changed since the document was opened
+        self.notes: dict[str, str] = {}   # warnings per tensor (e.g. missing from the checkpoint)
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -61,7 +65,27 @@ class TreeModel(QAbstractItemModel):
     def set_root(self, root: Node) -> None:
         self.beginResetModel()
         self._root = root
+        self._by_name = None
         self.endResetModel()
+
+    def reset_marks(self, notes: dict[str, str] | None = None) -> None:
+        """A new document: nothing modified yet; ``notes`` are per-tensor warnings."""
+        self.modified = set()
+        self.notes = dict(notes or {})
+
+    def node_for(self, full_name: str) -> Node | None:
+        if self._by_name is None:
+            self._by_name = {n.full_name: n for n in self._root.walk() if n.entry is not None}
+        return self._by_name.get(full_name)
+
+    def tensors_changed(self, names, modified: bool = True) -> None:
+        """Tensors were edited (or an edit undone): repaint their rows and their ancestors'."""
+        for name in names:
+            if modified:
+                self.modified.add(name)
+            node = self.node_for(name)
+            if node is not None:
+                self.node_changed(node)
 
     def node(self, index: QModelIndex) -> Node:
         return index.internalPointer() if index.isValid() else self._root
@@ -137,6 +161,24 @@ class TreeModel(QAbstractItemModel):
             return self._icon(node)
         if role == Qt.ToolTipRole:
             return self._tooltip(node)
+        if node.entry is not None and role in (Qt.ForegroundRole, Qt.FontRole):
+            return self._style(node, role)
+        return None
+
+    def _style(self, node: Node, role):
+        name = node.entry.name
+        if role == Qt.FontRole:
+            if name in self.modified:
+                font = QFont()
+                font.setItalic(True)
+                return font
+            return None
+        if name in self.notes:
+            return NOTE_COLOR
+        if name in self.modified:
+            return MODIFIED_COLOR
+        if node.entry.requires_grad is False:
+            return FROZEN_COLOR
         return None
 
     def _text(self, node: Node, col: int) -> str:
@@ -144,7 +186,11 @@ class TreeModel(QAbstractItemModel):
         if col == NAME:
             return node.name
         if col == TYPE:
-            return node.summary if node.kind == ENTRY else node.type_name
+            if node.kind == ENTRY:
+                return node.summary
+            if e is not None and e.requires_grad is False:
+                return f"{node.type_name} (frozen)"
+            return node.type_name
         if node.kind == ENTRY:
             return ""
         if col == SHAPE:
@@ -170,6 +216,12 @@ class TreeModel(QAbstractItemModel):
             if e.shared_with:
                 text += ("\nTied: the same storage is also "
                          + ", ".join(e.shared_with) + ".\nEditing one edits all; counted once.")
+            if e.requires_grad is False:
+                text += "\nFrozen: requires_grad is False."
+            if e.name in self.modified:
+                text += "\nModified since opened."
+            if e.name in self.notes:
+                text += "\n" + self.notes[e.name]
             return text
         if node.kind == ENTRY:
             return f"{node.name}: {node.summary}"
