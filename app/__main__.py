@@ -58,6 +58,8 @@ def _command_parser() -> argparse.ArgumentParser:
     app_.add_argument("recipe")
     app_.add_argument("path")
     app_.add_argument("-o", "--output", required=True, help="where to save (suffix picks the format)")
+    app_.add_argument("--drop-entries", dest="drop_non_tensor", action="store_true",
+                      help="saving as safetensors: drop non-tensor entries (epoch, optimizer ...)")
     _add_open_options(app_)
     shot = sub.add_parser("screenshot", help="render the main window to a PNG, offscreen")
     shot.add_argument("path", nargs="?")

@@ -1,0 +1,312 @@
+"""A table model over a 2-D view of a tensor of any rank and dtype, read in numpy blocks.
+
+Rank 0 shows one cell, rank 1 one column (rows = index), rank >= 2 two chosen axes as rows and
+columns with fixed indices for the others. Cells are read a block at a time
+(``tensor[rows, cols].cpu().numpy()``, bf16 upcast to float32) and kept in a small cache, so a
+screen costs a handful of tensor reads, never one per cell. ``data(index)`` is the displayed text.
+
+Editing: ``tensor_index(row, col)`` maps a cell to its full index in the tensor; a ``setData``
+added later writes there through the core and calls ``invalidate()`` (it must return False on a
+bad value, never show a message box).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtGui import QColor
+
+BLOCK_ROWS, BLOCK_COLS = 256, 64
+MAX_BLOCKS = 48                 # about 800k cached cells
+EXACT_SCALE_LIMIT = 1 << 22     # heatmap scale from the whole tensor up to this many elements
+DEFAULT_PRECISION = 8           # significant digits: float32 values read back within 5e-8
+
+DISPLAY, EDIT = int(Qt.DisplayRole.value), int(Qt.EditRole.value)
+TOOLTIP = int(Qt.ToolTipRole.value)
+ALIGN, BACKGROUND = int(Qt.TextAlignmentRole.value), int(Qt.BackgroundRole.value)
+FOREGROUND = int(Qt.ForegroundRole.value)
+RIGHT = int((Qt.AlignRight | Qt.AlignVCenter).value)  # an int: cheap to hand to Qt
+
+BAD_FG = QColor(200, 0, 0)          # NaN / Inf text
+BAD_BG = QColor(255, 224, 160)      # NaN / Inf cell
+
+
+def _diverging_lut(n: int = 257) -> list[QColor]:
+    """Blue - white - red (coolwarm-like, kept light so that black text stays readable);
+    odd length, so that zero is exactly white."""
+    lo, mid, hi = np.array([70, 110, 215]), np.array([255, 255, 255]), np.array([215, 60, 50])
+    out = []
+    for i in range(n):
+        f = i / (n - 1) * 2 - 1
+        c = mid + (hi - mid) * f * 0.75 if f >= 0 else mid + (lo - mid) * -f * 0.75
+        out.append(QColor(*(int(round(v)) for v in c)))
+    return out
+
+
+LUT = _diverging_lut()
+
+
+def numpy_block(view: torch.Tensor) -> np.ndarray:
+    """A (small) tensor as a numpy array: detached, on the CPU, bf16 upcast to float32."""
+    view = view.detach()
+    if view.dtype == torch.bfloat16:
+        view = view.to(torch.float32)
+    return view.cpu().numpy()
+
+
+class TensorTableModel(QAbstractTableModel):
+    """Read-only (for now) table over ``view2d()``; see the module docstring."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._tensor: torch.Tensor | None = None
+        self._view: torch.Tensor | None = None
+        self._row_axis, self._col_axis, self._fixed = 0, 1, {}
+        self._rows = self._cols = 0
+        self._blocks: dict[tuple[int, int], list[list]] = {}
+        self._kind = "float"
+        self._precision, self._scientific = DEFAULT_PRECISION, False
+        self._fmt = self._make_fmt()
+        self._heatmap = False
+        self._heat_scale: float | None = None
+        self._heat_external = False
+
+    # -- the tensor and its 2-D view ---------------------------------------------------------
+    @property
+    def tensor(self) -> torch.Tensor | None:
+        return self._tensor
+
+    @property
+    def row_axis(self) -> int:
+        return self._row_axis
+
+    @property
+    def col_axis(self) -> int:
+        return self._col_axis
+
+    @property
+    def fixed(self) -> dict[int, int]:
+        return dict(self._fixed)
+
+    def set_tensor(self, tensor: torch.Tensor | None, row_axis: int = 0, col_axis: int = 1,
+                   fixed: dict[int, int] | None = None) -> None:
+        self.beginResetModel()
+        self._tensor = tensor.detach() if tensor is not None else None
+        dt = self._tensor.dtype if tensor is not None else torch.float32
+        self._kind = ("bool" if dt == torch.bool else "float" if dt.is_floating_point
+                      else "complex" if dt.is_complex else "int")
+        self._fmt = self._make_fmt()
+        self._heat_scale, self._heat_external = None, False
+        self._apply_slice(row_axis, col_axis, fixed or {})
+        self.endResetModel()
+
+    def set_slice(self, row_axis: int, col_axis: int, fixed: dict[int, int] | None = None) -> None:
+        """Choose the row and column axes and the indices of the other axes (N-d only)."""
+        if self._tensor is None:
+            return
+        reset = self._would_reshape(row_axis, col_axis)
+        if reset:
+            self.beginResetModel()
+        self._apply_slice(row_axis, col_axis, fixed or {})
+        if reset:
+            self.endResetModel()
+        else:  # same shape, other slice: keep the scroll position and the selection
+            self._changed_all()
+
+    def _would_reshape(self, row_axis: int, col_axis: int) -> bool:
+        return self._tensor is not None and self._tensor.dim() >= 2 and (
+            (row_axis, col_axis) != (self._row_axis, self._col_axis))
+
+    def _apply_slice(self, row_axis: int, col_axis: int, fixed: dict[int, int]) -> None:
+        t = self._tensor
+        self._blocks.clear()
+        if t is None:
+            self._view, self._rows, self._cols = None, 0, 0
+            return
+        if t.dim() == 0:
+            self._view = t.reshape(1, 1)
+        elif t.dim() == 1:
+            self._view = t.unsqueeze(1)
+        else:
+            nd = t.dim()
+            row_axis, col_axis = row_axis % nd, col_axis % nd
+            if row_axis == col_axis:
+                raise ValueError("the row and column axes must differ")
+            self._row_axis, self._col_axis = row_axis, col_axis
+            self._fixed = {a: min(max(0, int(fixed.get(a, 0))), max(0, t.shape[a] - 1))
+                           for a in range(nd) if a not in (row_axis, col_axis)}
+            index = tuple(slice(None) if a in (row_axis, col_axis) else self._fixed[a]
+                          for a in range(nd))
+            empty = any(t.shape[a] == 0 for a in self._fixed)  # no slice to show
+            view = t.new_zeros((0, 0)) if empty else t[index]
+            self._view = view.t() if row_axis > col_axis else view
+        self._rows, self._cols = int(self._view.shape[0]), int(self._view.shape[1])
+
+    def view2d(self) -> torch.Tensor | None:
+        """The 2-D view the table shows (shares storage with the tensor)."""
+        return self._view
+
+    def tensor_index(self, row: int, col: int) -> tuple[int, ...]:
+        """The full index in the tensor of cell (row, col)."""
+        t = self._tensor
+        if t is None or t.dim() == 0:
+            return ()
+        if t.dim() == 1:
+            return (row,)
+        return tuple(row if a == self._row_axis else col if a == self._col_axis else self._fixed[a]
+                     for a in range(t.dim()))
+
+    def invalidate(self) -> None:
+        """Forget the cached blocks (the tensor was edited in place) and repaint."""
+        self._blocks.clear()
+        if not self._heat_external:
+            self._heat_scale = None
+        self._changed_all()
+
+    def _changed_all(self) -> None:
+        if self._rows and self._cols:
+            self.dataChanged.emit(self.index(0, 0), self.index(self._rows - 1, self._cols - 1))
+
+    # -- reading -------------------------------------------------------------------------------
+    def read_block(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Cells [r0:r1, c0:c1] of the view as a numpy array (bf16 as float32)."""
+        return numpy_block(self._view[r0:r1, c0:c1])
+
+    def _block(self, br: int, bc: int) -> list[list]:
+        r0, c0 = br * BLOCK_ROWS, bc * BLOCK_COLS
+        arr = self.read_block(r0, r0 + BLOCK_ROWS, c0, c0 + BLOCK_COLS)
+        if self._heatmap and not self._heat_external and self._kind in ("float", "int") \
+                and self._tensor.numel() > EXACT_SCALE_LIMIT:
+            self._grow_heat_scale(arr)
+        if len(self._blocks) >= MAX_BLOCKS:
+            del self._blocks[next(iter(self._blocks))]
+        block = arr.tolist()
+        self._blocks[(br, bc)] = block
+        return block
+
+    def value(self, row: int, col: int):
+        """The Python value (float, int, bool) of a cell, from the block cache."""
+        br, bc = row // BLOCK_ROWS, col // BLOCK_COLS
+        block = self._blocks.get((br, bc))
+        if block is None:
+            block = self._block(br, bc)
+        return block[row - br * BLOCK_ROWS][col - bc * BLOCK_COLS]
+
+    # -- display settings ----------------------------------------------------------------------
+    @property
+    def precision(self) -> int:
+        return self._precision
+
+    def set_precision(self, digits: int) -> None:
+        self._precision = max(1, min(17, int(digits)))
+        self._fmt = self._make_fmt()
+        self._changed_all()
+
+    @property
+    def scientific(self) -> bool:
+        return self._scientific
+
+    def set_scientific(self, on: bool) -> None:
+        self._scientific = bool(on)
+        self._fmt = self._make_fmt()
+        self._changed_all()
+
+    @property
+    def heatmap(self) -> bool:
+        return self._heatmap
+
+    def set_heatmap(self, on: bool) -> None:
+        self._heatmap = bool(on)
+        self._changed_all()
+
+    def set_heat_scale(self, scale: float | None) -> None:
+        """Use ``scale`` (max |value|, e.g. from exact statistics) for the heatmap colours."""
+        self._heat_scale = float(scale) if scale else None
+        self._heat_external = self._heat_scale is not None
+        if self._heatmap:
+            self._changed_all()
+
+    def heat_scale(self) -> float | None:
+        if self._heat_scale is None and self._tensor is not None and self._kind in ("float", "int"):
+            if self._tensor.numel() <= EXACT_SCALE_LIMIT:
+                self._grow_heat_scale(numpy_block(self._tensor))
+            else:  # too big to scan here: the blocks read so far (set_heat_scale overrides)
+                for block in self._blocks.values():
+                    self._grow_heat_scale(block)
+        return self._heat_scale
+
+    def _grow_heat_scale(self, arr: np.ndarray) -> None:
+        arr = np.asarray(arr, dtype=np.float64)
+        fin = arr[np.isfinite(arr)]
+        if fin.size:
+            m = float(np.abs(fin).max())
+            if m > 0 and (self._heat_scale is None or m > self._heat_scale):
+                self._heat_scale = m
+
+    def _make_fmt(self):
+        if self._kind in ("int", "bool"):
+            return str
+        spec = f".{self._precision - 1}e" if self._scientific else f".{self._precision}g"
+        return lambda x: format(x, spec)
+
+    def format_value(self, x) -> str:
+        return self._fmt(x)
+
+    # -- QAbstractTableModel -------------------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else self._rows
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else self._cols
+
+    # flags(): the base class's (enabled, selectable) answers in C++. Qt calls flags() for every
+    # painted cell, so an override (for editing) must return a precomputed constant.
+
+    def data(self, index, role=DISPLAY):
+        if not index.isValid():
+            return None
+        role = int(role)
+        if role == DISPLAY or role == EDIT:
+            return self._fmt(self.value(index.row(), index.column()))
+        if role == ALIGN:
+            return RIGHT
+        if role == FOREGROUND:
+            if self._kind == "float":
+                x = self.value(index.row(), index.column())
+                if not math.isfinite(x):
+                    return BAD_FG
+            return None
+        if role == BACKGROUND:
+            return self._background(index.row(), index.column())
+        if role == TOOLTIP:
+            idx = self.tensor_index(index.row(), index.column())
+            x = self.value(index.row(), index.column())
+            return f"[{', '.join(map(str, idx))}] = {x!r}"
+        return None
+
+    def _background(self, row: int, col: int):
+        if self._kind == "float":
+            x = self.value(row, col)
+            if not math.isfinite(x):
+                return BAD_BG
+        elif not (self._heatmap and self._kind == "int"):
+            return None
+        else:
+            x = self.value(row, col)
+        if not self._heatmap:
+            return None
+        scale = self._heat_scale if self._heat_scale is not None else self.heat_scale()
+        if not scale:
+            return None
+        f = x / scale
+        i = int((min(1.0, max(-1.0, f)) + 1.0) * 128.0 + 0.5)
+        return LUT[i]
+
+    def headerData(self, section, orientation, role=DISPLAY):
+        if int(role) != DISPLAY:
+            return None
+        if orientation == Qt.Horizontal and self._tensor is not None and self._tensor.dim() < 2:
+            return "value"
+        return str(section)

@@ -1,0 +1,169 @@
+"""The grid model: cell texts equal the tensor's values for every rank and dtype, read in blocks."""
+from pathlib import Path
+
+import pytest
+import torch
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+
+from app.qt.models.grid_model import BAD_BG, BAD_FG, BLOCK_COLS, BLOCK_ROWS, TensorTableModel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def texts(model):
+    return [[model.index(r, c).data() for c in range(model.columnCount())]
+            for r in range(model.rowCount())]
+
+
+def expected_values(t2d):
+    """The tensor's values as Python numbers (bf16 through float32, as the grid reads it)."""
+    if t2d.dtype == torch.bfloat16:
+        t2d = t2d.float()
+    return t2d.tolist()
+
+
+def assert_cells_equal(model, t2d):
+    got, want = texts(model), expected_values(t2d)
+    assert len(got) == len(want) and all(len(g) == len(w) for g, w in zip(got, want))
+    for grow, wrow in zip(got, want):
+        for text, value in zip(grow, wrow):
+            if isinstance(value, bool):
+                assert text == str(value)
+            elif isinstance(value, int):
+                assert text == str(value)
+            else:
+                assert float(text) == pytest.approx(value, rel=1e-7, abs=0, nan_ok=True)
+
+
+@pytest.fixture
+def model(qtbot):
+    return TensorTableModel()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16,
+                                   torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
+                                   torch.bool])
+def test_cells_equal_tensor_values_for_every_dtype(model, dtype):
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(23, 9, generator=g) * 50
+    t = base > 0 if dtype == torch.bool else base.to(dtype)
+    if dtype == torch.int64:
+        t[0, 0] = 2**62 + 1  # beyond float64's exact integers: shown exactly
+    model.set_tensor(t)
+    assert (model.rowCount(), model.columnCount()) == (23, 9)
+    assert_cells_equal(model, t)
+    if dtype == torch.int64:
+        assert model.index(0, 0).data() == str(2**62 + 1)
+
+
+def test_zero_dim_and_one_dim(model):
+    model.set_tensor(torch.tensor(3.25))
+    assert (model.rowCount(), model.columnCount()) == (1, 1)
+    assert model.index(0, 0).data() == "3.25" and model.tensor_index(0, 0) == ()
+    v = torch.arange(7, dtype=torch.float64) / 3
+    model.set_tensor(v)
+    assert (model.rowCount(), model.columnCount()) == (7, 1)
+    assert_cells_equal(model, v.unsqueeze(1))
+    assert model.headerData(4, Qt.Vertical) == "4" and model.tensor_index(4, 0) == (4,)
+
+
+def test_nd_slice_picks_the_right_slice(model):
+    t = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
+    model.set_tensor(t, 2, 3, {0: 1, 1: 2})
+    assert_cells_equal(model, t[1, 2])
+    model.set_slice(0, 3, {1: 1, 2: 3})
+    assert (model.rowCount(), model.columnCount()) == (2, 5)
+    assert_cells_equal(model, t[:, 1, 3, :])
+    model.set_slice(3, 1, {0: 1, 2: 0})  # rows after columns: transposed
+    assert_cells_equal(model, t[1, :, 0, :].t())
+    assert model.tensor_index(4, 2) == (1, 2, 0, 4)
+    assert t[model.tensor_index(4, 2)] == float(model.index(4, 2).data())
+
+
+def test_headers_are_indices(model):
+    model.set_tensor(torch.zeros(5, 12))
+    assert [model.headerData(i, Qt.Horizontal) for i in (0, 11)] == ["0", "11"]
+    assert [model.headerData(i, Qt.Vertical) for i in (0, 4)] == ["0", "4"]
+
+
+@pytest.mark.parametrize("shape", [(), (6,), (5, 7), (2, 3, 4), (0, 3), (3, 0, 2)])
+def test_qt_model_tester(qtmodeltester, model, shape):
+    model.set_tensor(torch.randn(shape))
+    qtmodeltester.check(model)
+
+
+def test_model_tester_after_slice_changes(qtmodeltester, model):
+    model.set_tensor(torch.randn(3, 4, 5))
+    model.set_slice(0, 2, {1: 2})
+    qtmodeltester.check(model)
+    model.set_tensor(None)
+    qtmodeltester.check(model)
+
+
+def test_nan_and_inf_cells_stand_out(model):
+    t = torch.tensor([[1.0, float("nan")], [float("inf"), -float("inf")]])
+    model.set_tensor(t)
+    assert model.index(0, 1).data() == "nan" and model.index(1, 1).data() == "-inf"
+    for r, c in ((0, 1), (1, 0), (1, 1)):
+        assert model.index(r, c).data(Qt.ForegroundRole) == BAD_FG
+        assert model.index(r, c).data(Qt.BackgroundRole) == BAD_BG
+    assert model.index(0, 0).data(Qt.ForegroundRole) is None
+    assert model.index(0, 0).data(Qt.BackgroundRole) is None
+
+
+def test_heatmap_is_diverging_and_centred_at_zero(model):
+    t = torch.tensor([[-4.0, 0.0, 4.0, 1.0, float("nan")]])
+    model.set_tensor(t)
+    assert model.index(0, 0).data(Qt.BackgroundRole) is None  # off by default
+    model.set_heatmap(True)
+    neg, zero, pos, small = (QColor(model.index(0, c).data(Qt.BackgroundRole)) for c in range(4))
+    assert zero == QColor(255, 255, 255)
+    assert neg.blue() > neg.red() and pos.red() > pos.blue()
+    assert small.red() > small.blue() and small.green() > pos.green()  # paler: scaled by max |x|
+    assert model.index(0, 4).data(Qt.BackgroundRole) == BAD_BG
+    model.set_heat_scale(1.0)  # e.g. from exact statistics
+    assert QColor(model.index(0, 3).data(Qt.BackgroundRole)) == pos
+
+
+def test_precision_and_scientific(model):
+    model.set_tensor(torch.tensor([[0.123456789, 12345.678]], dtype=torch.float64))
+    assert model.index(0, 0).data() == "0.12345679"
+    model.set_precision(3)
+    assert [model.index(0, c).data() for c in (0, 1)] == ["0.123", "1.23e+04"]
+    model.set_scientific(True)
+    assert [model.index(0, c).data() for c in (0, 1)] == ["1.23e-01", "1.23e+04"]
+    model.set_tensor(torch.tensor([[7, -3]]))
+    assert [model.index(0, c).data() for c in (0, 1)] == ["7", "-3"]  # ints stay exact
+
+
+def test_invalidate_after_in_place_edit(model, qtbot):
+    t = torch.zeros(4, 4)
+    model.set_tensor(t)
+    assert model.index(2, 3).data() == "0"
+    t[2, 3] = 5.5
+    with qtbot.waitSignal(model.dataChanged):
+        model.invalidate()
+    assert model.index(2, 3).data() == "5.5"
+
+
+def test_parameter_requiring_grad_is_readable(model):
+    p = torch.nn.Parameter(torch.ones(2, 3))
+    model.set_tensor(p)
+    assert model.index(1, 2).data() == "1"
+
+
+def test_huge_tensor_reads_blocks_only(model):
+    t = torch.arange(4096, dtype=torch.float32).expand(50_000, 4096)  # 2e8 cells, no memory
+    model.set_tensor(t)
+    assert (model.rowCount(), model.columnCount()) == (50_000, 4096)
+    assert model.index(49_999, 4095).data() == "4095"
+    assert model.index(12_345, 77).data() == "77"
+    assert len(model._blocks) == 2
+    block = model._blocks[(12_345 // BLOCK_ROWS, 77 // BLOCK_COLS)]
+    assert len(block) == BLOCK_ROWS and len(block[0]) == BLOCK_COLS
+
+
+def test_models_never_read_cells_one_by_one():
+    for path in (ROOT / "app" / "qt" / "models").glob("*.py"):
+        assert ".item()" not in path.read_text(), path
