@@ -168,6 +168,8 @@ class CastEdit(Edit):
                 t = doc.tensor(n)
                 if t.dtype == self.dtype:
                     continue
+                if n != self.target and self.dtype.is_floating_point and not t.is_floating_point():
+                    continue  # like model.half(): a glob casts floating tensors, not int buffers
                 old.append((n, doc.replace_tensor(n, t.detach().to(self.dtype))))
         doc.build_tree()
         self._old = old

@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QL
 from app.core.document import Document
 from app.qt.controller import Controller, document_summary, openable_path
 from app.qt.models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
+from app.qt.edit_flows import EditFlows
 from app.qt.open_flows import OpenFlows
+from app.qt.save_flows import SaveFlows
 
 from app.qt.views.stats_panel import StatsPanel
 from app.qt.views.tensor_view import TensorView
@@ -112,6 +114,8 @@ class MainWindow(QMainWindow):
         self._build_views()
         self._build_actions()
         self.open_flows = OpenFlows(self)
+        self.edit_flows = EditFlows(self)
+        self.save_flows = SaveFlows(self)
         self._build_menus()
         self._build_status_bar()
         self._connect()
@@ -163,7 +167,7 @@ class MainWindow(QMainWindow):
         self.actionOpen = self._action("actionOpen", "&Open…", QKeySequence.Open, self.choose_file)
         self.actionOpenFolder = self._action("actionOpenFolder", "Open &Folder…", None,
                                              self.choose_folder)
-        # Save / Edit / Initialize / Export are wired by their own issues; placeholders until then.
+        # Save / Edit / Initialize / Export are wired by SaveFlows and EditFlows.
         self.actionSave = self._action("actionSave", "&Save", QKeySequence.Save, enabled=False)
         self.actionSaveAs = self._action("actionSaveAs", "Save &As…", QKeySequence("Ctrl+Shift+S"),
                                          enabled=False)
@@ -196,6 +200,7 @@ class MainWindow(QMainWindow):
         edit_menu.addActions([self.actionUndo, self.actionRedo])
         edit_menu.addSeparator()
         edit_menu.addActions([self.actionEdit, self.actionInitialize])
+        self.edit_flows.add_to_menu(edit_menu)
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addActions([self.tree_dock.toggleViewAction(), self.stats_dock.toggleViewAction()])
 
@@ -275,11 +280,14 @@ class MainWindow(QMainWindow):
             return True
         choice = self.ask_save_changes()
         if choice == SAVE:
-            self.actionSave.trigger()  # whoever wires Save marks the stack clean on success
-            return not self.controller.is_modified
+            return self.save_flows.save(wait=True) and not self.controller.is_modified
         return choice == DISCARD
 
     def closeEvent(self, event) -> None:
+        if self.save_flows.is_saving:
+            self.statusBar().showMessage("Wait for the save to finish (or cancel it) before closing")
+            event.ignore()
+            return
         if self.confirm_discard():
             self.controller.cancel_load()
             event.accept()

@@ -87,7 +87,7 @@ class EditStack(QObject):
 
     def recipe(self) -> dict:
         """CONTRACT.md section 3: every applied edit in order; undone edits are not in it."""
-        steps = self._dropped_steps + [e.recipe_step() for e in self.applied_edits()]
+        steps = self._dropped_steps + [s for e in self.applied_edits() for s in e.recipe_steps()]
         return {"version": 1, "steps": steps}
 
     def memory_used(self) -> int:
@@ -107,7 +107,7 @@ class EditStack(QObject):
         step is applied). The clean state survives only when it lies among the kept steps."""
         clean_at = self.stack.cleanIndex() - drop
         kept = [(c.edit, c.doc) for c in self._commands[drop:]]
-        self._dropped_steps += [c.edit.recipe_step() for c in self._commands[:drop]]
+        self._dropped_steps += [s for c in self._commands[:drop] for s in c.edit.recipe_steps()]
         self.stack.blockSignals(True)
         try:
             self.stack.clear()

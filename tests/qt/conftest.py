@@ -25,6 +25,9 @@ def isolated_settings(tmp_path_factory):
 def window(qtbot):
     from app.qt.main_window import MainWindow
     win = MainWindow()
+    # qtbot closes its widgets before fixtures finish: a test that ends with unsaved edits must
+    # not meet a modal Save / Discard / Cancel box. Tests of the prompt set their own answer.
+    win.ask_save_changes = lambda: "discard"
     qtbot.addWidget(win)
     yield win
     win.controller.undo_stack.setClean()  # no save prompt while qtbot closes it

@@ -5,9 +5,10 @@ columns with fixed indices for the others. Cells are read a block at a time
 (``tensor[rows, cols].cpu().numpy()``, bf16 upcast to float32) and kept in a small cache, so a
 screen costs a handful of tensor reads, never one per cell. ``data(index)`` is the displayed text.
 
-Editing: ``tensor_index(row, col)`` maps a cell to its full index in the tensor; a ``setData``
-added later writes there through the core and calls ``invalidate()`` (it must return False on a
-bad value, never show a message box).
+Editing: ``tensor_index(row, col)`` maps a cell to its full index in the tensor. With a
+``cell_editor(index_tuple, text) -> error or None`` set, cells are editable and ``setData`` hands
+the typed text to it (the window turns it into an undoable core edit); a refusal is emitted as
+``editRefused(message)`` and ``setData`` returns False: the model never shows a message box.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import math
 
 import numpy as np
 import torch
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
 
 BLOCK_ROWS, BLOCK_COLS = 256, 64
@@ -56,11 +57,19 @@ def numpy_block(view: torch.Tensor) -> np.ndarray:
     return view.cpu().numpy()
 
 
+NO_FLAGS = Qt.NoItemFlags
+READ_ONLY = Qt.ItemIsEnabled | Qt.ItemIsSelectable
+EDITABLE = READ_ONLY | Qt.ItemIsEditable
+
+
 class TensorTableModel(QAbstractTableModel):
-    """Read-only (for now) table over ``view2d()``; see the module docstring."""
+    """Table over ``view2d()``; see the module docstring."""
+
+    editRefused = Signal(str)
 
     def __init__(self, parent=None):
         super().__init__(parent)
+        self.cell_editor = None  # callable(index_tuple, text) -> error message or None
         self._tensor: torch.Tensor | None = None
         self._view: torch.Tensor | None = None
         self._row_axis, self._col_axis, self._fixed = 0, 1, {}
@@ -261,15 +270,30 @@ class TensorTableModel(QAbstractTableModel):
     def columnCount(self, parent=QModelIndex()) -> int:
         return 0 if parent.isValid() else self._cols
 
-    # flags(): the base class's (enabled, selectable) answers in C++. Qt calls flags() for every
-    # painted cell, so an override (for editing) must return a precomputed constant.
+    # Qt calls flags() for every painted cell: it returns a precomputed constant.
+    def flags(self, index):
+        if not index.isValid():
+            return NO_FLAGS
+        return EDITABLE if self.cell_editor is not None else READ_ONLY
+
+    def setData(self, index, value, role=Qt.EditRole) -> bool:
+        if self.cell_editor is None or not index.isValid() or int(role) != EDIT:
+            return False
+        error = self.cell_editor(self.tensor_index(index.row(), index.column()), str(value).strip())
+        if error:
+            self.editRefused.emit(error)
+            return False
+        return True  # the editor's edit invalidates the model through the window
 
     def data(self, index, role=DISPLAY):
         if not index.isValid():
             return None
         role = int(role)
-        if role == DISPLAY or role == EDIT:
+        if role == DISPLAY:
             return self._fmt(self.value(index.row(), index.column()))
+        if role == EDIT:  # the exact value, to be retyped
+            x = self.value(index.row(), index.column())
+            return repr(x) if isinstance(x, float) else str(x)
         if role == ALIGN:
             return RIGHT
         if role == FOREGROUND:

@@ -45,7 +45,8 @@ class TensorGrid(QTableView):
         self.setFont(QFontDatabase.systemFont(QFontDatabase.FixedFont))
         self.setWordWrap(False)
         self.setSelectionMode(QAbstractItemView.ExtendedSelection)
-        self.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.setEditTriggers(QAbstractItemView.DoubleClicked | QAbstractItemView.EditKeyPressed
+                             | QAbstractItemView.AnyKeyPressed)
         fm = self.fontMetrics()
         widest = fm.horizontalAdvance("-0.00000000e-00") + 14
         for header, size in ((self.verticalHeader(), fm.height() + 6),

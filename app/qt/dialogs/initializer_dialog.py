@@ -1,0 +1,408 @@
+"""The initializer dialog: a ``torch.nn.init`` function with typed arguments, over one tensor, one
+module or a subtree filtered by module type (like ``net.apply(fn)``), optionally with a second
+initializer for the biases, or ``reset_parameters()`` for live models.
+
+It never touches a tensor: ``make_edits()`` returns core Edits — one ``InitEdit`` for the chosen
+function, plus a second one for the biases when a bias initializer is chosen, or one
+``ResetParametersEdit`` — and the caller pushes them as ONE undo macro. ``targets()`` lists the
+tensors the main function will change.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
+                               QListWidgetItem, QSpinBox, QVBoxLayout, QWidget)
+
+from app.core import initializers as inits
+from app.core.errors import UserError
+
+LEAVE = "(leave)"
+BIAS_FUNCTIONS = (LEAVE, "zeros_", "ones_", "constant_")
+SCOPES = {"tensor": "This tensor", "module": "This module", "subtree": "This module and below"}
+
+
+class InitializerDialog(QDialog):
+    def __init__(self, doc, selected_full_name: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("initializerDialog")
+        self._doc = doc
+        self._selected, self._root, is_tensor = self._locate(selected_full_name or "")
+        self.setWindowTitle(f"Initialize {self._selected or 'the whole model'}")
+        self.arg_widgets: dict[str, QWidget] = {}
+        self._args_box: QWidget | None = None
+        self._build(is_tensor)
+        self._function_changed()
+
+    def _locate(self, name: str) -> tuple[str, str, bool]:
+        """(selected name, module the module/subtree scopes start at, selected is a tensor)."""
+        doc = self._doc
+        if name in doc.tensors:
+            node = doc.node(name)
+            parent = node.parent.full_name if node is not None and node.parent is not None else ""
+            return name, parent, True
+        try:
+            inits.find_module_node(doc, name)
+            return name, name, False
+        except UserError:
+            return "", "", False
+
+    # -- layout ---------------------------------------------------------------------------------
+    def _build(self, is_tensor: bool) -> None:
+        target = QGroupBox("Tensors")
+        tform = QFormLayout(target)
+        tform.addRow("Selected:", QLabel(self._selected or "(whole model)"))
+        self.scope_combo = QComboBox(objectName="scopeCombo")
+        for key in (["tensor"] if is_tensor else []) + ["module", "subtree"]:
+            self.scope_combo.addItem(SCOPES[key] + ("" if key == "tensor" else
+                                                    f" ({self._root or 'model'})"), key)
+        self.scope_combo.setCurrentIndex(0 if is_tensor else 1)
+        tform.addRow("Scope:", self.scope_combo)
+        self.module_type_filter = QLineEdit(objectName="moduleTypeFilter")
+        self.module_types_label = QLabel(objectName="moduleTypesLabel")
+        self.module_types_label.setWordWrap(True)
+        tform.addRow("Module types:", self.module_type_filter)
+        tform.addRow("", self.module_types_label)
+        self.which_combo = QComboBox(objectName="whichCombo")
+        for key, text in (("weights", "Weights (weight, weight_ih_l0, …)"),
+                          ("biases", "Biases (bias, bias_ih_l0, …)"),
+                          ("parameters", "All parameters"), ("all", "All tensors (buffers too)")):
+            self.which_combo.addItem(text, key)
+        tform.addRow("Which:", self.which_combo)
+
+        init = QGroupBox("Initializer")
+        self._init_layout = QVBoxLayout(init)
+        fform = QFormLayout()
+        self.function_combo = QComboBox(objectName="functionCombo")
+        for name, spec in inits.REGISTRY.items():
+            self.function_combo.addItem(name, name)
+            self.function_combo.setItemData(self.function_combo.count() - 1,
+                                            f"{spec.help} — tensors: {spec.rank_rule()}",
+                                            Qt.ToolTipRole)
+        fform.addRow("Function:", self.function_combo)
+        self.help_label = QLabel(objectName="functionHelp")
+        self.help_label.setWordWrap(True)
+        fform.addRow("", self.help_label)
+        self._init_layout.addLayout(fform)
+        self._args_holder = QVBoxLayout()
+        self._init_layout.addLayout(self._args_holder)
+        seed_row = QHBoxLayout()
+        self.seed_check = QCheckBox("Seed", objectName="seedCheck")
+        self.seed_spin = QSpinBox(objectName="seedSpin")
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setEnabled(False)
+        seed_row.addWidget(self.seed_check)
+        seed_row.addWidget(self.seed_spin, 1)
+        self._init_layout.addLayout(seed_row)
+
+        bias_row = QHBoxLayout()
+        self.bias_function_combo = QComboBox(objectName="biasFunctionCombo")
+        self.bias_function_combo.addItems(list(BIAS_FUNCTIONS))
+        self.bias_value = QLineEdit("0.0", objectName="biasValue")
+        self.bias_value.setPlaceholderText("value for constant_")
+        bias_row.addWidget(QLabel("Then biases:"))
+        bias_row.addWidget(self.bias_function_combo)
+        bias_row.addWidget(self.bias_value, 1)
+        self._init_layout.addLayout(bias_row)
+
+        self.reset_check = QCheckBox("Call reset_parameters() instead",
+                                     objectName="resetParametersCheck")
+        self.reset_check.setVisible(self._doc.module is not None)
+
+        self.targets_label = QLabel(objectName="targetsLabel")
+        self.targets_label.setWordWrap(True)
+        self.skipped_list = QListWidget(objectName="skippedList")
+        self.skipped_list.setMaximumHeight(110)
+        self.error_label = QLabel(objectName="errorLabel")
+        self.error_label.setStyleSheet("color: #b00020")
+        self.error_label.setWordWrap(True)
+        self.button_box = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        self.buttons = self.button_box
+        self.button_box.button(QDialogButtonBox.Ok).setText("Initialize")
+        self.button_box.accepted.connect(self._accept_if_valid)
+        self.button_box.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(target)
+        layout.addWidget(init)
+        layout.addWidget(self.reset_check)
+        layout.addWidget(self.targets_label)
+        layout.addWidget(QLabel("Left unchanged:"))
+        layout.addWidget(self.skipped_list)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.button_box)
+        self.resize(540, 640)
+
+        self.scope_combo.currentIndexChanged.connect(self._refresh)
+        self.module_type_filter.textChanged.connect(self._refresh)
+        self.which_combo.currentIndexChanged.connect(self._refresh)
+        self.function_combo.currentIndexChanged.connect(self._function_changed)
+        self.seed_check.toggled.connect(self._refresh)
+        self.bias_function_combo.currentIndexChanged.connect(self._refresh)
+        self.bias_value.textChanged.connect(self._refresh)
+        self.reset_check.toggled.connect(self._refresh)
+
+    def _function_changed(self) -> None:
+        """Rebuild the typed argument fields for the chosen function."""
+        spec = inits.function(self.function_combo.currentData())
+        self.help_label.setText(f"{spec.help}. Tensors: {spec.rank_rule()}.")
+        if self._args_box is not None:
+            self._args_holder.removeWidget(self._args_box)
+            self._args_box.setParent(None)  # out of findChild at once
+            self._args_box.deleteLater()
+        self._args_box = QWidget(objectName="argsForm")
+        form = QFormLayout(self._args_box)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.arg_widgets = {}
+        for a in spec.args:
+            form.addRow(f"{a.name}:", self._field(a))
+        self._args_holder.addWidget(self._args_box)
+        self._refresh()
+
+    def _field(self, a: inits.ArgSpec) -> QWidget:
+        name = f"arg_{a.name}"
+        if a.type == inits.CHOICE:
+            w = QComboBox(objectName=name)
+            w.addItems(list(a.choices))
+            if a.suggested is not None:
+                w.setCurrentText(str(a.suggested))
+            w.currentIndexChanged.connect(self._refresh)
+        elif a.type == inits.INT:
+            w = QSpinBox(objectName=name)
+            w.setRange(-(2**31 - 1), 2**31 - 1)
+            w.setValue(int(a.suggested if a.suggested is not None else 0))
+            w.valueChanged.connect(self._refresh)
+        else:  # FLOAT / GAIN: free text, so 0.02, -3, 1e-4 keep every digit the user gives
+            w = QLineEdit("" if a.suggested is None else repr(float(a.suggested)), objectName=name)
+            w.setPlaceholderText("required" if a.required else f"default {a.default!r}")
+            w.textChanged.connect(self._refresh)
+        self.arg_widgets[a.name] = w
+        if a.type != inits.GAIN:
+            return w
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.gain_nonlinearity = QComboBox(objectName="gainNonlinearity")
+        self.gain_nonlinearity.addItem("number", None)
+        for nl in inits.nonlinearities():
+            self.gain_nonlinearity.addItem(f"calculate_gain('{nl}')", nl)
+        self.gain_param = QLineEdit(objectName="gainParam")
+        self.gain_param.setPlaceholderText("param (leaky_relu slope)")
+        self.gain_value_label = QLabel(objectName="gainValueLabel")
+        for widget in (w, QLabel("or"), self.gain_nonlinearity, self.gain_param,
+                       self.gain_value_label):
+            row.addWidget(widget)
+        self.gain_nonlinearity.currentIndexChanged.connect(self._refresh)
+        self.gain_param.textChanged.connect(self._refresh)
+        return box
+
+    # -- state ----------------------------------------------------------------------------------
+    def function_name(self) -> str:
+        return self.function_combo.currentData()
+
+    def args(self) -> dict:
+        """The argument fields as recipe data; raises UserError on text that is not a number."""
+        out: dict = {}
+        for a in inits.function(self.function_name()).args:
+            w = self.arg_widgets[a.name]
+            if a.type == inits.CHOICE:
+                out[a.name] = w.currentText()
+            elif a.type == inits.INT:
+                out[a.name] = w.value()
+            elif a.type == inits.GAIN and self.gain_nonlinearity.currentData() is not None:
+                text = self.gain_param.text().strip()
+                out[a.name] = {"nonlinearity": self.gain_nonlinearity.currentData(),
+                               "param": _float(text, "the gain's param") if text else None}
+            else:
+                text = w.text().strip()
+                if not text:
+                    if a.required:
+                        raise UserError(f"{a.name}: give a value")
+                    continue
+                out[a.name] = _float(text, a.name)
+        return out
+
+    def seed(self) -> int | None:
+        takes = inits.function(self.function_name()).takes_generator
+        return self.seed_spin.value() if self.seed_check.isChecked() and takes else None
+
+    def _scope(self) -> str:
+        return self.scope_combo.currentData()
+
+    def _module_types(self) -> list[str] | None:
+        text = self.module_type_filter.text().replace(",", " ").split()
+        names = [t.removeprefix("torch.").removeprefix("nn.") for t in text]
+        if not names or self._scope() == "tensor" or not inits.module_filter_available(self._doc):
+            return None
+        found = inits.module_types_under(self._doc, self._root, recursive=self._scope() == "subtree")
+        unknown = [n for n in names if n not in found]
+        if unknown:
+            raise UserError(f"no {', '.join(unknown)} module under {self._root or 'the model'}"
+                            f" (found: {', '.join(found) or 'none'})")
+        return names
+
+    def _select(self, which: str) -> list[str]:
+        if self._scope() == "tensor":
+            return [self._selected]
+        return inits.select_tensors(self._doc, self._root, module_types=self._module_types(),
+                                    which=which, recursive=self._scope() == "subtree")
+
+    def _bias_function(self) -> str | None:
+        fn = self.bias_function_combo.currentText()
+        return None if fn == LEAVE or not self.bias_function_combo.isEnabled() else fn
+
+    def _plan(self):
+        """(ok, skipped, bias_ok, bias_args) of the current settings; raises UserError."""
+        fn, args = self.function_name(), self.args()
+        resolved = inits.resolve_args(fn, args)
+        ok, skipped = inits.split_applicable(self._doc, self._select(self.which_combo.currentData()),
+                                             fn, resolved)
+        bias_ok, bias_args = [], {}
+        bias_fn = self._bias_function()
+        if bias_fn is not None:
+            if bias_fn == "constant_":
+                bias_args = {"val": _float(self.bias_value.text().strip(), "bias value")}
+            bias_ok, bias_skipped = inits.split_applicable(self._doc, self._select("biases"),
+                                                           bias_fn, bias_args)
+            skipped += bias_skipped
+        return ok, skipped, bias_ok, bias_args
+
+    def targets(self) -> list[str]:
+        """The tensors the main function will change (tied groups once), in document order."""
+        try:
+            return self._plan()[0]
+        except UserError:
+            return []
+
+    def make_edits(self) -> list:
+        """The edits to push as one undo macro; raises UserError when the settings are invalid."""
+        if self.reset_check.isChecked() and self._doc.module is not None:
+            try:
+                from app.core.edits import ResetParametersEdit
+            except ImportError:
+                raise UserError("reset_parameters() is not available in this build") from None
+            return [ResetParametersEdit(self._reset_modules())]
+        ok, _skipped, bias_ok, bias_args = self._plan()
+        fn = self.function_name()
+        if not ok and not bias_ok:
+            raise UserError(f"{fn} cannot take any of the selected tensors")
+        edits = [inits.InitEdit(ok, fn, self.args(), self.seed())] if ok else []
+        if bias_ok:
+            edits.append(inits.InitEdit(bias_ok, self._bias_function(), bias_args))
+        return edits
+
+    def _reset_modules(self) -> list[str]:
+        """Modules in scope (type filter applied) that have reset_parameters(), each once."""
+        root = self._doc.root if self._root == "" else self._doc.node(self._root)
+        nodes = [root] if self._scope() != "subtree" else [n for n in root.walk()
+                                                           if n.entry is None]
+        types = self._module_types() if self._scope() != "tensor" else None
+        names, seen = [], set()
+        for n in nodes:
+            if types is not None and n.type_name not in types:
+                continue
+            try:
+                m = self._doc.module.get_submodule(n.full_name)
+            except Exception:
+                continue
+            if callable(getattr(m, "reset_parameters", None)) and id(m) not in seen:
+                seen.add(id(m))
+                names.append(n.full_name)
+        if not names:
+            raise UserError("no module in the selection has reset_parameters()")
+        return names
+
+    # -- feedback -------------------------------------------------------------------------------
+    def _refresh(self) -> bool:
+        scope = self._scope()
+        reset = self.reset_check.isChecked()
+        self.seed_spin.setEnabled(self.seed_check.isChecked())
+        takes = inits.function(self.function_name()).takes_generator
+        self.seed_check.setEnabled(takes and not reset)
+        self.seed_check.setToolTip("" if takes else f"{self.function_name()} draws no random numbers")
+        filt = scope != "tensor" and inits.module_filter_available(self._doc)
+        self.module_type_filter.setEnabled(filt)
+        found = inits.module_types_under(self._doc, self._root, recursive=scope == "subtree") \
+            if filt else []
+        self.module_types_label.setText(f"found: {', '.join(found)}" if found else
+                                        "" if scope == "tensor" else "no module classes known")
+        self.module_type_filter.setPlaceholderText("all types, or e.g. Linear, Conv2d")
+        self.which_combo.setEnabled(scope != "tensor")
+        bias_ok = scope != "tensor" and self.which_combo.currentData() == "weights" and not reset
+        self.bias_function_combo.setEnabled(bias_ok)
+        self.bias_value.setEnabled(bias_ok and self.bias_function_combo.currentText() == "constant_")
+        self.function_combo.setEnabled(not reset)
+        if self._args_box is not None:
+            self._args_box.setEnabled(not reset)
+        self.skipped_list.clear()
+        self.targets_label.setText("")
+        try:
+            self._update_gain_label()
+            if reset and self._doc.module is not None:
+                mods = self._reset_modules()
+                self.targets_label.setText(f"reset_parameters() on {len(mods)} module"
+                                           f"{'s' if len(mods) != 1 else ''}: {_head(mods)}")
+            else:
+                ok, skipped, bias, _ = self._plan()
+                self._show(ok, skipped, bias)
+                if not ok and not bias:
+                    raise UserError(f"{self.function_name()} cannot take any of the selected "
+                                    "tensors")
+            self.error_label.setText("")
+            return True
+        except UserError as exc:
+            message = str(exc)
+        except Exception as exc:  # never let a surprise crash the dialog
+            message = f"{type(exc).__name__}: {exc}"
+        self.error_label.setText(message)
+        return False
+
+    def _show(self, ok: list[str], skipped: list[tuple[str, str]], bias: list[str]) -> None:
+        text = f"{len(ok)} tensor{'s' if len(ok) != 1 else ''} will change"
+        text += f": {_head(ok)}" if ok else ""
+        if bias:
+            text += f"; then {len(bias)} bias{'es' if len(bias) != 1 else ''} with " \
+                    f"{self._bias_function()}"
+        aliases = sum(len(self._doc.aliases(n)) - 1 for n in ok + bias)
+        if aliases:
+            text += f" ({aliases} tied name{'s' if aliases != 1 else ''} change with them)"
+        self.targets_label.setText(text)
+        for name, reason in skipped:
+            item = QListWidgetItem(reason)
+            item.setData(Qt.UserRole, name)
+            self.skipped_list.addItem(item)
+
+    def _update_gain_label(self) -> None:
+        if "gain" not in self.arg_widgets:
+            return
+        nl = self.gain_nonlinearity.currentData()
+        self.arg_widgets["gain"].setEnabled(nl is None)
+        self.gain_param.setEnabled(nl in ("leaky_relu",))
+        if nl is not None:
+            self.gain_value_label.setText(f"= {inits.resolve_gain(self.args()['gain']):.4g}")
+        else:
+            self.gain_value_label.setText("")
+
+    def _accept_if_valid(self) -> None:
+        if not self._refresh():
+            return
+        try:
+            self.make_edits()
+        except UserError as exc:
+            self.error_label.setText(str(exc))
+            return
+        except Exception as exc:
+            self.error_label.setText(f"{type(exc).__name__}: {exc}")
+            return
+        self.accept()
+
+
+def _float(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{what} must be a number, not {text!r}") from None
+
+
+def _head(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" … (+{len(names) - n})" if len(names) > n else "")

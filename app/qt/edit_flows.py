@@ -1,0 +1,409 @@
+"""Editing from the window: the edit and initializer dialogs, grid cells, freeze / unfreeze,
+checkpoint surgery (rename, delete, cast, extract), the recipe export, and keeping the views in
+step with what each edit (or its undo) changed.
+
+Every change goes through ``controller.edits`` (a QUndoStack of core Edits): nothing here touches
+a tensor directly.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from PySide6.QtCore import QObject, QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
+
+from app.core.edit_base import CompositeEdit, Edit
+from app.core.errors import UserError
+from app.core.tree import ENTRY, Node
+from app.qt.dialogs.edit_dialog import EditDialog
+
+CAST_DTYPES = ("float32", "float16", "bfloat16", "float64")
+MEMORY_CAP_KEY = "undoMemoryCapMiB"
+
+
+def unique_names(node: Node) -> list[str]:
+    """The tensors under ``node`` in document order, each tied storage once."""
+    from app.core.ties import unique_entries
+    return [e.name for e in unique_entries(node.tensor_entries())]
+
+
+class EditFlows(QObject):
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.controller = window.controller
+        self.edits = self.controller.edits
+        self.dialog = None          # the open edit / initializer / rename dialog
+        self.message_box: QMessageBox | None = None
+        self._build_actions()
+        self.edits.memory_cap = self.memory_cap_setting()
+        self.edits.edited.connect(self._on_edited)
+        self.edits.dropped.connect(self._on_dropped)
+        self.edits.stack.cleanChanged.connect(lambda _clean: self._update_marks())
+        self.controller.documentChanged.connect(lambda _doc: self._update_enabled())
+        self.controller.tensorSelected.connect(self._on_tensor_selected)
+        self.controller.moduleSelected.connect(lambda *_: self._update_enabled())
+        self.controller.selectionCleared.connect(self._on_selection_cleared)
+        grid_model = window.tensor_view.model
+        grid_model.editRefused.connect(self._cell_refused)
+        tree = window.tree_view
+        tree.setContextMenuPolicy(Qt.CustomContextMenu)
+        tree.customContextMenuRequested.connect(self._tree_menu)
+        self._update_enabled()
+
+    # -- actions ------------------------------------------------------------------------------
+    def _build_actions(self) -> None:
+        w = self.window
+        w.actionEdit.triggered.connect(self.open_edit_dialog)
+        w.actionInitialize.triggered.connect(self.open_initializer_dialog)
+        w.actionExportRecipe.triggered.connect(self.export_recipe)
+
+        def action(name, text, slot, shortcut=None):
+            a = QAction(text, w)
+            a.setObjectName(name)
+            if shortcut is not None:
+                a.setShortcut(QKeySequence(shortcut))
+                a.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+                w.tree_view.addAction(a)  # Delete acts on the tree, not on a grid cell
+            a.triggered.connect(slot)
+            return a
+
+        self.actionRename = action("actionRename", "Re&name Tensors…", self.open_rename_dialog)
+        self.actionDelete = action("actionDelete", "&Delete", self.delete_selection,
+                                   QKeySequence.Delete)
+        self.actionExtract = action("actionExtract", "E&xtract Subtree…", self.extract_selection)
+        self.actionFreeze = action("actionFreeze", "&Freeze (requires_grad = False)",
+                                   lambda: self.set_requires_grad(False))
+        self.actionUnfreeze = action("actionUnfreeze", "&Unfreeze (requires_grad = True)",
+                                     lambda: self.set_requires_grad(True))
+        self.actionMemoryCap = action("actionMemoryCap", "Undo &Memory Limit…", self.ask_memory_cap)
+        self.cast_menu = QMenu("&Cast To", w)
+        self.cast_menu.setObjectName("castMenu")
+        self.cast_actions = {}
+        for dtype in CAST_DTYPES:
+            a = self.cast_menu.addAction(dtype)
+            a.setObjectName(f"actionCast_{dtype}")
+            a.triggered.connect(lambda _=False, d=dtype: self.cast_selection(d))
+            self.cast_actions[dtype] = a
+
+    def add_to_menu(self, menu: QMenu) -> None:
+        """The Edit menu's part below the value edits."""
+        menu.addSeparator()
+        menu.addActions([self.actionFreeze, self.actionUnfreeze])
+        menu.addSeparator()
+        menu.addActions([self.actionRename, self.actionDelete])
+        menu.addMenu(self.cast_menu)
+        menu.addAction(self.actionExtract)
+        menu.addSeparator()
+        menu.addAction(self.actionMemoryCap)
+
+    def _tree_menu(self, pos) -> None:
+        index = self.window.tree_view.indexAt(pos)
+        if not index.isValid():
+            return
+        self.window.tree_view.setCurrentIndex(index)
+        menu = QMenu(self.window)
+        menu.addActions([self.window.actionEdit, self.window.actionInitialize])
+        self.add_to_menu(menu)
+        menu.popup(self.window.tree_view.viewport().mapToGlobal(pos))
+
+    def _update_enabled(self) -> None:
+        doc = self.controller.document
+        node = self.controller.current_node
+        has_doc, has_node = doc is not None, node is not None
+        names = unique_names(node) if has_node else []
+        live = has_doc and doc.module is not None
+        w = self.window
+        w.actionEdit.setEnabled(bool(names))
+        w.actionInitialize.setEnabled(bool(names))
+        w.actionExportRecipe.setEnabled(has_doc)
+        self.actionRename.setEnabled(has_doc and not live and bool(doc.tensors))
+        self.actionDelete.setEnabled(has_node and not live and bool(node.full_name))
+        self.cast_menu.setEnabled(bool(names))
+        self.actionExtract.setEnabled(bool(names))
+        params = self._parameters(node) if has_node else []
+        self.actionFreeze.setEnabled(any(p.requires_grad for p in params))
+        self.actionUnfreeze.setEnabled(any(not p.requires_grad for p in params))
+
+    def _parameters(self, node: Node):
+        import torch
+        doc = self.controller.document
+        if doc is None or doc.module is None:
+            return []
+        out = []
+        for name in unique_names(node):
+            t = doc.tensor(name)
+            if isinstance(t, torch.nn.Parameter):
+                out.append(t)
+        return out
+
+    # -- running edits ------------------------------------------------------------------------
+    def push(self, edit: Edit) -> bool:
+        """Apply ``edit`` as one undoable step; say why when it cannot be applied."""
+        error = self.edits.push(edit)
+        if error is None:
+            self.window.statusBar().showMessage(f"{edit.label} — Ctrl+Z undoes it", 6000)
+            return True
+        message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+        self.show_error("Edit not applied", message)
+        return False
+
+    def show_error(self, title: str, message: str) -> QMessageBox:
+        if self.message_box is not None:
+            self.message_box.close()
+        box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self.window)
+        box.setObjectName("editErrorBox")
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.finished.connect(lambda _=0: setattr(self, "message_box", None))
+        self.message_box = box
+        box.open()
+        self.window.statusBar().showMessage(f"{title}: {message}", 10000)
+        return box
+
+    def _on_edited(self, edit: Edit) -> None:
+        doc = self.controller.document
+        w = self.window
+        if edit.structural:
+            current = self.controller.current_node
+            name = current.full_name if current is not None else None
+            doc.build_tree()
+            w.tree_panel.show_root(doc.root)
+            if name is None or not w.select_name(name):
+                first = next((n for n in doc.root.walk() if n.entry is not None), None)
+                if first is not None:
+                    w.select_name(first.full_name)
+                else:
+                    self.controller.select_node(None)
+        else:
+            w.tree_model.tensors_changed(edit.touched(), modified=False)
+            shown = set(self._shown_names())
+            if shown & set(edit.touched()):
+                w.tensor_view.refresh()
+                w.stats_panel.refresh()
+        w.summary_label.setText(self.controller.summary())
+        self._update_marks()
+        self._update_enabled()
+
+    def _shown_names(self) -> list[str]:
+        node = self.controller.current_node
+        if node is None:
+            return []
+        names = [n for name in unique_names(node) for n in self.controller.document.aliases(name)]
+        return names
+
+    def _update_marks(self) -> None:
+        """Modified marks: tensors changed by the steps between the saved state and now."""
+        stack = self.edits.stack
+        applied = self.edits._commands
+        now, clean = stack.index(), stack.cleanIndex()
+        if clean < 0:
+            steps = applied[:now]
+        else:
+            steps = applied[min(now, clean):max(now, clean)]
+        model = self.window.tree_model
+        marks = {n for c in steps for n in c.edit.touched()}
+        old, model.modified = model.modified, set()
+        model.tensors_changed(sorted(marks), modified=True)
+        model.tensors_changed(sorted(old - marks), modified=False)
+
+    def _on_dropped(self, count: int) -> None:
+        cap = self.edits.memory_cap / 1024 ** 2
+        self.window.statusBar().showMessage(
+            f"Undo history over its {cap:,.0f} MiB limit: the oldest {count} step"
+            f"{'s' if count != 1 else ''} can no longer be undone (Edit > Undo Memory Limit)", 15000)
+
+    # -- the edit dialog ----------------------------------------------------------------------
+    def open_edit_dialog(self) -> EditDialog | None:
+        doc, node = self.controller.document, self.controller.current_node
+        if doc is None or node is None:
+            return None
+        names = unique_names(node)
+        if not names:
+            return None
+        if node.entry is not None:
+            dialog = EditDialog(doc, [node.entry.name], node.entry.name, self.window)
+        else:
+            title = node.full_name or self.controller.title
+            dialog = EditDialog(doc, names, f"{title} ({len(names)} tensors)", self.window,
+                                module_prefix=node.full_name)
+        return self._open(dialog, lambda: self.push(dialog.make_edit()))
+
+    def open_initializer_dialog(self):
+        from app.qt.dialogs.initializer_dialog import InitializerDialog
+        doc, node = self.controller.document, self.controller.current_node
+        if doc is None or node is None:
+            return None
+        dialog = InitializerDialog(doc, node.full_name, self.window)
+
+        def accepted():
+            edits = dialog.make_edits()
+            if len(edits) == 1:
+                self.push(edits[0])
+            elif edits:
+                self.push(CompositeEdit(edits, " and ".join(e.label for e in edits)))
+        return self._open(dialog, accepted)
+
+    def _open(self, dialog, on_accept):
+        if self.dialog is not None:
+            self.dialog.close()
+        dialog.setAttribute(Qt.WA_DeleteOnClose)
+
+        def accepted():
+            try:
+                on_accept()
+            except UserError as exc:
+                self.show_error("Edit not applied", str(exc))
+        dialog.accepted.connect(accepted)
+        dialog.finished.connect(lambda _=0: setattr(self, "dialog", None))
+        self.dialog = dialog
+        dialog.open()
+        return dialog
+
+    # -- grid cells ---------------------------------------------------------------------------
+    def _on_tensor_selected(self, name: str, tensor) -> None:
+        self.window.tensor_view.model.cell_editor = (
+            lambda index, text, name=name: self.edit_cell(name, index, text))
+        self._update_enabled()
+
+    def _on_selection_cleared(self) -> None:
+        self.window.tensor_view.model.cell_editor = None
+        self._update_enabled()
+
+    def edit_cell(self, name: str, index: tuple, text: str) -> str | None:
+        """A typed cell value: None when applied, else why it was refused."""
+        from app.core.edits import CellEdit, parse_cell_value
+        doc = self.controller.document
+        try:
+            value = parse_cell_value(text, doc.entry(name).dtype)
+            error = self.edits.push(CellEdit(name, tuple(index), value))
+        except UserError as exc:
+            error = exc
+        if error is not None:
+            return str(error)
+        self.window.statusBar().showMessage(f"{name}[{', '.join(map(str, index))}] = {value}", 5000)
+        return None
+
+    def _cell_refused(self, message: str) -> None:
+        self.window.statusBar().showMessage(f"Not changed: {message}", 10000)
+        self.window.tensor_view.grid.setToolTip(message)
+
+    # -- trainable / frozen -------------------------------------------------------------------
+    def set_requires_grad(self, flag: bool) -> None:
+        from app.core.edits import RequiresGradEdit
+        node = self.controller.current_node
+        if node is not None:
+            self.push(RequiresGradEdit(unique_names(node), flag))
+
+    # -- surgery ------------------------------------------------------------------------------
+    def _selection_target(self) -> str | None:
+        """The recipe target of the selected node: its name, or ``prefix.*`` for a module."""
+        node = self.controller.current_node
+        if node is None:
+            return None
+        if node.entry is not None or node.kind == ENTRY:
+            return node.full_name
+        doc = self.controller.document
+        if isinstance(doc.container, dict) and node.full_name in map(str, doc.container):
+            return node.full_name  # a whole top-level entry (e.g. "optimizer")
+        return f"{node.full_name}.*" if node.full_name else "*"
+
+    def delete_selection(self) -> None:
+        from app.core.surgery import DeleteEdit
+        target = self._selection_target()
+        if target:
+            self.push(DeleteEdit(target))
+
+    def cast_selection(self, dtype: str) -> None:
+        from app.core.surgery import CastEdit
+        target = self._selection_target()
+        if target:
+            self.push(CastEdit(target, dtype))
+
+    def open_rename_dialog(self):
+        from app.qt.dialogs.rename_dialog import RenameDialog
+        doc = self.controller.document
+        if doc is None:
+            return None
+        node = self.controller.current_node
+        selection = unique_names(node) if node is not None and node.full_name else []
+        dialog = RenameDialog(doc, selection, self.window)
+        return self._open(dialog, lambda: self.push(dialog.make_edit()))
+
+    def extract_selection(self) -> None:
+        node = self.controller.current_node
+        if node is None:
+            return
+        prefix = node.full_name
+        path = self.ask_extract_path(prefix)
+        if not path:
+            return
+        relative = self.ask_relative_names(prefix) if prefix else True
+        if relative is None:
+            return
+        self.window.save_flows.extract(prefix, path, relative)
+
+    def ask_extract_path(self, prefix: str) -> str:
+        """Tests replace this to answer without a dialog."""
+        from app.qt.save_flows import SAVE_FILTER
+        stem = (prefix or self.controller.title).replace(".", "_")
+        path, _ = QFileDialog.getSaveFileName(
+            self.window, f"Extract {prefix or 'everything'} as a state_dict",
+            os.path.join(self.controller.recent.last_folder(), f"{stem}.safetensors"), SAVE_FILTER)
+        return path
+
+    def ask_relative_names(self, prefix: str) -> bool | None:
+        box = QMessageBox(QMessageBox.Question, "Names in the extracted file",
+                          f"Name the tensors relative to {prefix} (e.g. 0.weight), or keep the "
+                          f"full names ({prefix}.0.weight)?", QMessageBox.Cancel, self.window)
+        relative = box.addButton("Relative names", QMessageBox.AcceptRole)
+        box.addButton("Full names", QMessageBox.AcceptRole)
+        box.exec()
+        if box.clickedButton() is box.button(QMessageBox.Cancel):
+            return None
+        return box.clickedButton() is relative
+
+    # -- recipe and settings ------------------------------------------------------------------
+    def export_recipe(self) -> str | None:
+        path = self.ask_recipe_path()
+        if not path:
+            return None
+        text = json.dumps(self.edits.recipe(), indent=2) + "\n"
+        from app.core.save import atomic_write
+        try:
+            atomic_write(path, lambda f: f.write(text.encode()))
+        except OSError as exc:
+            self.show_error("Recipe not written", f"{path}: {exc.strerror or exc}")
+            return None
+        steps = len(self.edits.recipe()["steps"])
+        self.window.statusBar().showMessage(f"Wrote {steps} recipe step{'s' if steps != 1 else ''}"
+                                            f" to {path}", 8000)
+        return path
+
+    def ask_recipe_path(self) -> str:
+        """Tests replace this to answer without a dialog."""
+        stem = os.path.splitext(self.controller.title or "edits")[0]
+        path, _ = QFileDialog.getSaveFileName(
+            self.window, "Export recipe",
+            os.path.join(self.controller.recent.last_folder(), f"{stem}.recipe.json"),
+            "Recipes (*.json);;All files (*)")
+        return path
+
+    @staticmethod
+    def memory_cap_setting() -> int:
+        from app.qt.undo import DEFAULT_MEMORY_CAP
+        value = QSettings("paramedit", "paramedit").value(MEMORY_CAP_KEY)
+        try:
+            return int(value) * 1024 ** 2 if value is not None else DEFAULT_MEMORY_CAP
+        except (TypeError, ValueError):
+            return DEFAULT_MEMORY_CAP
+
+    def ask_memory_cap(self) -> None:
+        current = self.edits.memory_cap // 1024 ** 2
+        value, ok = QInputDialog.getInt(self.window, "Undo memory limit",
+                                        "Old values kept for undo, at most (MiB):",
+                                        current, 16, 1 << 20, 256)
+        if ok:
+            QSettings("paramedit", "paramedit").setValue(MEMORY_CAP_KEY, value)
+            self.edits.memory_cap = value * 1024 ** 2

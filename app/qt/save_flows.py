@@ -1,0 +1,212 @@
+"""Save and Save As from the window: choosing the file and format, writing in the background with
+progress and cancel, asking before non-tensor entries are dropped, and marking the stack clean.
+
+Editing is paused while a save runs (the worker reads the tensors the edits would change).
+"""
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import QEventLoop, QObject, Qt
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+
+from app.core.errors import UserError
+from app.core.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TORCH, WouldDropEntries,
+                           can_save_in_place)
+from app.qt.workers import Task
+
+TORCH_FILTER = "PyTorch checkpoint (*.pt *.pth *.bin *.ckpt)"
+SAFETENSORS_FILTER = "safetensors (*.safetensors)"
+SHARDED_FILTER = "Sharded safetensors folder (index.json)"
+SAVE_FILTER = ";;".join([SAFETENSORS_FILTER, TORCH_FILTER])
+SAVE_AS_FILTER = ";;".join([TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER])
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+
+
+def format_from_choice(path: str, chosen_filter: str) -> tuple[str, str]:
+    """(path with a suffix, format) from what the save dialog returned."""
+    root, ext = os.path.splitext(path)
+    if chosen_filter == SHARDED_FILTER:
+        return (root if ext else path), SHARDED
+    if ext == ".safetensors":
+        return path, SAFETENSORS
+    if ext in TORCH_SUFFIXES:
+        return path, TORCH
+    if chosen_filter == SAFETENSORS_FILTER:
+        return path + ".safetensors", SAFETENSORS
+    return path + ".pt", TORCH
+
+
+class SaveFlows(QObject):
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.controller = window.controller
+        self.task: Task | None = None
+        self.last_error: str | None = None
+        window.actionSave.triggered.connect(lambda: self.save())
+        window.actionSaveAs.triggered.connect(lambda: self.save_as())
+        self.controller.documentChanged.connect(lambda _doc: self._update_enabled())
+        self.controller.edits.stack.cleanChanged.connect(lambda _c: self._update_enabled())
+        self._update_enabled()
+
+    @property
+    def is_saving(self) -> bool:
+        return self.task is not None
+
+    def _update_enabled(self) -> None:
+        has_doc = self.controller.document is not None and not self.is_saving
+        self.window.actionSave.setEnabled(has_doc)
+        self.window.actionSaveAs.setEnabled(has_doc)
+
+    # -- entry points -------------------------------------------------------------------------
+    def save(self, wait: bool = False) -> bool:
+        """Ctrl+S: over the file it came from, or Save As when there is none to write in place.
+        With ``wait`` the call returns when the save ended (closing with unsaved edits)."""
+        doc = self.controller.document
+        if doc is None:
+            return False
+        if not can_save_in_place(doc):
+            return self.save_as(wait=wait)
+        return self.save_to(doc.path, doc.format, wait=wait)
+
+    def save_as(self, wait: bool = False) -> bool:
+        choice = self.ask_save_path()
+        if not choice:
+            return False
+        path, fmt, shard_size = choice
+        return self.save_to(path, fmt, shard_size=shard_size, wait=wait)
+
+    def ask_save_path(self) -> tuple[str, str, int | None] | None:
+        """(path, format, shard size) from the file dialog; tests replace this method."""
+        doc = self.controller.document
+        start = doc.path if doc.path and doc.module is None else os.path.join(
+            self.controller.recent.last_folder(), f"{self.controller.title}.pt")
+        path, chosen = QFileDialog.getSaveFileName(self.window, "Save as", start, SAVE_AS_FILTER)
+        if not path:
+            return None
+        path, fmt = format_from_choice(path, chosen)
+        shard_size = None
+        if fmt == SHARDED:
+            mib, ok = QInputDialog.getInt(self.window, "Shard size", "Largest shard (MiB):",
+                                          DEFAULT_SHARD_SIZE // 1024 ** 2, 1, 1 << 20, 256)
+            if not ok:
+                return None
+            shard_size = mib * 1024 ** 2
+        return path, fmt, shard_size
+
+    def ask_drop_entries(self, keys: list[str]) -> bool:
+        """Saving as safetensors would lose these entries; tests replace this method."""
+        answer = QMessageBox.warning(
+            self.window, "Entries safetensors cannot hold",
+            "safetensors holds only tensors. These entries of the checkpoint would not be saved:\n\n"
+            + "\n".join(f"  • {k}" for k in keys[:20]) + ("\n  …" if len(keys) > 20 else "")
+            + "\n\nSave without them? (Save as .pt to keep them.)",
+            QMessageBox.Save | QMessageBox.Cancel, QMessageBox.Cancel)
+        return answer == QMessageBox.Save
+
+    # -- the work -----------------------------------------------------------------------------
+    def save_to(self, path: str, fmt: str, shard_size: int | None = None, wait: bool = False,
+                drop_non_tensor: bool = False) -> bool:
+        """Write in the background; True when it started (or, with ``wait``, succeeded)."""
+        from app.core.save import save_document
+        doc = self.controller.document
+        if doc is None or self.is_saving:
+            return False
+        if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
+            from app.core.save import entries_lost_in_safetensors
+            lost = entries_lost_in_safetensors(doc)
+            if lost:
+                if not self.ask_drop_entries(lost):
+                    return False
+                drop_non_tensor = True
+
+        def work(progress, cancelled):
+            return save_document(doc, path, fmt, progress=progress, cancelled=cancelled,
+                                 drop_non_tensor=drop_non_tensor, shard_size=shard_size)
+
+        task = Task(work)
+        self.task = task
+        self.last_error = None
+        index = self.controller.edits.stack.index()
+        outcome: dict = {}
+        task.signals.progress.connect(self.controller.progress.emit)
+        task.signals.finished.connect(lambda written: self._saved(doc, written, index, outcome))
+        task.signals.failed.connect(lambda exc, _tb: self._failed(path, exc, outcome))
+        task.signals.done.connect(lambda: self._done(outcome))
+        self._set_busy(True, f"Saving {path} …")
+        loop = QEventLoop() if wait else None
+        if loop is not None:
+            task.signals.done.connect(loop.quit)
+        task.start()
+        if loop is not None:
+            loop.exec()
+            return outcome.get("ok", False)
+        return True
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _set_busy(self, busy: bool, message: str = "") -> None:
+        w = self.window
+        for action in (w.actionEdit, w.actionInitialize, w.actionUndo, w.actionRedo, w.actionOpen):
+            action.setEnabled(not busy)
+        w.tensor_view.grid.setEnabled(not busy)
+        w.tree_view.setEnabled(not busy)
+        w._set_busy(busy)
+        w.cancel_button.clicked.disconnect()
+        w.cancel_button.clicked.connect(self.cancel if busy else self.controller.cancel_load)
+        if message:
+            w.statusBar().showMessage(message)
+        self._update_enabled()
+
+    def _saved(self, doc, written: str, index: int, outcome: dict) -> None:
+        outcome["ok"] = True
+        stack = self.controller.edits.stack
+        if doc is self.controller.document and stack.index() == index:
+            stack.setClean()
+        if doc.module is None:
+            self.controller.title = os.path.basename(os.path.normpath(written))
+            self.controller.recent.add(written)
+            self.window._update_title()
+        self.window.summary_label.setText(self.controller.summary())
+        self.window.statusBar().showMessage(f"Saved {written}", 8000)
+
+    def _failed(self, path: str, exc: BaseException, outcome: dict) -> None:
+        outcome["ok"] = False
+        message = str(exc) if isinstance(exc, (UserError, OSError)) else f"{type(exc).__name__}: {exc}"
+        self.last_error = message
+        box = QMessageBox(QMessageBox.Warning, "Not saved",
+                          f"{path} was not written; the file on disk is unchanged.\n\n{message}",
+                          QMessageBox.Ok, self.window)
+        box.setObjectName("saveErrorBox")
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.open()
+        self.window.statusBar().showMessage(f"Not saved: {message}", 10000)
+
+    def _done(self, outcome: dict) -> None:
+        self.task = None
+        self._set_busy(False)
+        if "ok" not in outcome:
+            self.window.statusBar().showMessage("Save cancelled; the file on disk is unchanged", 8000)
+        self.window.edit_flows._update_enabled()
+        self.window.actionUndo.setEnabled(self.controller.undo_stack.canUndo())
+        self.window.actionRedo.setEnabled(self.controller.undo_stack.canRedo())
+
+    # -- extracting a subtree -----------------------------------------------------------------
+    def extract(self, prefix: str, path: str, relative: bool) -> None:
+        from app.core.surgery import save_subtree
+        doc = self.controller.document
+        if path.endswith(".safetensors"):
+            fmt = SAFETENSORS
+        else:
+            fmt = TORCH
+        task = Task(lambda progress, cancelled: save_subtree(
+            doc, prefix, path, relative, fmt=fmt, progress=progress, cancelled=cancelled))
+        self.extract_task = task
+        task.signals.finished.connect(
+            lambda written: self.window.statusBar().showMessage(
+                f"Extracted {prefix or 'everything'} to {written}", 8000))
+        task.signals.failed.connect(lambda exc, _tb: self._failed(path, exc, {}))
+        task.start()
