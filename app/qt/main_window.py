@@ -231,6 +231,7 @@ class MainWindow(QMainWindow):
         self.undo_stack.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
         self.tree_view.selectionModel().currentRowChanged.connect(self._tree_current_changed)
         self.stats_panel.gotoRequested.connect(self.tensor_view.goto_index)
+        self.stats_panel.statsReady.connect(self._stats_ready)
         self.tensor_view.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
 
     # -- opening ------------------------------------------------------------------------------
@@ -384,6 +385,12 @@ class MainWindow(QMainWindow):
     def _show_tensor(self, name: str, tensor) -> None:
         self.tensor_view.show_tensor(name, tensor)
         self.stats_panel.show_tensors(name, [tensor])
+
+    def _stats_ready(self, stats) -> None:
+        """Exact statistics of the shown tensor give the heatmap its colour scale."""
+        if self.stats_panel.label == self.tensor_view.name and stats.min is not None \
+                and stats.max is not None:
+            self.tensor_view.set_heat_scale(max(abs(stats.min), abs(stats.max)))
 
     def _show_module(self, name: str, tensors: list) -> None:
         self.tensor_view.clear()

@@ -8,8 +8,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 from app.core.errors import UserError
 from app.core.surgery import RenameEdit
 
+CUSTOM = "Custom (type below)"
 PRESETS = {
-    "": ("", ""),
+    CUSTOM: None,
     "Strip DataParallel / DDP prefix (module.)": (r"^module\.", ""),
     "Strip torch.compile prefix (_orig_mod.)": (r"^_orig_mod\.", ""),
     "Strip Lightning prefix (model.)": (r"^model\.", ""),
@@ -60,8 +61,9 @@ class RenameDialog(QDialog):
         self._update_preview()
 
     def _preset_chosen(self, text: str) -> None:
-        pattern, repl = PRESETS.get(text, ("", ""))
-        if text:
+        preset = PRESETS.get(text)
+        if preset is not None:
+            pattern, repl = preset
             self.pattern.setText(pattern)
             self.replacement.setText(repl)
 

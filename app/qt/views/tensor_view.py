@@ -12,7 +12,7 @@ import torch
 from PySide6.QtCore import QEvent, QItemSelectionModel, QSize, Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView,
-                               QLabel, QSpinBox, QTableView, QVBoxLayout, QWidget)
+                               QLabel, QSizePolicy, QSpinBox, QTableView, QVBoxLayout, QWidget)
 
 from app.qt.models.grid_model import DEFAULT_PRECISION, TensorTableModel
 
@@ -134,10 +134,12 @@ class TensorView(QWidget):
 
         self.title = QLabel("No tensor selected", self, objectName="tensorTitle")
         self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long names elide
         self.row_combo = QComboBox(self, objectName="rowAxisCombo")
         self.col_combo = QComboBox(self, objectName="colAxisCombo")
         for combo in (self.row_combo, self.col_combo):
             combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+            combo.setSizePolicy(QSizePolicy.Fixed, QSizePolicy.Fixed)  # never cut "axis 0 (256)"
         self.row_label, self.col_label = QLabel("Rows:", self), QLabel("Columns:", self)
         self.slice_box = QWidget(self, objectName="sliceControls")
         self.slice_layout = QHBoxLayout(self.slice_box)
@@ -149,15 +151,19 @@ class TensorView(QWidget):
         self.heatmap_check = QCheckBox("Heatmap", self, objectName="heatmapCheck")
         self.heatmap_check.setToolTip("Colour cells: blue below zero, red above, white at zero")
 
+        # Two rows: display settings beside the title, the axis choice (rank >= 2) below, so
+        # a 5-d tensor's spin boxes never squeeze the docks beside the grid.
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        for w in (self.precision_spin, self.scientific_check, self.heatmap_check):
+            top.addWidget(w)
         bar = QHBoxLayout()
         for w in (self.row_label, self.row_combo, self.col_label, self.col_combo, self.slice_box):
             bar.addWidget(w)
         bar.addStretch(1)
-        for w in (self.precision_spin, self.scientific_check, self.heatmap_check):
-            bar.addWidget(w)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.title)
+        layout.addLayout(top)
         layout.addLayout(bar)
         layout.addWidget(self.grid, 1)
 
