@@ -72,6 +72,21 @@ def edit_from_spec(spec: EditSpec, targets: list[str]) -> Edit:
     return ExprEdit(targets, expr, index=index, mask=mask)
 
 
+class PreviewTooLarge(UserError):
+    """The tensor is too large to preview on a copy; the edit itself is still valid to apply."""
+
+
+def check_shapes(spec: EditSpec, shapes: dict[str, tuple]) -> None:
+    """UserError when the spec's index does not fit one of the shapes (no tensor is read)."""
+    from .index_text import check_index, parse_index
+    idx = parse_index(spec.index.strip() or None)
+    for name, shape in shapes.items():
+        try:
+            check_index(idx, shape)
+        except UserError as exc:
+            raise UserError(f"{name}: {exc}") from None
+
+
 @dataclass
 class Preview:
     before: torch.Tensor
@@ -82,7 +97,7 @@ class Preview:
 def preview_edit(spec: EditSpec, name: str, tensor: torch.Tensor, limit: int = 1 << 24) -> Preview:
     """Run the edit on a copy of ``tensor``; count the elements that change (NaN-aware)."""
     if tensor.numel() > limit:
-        raise UserError(f"no preview for tensors over {limit:,} elements")
+        raise PreviewTooLarge(f"no preview for tensors over {limit:,} elements")
     before = tensor.detach().to("cpu", copy=True)
     scratch = Document([TensorEntry.of(name, before.clone())])
     edit_from_spec(spec, [name]).apply(scratch)

@@ -258,12 +258,12 @@ def preview_stats_many(tensors: list[torch.Tensor], bins: int = 100) -> Stats:
             continue
         flat = _flat(t.detach())
         if n <= want:
-            parts.append(flat.to(work))
+            parts.append(flat.to("cpu", work))  # pooled tensors may sit on several devices
             continue
         blocks = max(1, min(PREVIEW_BLOCKS, want // 64))
         size = max(1, want // blocks)
         starts = np.linspace(0, n - size, blocks).astype(np.int64)
-        parts.append(torch.cat([flat[s:s + size] for s in starts.tolist()]).to(work))
+        parts.append(torch.cat([flat[s:s + size] for s in starts.tolist()]).to("cpu", work))
     sample = torch.cat(parts)
     s = compute_stats(sample, bins)
     scale = total / sample.numel()

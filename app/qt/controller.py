@@ -60,8 +60,15 @@ def document_summary(doc: Document) -> str:
             f"{human_size(doc.total_bytes())} · {doc.format}")
 
 
+def has_values(t: torch.Tensor) -> bool:
+    """False for tensors without data to read (the ``meta`` device). Tensors on any other device
+    (CUDA, MPS, ...) are handed to the views as they are: the views read them through small
+    copies to the CPU, and edits change them on their own device."""
+    return t.device.type != "meta"
+
+
 def numeric(t: torch.Tensor) -> bool:
-    return not t.dtype.is_complex and t.device.type != "meta"
+    return not t.dtype.is_complex and has_values(t)
 
 
 class RecentFiles:
@@ -255,7 +262,13 @@ class Controller(QObject):
 
     def _show(self, node: Node, tensors: list) -> None:
         if node.entry is not None:
-            self.tensorSelected.emit(node.entry.name, tensors[0])
+            t = tensors[0]
+            if not has_values(t):  # the grid and the statistics would read values it lacks
+                self.status.emit(f"{node.entry.name} is on the {t.device.type} device: "
+                                 "it has no values to show")
+                self.selectionCleared.emit()
+                return
+            self.tensorSelected.emit(node.entry.name, t)
             return
         tensors = [t for t in tensors if numeric(t)]
         if tensors:

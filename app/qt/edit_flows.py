@@ -36,12 +36,17 @@ class EditFlows(QObject):
         self.controller = window.controller
         self.edits = self.controller.edits
         self.dialog = None          # the open edit / initializer / rename dialog
+        self._drop_note: str | None = None  # the memory cap's message during a push
+        self._dropped_marks: set[str] = set()  # tensors of steps the memory cap dropped
         self.message_box: QMessageBox | None = None
         self._build_actions()
         self.edits.memory_cap = self.memory_cap_setting()
         self.edits.edited.connect(self._on_edited)
         self.edits.dropped.connect(self._on_dropped)
         self.edits.stack.cleanChanged.connect(lambda _clean: self._update_marks())
+        # QUndoStack runs redo()/undo() before it moves its index (and EditStack records a pushed
+        # command only after that): the marks are right once the index has moved.
+        self.edits.stack.indexChanged.connect(self._index_changed)
         self.controller.documentChanged.connect(lambda _doc: self._update_enabled())
         self.controller.tensorSelected.connect(self._on_tensor_selected)
         self.controller.moduleSelected.connect(lambda *_: self._update_enabled())
@@ -142,13 +147,34 @@ class EditFlows(QObject):
     # -- running edits ------------------------------------------------------------------------
     def push(self, edit: Edit) -> bool:
         """Apply ``edit`` as one undoable step; say why when it cannot be applied."""
-        error = self.edits.push(edit)
+        error = self._push(edit)
         if error is None:
-            self.window.statusBar().showMessage(f"{edit.label} — Ctrl+Z undoes it", 6000)
+            self._show_pushed(f"{edit.label} — Ctrl+Z undoes it", 6000)
             return True
         message = str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
         self.show_error("Edit not applied", message)
         return False
+
+    def _push(self, edit: Edit) -> Exception | None:
+        """``edits.push``, remembering the tensors of steps the memory cap drops: their changes
+        stay in the document, so those tensors stay marked modified."""
+        applied = self.edits._commands[: self.edits.stack.index()]
+        self._drop_note = None
+        error = self.edits.push(edit)
+        if self._drop_note is not None:
+            kept = {id(c.edit) for c in self.edits._commands}
+            self._dropped_marks.update(n for c in applied if id(c.edit) not in kept
+                                       for n in c.edit.touched())
+            self._update_marks()
+        return error
+
+    def _show_pushed(self, text: str, timeout: int) -> None:
+        """Say what was applied, keeping the memory cap's note when this push dropped steps."""
+        if self._drop_note:
+            self.window.statusBar().showMessage(f"{text}. {self._drop_note}", 15000)
+        else:
+            self.window.statusBar().showMessage(text, timeout)
+        self._drop_note = None
 
     def show_error(self, title: str, message: str) -> QMessageBox:
         if self.message_box is not None:
@@ -193,26 +219,33 @@ class EditFlows(QObject):
         names = [n for name in unique_names(node) for n in self.controller.document.aliases(name)]
         return names
 
+    def _index_changed(self, _index: int) -> None:
+        import shiboken6
+        if shiboken6.isValid(self.edits.stack):  # not while the stack is being destroyed
+            self._update_marks()
+
     def _update_marks(self) -> None:
         """Modified marks: tensors changed by the steps between the saved state and now."""
         stack = self.edits.stack
-        applied = self.edits._commands
         now, clean = stack.index(), stack.cleanIndex()
-        if clean < 0:
-            steps = applied[:now]
-        else:
-            steps = applied[min(now, clean):max(now, clean)]
+        lo, hi = (0, now) if clean < 0 else (min(now, clean), max(now, clean))
+        steps = [stack.command(i) for i in range(lo, min(hi, stack.count()))]
         model = self.window.tree_model
-        marks = {n for c in steps for n in c.edit.touched()}
+        marks = {n for c in steps if getattr(c, "edit", None) is not None for n in c.edit.touched()}
+        if clean < 0:  # the saved state was dropped: what the dropped steps changed stays changed
+            marks |= self._dropped_marks
+        else:
+            self._dropped_marks.clear()
         old, model.modified = model.modified, set()
         model.tensors_changed(sorted(marks), modified=True)
         model.tensors_changed(sorted(old - marks), modified=False)
 
     def _on_dropped(self, count: int) -> None:
         cap = self.edits.memory_cap / 1024 ** 2
-        self.window.statusBar().showMessage(
-            f"Undo history over its {cap:,.0f} MiB limit: the oldest {count} step"
-            f"{'s' if count != 1 else ''} can no longer be undone (Edit > Undo Memory Limit)", 15000)
+        self._drop_note = (f"Undo history over its {cap:,.0f} MiB limit: the oldest {count} step"
+                           f"{'s' if count != 1 else ''} can no longer be undone "
+                           "(Edit > Undo Memory Limit)")
+        self.window.statusBar().showMessage(self._drop_note, 15000)
 
     # -- the edit dialog ----------------------------------------------------------------------
     def open_edit_dialog(self) -> EditDialog | None:
@@ -256,10 +289,17 @@ class EditFlows(QObject):
             except UserError as exc:
                 self.show_error("Edit not applied", str(exc))
         dialog.accepted.connect(accepted)
-        dialog.finished.connect(lambda _=0: setattr(self, "dialog", None))
+        dialog.finished.connect(lambda _=0: self._closed(dialog))
         self.dialog = dialog
         dialog.open()
         return dialog
+
+    def _closed(self, dialog) -> None:
+        """A finished dialog is deleted only later (WA_DeleteOnClose): its objectName goes now, so
+        that ``findChild(QDialog, "editDialog")`` finds the next one, never this closed one."""
+        dialog.setObjectName("")
+        if self.dialog is dialog:
+            self.dialog = None
 
     # -- grid cells ---------------------------------------------------------------------------
     def _on_tensor_selected(self, name: str, tensor) -> None:
@@ -277,12 +317,12 @@ class EditFlows(QObject):
         doc = self.controller.document
         try:
             value = parse_cell_value(text, doc.entry(name).dtype)
-            error = self.edits.push(CellEdit(name, tuple(index), value))
+            error = self._push(CellEdit(name, tuple(index), value))
         except UserError as exc:
             error = exc
         if error is not None:
             return str(error)
-        self.window.statusBar().showMessage(f"{name}[{', '.join(map(str, index))}] = {value}", 5000)
+        self._show_pushed(f"{name}[{', '.join(map(str, index))}] = {value}", 5000)
         return None
 
     def _cell_refused(self, message: str) -> None:

@@ -270,9 +270,18 @@ class MainWindow(QMainWindow):
     # -- unsaved changes ----------------------------------------------------------------------
     def ask_save_changes(self) -> str:
         """SAVE, DISCARD or CANCEL. Tests replace this method to answer without a dialog."""
-        answer = QMessageBox.question(
-            self, "Unsaved changes", f"{self.controller.title} has unsaved edits. Save them?",
-            QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
+        doc, title = self.controller.document, self.controller.title
+        box = QMessageBox(QMessageBox.Question, "Unsaved changes", "", QMessageBox.Save
+                          | QMessageBox.Discard | QMessageBox.Cancel, self)
+        box.setDefaultButton(QMessageBox.Save)
+        if doc is not None and doc.module is not None and not doc.path:
+            # A live model: the edits are in its tensors already; only a file copy is missing.
+            box.setText(f"Your edits are in the model {title} itself. Also save them as a "
+                        "checkpoint file?")
+            box.button(QMessageBox.Discard).setText("Don't Save")
+        else:
+            box.setText(f"{title} has unsaved edits. Save them?")
+        answer = box.exec()
         return {QMessageBox.Save: SAVE, QMessageBox.Discard: DISCARD}.get(answer, CANCEL)
 
     def confirm_discard(self) -> bool:
@@ -291,6 +300,7 @@ class MainWindow(QMainWindow):
             return
         if self.confirm_discard():
             self.controller.cancel_load()
+            self.undo_stack.clear()  # before deletion, while the slots it signals still live
             event.accept()
         else:
             event.ignore()
@@ -384,7 +394,11 @@ class MainWindow(QMainWindow):
 
     def _show_tensor(self, name: str, tensor) -> None:
         self.tensor_view.show_tensor(name, tensor)
-        self.stats_panel.show_tensors(name, [tensor])
+        if tensor.is_complex():
+            self.stats_panel.clear()
+            self.statusBar().showMessage(f"{name}: no statistics for complex tensors", 8000)
+        else:
+            self.stats_panel.show_tensors(name, [tensor])
 
     def _stats_ready(self, stats) -> None:
         """Exact statistics of the shown tensor give the heatmap its colour scale."""

@@ -14,12 +14,16 @@ from tests.checkpoints import tied_lm, training_checkpoint
 from tests.qt.conftest import wait_for_document
 
 
-def cast_everything(window, dtype="float16"):
-    window.select_name(next(iter(window.controller.document.tensors)))
-    window.tree_view.setCurrentIndex(window.tree_view.model().index(0, 0))
-    window.tree_view.clearSelection()
-    window.controller.select_node(window.controller.document.root)
+def open_and_cast(qtbot, window, path, name="body.0.bias", dtype="float16", show=False):
+    """Open ``path`` and cast one tensor through the Cast menu: a document with unsaved edits."""
+    window.open_path(path)
+    doc = wait_for_document(qtbot, window, path)
+    if show:
+        window.show()
+        qtbot.waitExposed(window)
+    window.select_name(name)
     window.edit_flows.cast_actions[dtype].trigger()
+    return doc
 
 
 def wait_saved(qtbot, window):
@@ -91,10 +95,7 @@ def test_save_as_sharded_with_a_shard_size(qtbot, window, tied_file, tmp_path):
 
 def test_failed_save_keeps_the_marker_and_says_why(qtbot, window, tied_file, tmp_path):
     path, _ = tied_file
-    window.open_path(path)
-    wait_for_document(qtbot, window, path)
-    window.select_name("body.0.bias")
-    window.edit_flows.cast_actions["float16"].trigger()
+    open_and_cast(qtbot, window, path)
     target = tmp_path / "missing-folder" / "out.pt"
     window.save_flows.ask_save_path = lambda: (str(target), TORCH, None)
     window.actionSaveAs.trigger()
@@ -107,12 +108,7 @@ def test_failed_save_keeps_the_marker_and_says_why(qtbot, window, tied_file, tmp
 
 def test_close_with_unsaved_edits_save_discard_cancel(qtbot, window, tied_file):
     path, sd = tied_file
-    window.open_path(path)
-    wait_for_document(qtbot, window, path)
-    window.show()
-    qtbot.waitExposed(window)
-    window.select_name("body.0.bias")
-    window.edit_flows.cast_actions["float16"].trigger()
+    open_and_cast(qtbot, window, path, show=True)
     window.ask_save_changes = lambda: mw.CANCEL
     assert not window.close() and window.isVisible()
     window.ask_save_changes = lambda: mw.SAVE
@@ -123,10 +119,7 @@ def test_close_with_unsaved_edits_save_discard_cancel(qtbot, window, tied_file):
 
 def test_opening_another_file_with_unsaved_edits_asks(qtbot, window, tied_file, other_file):
     path, _ = tied_file
-    window.open_path(path)
-    wait_for_document(qtbot, window, path)
-    window.select_name("body.0.bias")
-    window.edit_flows.cast_actions["float16"].trigger()
+    open_and_cast(qtbot, window, path)
     window.ask_save_changes = lambda: mw.CANCEL
     assert not window.open_path(other_file[0])
     assert window.controller.document.path == path
@@ -138,12 +131,7 @@ def test_opening_another_file_with_unsaved_edits_asks(qtbot, window, tied_file, 
 
 def test_save_runs_in_the_background_and_pauses_editing(qtbot, window, tied_file):
     path, _ = tied_file
-    window.open_path(path)
-    wait_for_document(qtbot, window, path)
-    window.show()
-    qtbot.waitExposed(window)
-    window.select_name("body.0.bias")
-    window.edit_flows.cast_actions["float16"].trigger()
+    open_and_cast(qtbot, window, path, show=True)
     assert window.actionSave.shortcut() == QKeySequence.Save
     window.actionSave.trigger()
     assert window.save_flows.is_saving  # in the background: editing waits for it

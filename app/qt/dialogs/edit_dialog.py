@@ -14,7 +14,8 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QVBoxLayout, QWidget)
 
-from app.core.edit_specs import OPERATIONS, EditSpec, edit_from_spec, preview_edit
+from app.core.edit_specs import (OPERATIONS, EditSpec, PreviewTooLarge, check_shapes,
+                                 edit_from_spec, preview_edit)
 from app.core.errors import UserError
 
 
@@ -133,12 +134,20 @@ class EditDialog(QDialog):
                 raise UserError("no tensor matches")
             self.make_edit()
             name = targets[0]
-            p = preview_edit(self.spec(), name, self._doc.tensor(name))
-            self._show_preview(p)
-            total = p.before.numel()
-            self.changed_label.setText(f"{p.changed:,} of {total:,} elements change"
-                                       + (f" in {name}" if len(targets) > 1 else ""))
-            self.changed_count = p.changed
+            try:
+                p = preview_edit(self.spec(), name, self._doc.tensor(name))
+            except PreviewTooLarge as exc:  # a huge tensor can still be edited, unpreviewed
+                check_shapes(self.spec(), {n: self._doc.entry(n).shape for n in targets})
+                self._before.setData([0, 1], [0])
+                self._after.setData([0, 1], [0])
+                self.changed_label.setText(f"{exc}; the edit is checked when applied")
+                self.changed_count = None
+            else:
+                self._show_preview(p)
+                total = p.before.numel()
+                self.changed_label.setText(f"{p.changed:,} of {total:,} elements change"
+                                           + (f" in {name}" if len(targets) > 1 else ""))
+                self.changed_count = p.changed
         except UserError as exc:
             ok, message = False, str(exc)
         except Exception as exc:  # a torch error from the user's expression
