@@ -1,7 +1,7 @@
 """What ``main.py inspect`` prints: CONTRACT.md's JSON, or an indented tree for people."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from .document import Document
 from .stats import compute_stats

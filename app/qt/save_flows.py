@@ -11,8 +11,7 @@ from PySide6.QtCore import QEventLoop, QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from app.core.errors import UserError
-from app.core.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TORCH, WouldDropEntries,
-                           can_save_in_place)
+from app.core.save import DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TORCH, can_save_in_place
 from app.qt.workers import Task
 
 TORCH_FILTER = "PyTorch checkpoint (*.pt *.pth *.bin *.ckpt)"

@@ -8,33 +8,15 @@ import json
 import pytest
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox,
                                QLabel, QLineEdit, QSpinBox)
 
 from app.qt.models.tree_model import TYPE
 from tests.qt.conftest import wait_for_document
+from tests.qt.driving import child, click_ok, ok_button, open_dialog, pick, retype
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def child(dialog, cls, name):
-    found = dialog.findChild(cls, name)
-    assert found is not None, f"no {cls.__name__} named {name!r}"
-    return found
-
-
-def retype(qtbot, line: QLineEdit, text: str) -> None:
-    line.setFocus()
-    line.selectAll()
-    qtbot.keyClick(line, Qt.Key_Backspace)
-    qtbot.keyClicks(line, text)
-
-
-def pick(combo: QComboBox, text: str) -> None:
-    i = combo.findText(text)
-    assert i >= 0, f"{combo.objectName()} has no item {text!r}"
-    combo.setCurrentIndex(i)
-
 
 def pick_data(combo: QComboBox, data) -> None:
     i = combo.findData(data)
@@ -42,31 +24,10 @@ def pick_data(combo: QComboBox, data) -> None:
     combo.setCurrentIndex(i)
 
 
-def ok_button(dialog):
-    box = getattr(dialog, "button_box", None) or dialog.buttons
-    return box.button(QDialogButtonBox.Ok)
-
-
-def click_ok(qtbot, dialog) -> None:
-    button = ok_button(dialog)
-    assert button.isEnabled(), dialog.findChild(QLabel, "errorLabel").text()
-    qtbot.mouseClick(button, Qt.LeftButton)
-
-
 def shown(qtbot, window):
     window.show()
     qtbot.waitExposed(window)
     return window
-
-
-def open_dialog(qtbot, window, action, name):
-    action.trigger()
-    dialog = window.edit_flows.dialog
-    assert isinstance(dialog, QDialog) and dialog.objectName() == name
-    assert window.findChild(QDialog, name) is dialog  # never a closed one from before
-    assert window.findChildren(QDialog, name) == [dialog]
-    qtbot.waitUntil(dialog.isVisible)
-    return dialog
 
 
 def undo_text(window) -> str:

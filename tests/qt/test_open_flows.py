@@ -4,7 +4,6 @@ import textwrap
 import pytest
 import torch
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
 
 from app.qt.models.tree_model import NOTE_COLOR
 

@@ -16,6 +16,7 @@ from app.core.save import TORCH
 from tests.checkpoints import tied_lm, training_checkpoint
 from tests.cli import run_main
 from tests.qt.conftest import tree_rows, wait_for_document
+from tests.qt.driving import child, click_ok, open_dialog
 
 
 # -- checkpoints -------------------------------------------------------------------------------
@@ -47,30 +48,6 @@ def training_file(tmp_path):
 
 
 # -- driving the window ------------------------------------------------------------------------
-
-def child(dialog, cls, name):
-    found = dialog.findChild(cls, name)
-    assert found is not None, f"no {cls.__name__} named {name!r}"
-    return found
-
-
-def open_dialog(qtbot, window, action, name):
-    action.trigger()
-    dialog = window.edit_flows.dialog
-    assert isinstance(dialog, QDialog) and dialog.objectName() == name
-    assert window.findChild(QDialog, name) is dialog  # never a closed one from before
-    assert window.findChildren(QDialog, name) == [dialog]
-    qtbot.waitUntil(dialog.isVisible)
-    return dialog
-
-
-def click_ok(qtbot, dialog) -> None:
-    box = getattr(dialog, "button_box", None) or dialog.buttons
-    button = box.button(QDialogButtonBox.Ok)
-    qtbot.waitUntil(button.isEnabled)
-    qtbot.mouseClick(button, Qt.LeftButton)
-    qtbot.waitUntil(lambda: not dialog.isVisible())
-
 
 def select(window, name) -> None:
     assert window.select_name(name), name

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import torch
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 from ..document import Document
 from ..errors import CheckpointError
 from ..tensor_entry import TensorEntry
