@@ -19,7 +19,7 @@ from .edit_base import Edit
 from .errors import UserError
 from .expr import compile_expr, evaluate, evaluate_mask, fit_result
 from .index_text import check_index, format_index, parse_index
-from .tensor_entry import dtype_name
+from .tensor_entry import PARAMETER, dtype_name
 
 
 # -- values ------------------------------------------------------------------------------------
@@ -357,7 +357,9 @@ class RequiresGradEdit(Edit):
 
     def apply(self, doc: Document) -> None:
         units, _ = _units(doc, self.targets)
-        params = [(n, t) for n, t in units if isinstance(t, torch.nn.Parameter)]
+        # TorchScript modules hand out their parameters as plain tensors: the entry knows.
+        params = [(n, t) for n, t in units
+                  if isinstance(t, torch.nn.Parameter) or doc.entry(n).kind == PARAMETER]
         if not params:
             raise UserError("requires_grad applies to parameters only, and none of the chosen "
                             "tensors is one")

@@ -16,8 +16,10 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
 
 from app.core.edit_base import CompositeEdit, Edit
 from app.core.errors import UserError
+from app.core.tensor_entry import PARAMETER
 from app.core.tree import ENTRY, Node
 from app.qt.dialogs.edit_dialog import EditDialog
+from app.qt.models.tree_model import TYPE
 
 CAST_DTYPES = ("float32", "float16", "bfloat16", "float64")
 MEMORY_CAP_KEY = "undoMemoryCapMiB"
@@ -43,7 +45,7 @@ class EditFlows(QObject):
         self.edits.memory_cap = self.memory_cap_setting()
         self.edits.edited.connect(self._on_edited)
         self.edits.dropped.connect(self._on_dropped)
-        self.edits.stack.cleanChanged.connect(lambda _clean: self._update_marks())
+        self.edits.stack.cleanChanged.connect(self._clean_changed)
         # QUndoStack runs redo()/undo() before it moves its index (and EditStack records a pushed
         # command only after that): the marks are right once the index has moved.
         self.edits.stack.indexChanged.connect(self._index_changed)
@@ -140,7 +142,7 @@ class EditFlows(QObject):
         out = []
         for name in unique_names(node):
             t = doc.tensor(name)
-            if isinstance(t, torch.nn.Parameter):
+            if isinstance(t, torch.nn.Parameter) or doc.entry(name).kind == PARAMETER:
                 out.append(t)
         return out
 
@@ -240,6 +242,11 @@ class EditFlows(QObject):
         model.tensors_changed(sorted(marks), modified=True)
         model.tensors_changed(sorted(old - marks), modified=False)
 
+    def _clean_changed(self, _clean: bool) -> None:
+        import shiboken6
+        if shiboken6.isValid(self.edits.stack) and shiboken6.isValid(self.window):
+            self._update_marks()
+
     def _on_dropped(self, count: int) -> None:
         cap = self.edits.memory_cap / 1024 ** 2
         self._drop_note = (f"Undo history over its {cap:,.0f} MiB limit: the oldest {count} step"
@@ -333,8 +340,8 @@ class EditFlows(QObject):
     def set_requires_grad(self, flag: bool) -> None:
         from app.core.edits import RequiresGradEdit
         node = self.controller.current_node
-        if node is not None:
-            self.push(RequiresGradEdit(unique_names(node), flag))
+        if node is not None and self.push(RequiresGradEdit(unique_names(node), flag)):
+            self.window.tree_view.resizeColumnToContents(TYPE)  # room for "(frozen)"
 
     # -- surgery ------------------------------------------------------------------------------
     def _selection_target(self) -> str | None:

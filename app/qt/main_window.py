@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import shiboken6
 from PySide6.QtCore import QEvent, QModelIndex, Qt
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QLineEdit,
@@ -228,7 +229,7 @@ class MainWindow(QMainWindow):
         c.tensorSelected.connect(self._show_tensor)
         c.moduleSelected.connect(self._show_module)
         c.selectionCleared.connect(self._clear_views)
-        self.undo_stack.cleanChanged.connect(lambda clean: self.setWindowModified(not clean))
+        self.undo_stack.cleanChanged.connect(self._clean_changed)
         self.tree_view.selectionModel().currentRowChanged.connect(self._tree_current_changed)
         self.stats_panel.gotoRequested.connect(self.tensor_view.goto_index)
         self.stats_panel.statsReady.connect(self._stats_ready)
@@ -413,6 +414,10 @@ class MainWindow(QMainWindow):
     def _clear_views(self) -> None:
         self.tensor_view.clear()
         self.stats_panel.clear()
+
+    def _clean_changed(self, clean: bool) -> None:
+        if shiboken6.isValid(self):  # the stack reports "clean" while a deleted window is torn down
+            self.setWindowModified(not clean)
 
     def _update_title(self) -> None:
         title = self.controller.title

@@ -46,8 +46,13 @@ class SaveFlows(QObject):
         window.actionSave.triggered.connect(lambda: self.save())
         window.actionSaveAs.triggered.connect(lambda: self.save_as())
         self.controller.documentChanged.connect(lambda _doc: self._update_enabled())
-        self.controller.edits.stack.cleanChanged.connect(lambda _c: self._update_enabled())
+        self.controller.edits.stack.cleanChanged.connect(self._clean_changed)
         self._update_enabled()
+
+    def _clean_changed(self, _clean: bool) -> None:
+        import shiboken6
+        if shiboken6.isValid(self.window):
+            self._update_enabled()
 
     @property
     def is_saving(self) -> bool:
