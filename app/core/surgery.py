@@ -87,6 +87,11 @@ class RenameEdit(Edit):
     def touched(self) -> list[str]:
         return list(self._mapping.values())
 
+    @property
+    def mapping(self) -> dict[str, str]:
+        """``{old: new}`` of the last apply (kept after revert, so views can follow a name)."""
+        return dict(self._mapping)
+
 
 class DeleteEdit(Edit):
     """Delete tensors (exact name or glob) and/or whole top-level entries (e.g. ``optimizer``)."""

@@ -309,3 +309,15 @@ def test_extract_subtree_writes_a_relative_state_dict(qtbot, window, ddp_file, t
     # a nn.Module loads the extracted file directly
     body = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
     body.load_state_dict(sd)
+
+
+def test_selection_follows_a_renamed_tensor_and_its_undo(qtbot, window, ddp_file):
+    window.open_path(ddp_file)
+    wait_for_document(qtbot, window, ddp_file)
+    select(window, "module.body.0.bias")
+    rename_strip_module(qtbot, window)
+    qtbot.waitUntil(lambda: "body.0.bias" in window.controller.document.tensors)
+    assert window.controller.current_node.full_name == "body.0.bias"
+    assert window.tensor_view.name == "body.0.bias"
+    window.actionUndo.trigger()
+    assert window.controller.current_node.full_name == "module.body.0.bias"
