@@ -134,7 +134,8 @@ def main() -> int:
             ratio = ours_s / floor_s
             frac = ours_rss / size
             time_ok = ratio <= 2 or ours_s <= floor_s + 0.05
-            note = "" if label != "torchscript" else "  (torch.jit.load reads every tensor: no lazy path)"
+            note = "" if label != "torchscript" else (
+                "  (lazy reader, tensors mmapped; floor is torch.jit.load, which reads every tensor)")
             print(f"{label:22} {size / 1e9:8.2f}G {ours_s * 1e3:8.1f}ms {floor_s * 1e3:8.1f}ms "
                   f"{ratio:6.2f}  {frac * 100:10.2f}%  time {verdict(time_ok)}, "
                   f"RSS {verdict(frac <= 0.05)}{note}")

@@ -130,21 +130,18 @@ class EditFlows(QObject):
         self.actionDelete.setEnabled(has_node and not live and bool(node.full_name))
         self.cast_menu.setEnabled(bool(names))
         self.actionExtract.setEnabled(bool(names))
-        params = self._parameters(node) if has_node else []
-        self.actionFreeze.setEnabled(any(p.requires_grad for p in params))
-        self.actionUnfreeze.setEnabled(any(not p.requires_grad for p in params))
+        flags = self._trainable_flags(node) if has_node else []
+        self.actionFreeze.setEnabled(any(f is not False for f in flags))
+        self.actionUnfreeze.setEnabled(any(f is not True for f in flags))
 
-    def _parameters(self, node: Node):
-        import torch
+    def _trainable_flags(self, node: Node) -> list[bool | None]:
+        """requires_grad of each parameter under ``node``; None where not read yet (selecting a
+        module must not read its tensors)."""
         doc = self.controller.document
-        if doc is None or doc.module is None:
+        if doc is None:
             return []
-        out = []
-        for name in unique_names(node):
-            t = doc.tensor(name)
-            if isinstance(t, torch.nn.Parameter) or doc.entry(name).kind == PARAMETER:
-                out.append(t)
-        return out
+        return [doc.entry(n).requires_grad for n in unique_names(node)
+                if doc.entry(n).kind == PARAMETER]
 
     # -- running edits ------------------------------------------------------------------------
     def push(self, edit: Edit) -> bool:

@@ -84,8 +84,13 @@ class SaveFlows(QObject):
     def ask_save_path(self) -> tuple[str, str, int | None] | None:
         """(path, format, shard size) from the file dialog; tests replace this method."""
         doc = self.controller.document
-        start = doc.path if doc.path and doc.module is None else os.path.join(
-            self.controller.recent.last_folder(), f"{self.controller.title}.pt")
+        if doc.path and can_save_in_place(doc):
+            start = doc.path
+        elif doc.path:  # e.g. a TorchScript archive: never suggest overwriting it with weights
+            stem = os.path.splitext(os.path.basename(os.path.normpath(doc.path)))[0]
+            start = os.path.join(os.path.dirname(doc.path), f"{stem}.state_dict.pt")
+        else:
+            start = os.path.join(self.controller.recent.last_folder(), f"{self.controller.title}.pt")
         path, chosen = QFileDialog.getSaveFileName(self.window, "Save as", start, SAVE_AS_FILTER)
         if not path:
             return None
