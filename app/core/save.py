@@ -67,8 +67,7 @@ def save_document(doc: Document, out_path: str, fmt: str | None = None,
     if fmt == SHARDED:
         from .formats.sharded_writer import write_sharded
         written, metadata = write_sharded(doc, out_path, shard_size or DEFAULT_SHARD_SIZE,
-                                          lambda path, write: atomic_write(path, write, total,
-                                                                           progress, cancelled))
+                                          Stager(total, progress, cancelled))
     elif fmt == SAFETENSORS:
         atomic_write(out_path, lambda f: write_safetensors(f, list(doc.tensors.values()),
                                                            doc.metadata), total, progress, cancelled)
@@ -103,12 +102,17 @@ def reopen(doc: Document) -> Document:
 
 
 class _Progress:
-    """A file wrapper that reports bytes written and stops when cancelled."""
+    """A file wrapper that reports bytes written (over every file of one save) and stops when
+    cancelled."""
 
-    def __init__(self, f, total: int, progress, cancelled):
-        self._f, self._total, self._progress, self._cancelled = f, max(total, 1), progress, cancelled
+    def __init__(self, total: int, progress, cancelled):
+        self._f, self._total, self._progress, self._cancelled = None, max(total, 1), progress, cancelled
         self.done = 0
         self.was_cancelled = False
+
+    def attach(self, f) -> "_Progress":
+        self._f = f
+        return self
 
     def write(self, data) -> int:
         if self.was_cancelled or (self._cancelled is not None and self._cancelled()):
@@ -127,44 +131,83 @@ class _Progress:
         return getattr(self._f, name)
 
 
-def atomic_write(path: str, write: Callable, total: int = 0, progress=None, cancelled=None) -> None:
-    """``write(file)`` into a temporary beside ``path``, fsync, then ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError(f"cannot save {path}: the folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise UserError(f"cannot save {path}: {exc.strerror or exc}") from None
-    wrapper = None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            wrapper = _Progress(f, total, progress, cancelled)
+class Stager:
+    """Atomic saves of one or several files: ``stage`` writes each beside its target (flushed,
+    invisible), ``commit`` fsyncs them all, then ``os.replace``s each and fsyncs the folders.
+
+    Syncing at the end rather than after each file lets the kernel write one file back while
+    the next is being written (shards of a large checkpoint). Any failure removes the
+    temporaries; targets are only ever replaced whole."""
+
+    def __init__(self, total: int = 0, progress=None, cancelled=None):
+        self.wrapper = _Progress(total, progress, cancelled)
+        self.staged: list[tuple[str, str]] = []
+
+    def stage(self, path: str, write: Callable) -> None:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UserError(f"cannot save {path}: the folder {folder} does not exist")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                                       dir=folder)
+        except OSError as exc:
+            raise UserError(f"cannot save {path}: {exc.strerror or exc}") from None
+        self.staged.append((tmp, path))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                try:
+                    write(self.wrapper.attach(f))
+                except Exception:
+                    if self.wrapper.was_cancelled:  # torch's zip writer may mask it with its own
+                        raise Cancelled("save cancelled") from None
+                    raise
+                f.flush()
+        except BaseException as exc:
+            self.discard()
+            if isinstance(exc, OSError):
+                raise UserError(f"cannot save {path}: {exc.strerror or exc}") from None
+            raise
+
+    def commit(self) -> None:
+        try:
+            for tmp, _path in self.staged:
+                fd = os.open(tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            while self.staged:
+                tmp, path = self.staged[0]
+                if os.path.exists(path):
+                    try:
+                        os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+                    except OSError:
+                        pass
+                else:
+                    os.chmod(tmp, 0o666 & ~_umask())
+                os.replace(tmp, path)
+                self.staged.pop(0)
+                _fsync_dir(os.path.dirname(os.path.abspath(path)))
+        except BaseException as exc:
+            self.discard()
+            if isinstance(exc, OSError):
+                raise UserError(f"cannot save: {exc.strerror or exc}") from None
+            raise
+
+    def discard(self) -> None:
+        for tmp, _path in self.staged:
             try:
-                write(wrapper)
-            except Exception:
-                if wrapper.was_cancelled:  # torch's zip writer may mask it with its own error
-                    raise Cancelled("save cancelled") from None
-                raise
-            f.flush()
-            os.fsync(f.fileno())
-        if os.path.exists(path):
-            try:
-                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+                os.unlink(tmp)
             except OSError:
                 pass
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise UserError(f"cannot save {path}: {exc.strerror or exc}") from None
-        raise
-    _fsync_dir(folder)
+        self.staged.clear()
+
+
+def atomic_write(path: str, write: Callable, total: int = 0, progress=None, cancelled=None) -> None:
+    """``write(file)`` into a temporary beside ``path``, fsync, then ``os.replace``."""
+    stager = Stager(total, progress, cancelled)
+    stager.stage(path, write)
+    stager.commit()
 
 
 def _umask() -> int:

@@ -104,3 +104,33 @@ def test_progress_reports_and_reaches_total(tmp_path):
     save_document(doc, str(tmp_path / "p.safetensors"), progress=lambda d, t: seen.append((d, t)))
     assert seen and seen[-1][0] == seen[-1][1]
     assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+
+
+def test_sharded_cancel_in_a_later_shard_keeps_the_old_checkpoint(tmp_path):
+    """Shards are staged first and moved into place together: a cancel while writing the third
+    shard leaves the previous sharded checkpoint whole and no temporary behind."""
+    folder = tmp_path / "ck"
+    save_document(Document.from_object(big_state(1)), str(folder), shard_size=300_000)
+    before = {p: (folder / p).read_bytes() for p in listing(folder)}
+    calls = {"n": 0}
+
+    def cancelled():
+        calls["n"] += 1
+        return calls["n"] > 8  # past the first shards
+
+    with pytest.raises(Cancelled):
+        save_document(Document.from_object(big_state(2)), str(folder), shard_size=300_000,
+                      cancelled=cancelled)
+    assert {p: (folder / p).read_bytes() for p in listing(folder)} == before
+    old = load_document(str(folder))
+    for name, t in big_state(1).items():
+        assert torch.equal(old.tensor(name), t)
+
+
+def test_sharded_progress_is_monotonic_over_all_shards(tmp_path):
+    seen = []
+    save_document(Document.from_object(big_state()), str(tmp_path / "ck"), shard_size=300_000,
+                  progress=lambda done, total: seen.append((done, total)))
+    assert len({p for p in os.listdir(tmp_path / "ck") if p.endswith(".safetensors")}) > 2
+    dones = [d for d, _ in seen]
+    assert dones == sorted(dones) and dones[-1] == seen[-1][1]

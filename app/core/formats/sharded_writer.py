@@ -1,14 +1,13 @@
 """Sharded safetensors: ``model-0000k-of-0000n.safetensors`` files plus ``model.safetensors.index.json``.
 
-Every shard is written atomically; the index is replaced last, so a failure before it leaves the
-old index (and the shards it names, unless overwritten by name) in place.
+All shards are written beside their targets first, then synced and moved into place together
+(``Stager``); the index is replaced last, so a failure before it leaves the old index (and the
+shards it names, unless overwritten by name) in place.
 """
 from __future__ import annotations
 
 import json
 import os
-from typing import Callable
-
 from ..document import Document
 from ..tensor_entry import TensorEntry
 from .safetensors_file import ALIASES_KEY, ORDER_KEY
@@ -30,8 +29,7 @@ def split(stored: list[TensorEntry], shard_size: int) -> list[list[TensorEntry]]
     return shards
 
 
-def write_sharded(doc: Document, out_path: str, shard_size: int,
-                  atomic: Callable[[str, Callable], None]) -> tuple[str, dict[str, str]]:
+def write_sharded(doc: Document, out_path: str, shard_size: int, stager) -> tuple[str, dict[str, str]]:
     """Write shards then the index; returns (index path, metadata the reader will see)."""
     if out_path.endswith(".index.json"):
         folder, index_path = os.path.dirname(os.path.abspath(out_path)), out_path
@@ -48,14 +46,15 @@ def write_sharded(doc: Document, out_path: str, shard_size: int,
     for k, group in enumerate(shards, 1):
         shard = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
         group_names = [e.name for e in group]
-        atomic(os.path.join(folder, shard),
-               lambda f, g=group, n=group_names: write_safetensors(f, g, base, n, {}))
+        stager.stage(os.path.join(folder, shard),
+                     lambda f, g=group, n=group_names: write_safetensors(f, g, base, n, {}))
         weight_map.update({n: shard for n in group_names})
     meta = paramedit_metadata(base, names, aliases)
     index = {"metadata": {"total_size": sum(e.nbytes for e in stored), **meta},
              "weight_map": weight_map}
     text = json.dumps(index, indent=2).encode("utf-8")
-    atomic(index_path, lambda f: f.write(text))
+    stager.stage(index_path, lambda f: f.write(text))
+    stager.commit()  # shards first, the index last
     for stale in old_shards - set(weight_map.values()):  # shards of the replaced index only
         try:
             os.unlink(os.path.join(folder, stale))
