@@ -424,19 +424,3 @@ def test_any_edit_sequence_reverts_and_reapplies_bit_for_bit(data):
         edit.apply(doc)
     assert same(snapshot(doc), forward) and identity(doc) == ids
 
-
-def test_torchscript_parameters_freeze_and_edit_in_place(tmp_path):
-    """TorchScript parameters are parameters to freeze, whichever reader opened the archive."""
-    torch.jit.save(torch.jit.script(nn.Sequential(nn.Linear(3, 2))), str(tmp_path / "ts.pt"))
-    doc = load_document(str(tmp_path / "ts.pt"))
-    assert doc.entry("0.weight").kind == "parameter"
-    weight = doc.tensor("0.weight")
-    ptr = weight.data_ptr()
-    freeze = RequiresGradEdit(["0.weight", "0.bias"], False)
-    freeze.apply(doc)
-    assert [doc.tensor(n).requires_grad for n in ("0.weight", "0.bias")] == [False, False]
-    FillEdit(["0.weight"], 2.0).apply(doc)
-    assert doc.tensor("0.weight") is weight and weight.data_ptr() == ptr
-    assert torch.equal(weight, torch.full((2, 3), 2.0))
-    freeze.revert(doc)
-    assert [doc.tensor(n).requires_grad for n in ("0.weight", "0.bias")] == [True, True]
