@@ -149,6 +149,8 @@ def evaluate(text: str, w: torch.Tensor):
     # The checker lets only ``w`` and ``torch`` be named, so nothing in ``__builtins__`` can be
     # reached by the text; ``__import__`` is there because C code (torch's argument parser)
     # imports through the calling frame's builtins.
+    if _narrow_int(w.dtype):  # `w + 1000` on int8 must not wrap before fit_result sees it
+        w = w.to(torch.int64)
     scope = {"__builtins__": {"__import__": builtins.__import__}, "__attr__": _attr,
              "torch": torch, "w": w}
     try:
@@ -177,7 +179,33 @@ def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str =
     if not fits:
         raise _fail(text, f"the {what} has shape {list(result.shape)}, which does not fit "
                           f"the region of shape {list(shape)}")
-    return result.detach().to(device=device, dtype=dtype).expand(shape)
+    result = result.detach()
+    if result.dtype != dtype and not dtype.is_floating_point and not dtype.is_complex:
+        _check_integral(text, result, dtype, what)
+    return result.to(device=device, dtype=dtype).expand(shape)
+
+
+def _narrow_int(dtype: torch.dtype) -> bool:
+    return (not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+            and dtype.itemsize < 8)
+
+
+def _check_integral(text: str, result: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    """Refuse a result an integer or bool tensor cannot hold, instead of wrapping or truncating."""
+    if result.numel() == 0 or result.dtype == torch.bool:
+        return
+    if result.is_floating_point():
+        if not bool(torch.isfinite(result).all()):
+            raise _fail(text, f"the {what} has NaN or Inf values, which a {_name(dtype)} tensor "
+                              "cannot hold")
+        if not bool((result == result.trunc()).all()):
+            raise _fail(text, f"the {what} has fractions, which a {_name(dtype)} tensor cannot "
+                              "hold; round it, e.g. torch.round(...)")
+    lo, hi = (0, 1) if dtype == torch.bool else (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
+    low, high = result.min().item(), result.max().item()  # two scalars for the whole region
+    if low < lo or high > hi:
+        raise _fail(text, f"the {what} ranges over [{low:g}, {high:g}], outside what "
+                          f"{_name(dtype)} holds ([{lo}, {hi}])")
 
 
 def evaluate_mask(text: str, region: torch.Tensor) -> torch.Tensor:

@@ -119,13 +119,15 @@ class EditFlows(QObject):
     def _update_enabled(self) -> None:
         doc = self.controller.document
         node = self.controller.current_node
+        if self._saving():  # the save worker reads the tensors: no edit until it is done
+            doc = node = None
         has_doc, has_node = doc is not None, node is not None
         names = unique_names(node) if has_node else []
         live = has_doc and doc.module is not None
         w = self.window
         w.actionEdit.setEnabled(bool(names))
         w.actionInitialize.setEnabled(bool(names))
-        w.actionExportRecipe.setEnabled(has_doc)
+        w.actionExportRecipe.setEnabled(self.controller.document is not None)
         self.actionRename.setEnabled(has_doc and not live and bool(doc.tensors))
         self.actionDelete.setEnabled(has_node and not live and bool(node.full_name))
         self.cast_menu.setEnabled(bool(names))
@@ -133,6 +135,10 @@ class EditFlows(QObject):
         flags = self._trainable_flags(node) if has_node else []
         self.actionFreeze.setEnabled(any(f is not False for f in flags))
         self.actionUnfreeze.setEnabled(any(f is not True for f in flags))
+
+    def _saving(self) -> bool:
+        save_flows = getattr(self.window, "save_flows", None)
+        return save_flows is not None and save_flows.is_saving
 
     def _trainable_flags(self, node: Node) -> list[bool | None]:
         """requires_grad of each parameter under ``node``; None where not read yet (selecting a
@@ -157,6 +163,8 @@ class EditFlows(QObject):
     def _push(self, edit: Edit) -> Exception | None:
         """``edits.push``, remembering the tensors of steps the memory cap drops: their changes
         stay in the document, so those tensors stay marked modified."""
+        if self._saving():
+            return UserError("a save is running; edit again when it has finished")
         applied = self.edits._commands[: self.edits.stack.index()]
         self._drop_note = None
         error = self.edits.push(edit)
@@ -364,7 +372,15 @@ class EditFlows(QObject):
 
     def cast_selection(self, dtype: str) -> None:
         from app.core.surgery import CastEdit
-        target = self._selection_target()
+        node = self.controller.current_node
+        if node is None or not unique_names(node):
+            return
+        # A cast acts on tensors: a whole top-level entry (``model``, ``optimizer``) is the glob
+        # over its tensors, never its bare name (which names no tensor).
+        if node.entry is not None:
+            target = node.full_name
+        else:
+            target = f"{node.full_name}.*" if node.full_name else "*"
         if target:
             self.push(CastEdit(target, dtype))
 

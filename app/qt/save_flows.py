@@ -45,8 +45,13 @@ class SaveFlows(QObject):
         self.last_error: str | None = None
         window.actionSave.triggered.connect(lambda: self.save())
         window.actionSaveAs.triggered.connect(lambda: self.save_as())
-        self.controller.documentChanged.connect(lambda _doc: self._update_enabled())
+        self._agreed_drops: dict[str, set[str]] = {}  # path -> entries the user let go there
+        self.controller.documentChanged.connect(self._on_document)
         self.controller.edits.stack.cleanChanged.connect(self._clean_changed)
+        self._update_enabled()
+
+    def _on_document(self, _doc) -> None:
+        self._agreed_drops.clear()
         self._update_enabled()
 
     def _clean_changed(self, _clean: bool) -> None:
@@ -125,10 +130,12 @@ class SaveFlows(QObject):
         if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
             from app.core.save import entries_lost_in_safetensors
             lost = entries_lost_in_safetensors(doc)
-            if lost:
+            agreed = self._agreed_drops.get(os.path.abspath(path), set())
+            if lost and not set(lost) <= agreed:
                 if not self.ask_drop_entries(lost):
                     return False
-                drop_non_tensor = True
+                self._agreed_drops[os.path.abspath(path)] = set(lost)  # not asked again per save
+            drop_non_tensor = drop_non_tensor or bool(lost)
 
         def work(progress, cancelled):
             return save_document(doc, path, fmt, progress=progress, cancelled=cancelled,
@@ -169,6 +176,8 @@ class SaveFlows(QObject):
         if message:
             w.statusBar().showMessage(message)
         self._update_enabled()
+        if busy:  # Rename / Delete / Cast / Freeze / Extract too: the worker reads the tensors
+            w.edit_flows._update_enabled()
 
     def _saved(self, doc, written: str, index: int, outcome: dict) -> None:
         outcome["ok"] = True
@@ -205,17 +214,29 @@ class SaveFlows(QObject):
 
     # -- extracting a subtree -----------------------------------------------------------------
     def extract(self, prefix: str, path: str, relative: bool) -> None:
+        """Write a subtree in the background, busy like a save: the worker reads the tensors, so
+        no edit may change them meanwhile, and the window may not close under it."""
         from app.core.surgery import save_subtree
         doc = self.controller.document
+        if doc is None or self.is_saving:
+            return
         if path.endswith(".safetensors"):
             fmt = SAFETENSORS
         else:
             fmt = TORCH
         task = Task(lambda progress, cancelled: save_subtree(
             doc, prefix, path, relative, fmt=fmt, progress=progress, cancelled=cancelled))
-        self.extract_task = task
-        task.signals.finished.connect(
-            lambda written: self.window.statusBar().showMessage(
-                f"Extracted {prefix or 'everything'} to {written}", 8000))
-        task.signals.failed.connect(lambda exc, _tb: self._failed(path, exc, {}))
+        self.extract_task = self.task = task
+        self.last_error = None
+        outcome: dict = {}
+
+        def finished(written) -> None:
+            outcome["ok"] = True
+            self.window.statusBar().showMessage(f"Extracted {prefix or 'everything'} to {written}",
+                                                8000)
+        task.signals.progress.connect(self.controller.progress.emit)
+        task.signals.finished.connect(finished)
+        task.signals.failed.connect(lambda exc, _tb: self._failed(path, exc, outcome))
+        task.signals.done.connect(lambda: self._done(outcome))
+        self._set_busy(True, f"Extracting {prefix or 'everything'} to {path} …")
         task.start()

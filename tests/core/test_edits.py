@@ -131,12 +131,35 @@ def test_index_and_mask_match_plain_torch(index):
 def test_expression_result_is_cast_to_the_tensor_dtype():
     doc = Document.from_object({"i": torch.arange(6), "h": torch.ones(3, dtype=torch.bfloat16),
                                 "m": torch.tensor([True, False])})
-    ExprEdit(["i"], "w * 1.7").apply(doc)
+    ExprEdit(["i"], "torch.round(w * 1.7)").apply(doc)
     ExprEdit(["h"], "w.float() / 3").apply(doc)
     ExprEdit(["m"], "~w").apply(doc)
-    assert torch.equal(doc.tensor("i"), (torch.arange(6) * 1.7).long())
+    assert torch.equal(doc.tensor("i"), torch.round(torch.arange(6) * 1.7).long())
     assert torch.equal(doc.tensor("h"), (torch.ones(3) / 3).to(torch.bfloat16))
     assert doc.tensor("m").tolist() == [False, True]
+
+
+@pytest.mark.parametrize("expr, dtype, words", [
+    ("w + 1000", torch.int8, "outside what int8 holds"),     # would wrap to [-88, -24, 39]
+    ("w - 200", torch.uint8, "outside what uint8 holds"),
+    ("w * 1.5", torch.int64, "fractions"),                    # would truncate silently
+    ("w / 0", torch.int32, "NaN or Inf"),
+    ("w * 3", torch.bool, "outside what bool holds"),
+])
+def test_integer_tensors_refuse_results_they_cannot_hold(expr, dtype, words):
+    start = torch.tensor([-128, 0, 127]) if dtype == torch.int8 else torch.tensor([1, 0, 1])
+    doc = Document.from_object({"t": start.to(dtype)})
+    before = doc.tensor("t").clone()
+    with pytest.raises(UserError, match=words):
+        ExprEdit(["t"], expr).apply(doc)
+    assert torch.equal(doc.tensor("t"), before)
+
+
+def test_integer_expressions_in_range_are_exact():
+    doc = Document.from_object({"t": torch.tensor([-64, 0, 63], dtype=torch.int8)})
+    ExprEdit(["t"], "w * 2 + 1").apply(doc)
+    assert doc.tensor("t").dtype == torch.int8
+    assert doc.tensor("t").tolist() == [-127, 1, 127]
 
 
 def test_random_expression_redo_gives_the_same_values():

@@ -74,6 +74,13 @@ def test_save_as_safetensors_asks_before_dropping_entries(qtbot, window, tmp_pat
     assert list(saved.tensors) == [n for n in window.controller.document.tensors]
     assert window.controller.document.path == str(out)
     assert "weights.safetensors" in window.windowTitle()
+    window.save_flows.ask_drop_entries = lambda keys: asked.append(keys) or False
+    window.select_name("model.body.0.bias")
+    window.edit_flows.cast_actions["float16"].trigger()
+    window.actionSave.trigger()  # the same file again: agreed once, not asked each Ctrl+S
+    wait_saved(qtbot, window)
+    assert len(asked) == 1 and not window.isWindowModified()
+    assert load_document(str(out)).entry("model.body.0.bias").dtype == torch.float16
 
 
 def test_save_as_sharded_with_a_shard_size(qtbot, window, tied_file, tmp_path):
