@@ -15,6 +15,17 @@ def wait_saved(qtbot, window):
     qtbot.waitUntil(lambda: not window.save_flows.is_saving, timeout=20_000)
 
 
+def held_back(monkeypatch, module, name) -> threading.Event:
+    """The real ``module.name`` runs only once the returned event is set (a save in progress)."""
+    real, gate = getattr(module, name), threading.Event()
+
+    def slow(*args, **kwargs):
+        gate.wait(10)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, name, slow)
+    return gate
+
+
 def test_cast_a_top_level_entry_casts_its_tensors(qtbot, window, tmp_path):
     """Cast To on "model" of a training checkpoint used the bare entry name as the target, which
     names no tensor: the enabled menu item only said 'matches no tensor'."""
@@ -40,12 +51,7 @@ def test_no_edit_while_a_save_runs(qtbot, window, tied_file, monkeypatch):
     """Rename / Delete / Cast / Extract stayed enabled while the save worker read the tensors; a
     cast then changed the document under it and re-enabled Edit and Undo mid-save."""
     import app.core.save as save_module
-    real, gate = save_module.save_document, threading.Event()
-
-    def slow(*args, **kwargs):
-        gate.wait(10)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(save_module, "save_document", slow)
+    gate = held_back(monkeypatch, save_module, "save_document")
     path, _sd = tied_file
     window.open_path(path)
     doc = wait_for_document(qtbot, window, path)
@@ -101,12 +107,7 @@ def test_extract_is_busy_like_a_save(qtbot, window, tied_file, tmp_path, monkeyp
     """Extract ran its worker with every edit action (and closing the window) still available:
     a cast meanwhile changed the tensors the worker was reading."""
     import app.core.surgery as surgery
-    real, gate = surgery.save_subtree, threading.Event()
-
-    def slow(*args, **kwargs):
-        gate.wait(10)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(surgery, "save_subtree", slow)
+    gate = held_back(monkeypatch, surgery, "save_subtree")
     path, sd = tied_file
     window.open_path(path)
     doc = wait_for_document(qtbot, window, path)
