@@ -171,11 +171,7 @@ class Stager:
     def commit(self) -> None:
         try:
             for tmp, _path in self.staged:
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                _fsync(tmp)
             while self.staged:
                 tmp, path = self.staged[0]
                 if os.path.exists(path):
@@ -187,6 +183,7 @@ class Stager:
                     os.chmod(tmp, 0o666 & ~_umask())
                 os.replace(tmp, path)
                 self.staged.pop(0)
+                # each rename durable before the next: an index never lands before its shards
                 _fsync_dir(os.path.dirname(os.path.abspath(path)))
         except BaseException as exc:
             self.discard()
@@ -216,14 +213,17 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable; a file system that cannot sync folders is fine."""
+    try:
+        _fsync(folder)
+    except OSError:
+        pass

@@ -39,7 +39,6 @@ class EditFlows(QObject):
         self.edits = self.controller.edits
         self.dialog = None          # the open edit / initializer / rename dialog
         self._drop_note: str | None = None  # the memory cap's message during a push
-        self._dropped_marks: set[str] = set()  # tensors of steps the memory cap dropped
         self.message_box: QMessageBox | None = None
         self._build_actions()
         self.edits.memory_cap = self.memory_cap_setting()
@@ -132,7 +131,7 @@ class EditFlows(QObject):
         self.actionDelete.setEnabled(has_node and not live and bool(node.full_name))
         self.cast_menu.setEnabled(bool(names))
         self.actionExtract.setEnabled(bool(names))
-        flags = self._trainable_flags(node) if has_node else []
+        flags = self._trainable_flags(names)
         self.actionFreeze.setEnabled(any(f is not False for f in flags))
         self.actionUnfreeze.setEnabled(any(f is not True for f in flags))
 
@@ -140,14 +139,11 @@ class EditFlows(QObject):
         save_flows = getattr(self.window, "save_flows", None)
         return save_flows is not None and save_flows.is_saving
 
-    def _trainable_flags(self, node: Node) -> list[bool | None]:
-        """requires_grad of each parameter under ``node``; None where not read yet (selecting a
+    def _trainable_flags(self, names: list[str]) -> list[bool | None]:
+        """requires_grad of each parameter among ``names``; None where not read yet (selecting a
         module must not read its tensors)."""
-        doc = self.controller.document
-        if doc is None:
-            return []
-        return [doc.entry(n).requires_grad for n in unique_names(node)
-                if doc.entry(n).kind == PARAMETER]
+        entries = [self.controller.document.entry(n) for n in names]
+        return [e.requires_grad for e in entries if e.kind == PARAMETER]
 
     # -- running edits ------------------------------------------------------------------------
     def push(self, edit: Edit) -> bool:
@@ -161,19 +157,10 @@ class EditFlows(QObject):
         return False
 
     def _push(self, edit: Edit) -> Exception | None:
-        """``edits.push``, remembering the tensors of steps the memory cap drops: their changes
-        stay in the document, so those tensors stay marked modified."""
         if self._saving():
             return UserError("a save is running; edit again when it has finished")
-        applied = self.edits._commands[: self.edits.stack.index()]
         self._drop_note = None
-        error = self.edits.push(edit)
-        if self._drop_note is not None:
-            kept = {id(c.edit) for c in self.edits._commands}
-            self._dropped_marks.update(n for c in applied if id(c.edit) not in kept
-                                       for n in c.edit.touched())
-            self._update_marks()
-        return error
+        return self.edits.push(edit)
 
     def _show_pushed(self, text: str, timeout: int) -> None:
         """Say what was applied, keeping the memory cap's note when this push dropped steps."""
@@ -226,8 +213,7 @@ class EditFlows(QObject):
         node = self.controller.current_node
         if node is None:
             return []
-        names = [n for name in unique_names(node) for n in self.controller.document.aliases(name)]
-        return names
+        return [n for name in unique_names(node) for n in self.controller.document.aliases(name)]
 
     def _index_changed(self, _index: int) -> None:
         import shiboken6
@@ -243,9 +229,7 @@ class EditFlows(QObject):
         model = self.window.tree_model
         marks = {n for c in steps if getattr(c, "edit", None) is not None for n in c.edit.touched()}
         if clean < 0:  # the saved state was dropped: what the dropped steps changed stays changed
-            marks |= self._dropped_marks
-        else:
-            self._dropped_marks.clear()
+            marks |= self.edits.dropped_touched
         old, model.modified = model.modified, set()
         model.tensors_changed(sorted(marks), modified=True)
         model.tensors_changed(sorted(old - marks), modified=False)

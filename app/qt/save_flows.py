@@ -11,7 +11,9 @@ from PySide6.QtCore import QEventLoop, QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from app.core.errors import UserError
-from app.core.save import DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TORCH, can_save_in_place
+from app.core import save as core_save
+from app.core.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TORCH, can_save_in_place,
+                           entries_lost_in_safetensors)
 from app.qt.workers import Task
 
 TORCH_FILTER = "PyTorch checkpoint (*.pt *.pth *.bin *.ckpt)"
@@ -123,12 +125,10 @@ class SaveFlows(QObject):
     def save_to(self, path: str, fmt: str, shard_size: int | None = None, wait: bool = False,
                 drop_non_tensor: bool = False) -> bool:
         """Write in the background; True when it started (or, with ``wait``, succeeded)."""
-        from app.core.save import save_document
         doc = self.controller.document
         if doc is None or self.is_saving:
             return False
         if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
-            from app.core.save import entries_lost_in_safetensors
             lost = entries_lost_in_safetensors(doc)
             agreed = self._agreed_drops.get(os.path.abspath(path), set())
             if lost and not set(lost) <= agreed:
@@ -137,20 +137,30 @@ class SaveFlows(QObject):
                 self._agreed_drops[os.path.abspath(path)] = set(lost)  # not asked again per save
             drop_non_tensor = drop_non_tensor or bool(lost)
 
-        def work(progress, cancelled):
-            return save_document(doc, path, fmt, progress=progress, cancelled=cancelled,
-                                 drop_non_tensor=drop_non_tensor, shard_size=shard_size)
+        index = self.controller.edits.stack.index()
+        return self._run(
+            lambda progress, cancelled: core_save.save_document(
+                doc, path, fmt, progress=progress, cancelled=cancelled,
+                drop_non_tensor=drop_non_tensor, shard_size=shard_size),
+            path, f"Saving {path} …", lambda written: self._saved(doc, written, index), wait)
 
+    def _run(self, work, path: str, message: str, on_written, wait: bool = False) -> bool:
+        """Run a writer ``work(progress, cancelled)`` as the window's one busy task: progress and
+        Cancel in the status bar, no edits meanwhile. True when it started (with ``wait``: when
+        it succeeded)."""
         task = Task(work)
         self.task = task
         self.last_error = None
-        index = self.controller.edits.stack.index()
         outcome: dict = {}
+
+        def finished(written) -> None:
+            outcome["ok"] = True
+            on_written(written)
         task.signals.progress.connect(self.controller.progress.emit)
-        task.signals.finished.connect(lambda written: self._saved(doc, written, index, outcome))
+        task.signals.finished.connect(finished)
         task.signals.failed.connect(lambda exc, _tb: self._failed(path, exc, outcome))
         task.signals.done.connect(lambda: self._done(outcome))
-        self._set_busy(True, f"Saving {path} …")
+        self._set_busy(True, message)
         loop = QEventLoop() if wait else None
         if loop is not None:
             task.signals.done.connect(loop.quit)
@@ -166,7 +176,7 @@ class SaveFlows(QObject):
 
     def _set_busy(self, busy: bool, message: str = "") -> None:
         w = self.window
-        for action in (w.actionEdit, w.actionInitialize, w.actionUndo, w.actionRedo, w.actionOpen):
+        for action in (w.actionUndo, w.actionRedo, w.actionOpen):
             action.setEnabled(not busy)
         w.tensor_view.grid.setEnabled(not busy)
         w.tree_view.setEnabled(not busy)
@@ -176,11 +186,9 @@ class SaveFlows(QObject):
         if message:
             w.statusBar().showMessage(message)
         self._update_enabled()
-        if busy:  # Rename / Delete / Cast / Freeze / Extract too: the worker reads the tensors
-            w.edit_flows._update_enabled()
+        w.edit_flows._update_enabled()  # every editing action waits: the worker reads the tensors
 
-    def _saved(self, doc, written: str, index: int, outcome: dict) -> None:
-        outcome["ok"] = True
+    def _saved(self, doc, written: str, index: int) -> None:
         stack = self.controller.edits.stack
         if doc is self.controller.document and stack.index() == index:
             stack.setClean()
@@ -208,7 +216,6 @@ class SaveFlows(QObject):
         self._set_busy(False)
         if "ok" not in outcome:
             self.window.statusBar().showMessage("Save cancelled; the file on disk is unchanged", 8000)
-        self.window.edit_flows._update_enabled()
         self.window.actionUndo.setEnabled(self.controller.undo_stack.canUndo())
         self.window.actionRedo.setEnabled(self.controller.undo_stack.canRedo())
 
@@ -220,23 +227,9 @@ class SaveFlows(QObject):
         doc = self.controller.document
         if doc is None or self.is_saving:
             return
-        if path.endswith(".safetensors"):
-            fmt = SAFETENSORS
-        else:
-            fmt = TORCH
-        task = Task(lambda progress, cancelled: save_subtree(
-            doc, prefix, path, relative, fmt=fmt, progress=progress, cancelled=cancelled))
-        self.extract_task = self.task = task
-        self.last_error = None
-        outcome: dict = {}
-
-        def finished(written) -> None:
-            outcome["ok"] = True
-            self.window.statusBar().showMessage(f"Extracted {prefix or 'everything'} to {written}",
-                                                8000)
-        task.signals.progress.connect(self.controller.progress.emit)
-        task.signals.finished.connect(finished)
-        task.signals.failed.connect(lambda exc, _tb: self._failed(path, exc, outcome))
-        task.signals.done.connect(lambda: self._done(outcome))
-        self._set_busy(True, f"Extracting {prefix or 'everything'} to {path} …")
-        task.start()
+        what = prefix or "everything"
+        self._run(lambda progress, cancelled: save_subtree(
+                      doc, prefix, path, relative, progress=progress, cancelled=cancelled),
+                  path, f"Extracting {what} to {path} …",
+                  lambda written: self.window.statusBar().showMessage(
+                      f"Extracted {what} to {written}", 8000))

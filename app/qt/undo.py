@@ -61,12 +61,16 @@ class EditStack(QObject):
         self.doc = None
         self._commands: list[EditCommand] = []  # Python owns the commands the stack shows
         self._dropped_steps: list[dict] = []
+        #: tensors changed by steps the cap dropped; they differ from the saved file until a save
+        self.dropped_touched: set[str] = set()
+        self.stack.cleanChanged.connect(self._clean_changed)
 
     def reset(self, doc) -> None:
         self.doc = doc
         self.stack.clear()
         self._commands.clear()
         self._dropped_steps.clear()
+        self.dropped_touched.clear()
         self.stack.setClean()
 
     def push(self, edit: Edit) -> Exception | None:
@@ -93,6 +97,11 @@ class EditStack(QObject):
     def memory_used(self) -> int:
         return sum(c.edit.memory_cost() for c in self._commands)
 
+    def _clean_changed(self, _clean: bool) -> None:
+        import shiboken6
+        if shiboken6.isValid(self.stack) and self.stack.cleanIndex() >= 0:
+            self.dropped_touched.clear()  # saved: what dropped steps changed is in the file
+
     def _enforce_cap(self) -> None:
         used, drop = self.memory_used(), 0
         while used > self.memory_cap and drop < len(self._commands) - 1:
@@ -108,6 +117,7 @@ class EditStack(QObject):
         clean_at = self.stack.cleanIndex() - drop
         kept = [(c.edit, c.doc) for c in self._commands[drop:]]
         self._dropped_steps += [s for c in self._commands[:drop] for s in c.edit.recipe_steps()]
+        self.dropped_touched.update(n for c in self._commands[:drop] for n in c.edit.touched())
         self.stack.blockSignals(True)
         try:
             self.stack.clear()
