@@ -12,9 +12,17 @@ bytes. ``reopen(doc)`` gives a fresh Document of the new file when one is prefer
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 import tempfile
 from typing import Callable
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; leftovers are then left alone
+    fcntl = None  # type: ignore[assignment]
 
 from .document import Document
 from .errors import Cancelled, UserError
@@ -101,14 +109,34 @@ def reopen(doc: Document) -> Document:
     return new
 
 
+#: Test hook: called with a step name at every point where a crash leaves the disk in a new
+#: state (a temporary created / written / synced, a rename, a removal). The kill tests set it.
+STEP_HOOK: Callable[[str], None] | None = None
+
+TEMP_RE = re.compile(r"^\.(?P<base>.+)\.[A-Za-z0-9_]{8}\.tmp$")  # what tempfile.mkstemp names
+
+
+def step(name: str) -> None:
+    if STEP_HOOK is not None:
+        STEP_HOOK(name)
+
+
+def _space_message(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "No space left on device"
+    return exc.strerror or str(exc)
+
+
 class _Progress:
     """A file wrapper that reports bytes written (over every file of one save) and stops when
-    cancelled."""
+    cancelled. It remembers an OSError of the real file: torch's zip writer turns it into a
+    RuntimeError whose text says nothing a user can act on."""
 
     def __init__(self, total: int, progress, cancelled):
         self._f, self._total, self._progress, self._cancelled = None, max(total, 1), progress, cancelled
         self.done = 0
         self.was_cancelled = False
+        self.error: OSError | None = None
 
     def attach(self, f) -> "_Progress":
         self._f = f
@@ -118,14 +146,22 @@ class _Progress:
         if self.was_cancelled or (self._cancelled is not None and self._cancelled()):
             self.was_cancelled = True
             raise Cancelled("save cancelled")
-        n = self._f.write(data)
+        try:
+            n = self._f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
         self.done += len(memoryview(data).cast("B")) if not isinstance(data, (bytes, bytearray)) else len(data)
         if self._progress is not None:
             self._progress(min(self.done, self._total), self._total)
         return n
 
     def flush(self) -> None:
-        self._f.flush()
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
 
     def __getattr__(self, name):  # tell/seek/fileno for torch's zip writer
         return getattr(self._f, name)
@@ -135,45 +171,53 @@ class Stager:
     """Atomic saves of one or several files: ``stage`` writes each beside its target (flushed,
     invisible), ``commit`` fsyncs them all, then ``os.replace``s each and fsyncs the folders.
 
-    Syncing at the end rather than after each file lets the kernel write one file back while
-    the next is being written (shards of a large checkpoint). Any failure removes the
-    temporaries; targets are only ever replaced whole."""
+    Each temporary stays open and ``flock``ed until it is renamed or removed, so a later save can
+    tell the leftovers of a killed save (unlocked) from a save in progress (locked) and remove
+    only the former. Any failure removes the temporaries; targets are only ever replaced whole.
+    """
 
     def __init__(self, total: int = 0, progress=None, cancelled=None):
         self.wrapper = _Progress(total, progress, cancelled)
-        self.staged: list[tuple[str, str]] = []
+        self.staged: list[tuple[str, str, object]] = []  # (temporary, target, open file)
 
     def stage(self, path: str, write: Callable) -> None:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise UserError(f"cannot save {path}: the folder {folder} does not exist")
+        base = os.path.basename(path)
+        remove_leftovers(folder, lambda b: b == base)
         try:
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                       dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp", dir=folder)
         except OSError as exc:
-            raise UserError(f"cannot save {path}: {exc.strerror or exc}") from None
-        self.staged.append((tmp, path))
+            raise UserError(f"cannot save {path}: {_space_message(exc)}") from None
+        f = os.fdopen(fd, "wb")
+        _lock(f.fileno())
+        self.staged.append((tmp, path, f))
+        step(f"created {tmp}")
         try:
-            with os.fdopen(fd, "wb") as f:
-                try:
-                    write(self.wrapper.attach(f))
-                except Exception:
-                    if self.wrapper.was_cancelled:  # torch's zip writer may mask it with its own
-                        raise Cancelled("save cancelled") from None
-                    raise
+            try:
+                write(self.wrapper.attach(f))
                 f.flush()
+            except Exception:
+                if self.wrapper.was_cancelled:  # torch's zip writer may mask it with its own
+                    raise Cancelled("save cancelled") from None
+                if self.wrapper.error is not None:
+                    raise self.wrapper.error from None
+                raise
+            step(f"written {tmp}")
         except BaseException as exc:
             self.discard()
             if isinstance(exc, OSError):
-                raise UserError(f"cannot save {path}: {exc.strerror or exc}") from None
+                raise UserError(f"cannot save {path}: {_space_message(exc)}") from None
             raise
 
     def commit(self) -> None:
         try:
-            for tmp, _path in self.staged:
-                _fsync(tmp)
+            for tmp, _path, f in self.staged:
+                os.fsync(f.fileno())
+                step(f"synced {tmp}")
             while self.staged:
-                tmp, path = self.staged[0]
+                tmp, path, f = self.staged[0]
                 if os.path.exists(path):
                     try:
                         os.chmod(tmp, os.stat(path).st_mode & 0o7777)
@@ -183,20 +227,23 @@ class Stager:
                     os.chmod(tmp, 0o666 & ~_umask())
                 os.replace(tmp, path)
                 self.staged.pop(0)
+                _close(f)
                 # each rename durable before the next: an index never lands before its shards
                 _fsync_dir(os.path.dirname(os.path.abspath(path)))
+                step(f"renamed {path}")
         except BaseException as exc:
             self.discard()
             if isinstance(exc, OSError):
-                raise UserError(f"cannot save: {exc.strerror or exc}") from None
+                raise UserError(f"cannot save: {_space_message(exc)}") from None
             raise
 
     def discard(self) -> None:
-        for tmp, _path in self.staged:
+        for tmp, _path, f in self.staged:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+            _close(f)
         self.staged.clear()
 
 
@@ -205,6 +252,57 @@ def atomic_write(path: str, write: Callable, total: int = 0, progress=None, canc
     stager = Stager(total, progress, cancelled)
     stager.stage(path, write)
     stager.commit()
+
+
+def remove_leftovers(folder: str, wanted: Callable[[str], bool]) -> list[str]:
+    """Remove the temporaries (``.NAME.xxxxxxxx.tmp``) that killed saves of ``NAME`` left in
+    ``folder``, for every NAME ``wanted`` accepts. A temporary a live save holds is locked and
+    kept. Returns the names removed."""
+    if fcntl is None:  # no way to tell a live save's temporary from a dead one's
+        return []
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = TEMP_RE.match(name)
+        if m is None or not wanted(m.group("base")):
+            continue
+        full = os.path.join(folder, name)
+        try:
+            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a save in progress holds it
+            os.unlink(full)
+            removed.append(name)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _lock(fd: int) -> None:
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass
+
+
+def _close(f) -> None:
+    try:
+        f.close()
+    except OSError:
+        pass
 
 
 def _umask() -> int:

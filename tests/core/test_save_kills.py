@@ -1,0 +1,121 @@
+"""Saves killed at every step: a real child process SIGKILLs itself after step k of a save, for
+every k; the place saved to then loads as entirely old or entirely new, bit-exactly, and the
+next save there removes what the killed one left."""
+import os
+import signal
+
+import pytest
+import torch
+
+from app.core import save as core_save
+from app.core.document import Document
+from app.core.formats import load_document
+from app.core.save import save_document
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+
+def state(seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {f"layer{i}.weight": torch.randn(16, 16, generator=g) for i in range(5)}
+
+
+def bits(t: torch.Tensor) -> bytes:
+    return t.contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def same(path: str, expected: dict) -> bool:
+    doc = load_document(path)
+    try:
+        return list(doc.tensors) == list(expected) and all(
+            bits(doc.tensor(n)) == bits(t) for n, t in expected.items())
+    finally:
+        doc.close()
+
+
+def save_killed_at(k: int, new: dict, path: str, **kw) -> bool:
+    """Save ``new`` in a forked child that SIGKILLs itself at step ``k``; True when it was killed."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            count = {"n": 0}
+
+            def hook(_name):
+                count["n"] += 1
+                if count["n"] == k:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            core_save.STEP_HOOK = hook
+            save_document(Document.from_object(new), path, **kw)
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return True
+    assert os.WEXITSTATUS(status) == 0, "the child's save failed"
+    return False
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if n.endswith(".tmp"))
+
+
+def test_sharded_resave_killed_at_every_step_loads_old_or_new(tmp_path):
+    folder = str(tmp_path / "ck")
+    old, new = state(0), state(1)
+    seen = {"old": 0, "new": 0}
+    k = 1
+    while True:
+        save_document(Document.from_object(old), folder, shard_size=2048)  # 3 shards
+        killed = save_killed_at(k, new, folder, shard_size=2048)
+        is_old, is_new = same(folder, old), same(folder, new)
+        assert is_old or is_new, f"killed at step {k}: neither old nor new"
+        seen["old" if is_old else "new"] += 1
+        if not killed:
+            break
+        # the next save to that place removes what the killed one left
+        save_document(Document.from_object(old), folder, shard_size=2048)
+        assert leftovers(folder) == []
+        assert sorted(os.listdir(folder)) == sorted(["model.safetensors.index.json",
+                                                     *_weight_files(folder)])
+        k += 1
+    assert k > 10 and seen["old"] > 3 and seen["new"] > 1  # every step was visited
+
+
+def _weight_files(folder) -> set:
+    import json
+    with open(os.path.join(folder, "model.safetensors.index.json")) as f:
+        return set(json.load(f)["weight_map"].values())
+
+
+@pytest.mark.parametrize("name", ["a.pt", "a.safetensors"])
+def test_single_file_killed_at_every_step(tmp_path, name):
+    path = str(tmp_path / name)
+    old, new = state(0), state(1)
+    k = 1
+    while True:
+        save_document(Document.from_object(old), path)
+        killed = save_killed_at(k, new, path)
+        assert same(path, old) or same(path, new)
+        if not killed:
+            assert same(path, new)
+            break
+        save_document(Document.from_object(old), path)
+        assert os.listdir(tmp_path) == [name]  # the killed save's temporary is gone
+        k += 1
+    assert k >= 4
+
+
+def test_leftover_temp_of_a_live_save_is_kept(tmp_path):
+    """A temporary that a running save holds (locked) is not someone's leftover."""
+    import fcntl
+    path = str(tmp_path / "a.pt")
+    live = tmp_path / ".a.pt.abcd1234.tmp"
+    dead = tmp_path / ".a.pt.dead5678.tmp"
+    live.write_bytes(b"x")
+    dead.write_bytes(b"y")
+    with open(live, "rb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        save_document(Document.from_object(state(0)), path)
+        assert sorted(os.listdir(tmp_path)) == [".a.pt.abcd1234.tmp", "a.pt"]
