@@ -24,12 +24,19 @@ try:
 except ImportError:  # Windows: no flock; leftovers are then left alone
     fcntl = None  # type: ignore[assignment]
 
+import torch
+
 from .document import Document
 from .errors import Cancelled, UserError
 from .formats.safetensors_writer import write_safetensors
 
 TORCH, SAFETENSORS, SHARDED = "torch", "safetensors", "safetensors-sharded"
+TORCHSCRIPT = "torchscript"
 DEFAULT_SHARD_SIZE = 2 * 1024 ** 3
+#: Tied tensors in safetensors: stored once, the other names recorded in metadata (what
+#: ``safetensors.torch.save_model`` does; ``load_model`` and paramedit restore them), or every
+#: name written as its own copy (a plain ``load_file`` + strict ``load_state_dict`` works).
+TIED_ONCE, TIED_EVERY = "once", "every"
 
 
 class WouldDropEntries(UserError):
@@ -52,21 +59,69 @@ def format_for(out_path: str, shard_size: int | None = None) -> str:
 
 
 def entries_lost_in_safetensors(doc: Document) -> list[str]:
-    """Top-level entries that safetensors cannot hold (empty for a live model or a state_dict)."""
-    return [] if doc.module is not None else list(doc.entries)
+    """Dotted paths of the non-tensor content safetensors cannot hold (empty for a live model or
+    a state_dict): a container without tensors counts once (``optimizer.param_groups``), one with
+    tensors is looked into, since its tensors are saved."""
+    if doc.module is not None or doc.container is None:
+        return []
+    lost: list[str] = []
+    _collect_lost(doc.container, (), lost)
+    return lost
+
+
+def _collect_lost(obj, path: tuple, lost: list[str]) -> None:
+    from .nested import holds_non_tensor, path_name
+    if isinstance(obj, torch.Tensor):
+        return
+    if isinstance(obj, (dict, list, tuple)) and (not path or _holds_tensor(obj)):
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            _collect_lost(v, path + (k,), lost)
+    elif holds_non_tensor(obj) or not path:
+        lost.append(path_name(path) if path else "(the whole object)")
+
+
+def _holds_tensor(obj) -> bool:
+    stack = [obj]
+    while stack:  # iterative: deep nesting must not overflow the stack
+        o = stack.pop()
+        if isinstance(o, torch.Tensor):
+            return True
+        if isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+    return False
+
+
+def saved_entries(doc: Document) -> list:
+    """The entries a save writes: all but a live module's non-persistent buffers."""
+    return [e for e in doc.tensors.values() if e.persistent]
+
+
+def has_ties(doc: Document) -> bool:
+    return any(e.shared_with for e in saved_entries(doc))
 
 
 def save_document(doc: Document, out_path: str, fmt: str | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   cancelled: Callable[[], bool] | None = None,
-                  drop_non_tensor: bool = False, shard_size: int | None = None) -> str:
+                  drop_non_tensor: bool = False, shard_size: int | None = None,
+                  tied: str = TIED_ONCE) -> str:
     """Write ``doc`` to ``out_path``; returns the path written (the index file when sharded).
 
     Raises WouldDropEntries before writing anything when the format cannot hold the document's
     non-tensor entries, Cancelled when ``cancelled()`` turns true, UserError for other failures.
+    ``tied`` (TIED_ONCE / TIED_EVERY) says how safetensors stores tied tensors. A TorchScript
+    archive is written back as a TorchScript archive unless ``fmt`` asks for another format.
     """
     out_path = os.fspath(out_path)
-    fmt = fmt or format_for(out_path, shard_size)
+    if tied not in (TIED_ONCE, TIED_EVERY):
+        raise UserError(f"tied must be {TIED_ONCE!r} or {TIED_EVERY!r}, not {tied!r}")
+    if fmt is None:
+        fmt = format_for(out_path, shard_size)
+        if fmt == TORCH and doc.format == TORCHSCRIPT:
+            fmt = TORCHSCRIPT  # an archive stays an archive unless a state_dict is asked for
     if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
         lost = entries_lost_in_safetensors(doc)
         if lost:
@@ -75,11 +130,20 @@ def save_document(doc: Document, out_path: str, fmt: str | None = None,
     if fmt == SHARDED:
         from .formats.sharded_writer import write_sharded
         written, metadata = write_sharded(doc, out_path, shard_size or DEFAULT_SHARD_SIZE,
-                                          Stager(total, progress, cancelled))
+                                          Stager(total, progress, cancelled), tied=tied)
     elif fmt == SAFETENSORS:
-        atomic_write(out_path, lambda f: write_safetensors(f, list(doc.tensors.values()),
-                                                           doc.metadata), total, progress, cancelled)
+        entries = saved_entries(doc)
+        if tied == TIED_EVERY:
+            write = lambda f: write_safetensors(f, entries, doc.metadata,  # noqa: E731
+                                                [e.name for e in entries], {})
+        else:
+            write = lambda f: write_safetensors(f, entries, doc.metadata)  # noqa: E731
+        atomic_write(out_path, write, total, progress, cancelled)
         written, metadata = out_path, doc.metadata
+    elif fmt == TORCHSCRIPT:
+        from .formats.torchscript_writer import write_torchscript
+        atomic_write(out_path, lambda f: write_torchscript(f, doc), total, progress, cancelled)
+        written, metadata = out_path, {}
     elif fmt == TORCH:
         from .formats.torch_writer import write_torch
         atomic_write(out_path, lambda f: write_torch(f, doc), total, progress, cancelled)
@@ -95,9 +159,13 @@ def save_document(doc: Document, out_path: str, fmt: str | None = None,
 def can_save_in_place(doc: Document) -> bool:
     """Whether plain Save may write ``doc.path`` in the format it was read in (else: Save As).
 
-    Live models have no path; TorchScript archives and torch-sharded folders would be rewritten
-    as a state_dict / safetensors shards, which is not what Save should silently do.
+    Live models have no path; torch-sharded folders would be rewritten as safetensors shards,
+    which is not what Save should silently do. A TorchScript archive read lazily is written back
+    into the archive (only its tensors' records change).
     """
+    if doc.format == TORCHSCRIPT:
+        from .formats.torchscript_writer import can_write_back
+        return bool(doc.path) and can_write_back(doc)
     return bool(doc.path) and doc.module is None and doc.format in (TORCH, SAFETENSORS, SHARDED)
 
 

@@ -23,6 +23,8 @@ class TensorEntry:
     ``shared_with`` lists the other names aliasing the same storage (tied tensors).
     ``owner``/``attr`` are set for tensors that live in an ``nn.Module`` (live models, TorchScript).
     ``path`` is the tuple of keys locating the tensor inside a nested checkpoint container.
+    ``persistent`` is False for a module's non-persistent buffer: shown, never saved (as in
+    ``state_dict()``).
     """
 
     name: str
@@ -35,6 +37,7 @@ class TensorEntry:
     owner: Any = None
     attr: str | None = None
     path: tuple = ()
+    persistent: bool = True
 
     @classmethod
     def of(cls, name: str, tensor: torch.Tensor, kind: str = TENSOR, **kw) -> "TensorEntry":

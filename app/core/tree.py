@@ -103,7 +103,7 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
             if key not in groups:
                 groups[key] = Node(p, GROUP, "", node)
             node = groups[key]
-        Node(parts[-1], e.kind, _tensor_type(e.kind), node, entry=e)
+        Node(parts[-1], e.kind, _tensor_type(e), node, entry=e)
     for key, summary in (extra_leaves or {}).items():
         Node(key, ENTRY, "entry", root, summary=summary)
     return root
@@ -123,7 +123,7 @@ def _add_module(node: Node, module, prefix: str, by_name, active: set[int]) -> N
     for name in _own_tensor_names(module):
         e = by_name.get(prefix + name)
         if e is not None:
-            Node(name, e.kind, _tensor_type(e.kind), node, entry=e)
+            Node(name, e.kind, _tensor_type(e), node, entry=e)
     for child_name, child in _children(module):
         child_node = Node(child_name, MODULE, _class_name(child), node)
         _add_module(child_node, child, f"{prefix}{child_name}.", by_name, active)
@@ -157,9 +157,11 @@ def _collect(module, prefix: str, out: list[TensorEntry], active: set[int]) -> N
     for name, p in module.named_parameters(recurse=False, remove_duplicate=False):
         if p is not None:
             out.append(TensorEntry.of(prefix + name, p, PARAMETER, owner=module, attr=name))
+    transient = getattr(module, "_non_persistent_buffers_set", ())
     for name, b in module.named_buffers(recurse=False, remove_duplicate=False):
         if b is not None:
-            out.append(TensorEntry.of(prefix + name, b, BUFFER, owner=module, attr=name))
+            out.append(TensorEntry.of(prefix + name, b, BUFFER, owner=module, attr=name,
+                                      persistent=name not in transient))
     for child_name, child in _children(module):
         _collect(child, f"{prefix}{child_name}.", out, active)
     active.discard(id(module))
@@ -170,5 +172,7 @@ def _class_name(module) -> str:
     return name if isinstance(name, str) and name else type(module).__name__
 
 
-def _tensor_type(kind: str) -> str:
-    return {"parameter": "Parameter", "buffer": "buffer"}.get(kind, "tensor")
+def _tensor_type(e: TensorEntry) -> str:
+    if not e.persistent:
+        return "buffer (non-persistent, not saved)"
+    return {"parameter": "Parameter", "buffer": "buffer"}.get(e.kind, "tensor")

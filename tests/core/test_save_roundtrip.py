@@ -86,7 +86,8 @@ def test_safetensors_refuses_to_drop_entries_unless_told(tmp_path):
     doc = load_document(str(tmp_path / "ck.pt"))
     with pytest.raises(WouldDropEntries) as info:
         save_document(doc, str(tmp_path / "out.safetensors"))
-    assert "optimizer" in info.value.keys and "epoch" in info.value.keys
+    # only what is really lost: the optimizer's state tensors and the model are saved
+    assert info.value.keys == ["optimizer.param_groups", "epoch", "config", "history.1"]
     assert not (tmp_path / "out.safetensors").exists()
     save_document(doc, str(tmp_path / "out.safetensors"), drop_non_tensor=True)
     again = load_document(str(tmp_path / "out.safetensors"))
@@ -141,4 +142,4 @@ def test_can_save_in_place(tmp_path):
     assert can_save_in_place(load_document(str(tmp_path / "a.pt")))
     assert not can_save_in_place(Document.from_module(tied_lm()))
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "ts.pt"))
-    assert not can_save_in_place(load_document(str(tmp_path / "ts.pt")))
+    assert can_save_in_place(load_document(str(tmp_path / "ts.pt")))  # back into the archive

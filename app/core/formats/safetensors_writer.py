@@ -46,9 +46,14 @@ def header_bytes(stored: list[TensorEntry], metadata: dict[str, str]) -> bytes:
 
 
 def paramedit_metadata(base: dict[str, str], names: list[str], aliases: dict[str, str]) -> dict[str, str]:
-    meta = {k: str(v) for k, v in base.items() if k not in (ALIASES_KEY, ORDER_KEY)}
+    """The file's metadata plus the names' order and the tied aliases: ours (JSON) and, as
+    ``safetensors.torch.save_model`` writes them, one ``{alias: stored name}`` entry each."""
+    known = set(names)  # a save_model-style alias entry is keyed by a tensor name: made afresh
+    meta = {k: str(v) for k, v in base.items() if k not in (ALIASES_KEY, ORDER_KEY) and k not in known}
     if aliases:
         meta[ALIASES_KEY] = json.dumps(aliases)
+        for alias, stored in aliases.items():
+            meta.setdefault(alias, stored)
     meta[ORDER_KEY] = json.dumps(names)
     return meta
 

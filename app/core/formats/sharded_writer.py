@@ -55,9 +55,11 @@ def shard_names(folder: str, n: int) -> list[str]:
             return names
 
 
-def write_sharded(doc: Document, out_path: str, shard_size: int, stager) -> tuple[str, dict[str, str]]:
-    """Write shards then the index; returns (index path, metadata the reader will see)."""
-    from ..save import remove_leftovers, step
+def write_sharded(doc: Document, out_path: str, shard_size: int, stager,
+                  tied: str = "once") -> tuple[str, dict[str, str]]:
+    """Write shards then the index; returns (index path, metadata the reader will see).
+    ``tied="every"`` writes every name of a tie group as its own copy."""
+    from ..save import TIED_EVERY, remove_leftovers, saved_entries, step
     if out_path.endswith(".index.json"):
         folder, index_path = os.path.dirname(os.path.abspath(out_path)), out_path
     else:
@@ -69,8 +71,8 @@ def write_sharded(doc: Document, out_path: str, shard_size: int, stager) -> tupl
             remove_leftovers(folder, lambda b: b == index_name or SHARD_RE.match(b) is not None)
             _remove_orphan_shards(folder)
             old_shards = _shards_named(index_path)
-            entries = list(doc.tensors.values())
-            stored, aliases = plan(entries)
+            entries = saved_entries(doc)
+            stored, aliases = (entries, {}) if tied == TIED_EVERY else plan(entries)
             names = [e.name for e in entries]
             shards = split(stored, max(int(shard_size), 1))
             base = {k: v for k, v in doc.metadata.items() if k not in (ALIASES_KEY, ORDER_KEY)}

@@ -21,7 +21,10 @@ def object_to_save(doc: Document) -> Any:
         return doc.container
     out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
     read: dict[str, torch.Tensor] = {}
-    for name, e in doc.tensors.items():
+    for e in doc.tensors.values():
+        if not e.persistent:  # a module's non-persistent buffer: not in its state_dict()
+            continue
+        name = e.name
         t = read.get(name)  # an alias of a tensor read here: the same object, so one storage
         if t is None:
             t = read_for_save(e)  # not cached on the entry: freed once saved
