@@ -12,30 +12,57 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from app.core.errors import UserError
 from app.core import save as core_save
-from app.core.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TORCH, can_save_in_place,
-                           entries_lost_in_safetensors)
+from app.core.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TIED_EVERY, TIED_ONCE,
+                           TORCH, TORCHSCRIPT, can_save_in_place, entries_lost_in_safetensors,
+                           has_ties)
 from app.qt.workers import Task
 
 TORCH_FILTER = "PyTorch checkpoint (*.pt *.pth *.bin *.ckpt)"
 SAFETENSORS_FILTER = "safetensors (*.safetensors)"
 SHARDED_FILTER = "Sharded safetensors folder (index.json)"
+# Tied tensors (a model's shared weights) in safetensors, the two ways users load them:
+SAFETENSORS_EVERY_FILTER = ("safetensors, every tied name written: for load_file + strict "
+                            "load_state_dict (*.safetensors)")
+SHARDED_EVERY_FILTER = "Sharded safetensors folder, every tied name written (index.json)"
+TORCHSCRIPT_FILTER = "TorchScript archive, edited values written back (*.pt *.pth)"
 SAVE_FILTER = ";;".join([SAFETENSORS_FILTER, TORCH_FILTER])
 SAVE_AS_FILTER = ";;".join([TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER])
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+TIED_ONCE_NOTE = ("tied weights stored once: load with safetensors.torch.load_model or paramedit; "
+                  "for a plain load_file + load_state_dict choose 'every tied name written'")
+
+
+def save_as_filters(doc) -> str:
+    """The Save As choices for ``doc``: TorchScript first for an archive that can take its edits
+    back, the 'every tied name' safetensors layouts where the document has tied tensors."""
+    filters = [TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER]
+    if doc is not None and doc.format == TORCHSCRIPT and can_save_in_place(doc):
+        filters.insert(0, TORCHSCRIPT_FILTER)
+    if doc is not None and has_ties(doc):
+        filters[filters.index(SAFETENSORS_FILTER) + 1:filters.index(SAFETENSORS_FILTER) + 1] = [
+            SAFETENSORS_EVERY_FILTER]
+        filters.append(SHARDED_EVERY_FILTER)
+    return ";;".join(filters)
 
 
 def format_from_choice(path: str, chosen_filter: str) -> tuple[str, str]:
     """(path with a suffix, format) from what the save dialog returned."""
     root, ext = os.path.splitext(path)
-    if chosen_filter == SHARDED_FILTER:
+    if chosen_filter in (SHARDED_FILTER, SHARDED_EVERY_FILTER):
         return (root if ext else path), SHARDED
+    if chosen_filter == TORCHSCRIPT_FILTER:
+        return (path if ext else path + ".pt"), TORCHSCRIPT
     if ext == ".safetensors":
         return path, SAFETENSORS
     if ext in TORCH_SUFFIXES:
         return path, TORCH
-    if chosen_filter == SAFETENSORS_FILTER:
+    if chosen_filter in (SAFETENSORS_FILTER, SAFETENSORS_EVERY_FILTER):
         return path + ".safetensors", SAFETENSORS
     return path + ".pt", TORCH
+
+
+def tied_from_choice(chosen_filter: str) -> str:
+    return TIED_EVERY if chosen_filter in (SAFETENSORS_EVERY_FILTER, SHARDED_EVERY_FILTER) else TIED_ONCE
 
 
 class SaveFlows(QObject):
@@ -48,12 +75,14 @@ class SaveFlows(QObject):
         window.actionSave.triggered.connect(lambda: self.save())
         window.actionSaveAs.triggered.connect(lambda: self.save_as())
         self._agreed_drops: dict[str, set[str]] = {}  # path -> entries the user let go there
+        self._tied: dict[str, str] = {}  # path -> tied layout chosen in Save As
         self.controller.documentChanged.connect(self._on_document)
         self.controller.edits.stack.cleanChanged.connect(self._clean_changed)
         self._update_enabled()
 
     def _on_document(self, _doc) -> None:
         self._agreed_drops.clear()
+        self._tied.clear()
         self._update_enabled()
 
     def _clean_changed(self, _clean: bool) -> None:
@@ -85,22 +114,26 @@ class SaveFlows(QObject):
         choice = self.ask_save_path()
         if not choice:
             return False
-        path, fmt, shard_size = choice
-        return self.save_to(path, fmt, shard_size=shard_size, wait=wait)
+        path, fmt, shard_size, *rest = choice
+        tied = rest[0] if rest else TIED_ONCE
+        self._tied[os.path.abspath(path)] = tied  # plain Save there keeps the layout chosen
+        return self.save_to(path, fmt, shard_size=shard_size, wait=wait, tied=tied)
 
-    def ask_save_path(self) -> tuple[str, str, int | None] | None:
-        """(path, format, shard size) from the file dialog; tests replace this method."""
+    def ask_save_path(self) -> tuple[str, str, int | None, str] | None:
+        """(path, format, shard size, tied layout) from the file dialog; tests replace this
+        method (and may return the first three only)."""
         doc = self.controller.document
         if doc.path and can_save_in_place(doc):
-            start = doc.path
+            start = doc.path  # a TorchScript archive too: its edits go back into it
         elif doc.path:  # e.g. a TorchScript archive: never suggest overwriting it with weights
             stem = os.path.splitext(os.path.basename(os.path.normpath(doc.path)))[0]
             start = os.path.join(os.path.dirname(doc.path), f"{stem}.state_dict.pt")
         else:
             start = os.path.join(self.controller.recent.last_folder(), f"{self.controller.title}.pt")
-        path, chosen = QFileDialog.getSaveFileName(self.window, "Save as", start, SAVE_AS_FILTER)
+        path, chosen = QFileDialog.getSaveFileName(self.window, "Save as", start, save_as_filters(doc))
         if not path:
             return None
+        tied = tied_from_choice(chosen)
         path, fmt = format_from_choice(path, chosen)
         shard_size = None
         if fmt == SHARDED:
@@ -109,7 +142,7 @@ class SaveFlows(QObject):
             if not ok:
                 return None
             shard_size = mib * 1024 ** 2
-        return path, fmt, shard_size
+        return path, fmt, shard_size, tied
 
     def ask_drop_entries(self, keys: list[str]) -> bool:
         """Saving as safetensors would lose these entries; tests replace this method."""
@@ -123,9 +156,11 @@ class SaveFlows(QObject):
 
     # -- the work -----------------------------------------------------------------------------
     def save_to(self, path: str, fmt: str, shard_size: int | None = None, wait: bool = False,
-                drop_non_tensor: bool = False) -> bool:
+                drop_non_tensor: bool = False, tied: str | None = None) -> bool:
         """Write in the background; True when it started (or, with ``wait``, succeeded)."""
         doc = self.controller.document
+        if tied is None:
+            tied = self._tied.get(os.path.abspath(path), TIED_ONCE)
         if doc is None or self.is_saving:
             return False
         if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
@@ -141,8 +176,16 @@ class SaveFlows(QObject):
         return self._run(
             lambda progress, cancelled: core_save.save_document(
                 doc, path, fmt, progress=progress, cancelled=cancelled,
-                drop_non_tensor=drop_non_tensor, shard_size=shard_size),
-            path, f"Saving {path} …", lambda written: self._saved(doc, written, index), wait)
+                drop_non_tensor=drop_non_tensor, shard_size=shard_size, tied=tied),
+            path, f"Saving {path} …",
+            lambda written: self._saved(doc, written, index, self._note(doc, fmt, tied)), wait)
+
+    @staticmethod
+    def _note(doc, fmt: str, tied: str) -> str:
+        """What the user needs to know to load the file written."""
+        if fmt in (SAFETENSORS, SHARDED) and tied == TIED_ONCE and has_ties(doc):
+            return f" ({TIED_ONCE_NOTE})"
+        return ""
 
     def _run(self, work, path: str, message: str, on_written, wait: bool = False) -> bool:
         """Run a writer ``work(progress, cancelled)`` as the window's one busy task: progress and
@@ -188,7 +231,7 @@ class SaveFlows(QObject):
         self._update_enabled()
         w.edit_flows._update_enabled()  # every editing action waits: the worker reads the tensors
 
-    def _saved(self, doc, written: str, index: int) -> None:
+    def _saved(self, doc, written: str, index: int, note: str = "") -> None:
         stack = self.controller.edits.stack
         if doc is self.controller.document and stack.index() == index:
             stack.setClean()
@@ -197,7 +240,7 @@ class SaveFlows(QObject):
             self.controller.recent.add(written)
             self.window._update_title()
         self.window.summary_label.setText(self.controller.summary())
-        self.window.statusBar().showMessage(f"Saved {written}", 8000)
+        self.window.statusBar().showMessage(f"Saved {written}{note}", 15000 if note else 8000)
 
     def _failed(self, path: str, exc: BaseException, outcome: dict) -> None:
         outcome["ok"] = False
