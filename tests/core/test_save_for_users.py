@@ -90,3 +90,19 @@ def test_apply_to_safetensors_names_drop_entries_and_only_what_is_lost(tmp_path,
     assert not out.exists()
     assert main(["apply", str(recipe), str(tmp_path / "ck.pt"), "-o", str(out), "--drop-entries"]) == 0
     assert "optimizer.state.0.exp_avg" in load_file(str(out))
+
+
+def test_lost_entries_of_deep_and_self_referencing_containers(tmp_path):
+    from app.core.save import entries_lost_in_safetensors
+    deep = {"t": torch.ones(1)}
+    for _ in range(5000):
+        deep = {"d": deep, "n": 1}
+    loop = [torch.ones(2), 3]
+    loop.append(loop)
+    doc = Document.from_object({"x": 1})
+    doc.container = {"deep": deep, "loop": loop, "plain": {"lr": 0.1}, "empty": {}}
+    lost = entries_lost_in_safetensors(doc)
+    deep_lost = [p for p in lost if p.startswith("deep.")]
+    assert len(deep_lost) == 5000 and all(p.endswith(".n") for p in deep_lost)
+    assert "plain" in lost and "loop.1" in lost and "empty" not in lost
+    assert len(lost) == 5000 + 2
