@@ -81,6 +81,7 @@ def test_file_size_limit_is_one_line_and_keeps_the_file(tmp_path):
     pid = os.fork()
     if pid == 0:
         try:
+            signal.alarm(60)
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, resource.RLIM_INFINITY))
             try:

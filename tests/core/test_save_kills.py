@@ -38,6 +38,7 @@ def save_killed_at(k: int, new: dict, path: str, **kw) -> bool:
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         try:
+            signal.alarm(60)  # a hung child fails the test (SIGALRM), never hangs it
             count = {"n": 0}
 
             def hook(_name):
@@ -119,3 +120,39 @@ def test_leftover_temp_of_a_live_save_is_kept(tmp_path):
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         save_document(Document.from_object(state(0)), path)
         assert sorted(os.listdir(tmp_path)) == [".a.pt.abcd1234.tmp", "a.pt"]
+
+
+class Exploding(torch.Tensor):
+    def contiguous(self, *a, **k):
+        raise RuntimeError("disk on fire")
+
+
+def test_failed_or_cancelled_sharded_save_as_leaves_no_new_folder(tmp_path):
+    from app.core.errors import Cancelled
+    bad = {**state(0), "zz": torch.ones(4).as_subclass(Exploding)}
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        save_document(Document.from_object(bad), str(tmp_path / "new" / "ck"), shard_size=2048)
+    with pytest.raises(Cancelled):
+        save_document(Document.from_object(state(0)), str(tmp_path / "other"), shard_size=2048,
+                      cancelled=lambda: True)
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "kept").mkdir()  # a folder that existed stays, empty or not
+    with pytest.raises(RuntimeError):
+        save_document(Document.from_object(bad), str(tmp_path / "kept"), shard_size=2048)
+    assert os.listdir(tmp_path) == ["kept"] and os.listdir(tmp_path / "kept") == []
+
+
+def test_killed_first_sharded_save_is_cleaned_by_the_next(tmp_path):
+    """A Save As into a new folder killed after its shards landed (no index yet): the next save
+    there removes the unnamed shards it wrote and the temporaries."""
+    folder = str(tmp_path / "ck")
+    for k in range(1, 30):
+        if not save_killed_at(k, state(1), folder, shard_size=2048):
+            break
+        save_document(Document.from_object(state(0)), folder, shard_size=2048)
+        assert same(folder, state(0))
+        assert sorted(os.listdir(folder)) == sorted(["model.safetensors.index.json",
+                                                     *_weight_files(folder)])
+        for name in os.listdir(folder):
+            os.unlink(os.path.join(folder, name))
+        os.rmdir(folder)
