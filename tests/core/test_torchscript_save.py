@@ -108,3 +108,28 @@ def test_structural_changes_cannot_go_back_into_the_archive(archive, tmp_path):
     assert not (tmp_path / "x.pt").exists()
     save_document(doc, str(tmp_path / "x.pt"), fmt="torch")  # a state_dict when asked for
     assert "a.w" in torch.load(tmp_path / "x.pt", weights_only=True)
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(5, 3)
+        self.head = nn.Linear(3, 5, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.head(self.emb(x))
+
+
+def test_tied_weights_stay_tied_in_the_archive(tmp_path):
+    path = str(tmp_path / "tied.pt")
+    torch.jit.save(torch.jit.script(Tied()), path)
+    doc = load_document(path)
+    assert "head.weight" in doc.entry("emb.weight").shared_with
+    with torch.no_grad():
+        doc.tensor("emb.weight").fill_(0.125)
+    out = str(tmp_path / "out.pt")
+    save_document(doc, out)
+    loaded = torch.jit.load(out)
+    assert torch.equal(loaded.head.weight, torch.full((5, 3), 0.125))
+    assert loaded.head.weight.data_ptr() == loaded.emb.weight.data_ptr()
