@@ -156,3 +156,18 @@ def test_killed_first_sharded_save_is_cleaned_by_the_next(tmp_path):
         for name in os.listdir(folder):
             os.unlink(os.path.join(folder, name))
         os.rmdir(folder)
+
+
+def test_a_second_save_to_a_folder_being_saved_is_refused(tmp_path):
+    import fcntl
+    from app.core.errors import UserError
+    folder = tmp_path / "ck"
+    save_document(Document.from_object(state(0)), str(folder), shard_size=2048)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # what a save in progress holds
+        with pytest.raises(UserError, match="another save"):
+            save_document(Document.from_object(state(1)), str(folder), shard_size=2048)
+    finally:
+        os.close(fd)
+    assert same(str(folder), state(0))

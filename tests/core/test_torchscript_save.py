@@ -133,3 +133,16 @@ def test_tied_weights_stay_tied_in_the_archive(tmp_path):
     loaded = torch.jit.load(out)
     assert torch.equal(loaded.head.weight, torch.full((5, 3), 0.125))
     assert loaded.head.weight.data_ptr() == loaded.emb.weight.data_ptr()
+
+
+def test_trusted_script_module_is_saved_with_jit_save(tmp_path):
+    """An archive opened through torch.jit.load (under trust) is a live ScriptModule: its
+    edits are in the module, and torch.jit.save writes them."""
+    from app.core.document import Document
+    module = torch.jit.script(Net())
+    doc = Document.from_module(module, path=str(tmp_path / "in.pt"), fmt="torchscript")
+    with torch.no_grad():
+        doc.tensor("b.bias").fill_(4.0)
+    out = str(tmp_path / "out.pt")
+    save_document(doc, out)
+    assert torch.equal(torch.jit.load(out).b.bias, torch.full((2,), 4.0))
