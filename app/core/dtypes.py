@@ -163,6 +163,9 @@ def describe(t: torch.Tensor) -> str:
 def edit_refusal(t: torch.Tensor) -> str | None:
     """Why the values of ``t`` cannot be edited in place, or None when they can."""
     name = dtype_name(t.dtype)
+    if getattr(t, "_paramedit_snapshot", False):
+        return ("a copy of a packed parameter (torch.ao quantized module): edit the float "
+                "model and quantize it again")
     if is_sparse(t):
         return (f"{layout_name(t)} tensors cannot be edited in place (torch has no element "
                 f"assignment for sparse layouts)")
