@@ -146,7 +146,9 @@ def _own_tensor_names(module) -> list[str]:
 def _state_only_tensors(module, known: set[str]) -> list[tuple[str, torch.Tensor]]:
     """Tensors a module writes to its state_dict that are neither parameters nor buffers (the
     packed weights of ``torch.ao`` quantized modules). They are snapshots: shown, not edited."""
-    if type(module)._save_to_state_dict is torch.nn.Module._save_to_state_dict:
+    save = getattr(type(module), "_save_to_state_dict", None)
+    if (not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule)
+            or save is None or save is torch.nn.Module._save_to_state_dict):
         return []
     state: dict = {}
     try:

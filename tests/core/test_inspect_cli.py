@@ -44,7 +44,7 @@ def test_json_stats_and_dtype_names(tmp_path):
     assert out["nan"]["stats"] == {"min": 0.0, "max": 1.0, "mean": 0.5, "std": pytest.approx(0.5 ** 0.5),
                                    "nan": 1, "inf": 1, "zeros": 1}
     ref = sd["m.f64"]
-    assert out["m.f64"]["stats"]["std"] == pytest.approx(ref.std().item()  # Bessel, as torch)
+    assert out["m.f64"]["stats"]["std"] == pytest.approx(ref.std().item())  # Bessel, as torch
     assert out["empty"]["stats"]["min"] is None
 
 
