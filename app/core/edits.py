@@ -77,7 +77,7 @@ def coerce_value(value, dtype: torch.dtype):
         stored = torch.tensor(v, dtype=torch.float64).to(dtype).to(torch.float32)
         saturated = dtype in FLOAT8 and abs(v) > float(torch.finfo(dtype).max)
         if math.isfinite(v) and (saturated or not torch.isfinite(stored)):
-            raise UserError(f"{v:g} cannot be stored in {name} (largest is "
+            raise UserError(f"{v:g} is too large for {name} (largest is "
                             f"{float(torch.finfo(dtype).max):g}"
                             + (", no negative values" if float(torch.finfo(dtype).min) > 0 else "")
                             + ")")
