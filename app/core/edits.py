@@ -323,9 +323,12 @@ class ExprEdit(_RegionEdit):
         with torch.no_grad(), self._rng([t.device for _n, t in units]):
             for _n, t in units:
                 region = t[self.idx]
-                new = fit_result(self.expr, evaluate(self.expr, region), region.shape, t.dtype, t.device)
+                # fp8 has no arithmetic in torch: the expression sees float32 values, and its
+                # result is rounded back to the tensor's dtype when written
+                seen = region.to(torch.float32) if t.dtype in FLOAT8 else region
+                new = fit_result(self.expr, evaluate(self.expr, seen), region.shape, t.dtype, t.device)
                 if self.mask is not None:
-                    new = torch.where(evaluate_mask(self.mask, region), new, region)
+                    new = torch.where(evaluate_mask(self.mask, seen), new, region)
                 if _storage_key(new) in storages:
                     new = new.clone()  # e.g. `w.t()`: never copy a tensor onto itself
                 news.append(new)
