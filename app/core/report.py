@@ -27,7 +27,10 @@ def _stats_dict(entry) -> dict:
     """The values' statistics (dequantized, sparse zeros counted, fp8 as floats); for complex
     tensors those of abs, with "real" and "imag" beside them. ``std`` is torch's (Bessel)."""
     t = entry.tensor().detach()
-    s = compute_stats(t, bins=0)
+    try:
+        s = compute_stats(t, bins=0)
+    except ValueError as exc:  # e.g. an overlapping view far larger than its memory
+        return {"error": str(exc)}
     out = {"min": s.min, "max": s.max, "mean": s.mean, "std": s.std,
            "nan": s.nan, "inf": s.inf, "zeros": s.zeros}
     if s.part is not None:
@@ -80,7 +83,9 @@ def _tree_lines(node: Node, depth: int, lines: list[str], with_stats: bool) -> N
                 text += f"  (tied with {', '.join(e.shared_with)})"
             if with_stats:
                 s = _stats_dict(e)
-                if s and s["min"] is not None:
+                if s.get("error"):
+                    text += f"  (no statistics: {s['error']})"
+                elif s and s["min"] is not None:
                     of = f"{s['part']}: " if "part" in s else ""
                     text += (f"  {of}min={_g(s['min'])} max={_g(s['max'])} mean={_g(s['mean'])}"
                              f" std={_g(s['std'])}")

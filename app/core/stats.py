@@ -84,6 +84,7 @@ class _Source:
                 base = base[tuple(slice(0, 1) if st == 0 else slice(None)
                                   for st, n in zip(base.stride(), base.shape))]
         self.base = base
+        _check_overlap(base)
         self.weight = base.numel() and max(1, (self.numel - self.extra_zeros) // base.numel())
         self.value_dtype = dtypes.value_dtype(self.dtype)
         if self.part is not None:
@@ -112,6 +113,20 @@ class _Source:
             if self.extra_zeros:
                 yield torch.zeros(1, dtype=self.value_dtype), self.extra_zeros
         return gen
+
+
+OVERLAP_LIMIT = 1 << 26   # elements an overlapping (as_strided) view may have beyond its storage
+
+
+def _check_overlap(t: torch.Tensor) -> None:
+    """A view whose elements far outnumber its memory (overlapping strides, from a hostile file)
+    would take unbounded time element by element: refused in one line instead."""
+    if t.layout != torch.strided or t.device.type == "meta" or t.numel() <= OVERLAP_LIMIT:
+        return
+    stored = t.untyped_storage().nbytes() // max(1, t.element_size())
+    if t.numel() > 16 * max(1, stored):
+        raise ValueError(f"an overlapping view of {t.numel():,} elements over {stored:,} stored "
+                         f"ones")
 
 
 def distinct_elements(t: torch.Tensor) -> int:

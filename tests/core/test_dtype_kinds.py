@@ -201,3 +201,16 @@ def test_huge_expanded_tensor_is_bounded(tmp_path, capsys):
     torch.save({"e": t}, path)
     out = inspect_json(capsys, path)
     assert out["e"]["stats"]["mean"] == 1.0 and out["e"]["numel"] == 10 ** 12
+
+
+def test_overlapping_view_refused_in_one_line_not_computed_for_days(tmp_path, capsys):
+    t = torch.arange(20_000, dtype=torch.float32).as_strided((10 ** 4, 10 ** 4), (1, 1))
+    with pytest.raises(ValueError, match="overlapping view"):
+        compute_stats(t)
+    assert Slice2D(t).block(0, 2, 0, 3).tolist() == [[0, 1, 2], [1, 2, 3]]
+    path = tmp_path / "overlap.pt"
+    torch.save({"o": t, "ok": torch.ones(2)}, path)
+    out = inspect_json(capsys, path)
+    assert "overlapping view" in out["o"]["stats"]["error"] and out["ok"]["stats"]["mean"] == 1.0
+    assert main(["inspect", str(path), "--stats"]) == 0
+    assert "no statistics: an overlapping view" in capsys.readouterr().out
