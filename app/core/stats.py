@@ -376,21 +376,19 @@ def preview_stats_many(tensors: list[torch.Tensor], bins: int = 100, part: str |
         return compute_stats_many(tensors, bins, part=part)
     kinds = {s.value_dtype for s in sources}
     work = _work_dtype(kinds.pop() if len(kinds) == 1 else torch.float64)
-    parts = []
+    parts = []  # (sample, weight): each sampled element stands for its tensor's share
     for s in sources:
         want = max(1, round(budget * s.numel / total)) if s.numel else 0
         if want:
-            parts.append(_sample(s, want).to("cpu", work))  # pooled tensors may sit on several devices
-    sample = torch.cat(parts)
-    s = compute_stats(sample, bins)
-    scale = total / sample.numel()
-    s.numel, s.sampled, s.approximate = total, sample.numel(), True
+            sample = _sample(s, want).to("cpu", work)  # pooled tensors may sit on several devices
+            if sample.numel():
+                parts.append((sample, max(1, round(s.numel / sample.numel()))))
+    out = _stats_of_chunks(lambda: iter(parts), sum(p.numel() * w for p, w in parts), work, bins,
+                           None, None)
+    out.numel, out.sampled, out.approximate = total, sum(p.numel() for p, _w in parts), True
     names = {dtypes.dtype_name(t.dtype) for t in tensors}
-    s.dtype = names.pop() if len(names) == 1 else "float64"
-    s.nan, s.inf, s.zeros = round(s.nan * scale), round(s.inf * scale), round(s.zeros * scale)
-    if s.l2 is not None:
-        s.l2 *= math.sqrt(scale)
-    return s
+    out.dtype = names.pop() if len(names) == 1 else "float64"
+    return out
 
 
 def find_first(t: torch.Tensor, kind: str = "nan", cancelled: Callable[[], bool] | None = None,

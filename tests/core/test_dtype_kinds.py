@@ -214,3 +214,15 @@ def test_overlapping_view_refused_in_one_line_not_computed_for_days(tmp_path, ca
     assert "overlapping view" in out["o"]["stats"]["error"] and out["ok"]["stats"]["mean"] == 1.0
     assert main(["inspect", str(path), "--stats"]) == 0
     assert "no statistics: an overlapping view" in capsys.readouterr().out
+
+
+def test_pooled_preview_weights_an_expanded_tensor_by_what_it_stands_for():
+    from app.core.stats import compute_stats_many, preview_stats_many
+    tensors = [torch.ones(1).expand(10 ** 6, 10 ** 6), torch.zeros(2000, 1000),
+               torch.ones(3).to(torch.float8_e4m3fn)]
+    p = preview_stats_many(tensors)
+    assert p.approximate and p.numel == 10 ** 12 + 2_000_003
+    assert p.mean == pytest.approx(1.0, abs=1e-5)
+    exact = compute_stats_many(tensors)
+    assert exact.mean == pytest.approx(1 - 2e6 / (10 ** 12 + 2_000_003))
+    assert exact.zeros == 2_000_000 and int(exact.counts.sum()) == exact.numel

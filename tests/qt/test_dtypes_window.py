@@ -102,6 +102,8 @@ def test_sparse_shown_dense_with_nnz(qtbot, window, kinds_file):
         title = window.tensor_view.findChild(QLabel, "tensorTitle").text()
         assert f"nnz {int((dense != 0).sum())}" in title and "sparse" in title
         assert stat(window, "zeros").startswith(f"{int((dense == 0).sum())}")
+        row = window.tree_view.currentIndex()
+        assert row.siblingAtColumn(3).data() == f"float32, {'sparse_' + name}"
 
 
 def test_complex_cell_and_stats_by_part(qtbot, window, kinds_file):
