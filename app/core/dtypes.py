@@ -145,6 +145,16 @@ def quant_summary(t: torch.Tensor) -> str:
             f"…{float(scales.max()):.6g}, zero points {int(zps.min())}…{int(zps.max())}")
 
 
+def quant_at(t: torch.Tensor, index: tuple[int, ...]) -> tuple[int, float, int]:
+    """The stored integer, scale and zero point of one element of a quantized tensor."""
+    one = t[tuple(slice(i, i + 1) for i in index)] if index else t
+    raw = int(one.int_repr().reshape(-1)[0])
+    if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return raw, float(t.q_scale()), int(t.q_zero_point())
+    ch = index[t.q_per_channel_axis()] if index else 0
+    return (raw, float(t.q_per_channel_scales()[ch]), int(t.q_per_channel_zero_points()[ch]))
+
+
 def describe(t: torch.Tensor) -> str:
     """Extra words for a title: layout and nnz, quantization, raw storage."""
     parts = []

@@ -95,6 +95,8 @@ class _Source:
         return self.base.numel() + (1 if self.extra_zeros else 0)
 
     def convert(self, c: torch.Tensor) -> torch.Tensor:
+        if not (c.is_quantized or c.is_complex()):
+            return c  # bf16 / fp8 / ints: copied into the float scratch buffer, no allocation
         c = dtypes.values(c)
         if self.part == "real":
             return c.real

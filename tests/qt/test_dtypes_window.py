@@ -78,6 +78,8 @@ def test_quantized_values_with_raw_integers_one_click_away(qtbot, window, kinds_
         deq = sd[name].dequantize()
         assert float(cell(model, 1, 2)) == pytest.approx(float(deq[1, 2]), rel=1e-6)
         assert float(stat(window, "mean")) == pytest.approx(float(deq.double().mean()), rel=1e-5)
+        tip = model.data(model.index(1, 2), Qt.ToolTipRole)
+        assert f"stored {int(sd[name].int_repr()[1, 2])}," in tip and "zero point" in tip
         raw = window.tensor_view.findChild(QCheckBox, "rawIntegersCheck")
         assert not raw.isHidden()
         qtbot.mouseClick(raw, Qt.LeftButton)

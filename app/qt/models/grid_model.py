@@ -309,7 +309,11 @@ class TensorTableModel(QAbstractTableModel):
         if role == TOOLTIP:
             idx = self.tensor_index(index.row(), index.column())
             x = self.value(index.row(), index.column())
-            return f"[{', '.join(map(str, idx))}] = {x!r}"
+            text = f"[{', '.join(map(str, idx))}] = {x!r}"
+            if self._tensor.is_quantized:
+                raw, scale, zp = dtypes.quant_at(self._tensor, idx)
+                text += f"\nstored {raw}, scale {scale:.6g}, zero point {zp}: ({raw} - {zp}) × {scale:.6g}"
+            return text
         return None
 
     def _background(self, row: int, col: int):
