@@ -146,3 +146,19 @@ def test_screenshot_select_fp8_and_quantized_in_process(tmp_path, kinds_file, qa
         assert main(["screenshot", str(path), "-o", str(out), "--select", name,
                      "--size", "600x400"]) == 0
         assert out.stat().st_size > 1000
+
+
+def test_live_quantized_model_shows_its_packed_weight(qtbot, window):
+    from app.core.document import Document
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.ao.nn.quantized.Linear(4, 3))
+    window.open_document(Document.from_module(m), "quantized model")
+    name = "0._packed_params._packed_params.0"
+    model = select(qtbot, window, name)
+    w = m[0].weight().dequantize()
+    assert float(model.data(model.index(2, 1))) == pytest.approx(float(w[2, 1]))
+    assert stat(window, "numel").startswith("12")
+    refused = []
+    model.editRefused.connect(refused.append)
+    assert not model.setData(model.index(0, 0), "1", Qt.EditRole)
+    assert refused and "\n" not in refused[0]
