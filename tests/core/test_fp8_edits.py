@@ -51,3 +51,23 @@ def test_values_beyond_range_refused_in_one_line(dtype):
         assert "too large for " + dtypes.dtype_name(dtype) in str(err.value)
         assert "\n" not in str(err.value)
     assert t.float().tolist() == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_recipe_with_complex_and_fp8_steps_replays(tmp_path, capsys):
+    import json
+
+    from app.__main__ import main
+    from app.core.edits import CellEdit
+    src, out, recipe = tmp_path / "m.pt", tmp_path / "out.pt", tmp_path / "r.json"
+    torch.save({"z": torch.zeros(3, dtype=torch.complex64),
+                "f8": torch.zeros(3).to(torch.float8_e4m3fn)}, src)
+    doc = Document([TensorEntry.of("z", torch.zeros(3, dtype=torch.complex64))])
+    cell = CellEdit("z", (1,), parse_cell_value("1+2j", torch.complex64))
+    cell.apply(doc)
+    steps = [cell.recipe_step(), {"op": "fill", "target": "f8", "value": 0.5},
+             {"op": "expr", "target": "f8", "expr": "w + 1"}]
+    recipe.write_text(json.dumps({"version": 1, "steps": steps}))
+    assert main(["apply", str(recipe), str(src), "-o", str(out)]) == 0, capsys.readouterr().err
+    back = torch.load(out)
+    assert back["z"].tolist() == [0j, 1 + 2j, 0j]
+    assert back["f8"].float().tolist() == [1.5, 1.5, 1.5]
