@@ -226,3 +226,14 @@ def test_pooled_preview_weights_an_expanded_tensor_by_what_it_stands_for():
     exact = compute_stats_many(tensors)
     assert exact.mean == pytest.approx(1 - 2e6 / (10 ** 12 + 2_000_003))
     assert exact.zeros == 2_000_000 and int(exact.counts.sum()) == exact.numel
+
+
+def test_edit_dialog_specs_take_complex_values():
+    from app.core.edit_specs import EditSpec, edit_from_spec
+    doc = Document([TensorEntry.of("z", torch.zeros(2, dtype=torch.complex64)),
+                    TensorEntry.of("x", torch.zeros(2))])
+    edit_from_spec(EditSpec("set", value="1+2j"), ["z"]).apply(doc)
+    edit_from_spec(EditSpec("add", value="1j"), ["z"]).apply(doc)
+    assert doc.tensor("z").tolist() == [1 + 3j, 1 + 3j]
+    with pytest.raises(UserError, match="complex"):
+        edit_from_spec(EditSpec("set", value="1+2j"), ["x"]).apply(doc)
