@@ -5,6 +5,11 @@ NaN/Inf/zeros and accumulates range, sum and sum of squares (float64); pass 2 ma
 over the finite range. It costs about 1.4x ``torch.histc`` + ``torch.aminmax`` (the floor: a
 histogram needs its range first). ``preview_stats`` reads evenly spaced contiguous blocks and is
 marked approximate; it is what a huge tensor shows at once while the exact result is computed.
+
+Every dtype and layout goes through ``_Source``: values as ``app.core.dtypes`` defines them
+(quantized dequantized, fp8 as floats, complex by part), an expanded (stride-0) tensor read once
+per distinct element and weighted, a sparse one as its stored values plus its implicit zeros.
+``std`` is the sample standard deviation (Bessel's correction), as ``torch.Tensor.std()``.
 """
 from __future__ import annotations
 
