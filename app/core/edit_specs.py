@@ -51,8 +51,17 @@ class EditSpec:
 
 
 def _number(text: str, what: str) -> str:
+    return repr(_value(text, what))
+
+
+def _value(text: str, what: str) -> float | complex:
+    """A real number, or a complex one typed as ``1+2j`` (for complex tensors)."""
     try:
-        return repr(float(text))
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return complex(str(text).replace(" ", ""))
     except ValueError:
         raise UserError(f"the {what} must be a number, not {text!r}") from None
 
@@ -64,8 +73,7 @@ def edit_from_spec(spec: EditSpec, targets: list[str]) -> Edit:
     index = spec.index.strip() or None
     mask = spec.mask.strip() or None
     if spec.op == "set" and mask is None:
-        value = _number(spec.value, "value")
-        return FillEdit(targets, float(value), index=index)
+        return FillEdit(targets, _value(spec.value, "value"), index=index)
     expr = spec.expression()
     if expr is None:  # a fill under a mask
         expr = f"torch.full_like(w, {_number(spec.value, 'value')})"

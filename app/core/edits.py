@@ -19,6 +19,7 @@ from .edit_base import Edit
 from .errors import UserError
 from .expr import compile_expr, evaluate, evaluate_mask, fit_result
 from .index_text import check_index, format_index, parse_index
+from .dtypes import FLOAT8, edit_refusal, is_quantized, is_raw
 from .tensor_entry import PARAMETER, dtype_name
 
 
@@ -30,6 +31,11 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _json_value(value):
+    """Recipes are JSON: a complex value is written as the text that parses back to it."""
+    return str(value).strip("()") if isinstance(value, complex) else value
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -47,9 +53,18 @@ def coerce_value(value, dtype: torch.dtype):
         return parse_cell_value(value, dtype)
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
+    name = dtype_name(dtype)
+    if is_raw(dtype) or is_quantized(dtype):
+        raise UserError(f"{name} tensors cannot be edited: torch defines no in-place writes "
+                        f"of their values")
+    if isinstance(value, complex):
+        if dtype.is_complex:
+            return value
+        if value.imag:
+            raise UserError(f"{value} is complex; {name} tensors hold real numbers")
+        value = value.real
     if not isinstance(value, (bool, int, float)):
         raise UserError(f"{value!r} is not a number; give e.g. 0.5 or 1e-3")
-    name = dtype_name(dtype)
     if dtype == torch.bool:
         if value in (0, 1):
             return bool(value)
@@ -58,8 +73,14 @@ def coerce_value(value, dtype: torch.dtype):
         return complex(value)
     if dtype.is_floating_point:
         v = float(value)
-        if math.isfinite(v) and not torch.isfinite(torch.tensor(v, dtype=torch.float64).to(dtype)):
-            raise UserError(f"{v:g} is too large for {name} (largest is {torch.finfo(dtype).max:g})")
+        # fp8 kinds have no isfinite: check the value they would store, read back as float32
+        stored = torch.tensor(v, dtype=torch.float64).to(dtype).to(torch.float32)
+        saturated = dtype in FLOAT8 and abs(v) > float(torch.finfo(dtype).max)
+        if math.isfinite(v) and (saturated or not torch.isfinite(stored)):
+            raise UserError(f"{v:g} is too large for {name} (largest is "
+                            f"{float(torch.finfo(dtype).max):g}"
+                            + (", no negative values" if float(torch.finfo(dtype).min) > 0 else "")
+                            + ")")
         return v
     if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         raise UserError(f"{_fmt(value)} is not a whole number; {name} tensors hold integers")
@@ -209,6 +230,9 @@ class _RegionEdit(Edit):
     def _prepare(self, doc: Document):
         units, touched = _units(doc, self.targets)
         for n, t in units:
+            refusal = edit_refusal(t)
+            if refusal is not None:
+                raise UserError(f"{n}: {refusal}")
             try:
                 check_index(self.idx, t.shape)
             except UserError as exc:
@@ -248,8 +272,11 @@ class FillEdit(_RegionEdit):
             try:
                 value = float(value)
             except ValueError:
-                raise _not_a_number(value) from None
-        if not isinstance(value, (bool, int, float)):
+                try:
+                    value = complex(value.replace(" ", ""))
+                except ValueError:
+                    raise _not_a_number(value) from None
+        if not isinstance(value, (bool, int, float, complex)):
             raise UserError(f"{value!r} is not a number; give e.g. 0.5 or 1e-3")
         self.value = value
 
@@ -268,7 +295,7 @@ class FillEdit(_RegionEdit):
         self._commit(units, touched, news)
 
     def recipe_step(self) -> dict:
-        return self._step("fill", value=self.value)
+        return self._step("fill", value=_json_value(self.value))
 
 
 class ExprEdit(_RegionEdit):
@@ -296,9 +323,12 @@ class ExprEdit(_RegionEdit):
         with torch.no_grad(), self._rng([t.device for _n, t in units]):
             for _n, t in units:
                 region = t[self.idx]
-                new = fit_result(self.expr, evaluate(self.expr, region), region.shape, t.dtype, t.device)
+                # fp8 has no arithmetic in torch: the expression sees float32 values, and its
+                # result is rounded back to the tensor's dtype when written
+                seen = region.to(torch.float32) if t.dtype in FLOAT8 else region
+                new = fit_result(self.expr, evaluate(self.expr, seen), region.shape, t.dtype, t.device)
                 if self.mask is not None:
-                    new = torch.where(evaluate_mask(self.mask, region), new, region)
+                    new = torch.where(evaluate_mask(self.mask, seen), new, region)
                 if _storage_key(new) in storages:
                     new = new.clone()  # e.g. `w.t()`: never copy a tensor onto itself
                 news.append(new)
@@ -335,7 +365,7 @@ class CellEdit(_RegionEdit):
 
     def recipe_step(self) -> dict:
         value = self.value.item() if isinstance(self.value, torch.Tensor) else self.value
-        return self._step("fill", value=value)
+        return self._step("fill", value=_json_value(value))
 
 
 # -- flags and modules -------------------------------------------------------------------------

@@ -122,7 +122,10 @@ def check_step(step) -> None:
                 try:
                     float(value)
                 except ValueError:
-                    raise UserError(f"fill: 'value' must be a number, not {value!r}") from None
+                    try:  # a complex value is written as text ("1+2j"): JSON has no complex
+                        complex(value.replace(" ", ""))
+                    except ValueError:
+                        raise UserError(f"fill: 'value' must be a number, not {value!r}") from None
     elif op == "requires_grad":
         _need(step, "value", bool, "true or false")
     elif op == "init":

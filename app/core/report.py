@@ -24,12 +24,25 @@ def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
 
 
 def _stats_dict(entry) -> dict:
-    t = entry.tensor()
-    if t.dtype.is_complex:
-        return {}
-    s = compute_stats(t.detach(), bins=0)
-    return {"min": s.min, "max": s.max, "mean": s.mean, "std": s.std,
-            "nan": s.nan, "inf": s.inf, "zeros": s.zeros}
+    """The values' statistics (dequantized, sparse zeros counted, fp8 as floats); for complex
+    tensors those of abs, with "real" and "imag" beside them. ``std`` is torch's (Bessel)."""
+    t = entry.tensor().detach()
+    try:
+        s = compute_stats(t, bins=0)
+    except ValueError as exc:  # e.g. an overlapping view far larger than its memory
+        return {"error": str(exc)}
+    out = {"min": s.min, "max": s.max, "mean": s.mean, "std": s.std,
+           "nan": s.nan, "inf": s.inf, "zeros": s.zeros}
+    if s.part is not None:
+        out["part"] = s.part
+        for part in ("real", "imag"):
+            p = compute_stats(t, bins=0, part=part)
+            out[part] = {"min": p.min, "max": p.max, "mean": p.mean, "std": p.std}
+    return out
+
+
+def _g(x) -> str:
+    return "-" if x is None else f"{x:.4g}"
 
 
 def human_size(n: int) -> str:
@@ -65,14 +78,17 @@ def _tree_lines(node: Node, depth: int, lines: list[str], with_stats: bool) -> N
         pad = "  " * depth
         if c.entry is not None:
             e = c.entry
-            text = f"{pad}{c.name}  {list(e.shape)}  {e.dtype_name}  {c.type_name}"
+            text = f"{pad}{c.name}  {list(e.shape)}  {e.dtype_label}  {c.type_name}"
             if e.shared_with:
                 text += f"  (tied with {', '.join(e.shared_with)})"
             if with_stats:
                 s = _stats_dict(e)
-                if s and s["min"] is not None:
-                    text += (f"  min={s['min']:.4g} max={s['max']:.4g} mean={s['mean']:.4g}"
-                             f" std={s['std']:.4g}")
+                if s.get("error"):
+                    text += f"  (no statistics: {s['error']})"
+                elif s and s["min"] is not None:
+                    of = f"{s['part']}: " if "part" in s else ""
+                    text += (f"  {of}min={_g(s['min'])} max={_g(s['max'])} mean={_g(s['mean'])}"
+                             f" std={_g(s['std'])}")
                 if s.get("nan") or s.get("inf"):
                     text += f"  NaN={s['nan']} Inf={s['inf']}"
             lines.append(text)

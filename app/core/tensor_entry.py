@@ -11,9 +11,7 @@ BUFFER = "buffer"
 TENSOR = "tensor"
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    """``torch.bfloat16`` -> ``"bfloat16"``."""
-    return str(dtype).removeprefix("torch.")
+from .dtypes import _element_size, dtype_name  # noqa: F401  (dtype_name: re-exported)
 
 
 @dataclass(eq=False)
@@ -78,7 +76,7 @@ class TensorEntry:
 
     @property
     def element_size(self) -> int:
-        return torch.empty((), dtype=self.dtype).element_size()
+        return _element_size(self.dtype)
 
     @property
     def nbytes(self) -> int:
@@ -87,6 +85,18 @@ class TensorEntry:
     @property
     def dtype_name(self) -> str:
         return dtype_name(self.dtype)
+
+    @property
+    def layout(self) -> str:
+        """"strided", "sparse_coo", "sparse_csr", ... (known once the tensor is read)."""
+        t = self._tensor
+        return "strided" if t is None else str(t.layout).removeprefix("torch.")
+
+    @property
+    def dtype_label(self) -> str:
+        """The dtype with the layout when it is not plain (``float32, sparse_csr``)."""
+        layout = self.layout
+        return self.dtype_name if layout == "strided" else f"{self.dtype_name}, {layout}"
 
     @property
     def requires_grad(self) -> bool | None:

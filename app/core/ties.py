@@ -10,7 +10,16 @@ from .tensor_entry import TensorEntry
 
 
 def tie_key(t: torch.Tensor) -> tuple:
-    """Identity of the memory a tensor views. Reading it never touches the data (mmap stays lazy)."""
+    """Identity of the memory a tensor views. Reading it never touches the data (mmap stays lazy).
+    A sparse tensor has no storage of its own: it is known by its component tensors' memory."""
+    if t.layout == torch.sparse_coo:
+        return (str(t.layout), tuple(t.shape), tie_key(t._indices()), tie_key(t._values()))
+    if t.layout in (torch.sparse_csr, torch.sparse_bsr):
+        return (str(t.layout), tuple(t.shape), tie_key(t.crow_indices()),
+                tie_key(t.col_indices()), tie_key(t.values()))
+    if t.layout in (torch.sparse_csc, torch.sparse_bsc):
+        return (str(t.layout), tuple(t.shape), tie_key(t.ccol_indices()),
+                tie_key(t.row_indices()), tie_key(t.values()))
     storage = t.untyped_storage()
     return (t.device.type, storage.data_ptr(), storage.nbytes(), t.storage_offset(),
             tuple(t.shape), tuple(t.stride()), t.dtype)

@@ -5,7 +5,7 @@ from typing import Iterator
 
 import torch
 
-from .tensor_entry import BUFFER, PARAMETER, TensorEntry
+from .tensor_entry import BUFFER, PARAMETER, TENSOR, TensorEntry
 from .ties import unique_entries
 
 ROOT, MODULE, GROUP, ENTRY = "root", "module", "group", "entry"
@@ -140,7 +140,36 @@ def _own_tensor_names(module) -> list[str]:
              if p is not None]
     names += [n for n, b in module.named_buffers(recurse=False, remove_duplicate=False)
               if b is not None]
-    return names
+    return names + [n for n, _t in _state_only_tensors(module, set(names))]
+
+
+def _state_only_tensors(module, known: set[str]) -> list[tuple[str, torch.Tensor]]:
+    """Tensors a module writes to its state_dict that are neither parameters nor buffers (the
+    packed weights of ``torch.ao`` quantized modules). They are snapshots: shown, not edited."""
+    save = getattr(type(module), "_save_to_state_dict", None)
+    if (not isinstance(module, torch.nn.Module) or isinstance(module, torch.jit.ScriptModule)
+            or save is None or save is torch.nn.Module._save_to_state_dict):
+        return []
+    state: dict = {}
+    try:
+        module._save_to_state_dict(state, "", keep_vars=True)
+    except Exception:
+        return []
+    out = []
+    for key, value in state.items():
+        if key in known:
+            continue
+        items = [(key, value)] if isinstance(value, torch.Tensor) else \
+            [(f"{key}.{i}", v) for i, v in enumerate(value)] if isinstance(value, (tuple, list)) else []
+        for name, t in items:
+            if isinstance(t, torch.Tensor):
+                mark_snapshot(t)
+                out.append((name, t))
+    return out
+
+
+def mark_snapshot(t: torch.Tensor) -> None:
+    t._paramedit_snapshot = True
 
 
 def module_entries(module: torch.nn.Module) -> list[TensorEntry]:
@@ -154,6 +183,7 @@ def _collect(module, prefix: str, out: list[TensorEntry], active: set[int]) -> N
     if id(module) in active:
         return
     active.add(id(module))
+    start = len(out)  # this module's own entries: a set per module, never a scan of all
     for name, p in module.named_parameters(recurse=False, remove_duplicate=False):
         if p is not None:
             out.append(TensorEntry.of(prefix + name, p, PARAMETER, owner=module, attr=name))
@@ -162,6 +192,9 @@ def _collect(module, prefix: str, out: list[TensorEntry], active: set[int]) -> N
         if b is not None:
             out.append(TensorEntry.of(prefix + name, b, BUFFER, owner=module, attr=name,
                                       persistent=name not in transient))
+    known = {e.name[len(prefix):] for e in out[start:]}
+    for name, t in _state_only_tensors(module, known):
+        out.append(TensorEntry.of(prefix + name, t, TENSOR))
     for child_name, child in _children(module):
         _collect(child, f"{prefix}{child_name}.", out, active)
     active.discard(id(module))

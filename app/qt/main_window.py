@@ -395,11 +395,7 @@ class MainWindow(QMainWindow):
 
     def _show_tensor(self, name: str, tensor) -> None:
         self.tensor_view.show_tensor(name, tensor)
-        if tensor.is_complex():
-            self.stats_panel.clear()
-            self.statusBar().showMessage(f"{name}: no statistics for complex tensors", 8000)
-        else:
-            self.stats_panel.show_tensors(name, [tensor])
+        self.stats_panel.show_tensors(name, [tensor])  # complex: the panel picks abs/real/imag
 
     def _stats_ready(self, stats) -> None:
         """Exact statistics of the shown tensor give the heatmap its colour scale."""

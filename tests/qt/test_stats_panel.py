@@ -27,7 +27,7 @@ def torch_reference(t):
     f = t.double().flatten()
     fin = f[torch.isfinite(f)]
     return {"min": fin.min().tolist(), "max": fin.max().tolist(), "mean": fin.mean().tolist(),
-            "std": fin.std(correction=0).tolist(), "l2": fin.norm().tolist(),
+            "std": fin.std().tolist(), "l2": fin.norm().tolist(),
             "nan": int(torch.isnan(f).sum()), "inf": int(torch.isinf(f).sum()),
             "zeros": int((f == 0).sum())}
 

@@ -1,9 +1,11 @@
 """A table model over a 2-D view of a tensor of any rank and dtype, read in numpy blocks.
 
 Rank 0 shows one cell, rank 1 one column (rows = index), rank >= 2 two chosen axes as rows and
-columns with fixed indices for the others. Cells are read a block at a time
-(``tensor[rows, cols].cpu().numpy()``, bf16 upcast to float32) and kept in a small cache, so a
-screen costs a handful of tensor reads, never one per cell. ``data(index)`` is the displayed text.
+columns with fixed indices for the others. Cells are read a block at a time through the core's
+``Slice2D`` (every dtype and layout as numpy values: fp8/bf16 as float32, quantized dequantized or,
+with ``set_raw(True)``, its stored integers, sparse densified one block at a time, expanded
+tensors never materialised) and kept in a small cache, so a screen costs a handful of tensor
+reads, never one per cell. ``data(index)`` is the displayed text.
 
 Editing: ``tensor_index(row, col)`` maps a cell to its full index in the tensor. With a
 ``cell_editor(index_tuple, text) -> error or None`` set, cells are editable and ``setData`` hands
@@ -18,6 +20,9 @@ import numpy as np
 import torch
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
+
+from app.core import dtypes
+from app.core.slice2d import Slice2D
 
 BLOCK_ROWS, BLOCK_COLS = 256, 64
 MAX_BLOCKS = 48                 # about 800k cached cells
@@ -50,11 +55,8 @@ LUT = _diverging_lut()
 
 
 def numpy_block(view: torch.Tensor) -> np.ndarray:
-    """A (small) tensor as a numpy array: detached, on the CPU, bf16 upcast to float32."""
-    view = view.detach()
-    if view.dtype == torch.bfloat16:
-        view = view.to(torch.float32)
-    return view.cpu().numpy()
+    """A (small, dense) tensor's values as a numpy array, any dtype (see ``app.core.dtypes``)."""
+    return dtypes.to_numpy(view)
 
 
 NO_FLAGS = Qt.NoItemFlags
@@ -71,7 +73,8 @@ class TensorTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.cell_editor = None  # callable(index_tuple, text) -> error message or None
         self._tensor: torch.Tensor | None = None
-        self._view: torch.Tensor | None = None
+        self._view: Slice2D | None = None
+        self._raw = False
         self._row_axis, self._col_axis, self._fixed = 0, 1, {}
         self._rows = self._cols = 0
         self._blocks: dict[tuple[int, int], list[list]] = {}
@@ -103,13 +106,24 @@ class TensorTableModel(QAbstractTableModel):
                    fixed: dict[int, int] | None = None) -> None:
         self.beginResetModel()
         self._tensor = tensor.detach() if tensor is not None else None
-        dt = self._tensor.dtype if tensor is not None else torch.float32
-        self._kind = ("bool" if dt == torch.bool else "float" if dt.is_floating_point
-                      else "complex" if dt.is_complex else "int")
-        self._fmt = self._make_fmt()
+        self._raw = False
         self._heat_scale, self._heat_external = None, False
         self._apply_slice(row_axis, col_axis, fixed or {})
         self.endResetModel()
+
+    @property
+    def raw(self) -> bool:
+        return self._raw
+
+    def set_raw(self, on: bool) -> None:
+        """Quantized tensors: show the stored integers (True) or the values they stand for."""
+        on = bool(on) and self._tensor is not None and self._tensor.is_quantized
+        if on == self._raw:
+            return
+        self._raw = on
+        self._heat_scale = None if not self._heat_external else self._heat_scale
+        self._apply_slice(self._row_axis, self._col_axis, self._fixed)
+        self._changed_all()
 
     def set_slice(self, row_axis: int, col_axis: int, fixed: dict[int, int] | None = None) -> None:
         """Choose the row and column axes and the indices of the other axes (N-d only)."""
@@ -133,39 +147,26 @@ class TensorTableModel(QAbstractTableModel):
         self._blocks.clear()
         if t is None:
             self._view, self._rows, self._cols = None, 0, 0
+            self._kind = "float"
+            self._fmt = self._make_fmt()
             return
-        if t.dim() == 0:
-            self._view = t.reshape(1, 1)
-        elif t.dim() == 1:
-            self._view = t.unsqueeze(1)
-        else:
-            nd = t.dim()
-            row_axis, col_axis = row_axis % nd, col_axis % nd
-            if row_axis == col_axis:
-                raise ValueError("the row and column axes must differ")
-            self._row_axis, self._col_axis = row_axis, col_axis
-            self._fixed = {a: min(max(0, int(fixed.get(a, 0))), max(0, t.shape[a] - 1))
-                           for a in range(nd) if a not in (row_axis, col_axis)}
-            index = tuple(slice(None) if a in (row_axis, col_axis) else self._fixed[a]
-                          for a in range(nd))
-            empty = any(t.shape[a] == 0 for a in self._fixed)  # no slice to show
-            view = t.new_zeros((0, 0)) if empty else t[index]
-            self._view = view.t() if row_axis > col_axis else view
-        self._rows, self._cols = int(self._view.shape[0]), int(self._view.shape[1])
+        self._view = Slice2D(t, row_axis, col_axis, fixed, raw=self._raw)
+        if t.dim() >= 2:
+            self._row_axis, self._col_axis = self._view.row_axis, self._view.col_axis
+            self._fixed = dict(self._view.fixed)
+        self._kind = self._view.kind
+        self._fmt = self._make_fmt()
+        self._rows, self._cols = self._view.rows, self._view.cols
 
-    def view2d(self) -> torch.Tensor | None:
-        """The 2-D view the table shows (shares storage with the tensor)."""
+    def view2d(self) -> Slice2D | None:
+        """The 2-D window the table shows (``block(r0, r1, c0, c1)`` reads cells as numpy)."""
         return self._view
 
     def tensor_index(self, row: int, col: int) -> tuple[int, ...]:
         """The full index in the tensor of cell (row, col)."""
-        t = self._tensor
-        if t is None or t.dim() == 0:
+        if self._view is None:
             return ()
-        if t.dim() == 1:
-            return (row,)
-        return tuple(row if a == self._row_axis else col if a == self._col_axis else self._fixed[a]
-                     for a in range(t.dim()))
+        return self._view.index(row, col)
 
     def invalidate(self) -> None:
         """Forget the cached blocks (the tensor was edited in place) and repaint."""
@@ -180,8 +181,8 @@ class TensorTableModel(QAbstractTableModel):
 
     # -- reading -------------------------------------------------------------------------------
     def read_block(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
-        """Cells [r0:r1, c0:c1] of the view as a numpy array (bf16 as float32)."""
-        return numpy_block(self._view[r0:r1, c0:c1])
+        """Cells [r0:r1, c0:c1] of the view as a numpy array of values (see ``Slice2D``)."""
+        return self._view.block(r0, r1, c0, c1)
 
     def _block(self, br: int, bc: int) -> list[list]:
         r0, c0 = br * BLOCK_ROWS, bc * BLOCK_COLS
@@ -239,8 +240,9 @@ class TensorTableModel(QAbstractTableModel):
 
     def heat_scale(self) -> float | None:
         if self._heat_scale is None and self._tensor is not None and self._kind in ("float", "int"):
-            if self._tensor.numel() <= EXACT_SCALE_LIMIT:
-                self._grow_heat_scale(numpy_block(self._tensor))
+            if self._tensor.numel() <= EXACT_SCALE_LIMIT and not dtypes.is_sparse(self._tensor):
+                self._grow_heat_scale(numpy_block(dtypes.raw_integers(self._tensor)
+                                                  if self._raw else self._tensor))
             else:  # too big to scan here: the blocks read so far (set_heat_scale overrides)
                 for block in self._blocks.values():
                     self._grow_heat_scale(block)
@@ -307,7 +309,11 @@ class TensorTableModel(QAbstractTableModel):
         if role == TOOLTIP:
             idx = self.tensor_index(index.row(), index.column())
             x = self.value(index.row(), index.column())
-            return f"[{', '.join(map(str, idx))}] = {x!r}"
+            text = f"[{', '.join(map(str, idx))}] = {x!r}"
+            if self._tensor.is_quantized:
+                raw, scale, zp = dtypes.quant_at(self._tensor, idx)
+                text += f"\nstored {raw}, scale {scale:.6g}, zero point {zp}: ({raw} - {zp}) × {scale:.6g}"
+            return text
         return None
 
     def _background(self, row: int, col: int):

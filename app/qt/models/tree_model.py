@@ -196,7 +196,7 @@ class TreeModel(QAbstractItemModel):
         if col == SHAPE:
             return shape_text(e.shape) if e is not None else ""
         if col == DTYPE:
-            return e.dtype_name if e is not None else ""
+            return e.dtype_label if e is not None else ""
         numel, nbytes = (e.numel, e.nbytes) if e is not None else node.totals()
         return human_count(numel) if col == ELEMENTS else human_size(nbytes)
 

@@ -16,11 +16,11 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QProgressBar, QSpinBox,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar,
+                               QSpinBox, QVBoxLayout, QWidget)
 
-from app.core.stats import (Stats, compute_stats, compute_stats_many, find_first, preview_stats,
-                            preview_stats_many)
+from app.core.stats import (COMPLEX_PARTS, Stats, compute_stats, compute_stats_many,
+                            distinct_elements, find_first, preview_stats, preview_stats_many)
 from app.qt.views.histogram import Histogram
 from app.qt.views.stats_table import StatsTable
 from app.qt.workers import Task
@@ -72,11 +72,18 @@ class StatsPanel(QWidget):
                                   value=DEFAULT_BINS, prefix="bins: ", singleStep=10)
         self.bins_spin.setKeyboardTracking(False)
         self.log_check = QCheckBox("Log y", self, objectName="logYCheck")
+        self.part_combo = QComboBox(self, objectName="complexPartCombo")
+        for part in COMPLEX_PARTS:
+            self.part_combo.addItem({"abs": "|z|"}.get(part, part), part)
+        self.part_combo.setToolTip("Complex tensors: statistics and histogram of the absolute "
+                                   "value, the real part or the imaginary part")
+        self.part_combo.setVisible(False)
         self.table = StatsTable(self)
 
         controls = QHBoxLayout()
         controls.addWidget(self.bins_spin)
         controls.addWidget(self.log_check)
+        controls.addWidget(self.part_combo)
         controls.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -91,6 +98,7 @@ class StatsPanel(QWidget):
         self._refresh_timer = QTimer(self, singleShot=True, interval=THROTTLE_MS)
         self._refresh_timer.timeout.connect(self._recompute)
         self.bins_spin.valueChanged.connect(lambda _: self._recompute())
+        self.part_combo.currentIndexChanged.connect(lambda _: self._recompute())
         self.log_check.toggled.connect(self.histogram.set_log_y)
         self.table.gotoNan.connect(lambda: self.find_first("nan"))
         self.table.gotoInf.connect(lambda: self.find_first("inf"))
@@ -112,10 +120,19 @@ class StatsPanel(QWidget):
     def bins(self) -> int:
         return self.bins_spin.value()
 
+    @property
+    def part(self) -> str:
+        """For complex tensors: "abs", "real" or "imag"."""
+        return self.part_combo.currentData()
+
+    def set_part(self, part: str) -> None:
+        self.part_combo.setCurrentIndex(self.part_combo.findData(part))
+
     def show_tensors(self, label: str, tensors: list[torch.Tensor]) -> None:
         """Statistics of one tensor, or of several pooled (a module's)."""
         self.label = label
         self.tensors = [t.detach() for t in tensors]
+        self.part_combo.setVisible(any(t.is_complex() for t in self.tensors))
         self._refresh_timer.stop()
         self._recompute()
 
@@ -123,6 +140,7 @@ class StatsPanel(QWidget):
         self._cancel()
         self._refresh_timer.stop()
         self.label, self.tensors, self.current_stats = "", [], None
+        self.part_combo.setVisible(False)
         self.title.setText("")
         self.histogram.clear()
         self.table.set_stats(None)
@@ -151,7 +169,7 @@ class StatsPanel(QWidget):
     def _recompute(self) -> None:
         self._cancel()
         self._generation += 1
-        gen, tensors, bins = self._generation, list(self.tensors), self.bins
+        gen, tensors, bins, part = self._generation, list(self.tensors), self.bins, self.part
         if not tensors:
             self.current_stats = None
             self.title.setText(self.label)
@@ -159,20 +177,25 @@ class StatsPanel(QWidget):
             self.table.set_stats(None)
             self._set_pending(False)
             return
-        total = sum(t.numel() for t in tensors)
         single = len(tensors) == 1
-        with gui_thread_torch():
-            if total <= SYNC_LIMIT:
-                self._show(compute_stats(tensors[0], bins) if single
-                           else compute_stats_many(tensors, bins))
-                return
-            self._show(preview_stats(tensors[0], bins) if single
-                       else preview_stats_many(tensors, bins))
+        try:
+            with gui_thread_torch():
+                # what is read: an expanded tensor's distinct elements, a sparse one's values
+                total = sum(distinct_elements(t) for t in tensors)
+                if total <= SYNC_LIMIT:
+                    self._show(compute_stats(tensors[0], bins, part=part) if single
+                               else compute_stats_many(tensors, bins, part=part))
+                    return
+                self._show(preview_stats(tensors[0], bins, part=part) if single
+                           else preview_stats_many(tensors, bins, part=part))
+        except (RuntimeError, ValueError, TypeError, MemoryError) as exc:  # never raise in a slot
+            self._show_error(exc)
+            return
 
         def work(progress, cancelled):
             if single:
-                return gen, compute_stats(tensors[0], bins, progress, cancelled)
-            return gen, compute_stats_many(tensors, bins, progress, cancelled)
+                return gen, compute_stats(tensors[0], bins, progress, cancelled, part=part)
+            return gen, compute_stats_many(tensors, bins, progress, cancelled, part=part)
         task = Task(work)
         task.signals.finished.connect(self._on_exact)
         task.signals.failed.connect(self._on_failed)
@@ -198,6 +221,14 @@ class StatsPanel(QWidget):
         self._task = None
         self._show(stats)
 
+    def _show_error(self, exc) -> None:
+        self.current_stats = None
+        self.histogram.clear()
+        self.table.set_stats(None)
+        self._set_pending(False)
+        self.approx_label.setText(f"no statistics: {str(exc).splitlines()[0] if str(exc) else exc}")
+        self.approx_label.setVisible(True)
+
     def _on_failed(self, exc, _traceback: str) -> None:
         self._task = None
         self._set_pending(False)
@@ -218,7 +249,8 @@ class StatsPanel(QWidget):
         self.current_stats = stats
         n = len(self.tensors)
         kind = f"{n} tensors, " if n > 1 else ""
-        self.title.setText(f"<b>{self.label}</b> &nbsp; ({kind}{stats.dtype})")
+        of = f", {self.part_combo.currentText()}" if stats.part else ""
+        self.title.setText(f"<b>{self.label}</b> &nbsp; ({kind}{stats.dtype}{of})")
         self.histogram.set_data(stats.edges, stats.counts)
         self.table.set_stats(stats, can_goto=n == 1)
         self._set_pending(stats.approximate)

@@ -51,6 +51,9 @@ class StatsTable(QWidget):
             else:
                 w = QLabel("—", self, objectName=f"stat_{key}")
                 w.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            if key == "std":
+                w.setToolTip("Sample standard deviation with Bessel's correction (divides by "
+                             "n - 1), as torch.Tensor.std() computes it; over the finite values")
             self.fields[key] = w
             form.addRow(label + ":", w)
 

@@ -14,6 +14,7 @@ from PySide6.QtGui import QFontDatabase, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView,
                                QLabel, QSizePolicy, QSpinBox, QTableView, QVBoxLayout, QWidget)
 
+from app.core import dtypes
 from app.qt.models.grid_model import DEFAULT_PRECISION, TensorTableModel
 
 COPY_LIMIT = 1 << 20  # cells copied at most; a larger selection is cut to its first rows
@@ -150,12 +151,16 @@ class TensorView(QWidget):
         self.scientific_check = QCheckBox("Scientific", self, objectName="scientificCheck")
         self.heatmap_check = QCheckBox("Heatmap", self, objectName="heatmapCheck")
         self.heatmap_check.setToolTip("Colour cells: blue below zero, red above, white at zero")
+        self.raw_check = QCheckBox("Raw integers", self, objectName="rawIntegersCheck")
+        self.raw_check.setToolTip("Quantized tensors: show the stored integers instead of the "
+                                  "values they stand for (scale and zero point in the title)")
+        self.raw_check.setVisible(False)
 
         # Two rows: display settings beside the title, the axis choice (rank >= 2) below, so
         # a 5-d tensor's spin boxes never squeeze the docks beside the grid.
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
-        for w in (self.precision_spin, self.scientific_check, self.heatmap_check):
+        for w in (self.precision_spin, self.scientific_check, self.heatmap_check, self.raw_check):
             top.addWidget(w)
         bar = QHBoxLayout()
         for w in (self.row_label, self.row_combo, self.col_label, self.col_combo, self.slice_box):
@@ -172,6 +177,7 @@ class TensorView(QWidget):
         self.precision_spin.valueChanged.connect(self.model.set_precision)
         self.scientific_check.toggled.connect(self.model.set_scientific)
         self.heatmap_check.toggled.connect(self.model.set_heatmap)
+        self.raw_check.toggled.connect(self.model.set_raw)
         self._set_axis_controls_visible(False)
 
     # -- public API ----------------------------------------------------------------------------
@@ -182,11 +188,17 @@ class TensorView(QWidget):
     def show_tensor(self, name: str, tensor: torch.Tensor) -> None:
         self.name = name
         shape = "×".join(map(str, tensor.shape)) or "scalar"
-        dtype = str(tensor.dtype).removeprefix("torch.")
+        dtype = dtypes.dtype_name(tensor.dtype)
+        extra = dtypes.describe(tensor)
         self.title.setText(f"<b>{name}</b> &nbsp; {shape} &nbsp; {dtype} &nbsp; "
-                           f"({tensor.numel():,} elements)")
-        self.title.setToolTip(f"{name}  shape {tuple(tensor.shape)}  {dtype}")
+                           f"({tensor.numel():,} elements)" + (f" &nbsp; {extra}" if extra else ""))
+        self.title.setToolTip(f"{name}  shape {tuple(tensor.shape)}  {dtype}"
+                              + (f"\n{extra}" if extra else ""))
         self._build_slice_controls(tensor)
+        self.raw_check.blockSignals(True)
+        self.raw_check.setChecked(False)
+        self.raw_check.blockSignals(False)
+        self.raw_check.setVisible(tensor.is_quantized)
         nd = tensor.dim()  # like numpy's printing: the last two axes, the others fixed at 0
         self.model.set_tensor(tensor, max(0, nd - 2), max(1, nd - 1))
         self.grid.scrollToTop()
@@ -196,6 +208,7 @@ class TensorView(QWidget):
         self.title.setText("No tensor selected")
         self.title.setToolTip("")
         self._build_slice_controls(None)
+        self.raw_check.setVisible(False)
         self.model.set_tensor(None)
 
     def refresh(self) -> None:
