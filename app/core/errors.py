@@ -24,3 +24,13 @@ class UnsafePickleError(CheckpointError):
 
 class Cancelled(Exception):
     """Raised inside long work when its cancel callback says stop."""
+
+
+class UntrustedCodeError(UnsafePickleError):
+    """A file that can only be read by running code it carries (a TorchScript archive the lazy
+    reader does not understand). Handled like an unsafe pickle: loaded only with trust."""
+
+    def __init__(self, path: str, what: str, message: str):
+        self.path = path
+        self.globals = [what]
+        CheckpointError.__init__(self, message)
