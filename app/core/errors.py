@@ -9,6 +9,11 @@ class CheckpointError(UserError):
     """A path that cannot be opened as a checkpoint (missing, corrupt, unsupported)."""
 
 
+class ContentError(CheckpointError):
+    """What a file holds cannot be shown (nested too deeply, too many paths); raised without the
+    path, which ``load_document`` adds."""
+
+
 class UnsafePickleError(CheckpointError):
     """A pickle that would import globals outside torch's weights-only allowlist."""
 

@@ -3,7 +3,7 @@
 Loaded checkpoints are untrusted: containers may hold themselves (a cycle), nest thousands of
 levels deep, or reach one container by exponentially many paths (``[x, x]`` nested). Every walk
 here is iterative, skips a container already on its own path, and stops with a CheckpointError
-past ``MAX_DEPTH`` levels or ``MAX_VISITS`` visited items, so no input recurses or runs forever.
+past ``MAX_DEPTH`` levels, ``MAX_VISITS`` visited items or ``MAX_PATHS_TO_ONE`` paths into one container, so no input recurses or runs forever.
 """
 from __future__ import annotations
 
@@ -12,17 +12,19 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import CheckpointError
+from .errors import ContentError
 
 MAX_DEPTH = 256
-MAX_VISITS = 2_000_000
+MAX_VISITS = 1_000_000
+#: one container object may be entered by at most this many paths (a DAG of ``[x, x]``)
+MAX_PATHS_TO_ONE = 1024
 #: a list or tuple of at most this many plain values is shown as its value, not summarised
 SMALL_LIST = 16
 MAX_ENTRIES = 10_000
 _SCALARS = (bool, int, float, complex, str, bytes, type(None))
 
 
-class TooComplex(CheckpointError):
+class TooComplex(ContentError):
     """A container structure that cannot be walked in bounded time."""
 
 
@@ -42,6 +44,7 @@ def walk(obj: Any) -> Iterator[tuple[tuple, Any]]:
     """
     visits = 0
     on_path: set[int] = set()
+    entered: dict[int, int] = {}
     # stack of (path, value, entered?): entered marks the exit of a container
     stack: list[tuple[tuple, Any, bool]] = [((), obj, False)]
     while stack:
@@ -59,6 +62,10 @@ def walk(obj: Any) -> Iterator[tuple[tuple, Any]]:
         kids = _children(value)
         if kids is None or id(value) in on_path or _is_flat_list(value):
             continue
+        n = entered[id(value)] = entered.get(id(value), 0) + 1
+        if n > MAX_PATHS_TO_ONE:
+            raise TooComplex(f"one of its containers ({path_name(path) or 'the top level'}) is "
+                             f"reached by more than {MAX_PATHS_TO_ONE} paths")
         on_path.add(id(value))
         stack.append((path, value, True))
         for k, v in reversed(kids):
@@ -103,7 +110,16 @@ def distinct_names(paths: list[tuple], taken: set[str] | None = None) -> list[st
 
 def named_tensors(obj: Any) -> list[tuple[str, tuple, torch.Tensor]]:
     """(distinct name, key path, tensor) for every tensor inside ``obj``, in container order."""
-    found = list(iter_tensors(obj))
+    from .ties import MAX_TIE_NAMES, TooManyAliases
+    found = []
+    reached: dict[int, int] = {}
+    for p, t in iter_tensors(obj):
+        n = reached[id(t)] = reached.get(id(t), 0) + 1
+        if n > MAX_TIE_NAMES:  # stop now: listing 2**18 paths of one tensor helps nobody
+            raise TooManyAliases(f"one tensor is reachable under more than {MAX_TIE_NAMES} "
+                                 f"names ({path_name(p)}, ...): a container is reached by too "
+                                 "many paths")
+        found.append((p, t))
     names = distinct_names([p for p, _ in found])
     return [(n, p, t) for n, (p, t) in zip(names, found)]
 

@@ -11,13 +11,13 @@ from typing import Iterable
 
 import torch
 
-from .errors import CheckpointError
+from .errors import ContentError
 from .tensor_entry import TensorEntry
 
 MAX_TIE_NAMES = 1024
 
 
-class TooManyAliases(CheckpointError):
+class TooManyAliases(ContentError):
     """One storage reachable under more names than can be listed."""
 
 

@@ -100,7 +100,7 @@ def pickle_globals(f) -> set[str]:
     recent: list[object] = []  # values of recent pushes, enough to resolve STACK_GLOBAL
     for op, arg, _pos in pickletools.genops(f):
         name = op.name
-        if name == "GLOBAL":
+        if name in ("GLOBAL", "INST"):  # INST names its class like GLOBAL
             module, _, attr = str(arg).partition(" ")
             found.add(_qualified(module, attr))
             recent.append(None)

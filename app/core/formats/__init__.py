@@ -10,7 +10,7 @@ import os
 import stat
 
 from ..document import Document
-from ..errors import Cancelled, CheckpointError, UserError
+from ..errors import Cancelled, CheckpointError, ContentError, UserError
 from .detect import (SAFETENSORS, SHARDED, TORCH_LEGACY, TORCH_ZIP, TORCHSCRIPT, detect,
                      require_regular)
 
@@ -20,6 +20,8 @@ def load_document(path: str, progress=None, trust: bool = False) -> Document:
     path = os.fspath(path)
     try:
         return _load(path, progress, trust)
+    except ContentError as exc:
+        raise CheckpointError(f"{path} cannot be opened: {exc}") from None
     except (UserError, Cancelled):
         raise
     except RecursionError:

@@ -55,12 +55,12 @@ def detect(path: str) -> str:
         return TORCHSCRIPT if _is_torchscript(names) else TORCH_ZIP
     if _looks_like_safetensors(path, head):
         return SAFETENSORS
-    if head[:1] == b"\x80" and 2 <= head[1] <= 5 or head.startswith(_LEGACY_MAGIC_PROTO0):
+    if len(head) >= 2 and head[:1] == b"\x80" and 2 <= head[1] <= 5 or head.startswith(_LEGACY_MAGIC_PROTO0):
         return TORCH_LEGACY
     if head[:1] == b"{" and path.endswith(".json"):
         return SHARDED
     if len(head) < 16 and head[:1] in (b"\x80", b"P", b"{"):
-        raise ValueError(f"it is truncated: only {len(head)} bytes")
+        raise ValueError(f"it is truncated: only {len(head)} byte{'s' if len(head) > 1 else ''}")
     raise ValueError("it is not a checkpoint (no torch zip, pickle, safetensors or TorchScript content)")
 
 

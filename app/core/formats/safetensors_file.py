@@ -120,6 +120,8 @@ def restore_aliases(entries: list[TensorEntry], metadata: dict[str, str]) -> lis
     """Re-create tied names recorded by paramedit, and put everything back in document order."""
     by_name = {e.name: e for e in entries}
     stored_names = set(by_name)
+    order = _json(metadata.get(ORDER_KEY), [])
+    listed = {n for n in order if isinstance(n, str)}  # paramedit writes every alias in both keys
     aliases = _json(metadata.get(ALIASES_KEY), {})
     groups: dict[str, list[TensorEntry]] = {}
     for alias, stored in list(aliases.items())[:MAX_ALIASES_PER_TENSOR * len(stored_names)]:
@@ -127,7 +129,7 @@ def restore_aliases(entries: list[TensorEntry], metadata: dict[str, str]) -> lis
         # of aliases, never a name the file has, never an empty name or path component
         if not (isinstance(alias, str) and isinstance(stored, str)) or stored not in stored_names:
             continue
-        if alias in by_name or not alias or "" in alias.split("."):
+        if alias in by_name or alias not in listed or not alias or "" in alias.split("."):
             continue
         target = by_name[stored]
         if len(groups.get(stored, ())) > MAX_ALIASES_PER_TENSOR:
@@ -137,7 +139,6 @@ def restore_aliases(entries: list[TensorEntry], metadata: dict[str, str]) -> lis
         groups.setdefault(stored, [target]).append(alias_entry)
     for group in groups.values():
         tie_group(group)
-    order = _json(metadata.get(ORDER_KEY), [])
     ordered = [by_name[n] for n in order if isinstance(n, str) and n in by_name]
     seen = {e.name for e in ordered}
     ordered += [e for e in [*entries, *by_name.values()] if e.name not in seen and not seen.add(e.name)]
