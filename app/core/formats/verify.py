@@ -47,8 +47,9 @@ def _verify_zip(path: str, progress, cancel) -> list[str]:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
             total = sum(i.file_size for i in infos)
-            done = 0
+            done = start = 0
             for info in infos:
+                start, done = start + info.file_size, start
                 try:
                     with z.open(info) as f:  # zipfile checks the CRC when the member ends
                         while chunk := f.read(CHUNK):
@@ -62,6 +63,9 @@ def _verify_zip(path: str, progress, cancel) -> list[str]:
                                else f"{info.filename}: unreadable ({exc})")
                 except (zlib.error, EOFError, OSError, NotImplementedError) as exc:
                     bad.append(f"{info.filename}: unreadable ({exc})")
+                done = start
+                if progress is not None:
+                    progress(done, total)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is a truncated or corrupt zip archive: {exc}") from None
     return bad
