@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one clear line, never a traceback
         from app.core.errors import UserError
         if isinstance(exc, UserError):
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
             return 2
         if args.command == "inspect":  # untrusted input: even a bug gives one line, not a traceback
             text = " ".join(str(exc).split())[:200]
@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{type(exc).__name__}: {text})", file=sys.stderr)
             return 2
         raise
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: names from a hostile file may carry newlines or escapes."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in " ".join(text.splitlines()))
 
 
 def _gui_parser() -> argparse.ArgumentParser:

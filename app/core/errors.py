@@ -20,7 +20,10 @@ class UnsafePickleError(CheckpointError):
     def __init__(self, path: str, globals_: list[str]):
         self.path = path
         self.globals = list(globals_)
-        names = ", ".join(self.globals) or "unknown globals"
+        names = ", ".join("".join(c if c.isprintable() else ascii(c)[1:-1] for c in g)
+                          for g in self.globals[:20]) or "unknown globals"
+        if len(self.globals) > 20:
+            names += f", and {len(self.globals) - 20} more"
         super().__init__(
             f"{path} is a pickle that would import and run code ({names}); it was not loaded. "
             "Open it only if you trust its source (--trust on the command line)."

@@ -167,6 +167,11 @@ def malicious_stack_global_hidden(d, m):
     payload = (b"\x80\x04\x8c\x08builtins\x94\x8c\x04open\x94h\x00h\x01\x93"
                + pickle.dumps((str(m), "w"), protocol=4)[2:-1] + b"R.")
     return _write(d / "evil_stack.pt", zip_with_data_pkl(payload))
+@case(says="--trust")
+def global_name_with_newlines(d, m):
+    """A global whose name would break the one-line error into several."""
+    payload = b"\x80\x04\x8c\x02os\x94\x8c\x1dsystem\nerror: fake second line\x94\x93."
+    return _write(d / "newline.pt", zip_with_data_pkl(payload))
 @case(opens=True)
 def self_referencing_list(d, m):
     loop = [torch.ones(1)]
