@@ -10,6 +10,7 @@ from .ties import unique_entries
 
 ROOT, MODULE, GROUP, ENTRY = "root", "module", "group", "entry"
 TENSOR_KINDS = ("parameter", "buffer", "tensor")
+MAX_NAME_LEVELS = 64
 
 
 class Node:
@@ -115,16 +116,22 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
         return node
 
     for e in entries:
-        parts = e.name.split(".")
+        parts = _parts(e.name)
         Node(parts[-1], e.kind, _tensor_type(e.kind), group(parts[:-1]), entry=e)
     for key, summary in (extra_leaves or {}).items():
         groups[(id(root), key)] = Node(key, ENTRY, "entry", root, summary=summary)
     if container is not None:
         from .nested import nested_entries
         for name, summary in nested_entries(container).items():
-            parts = name.split(".")
+            parts = _parts(name)
             Node(parts[-1], ENTRY, "entry", group(parts[:-1]), summary=summary)
     return root
+
+
+def _parts(name: str) -> list[str]:
+    """A dotted name's tree levels; past MAX_NAME_LEVELS the rest stays one node (a hostile key
+    ``a.a.a...`` thousands of levels deep would make every walk of the tree quadratic)."""
+    return name.split(".", MAX_NAME_LEVELS - 1)
 
 
 def tree_from_module(module: torch.nn.Module, by_name: dict[str, TensorEntry]) -> Node:

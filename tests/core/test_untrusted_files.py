@@ -256,3 +256,15 @@ def test_nested_values_in_json_and_tree(tmp_path, capsys):
     assert doc.node("state.net.step").summary == "int: 17"
     assert doc.node("config.name").summary == "str: 'x'"
     assert doc.node("state.net.w").entry is doc.entry("state.net.w")
+
+
+def test_a_name_thousands_of_levels_deep_keeps_the_tree_shallow(tmp_path):
+    name = "a." * 5000 + "w"
+    path = tmp_path / "dots.pt"
+    torch.save({name: torch.ones(1)}, path)
+    doc = load_document(path)
+    assert doc.names() == [name]
+    node, depth = doc.node(name), 0
+    while node.parent is not None:
+        node, depth = node.parent, depth + 1
+    assert depth == 64

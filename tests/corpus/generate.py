@@ -209,6 +209,11 @@ def no_tensor_2_to_40_paths(d, m):
     torch.save({"x": x}, p)
     return p
 @case(opens=True)
+def key_of_5000_dotted_levels(d, m):
+    p = d / "dots.pt"
+    torch.save({"a." * 5000 + "w": torch.ones(1), "x": {"b." * 3000: 5}}, p)
+    return p
+@case(opens=True)
 def colliding_names(d, m):
     p = d / "collide.pt"
     torch.save({"a.b": torch.ones(1), "a": {"b": torch.zeros(2)}, 1: torch.ones(3),
