@@ -192,7 +192,7 @@ def nesting_5000_deep(d, m): return _write(d / "deep.pt", zip_with_data_pkl(deep
 def nesting_5000_deep_legacy(d, m): return _write(d / "deep_legacy.pt", legacy_file(deep_list_pickle(5000)))
 @case(opens=True)
 def nesting_100_deep(d, m): return _write(d / "deep100.pt", zip_with_data_pkl(deep_list_pickle(100)))
-@case(says="names")
+@case(says="paths")
 def one_tensor_2_to_18_paths(d, m):
     x = [torch.ones(1)]
     for _ in range(18):
