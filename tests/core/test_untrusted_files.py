@@ -268,3 +268,14 @@ def test_a_name_thousands_of_levels_deep_keeps_the_tree_shallow(tmp_path):
     while node.parent is not None:
         node, depth = node.parent, depth + 1
     assert depth == 64
+
+
+def test_numpy_globals_the_user_registered_stay_registered(tmp_path):
+    path = tmp_path / "np.pt"
+    torch.save({"a": np.arange(2)}, path)
+    torch.serialization.add_safe_globals([np.ndarray])
+    try:
+        load_document(path)
+        assert np.ndarray in torch.serialization.get_safe_globals()
+    finally:
+        torch.serialization.clear_safe_globals()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import re
+import threading
 import zipfile
 
 import torch
@@ -41,10 +42,35 @@ def numpy_safe_globals() -> list:
     return out
 
 
+_lock = threading.Lock()
+_users = 0
+_added: list = []
+
+
+@contextlib.contextmanager
 def weights_only_globals():
-    """Context in which torch's weights-only unpickler (and ours) also allows the numpy globals."""
-    extra = numpy_safe_globals()
-    return torch.serialization.safe_globals(extra) if extra else contextlib.nullcontext()
+    """Context in which torch's weights-only unpickler (and ours) also allows the numpy globals.
+
+    torch keeps its allowlist in one process-wide set: loads running in several threads share
+    one registration (counted), and globals the user registered before are never removed.
+    """
+    global _users, _added
+    with _lock:
+        if _users == 0:
+            present = list(torch.serialization.get_safe_globals())
+            _added = [g for g in numpy_safe_globals() if g not in present]
+            torch.serialization.add_safe_globals(_added)
+        _users += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0 and _added:
+                keep = [g for g in torch.serialization.get_safe_globals() if g not in _added]
+                torch.serialization.clear_safe_globals()
+                torch.serialization.add_safe_globals(keep)
+                _added = []
 
 
 def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document:
