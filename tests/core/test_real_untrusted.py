@@ -27,7 +27,7 @@ def test_sevenn_checkpoint_with_numpy_config_opens_without_trust(capsys):
     path = wheel_file("sevenn==0.13.0",
                       "sevenn/pretrained_potentials/SevenNet_0__11Jul2024/checkpoint_sevennet_0.pth")
     with pytest.raises(Exception, match="numpy"):
-        torch.load(path, weights_only=True)  # what torch alone says
+        torch.load(path, weights_only=True, map_location="cpu")  # what torch alone says
     assert main(["inspect", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["entries"]["epoch"] == "int: 600"
