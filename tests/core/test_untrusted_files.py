@@ -279,3 +279,17 @@ def test_numpy_globals_the_user_registered_stay_registered(tmp_path):
         assert np.ndarray in torch.serialization.get_safe_globals()
     finally:
         torch.serialization.clear_safe_globals()
+
+
+def test_a_name_in_two_shards_keeps_both(tmp_path):
+    from safetensors.torch import save_file as save_st
+    folder = tmp_path / "sh"
+    folder.mkdir()
+    save_st({"w": torch.zeros(2), "b": torch.ones(1)}, str(folder / "a.safetensors"))
+    save_st({"w": torch.ones(2)}, str(folder / "b.safetensors"))
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"w": "b.safetensors", "b": "a.safetensors"}}))
+    doc = load_document(folder)
+    assert doc.names() == ["w", "b", "w~2"]
+    assert torch.equal(doc.tensor("w"), torch.ones(2))  # from the shard the index names
+    assert torch.equal(doc.tensor("w~2"), torch.zeros(2))
