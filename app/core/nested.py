@@ -42,10 +42,16 @@ def walk(obj: Any) -> Iterator[tuple[tuple, Any]]:
     A container met again while it is still on the current path (a cycle) is yielded but not
     entered. Raises TooComplex past MAX_DEPTH levels or MAX_VISITS items.
     """
+    for path, value, _cycle in _walk(obj):
+        yield path, value
+
+
+def _walk(obj: Any) -> Iterator[tuple[tuple, Any, bool]]:
+    """``walk`` that also says whether a container is one of its own ancestors."""
     visits = 0
     on_path: set[int] = set()
     entered: dict[int, int] = {}
-    # stack of (path, value, entered?): entered marks the exit of a container
+    # stack of (path, value, leaving?): leaving marks the exit of a container
     stack: list[tuple[tuple, Any, bool]] = [((), obj, False)]
     while stack:
         path, value, leaving = stack.pop()
@@ -58,9 +64,10 @@ def walk(obj: Any) -> Iterator[tuple[tuple, Any]]:
                              "too many paths)")
         if len(path) > MAX_DEPTH:
             raise TooComplex(f"its containers nest deeper than {MAX_DEPTH} levels")
-        yield path, value
         kids = _children(value)
-        if kids is None or id(value) in on_path or _is_flat_list(value):
+        cycle = kids is not None and id(value) in on_path
+        yield path, value, cycle
+        if kids is None or cycle or _is_flat_list(value):
             continue
         n = entered[id(value)] = entered.get(id(value), 0) + 1
         if n > MAX_PATHS_TO_ONE:
@@ -168,38 +175,22 @@ def top_level_entries(obj: Any) -> dict[str, str]:
     return {str(k): summarize(v) for k, v in items if v is not obj and holds_non_tensor(v)}
 
 
-def value_paths(obj: Any) -> list[tuple[tuple, Any]]:
-    """(key path, value) of every non-tensor value below the top level, where it sits.
+def value_paths(obj: Any) -> list[tuple[tuple, Any, bool]]:
+    """(key path, value, refers to itself) of every non-tensor value below the top level.
 
-    Plain values, small lists of plain values, empty containers and containers seen again (a
-    cycle) are values; other containers are entered, not listed.
+    Plain values, lists of plain values, empty containers and containers met again on their own
+    path (a cycle) are values; other containers are entered, not listed.
     """
     if not isinstance(obj, (dict, list, tuple)):
         return []
     out = []
-    skip: tuple | None = None
-    seen_path: set[int] = set()
-    for path, v in walk(obj):
-        if skip is not None and path[:len(skip)] == skip:
-            continue
-        skip = None
+    for path, v, cycle in _walk(obj):
         if not path or isinstance(v, torch.Tensor):
             continue
         kids = _children(v)
-        if kids is None or _is_flat_list(v) or not kids or _is_cycle(obj, path, v, seen_path):
-            out.append((path, v))
-            skip = path if kids else None
+        if kids is None or not kids or cycle or _is_flat_list(v):
+            out.append((path, v, cycle))
     return out
-
-
-def _is_cycle(root: Any, path: tuple, v: Any, _memo: set) -> bool:
-    """Whether container ``v`` at ``path`` is one of its own ancestors (walk does not enter it)."""
-    node = root
-    for k in path[:-1]:
-        if node is v:
-            return True
-        node = node[k]
-    return node is v or root is v
 
 
 def nested_entries(obj: Any) -> dict[str, str]:
@@ -208,14 +199,14 @@ def nested_entries(obj: Any) -> dict[str, str]:
     At most MAX_ENTRIES are listed; a last key ``...`` says how many more there are.
     """
     found = value_paths(obj)
-    names = distinct_names([p for p, _ in found])
+    names = distinct_names([p for p, _v, _c in found])
+    deep = [(name, path, v, cycle) for name, (path, v, cycle) in zip(names, found) if len(path) >= 2]
     out = {}
-    deep = [(name, path, v) for name, (path, v) in zip(names, found) if len(path) >= 2]
-    for name, path, v in deep[:MAX_ENTRIES]:
-        if _is_small_list(v):
-            out[name] = f"{type(v).__name__}: {summarize_value_list(v)}"
-        elif _children(v) is not None and _is_cycle(obj, path, v, set()):
+    for name, path, v, cycle in deep[:MAX_ENTRIES]:
+        if cycle:
             out[name] = f"{summarize(v)} (refers to itself)"
+        elif _is_small_list(v):
+            out[name] = f"{type(v).__name__}: {summarize_value_list(v)}"
         else:
             out[name] = summarize(v)
     if len(deep) > MAX_ENTRIES:
