@@ -53,7 +53,8 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
                    help="build the architecture from code and load PATH into it")
     p.add_argument("--model-args", metavar="JSON", help="keyword arguments for the factory, as JSON")
     p.add_argument("--trust", action="store_true",
-                   help="allow a pickle that imports code (only for files you trust)")
+                   help="allow a pickle that imports code, or a TorchScript archive that needs "
+                        "torch.jit.load (it runs the archive's code): only for files you trust")
 
 
 def _command_parser() -> argparse.ArgumentParser:
@@ -109,7 +110,8 @@ def _run(args) -> int:
         else:
             print(inspect_text(doc, args.stats))
             if args.verify:
-                print("verified: every checksum in the file matches")
+                print("verified: every zip member matches its CRC (safetensors and legacy pickles "
+                      "carry no checksums)")
         return 0
     if args.command == "apply":
         from app.core.recipe_cli import apply_command
