@@ -22,9 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # one clear line, never a traceback
         from app.core.errors import UserError
         if isinstance(exc, UserError):
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
+            return 2
+        if args.command == "inspect":  # untrusted input: even a bug gives one line, not a traceback
+            text = " ".join(str(exc).split())[:200]
+            print(f"error: {args.path} could not be inspected (internal error: "
+                  f"{type(exc).__name__}: {text})", file=sys.stderr)
             return 2
         raise
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: names from a hostile file may carry newlines or escapes."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in " ".join(text.splitlines()))
 
 
 def _gui_parser() -> argparse.ArgumentParser:
@@ -43,7 +53,8 @@ def _add_open_options(p: argparse.ArgumentParser) -> None:
                    help="build the architecture from code and load PATH into it")
     p.add_argument("--model-args", metavar="JSON", help="keyword arguments for the factory, as JSON")
     p.add_argument("--trust", action="store_true",
-                   help="allow a pickle that imports code (only for files you trust)")
+                   help="allow a pickle that imports code, or a TorchScript archive that needs "
+                        "torch.jit.load (it runs the archive's code): only for files you trust")
 
 
 def _command_parser() -> argparse.ArgumentParser:
@@ -53,6 +64,9 @@ def _command_parser() -> argparse.ArgumentParser:
     ins.add_argument("path")
     ins.add_argument("--json", action="store_true", help="machine-readable output (CONTRACT.md)")
     ins.add_argument("--stats", action="store_true", help="add min/max/mean/std/NaN/Inf/zeros")
+    ins.add_argument("--verify", action="store_true",
+                     help="also read every zip member and check its CRC (torch does not); "
+                          "a mismatch is an error (exit 2)")
     _add_open_options(ins)
     app_ = sub.add_parser("apply", help="replay a recipe on a checkpoint and save the result")
     app_.add_argument("recipe")
@@ -70,16 +84,34 @@ def _command_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _verify(path: str) -> None:
+    from app.core.errors import CheckpointError
+    from app.core.formats import verify_document
+    bad = verify_document(path)
+    if bad:
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(f"{path} is corrupt: {len(bad)} zip member(s) fail their CRC "
+                              f"check ({shown})")
+
+
 def _run(args) -> int:
     if args.command == "inspect":
         from app.core.open import open_document
         from app.core.report import inspect_json, inspect_text
         doc = open_document(args.path, model=args.model, model_args=args.model_args, trust=args.trust)
+        if args.verify:
+            _verify(args.path)
         if args.json:
-            json.dump(inspect_json(doc, args.stats), sys.stdout, indent=2)
+            out = inspect_json(doc, args.stats)
+            if args.verify:
+                out["verified"] = True
+            json.dump(out, sys.stdout, indent=2)
             sys.stdout.write("\n")
         else:
             print(inspect_text(doc, args.stats))
+            if args.verify:
+                print("verified: every zip member matches its CRC (safetensors and legacy pickles "
+                      "carry no checksums)")
         return 0
     if args.command == "apply":
         from app.core.recipe_cli import apply_command

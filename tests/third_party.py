@@ -1,7 +1,8 @@
 """Real third-party checkpoints that ship inside PyPI wheels (fetched with pip, never from a hub).
 
 silero-vad 6.2.3 ships a TorchScript archive and a safetensors file; lpips 0.1.4 ships small
-torch pickles. Wheels are cached in ``$PARAMEDIT_TESTDATA`` (default ``~/.cache/paramedit-testdata``).
+torch pickles; silero-stress 1.5 ships torch.package archives (38 MB wheel); sevenn 0.13.0 ships training
+checkpoints that keep config values as numpy arrays (43 MB wheel). Wheels are cached in ``$PARAMEDIT_TESTDATA`` (default ``~/.cache/paramedit-testdata``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 WHEELS = {"silero-vad==6.2.3": "silero_vad-6.2.3-py3-none-any.whl",
-          "lpips==0.1.4": "lpips-0.1.4-py3-none-any.whl"}
+          "lpips==0.1.4": "lpips-0.1.4-py3-none-any.whl",
+          "silero-stress==1.5": "silero_stress-1.5-py3-none-any.whl",
+          "sevenn==0.13.0": "sevenn-0.13.0-py3-none-any.whl"}
 
 
 def cache_dir() -> Path:

@@ -6,7 +6,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import UserError
-from .nested import get_at, iter_tensors, path_name, top_level_entries
+from .nested import get_at, named_tensors, path_name, top_level_entries
 from .tensor_entry import PARAMETER, TensorEntry
 from .ties import link_aliases, tie_group, unique_entries
 from .tree import ENTRY, Node, module_entries, tree_from_module, tree_from_names
@@ -44,7 +44,7 @@ class Document:
         """A loaded checkpoint object: a state_dict, a training checkpoint, or a lone tensor."""
         if isinstance(obj, torch.nn.Module):
             return cls.from_module(obj, **kw)
-        entries = [TensorEntry.of(path_name(p) or "tensor", t, path=p) for p, t in iter_tensors(obj)]
+        entries = [TensorEntry.of(n, t, path=p) for n, p, t in named_tensors(obj)]
         link_aliases(entries)
         return cls(entries, container=obj, entries=top_level_entries(obj), **kw)
 
@@ -61,7 +61,7 @@ class Document:
             self.root = tree_from_module(self.module, self.tensors)
         else:
             extra = {k: v for k, v in self.entries.items() if not self._has_tensors_under(k)}
-            self.root = tree_from_names(list(self.tensors.values()), extra)
+            self.root = tree_from_names(list(self.tensors.values()), extra, self.container)
         return self.root
 
     def _has_tensors_under(self, key: str) -> bool:

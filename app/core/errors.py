@@ -9,13 +9,21 @@ class CheckpointError(UserError):
     """A path that cannot be opened as a checkpoint (missing, corrupt, unsupported)."""
 
 
+class ContentError(CheckpointError):
+    """What a file holds cannot be shown (nested too deeply, too many paths); raised without the
+    path, which ``load_document`` adds."""
+
+
 class UnsafePickleError(CheckpointError):
     """A pickle that would import globals outside torch's weights-only allowlist."""
 
     def __init__(self, path: str, globals_: list[str]):
         self.path = path
         self.globals = list(globals_)
-        names = ", ".join(self.globals) or "unknown globals"
+        names = ", ".join("".join(c if c.isprintable() else ascii(c)[1:-1] for c in g)
+                          for g in self.globals[:20]) or "unknown globals"
+        if len(self.globals) > 20:
+            names += f", and {len(self.globals) - 20} more"
         super().__init__(
             f"{path} is a pickle that would import and run code ({names}); it was not loaded. "
             "Open it only if you trust its source (--trust on the command line)."
@@ -24,3 +32,13 @@ class UnsafePickleError(CheckpointError):
 
 class Cancelled(Exception):
     """Raised inside long work when its cancel callback says stop."""
+
+
+class UntrustedCodeError(UnsafePickleError):
+    """A file that can only be read by running code it carries (a TorchScript archive the lazy
+    reader does not understand). Handled like an unsafe pickle: loaded only with trust."""
+
+    def __init__(self, path: str, what: str, message: str):
+        self.path = path
+        self.globals = [what]
+        CheckpointError.__init__(self, message)

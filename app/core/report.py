@@ -5,6 +5,7 @@ from typing import Any
 
 from .document import Document
 from .stats import compute_stats
+from .nested import nested_entries
 from .tree import ENTRY, Node
 
 
@@ -17,9 +18,19 @@ def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
             item["stats"] = _stats_dict(e)
         tensors.append(item)
     out = {"path": doc.path, "format": doc.format, "tensors": tensors,
-           "entries": dict(doc.entries), "total_numel": doc.total_numel()}
+           "entries": all_entries(doc), "total_numel": doc.total_numel()}
     if doc.load_report is not None:
         out["load_report"] = doc.load_report
+    return out
+
+
+def all_entries(doc: Document) -> dict[str, str]:
+    """Top-level summaries (``optimizer: dict (2 keys)``), then every non-tensor value below the
+    top level under its dotted path (``optimizer.param_groups.0.lr: float: 0.001``)."""
+    out = dict(doc.entries)
+    if doc.container is not None and doc.module is None:
+        for k, v in nested_entries(doc.container).items():
+            out.setdefault(k, v)
     return out
 
 
@@ -63,9 +74,10 @@ def inspect_text(doc: Document, with_stats: bool = False) -> str:
         from .model_code import describe_report
         lines += [f"  {line}" for line in describe_report(doc.load_report)]
     _tree_lines(doc.root, 0, lines, with_stats)
-    if doc.entries:
+    entries = all_entries(doc)
+    if entries:
         lines.append("entries:")
-        lines += [f"  {k}: {v}" for k, v in doc.entries.items()]
+        lines += [f"  {k}: {v}" for k, v in entries.items()]
     tied = sum(1 for e in doc.tensors.values() if e.shared_with)
     lines.append(f"{len(doc.tensors)} tensors"
                  + (f" ({tied} tied names)" if tied else "")
@@ -74,7 +86,9 @@ def inspect_text(doc: Document, with_stats: bool = False) -> str:
 
 
 def _tree_lines(node: Node, depth: int, lines: list[str], with_stats: bool) -> None:
-    for c in node.children:
+    stack = [(c, depth) for c in reversed(node.children)]  # iterative: names may nest deeply
+    while stack:
+        c, depth = stack.pop()
         pad = "  " * depth
         if c.entry is not None:
             e = c.entry
@@ -98,4 +112,4 @@ def _tree_lines(node: Node, depth: int, lines: list[str], with_stats: bool) -> N
             numel, _ = c.totals()
             label = f" ({c.type_name})" if c.type_name else ""
             lines.append(f"{pad}{c.name}{label}  {human_count(numel)} elements")
-            _tree_lines(c, depth + 1, lines, with_stats)
+            stack.extend((k, depth + 1) for k in reversed(c.children))

@@ -1,12 +1,24 @@
-"""Detect tied tensors: several names viewing exactly the same memory."""
+"""Detect tied tensors: several names viewing exactly the same memory.
+
+Linear in the number of names: entries are grouped by a memory key in one pass. A group's
+``shared_with`` lists are inherently quadratic in its size, so one storage may be reachable by at
+most ``MAX_TIE_NAMES`` names (real checkpoints tie a tensor under a handful); a file whose
+containers reach one tensor by more paths (``[x, x]`` nested 18 deep: 2**18 names) is refused.
+"""
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Iterable
 
 import torch
 
+from .errors import ContentError
 from .tensor_entry import TensorEntry
+
+MAX_TIE_NAMES = 1024
+
+
+class TooManyAliases(ContentError):
+    """One storage reachable under more names than can be listed."""
 
 
 def tie_key(t: torch.Tensor) -> tuple:
@@ -25,25 +37,45 @@ def tie_key(t: torch.Tensor) -> tuple:
             tuple(t.shape), tuple(t.stride()), t.dtype)
 
 
+def _key(t: torch.Tensor) -> tuple:
+    if t.device.type == "meta" or t.layout != torch.strided:  # no memory of its own to compare
+        return ("object", id(t))
+    try:
+        return tie_key(t)
+    except (RuntimeError, NotImplementedError):  # sparse / quantized / wrapper: by object
+        return ("object", id(t))
+
+
 def link_aliases(entries: Iterable[TensorEntry]) -> None:
     """Fill ``shared_with`` of every loaded entry whose tensor aliases another one's memory."""
-    groups: dict[tuple, list[TensorEntry]] = defaultdict(list)
+    groups: dict[tuple, list[TensorEntry]] = {}
+    by_object: dict[int, tuple] = {}  # one tensor object reached by many paths: key it once
     for e in entries:
         if e.is_loaded:
             t = e.tensor()
-            if t.numel() == 0:
-                continue
-            key = ("object", id(t)) if t.device.type == "meta" else tie_key(t)  # meta has no memory
-            groups[key].append(e)
+            key = by_object.get(id(t))
+            if key is None:
+                if t.numel() == 0:
+                    continue
+                key = by_object[id(t)] = _key(t)
+            group = groups.setdefault(key, [])
+            group.append(e)
+            if len(group) > MAX_TIE_NAMES:
+                raise TooManyAliases(
+                    f"one tensor is reachable under more than {MAX_TIE_NAMES} names "
+                    f"({group[0].name}, {group[1].name}, ...): a container nested in itself "
+                    "many times; the file was not opened")
     for group in groups.values():
         if len(group) > 1:
             tie_group(group)
 
 
 def tie_group(group: list[TensorEntry]) -> None:
+    if len(group) > MAX_TIE_NAMES:
+        raise TooManyAliases(f"{group[0].name} would be tied under more than {MAX_TIE_NAMES} names")
     names = [e.name for e in group]
-    for e in group:
-        e.shared_with = [n for n in names if n != e.name]
+    for i, e in enumerate(group):
+        e.shared_with = names[:i] + names[i + 1:]
 
 
 def unique_entries(entries: Iterable[TensorEntry]) -> list[TensorEntry]:

@@ -10,6 +10,7 @@ from .ties import unique_entries
 
 ROOT, MODULE, GROUP, ENTRY = "root", "module", "group", "entry"
 TENSOR_KINDS = ("parameter", "buffer", "tensor")
+MAX_NAME_LEVELS = 64
 
 
 class Node:
@@ -64,9 +65,12 @@ class Node:
         return None
 
     def walk(self) -> Iterator["Node"]:
-        yield self
-        for c in self.children:
-            yield from c.walk()
+        """This node and every node below it, depth first (iterative: trees may be deep)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
 
     def tensor_entries(self) -> list[TensorEntry]:
         return [n.entry for n in self.walk() if n.entry is not None]
@@ -91,22 +95,43 @@ class Node:
             node = node.parent
 
 
-def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | None = None) -> Node:
-    """Groups from dotted names (``a.b.weight`` -> a / b / weight), tensors in file order."""
+def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | None = None,
+                    container=None) -> Node:
+    """Groups from dotted names (``a.b.weight`` -> a / b / weight), tensors in file order.
+
+    ``extra_leaves`` are top-level entries without tensors (``epoch``, ``config``); with the
+    loaded ``container``, every non-tensor value below the top level is an entry node where it
+    sits (``optimizer`` / ``param_groups`` / ``0`` / ``lr``), under its group or top-level entry.
+    """
     root = Node("", ROOT)
     groups: dict[tuple[int, str], Node] = {}
-    for e in entries:
-        parts = e.name.split(".")
+
+    def group(parts: list[str]) -> Node:
         node = root
-        for p in parts[:-1]:
+        for p in parts:
             key = (id(node), p)
             if key not in groups:
                 groups[key] = Node(p, GROUP, "", node)
             node = groups[key]
-        Node(parts[-1], e.kind, _tensor_type(e), node, entry=e)
+        return node
+
+    for e in entries:
+        parts = _parts(e.name)
+        Node(parts[-1], e.kind, _tensor_type(e), group(parts[:-1]), entry=e)
     for key, summary in (extra_leaves or {}).items():
-        Node(key, ENTRY, "entry", root, summary=summary)
+        groups[(id(root), key)] = Node(key, ENTRY, "entry", root, summary=summary)
+    if container is not None:
+        from .nested import nested_entries
+        for name, summary in nested_entries(container).items():
+            parts = _parts(name)
+            Node(parts[-1], ENTRY, "entry", group(parts[:-1]), summary=summary)
     return root
+
+
+def _parts(name: str) -> list[str]:
+    """A dotted name's tree levels; past MAX_NAME_LEVELS the rest stays one node (a hostile key
+    ``a.a.a...`` thousands of levels deep would make every walk of the tree quadratic)."""
+    return name.split(".", MAX_NAME_LEVELS - 1)
 
 
 def tree_from_module(module: torch.nn.Module, by_name: dict[str, TensorEntry]) -> Node:

@@ -3,6 +3,7 @@ and load them only when the user says the file is trusted."""
 from __future__ import annotations
 
 import os
+import pickle
 import pickletools
 import zipfile
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
@@ -33,12 +34,13 @@ def unsafe_globals(path: str) -> list[str]:
     path = os.fspath(path)
     try:
         if zipfile.is_zipfile(path):
-            found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            found = _unsafe(_zip_globals(path))  # torch's own scan stops at protocol 0/1 opcodes
         else:
             found = _unsafe(_legacy_globals(path))
     except OSError as exc:
         raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}") from None
-    except (ValueError, RuntimeError, zipfile.BadZipFile, EOFError) as exc:
+    except (ValueError, RuntimeError, zipfile.BadZipFile, EOFError, UnicodeDecodeError,
+            KeyError, IndexError, TypeError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"{path} is not a readable torch pickle: {_first_line(exc)}") from None
     return sorted(set(found))
 
@@ -67,7 +69,15 @@ def load_trusted(path: str) -> Document:
     return Document.from_object(obj, path=path, fmt="torch")
 
 
-# -- static scan of legacy (non-zip) pickles --------------------------------------------------
+# -- static scan of zip and legacy (non-zip) pickles ------------------------------------------
+def _zip_globals(path: str) -> set[str]:
+    with zipfile.ZipFile(path) as z:
+        pkls = [n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkls) != 1:
+            raise ValueError("it holds no single <archive>/data.pkl of a torch checkpoint")
+        with z.open(pkls[0]) as f:
+            return pickle_globals(f)
+
 def _legacy_globals(path: str) -> set[str]:
     found: set[str] = set()
     with open(path, "rb") as f:
@@ -90,7 +100,7 @@ def pickle_globals(f) -> set[str]:
     recent: list[object] = []  # values of recent pushes, enough to resolve STACK_GLOBAL
     for op, arg, _pos in pickletools.genops(f):
         name = op.name
-        if name == "GLOBAL":
+        if name in ("GLOBAL", "INST"):  # INST names its class like GLOBAL
             module, _, attr = str(arg).partition(" ")
             found.add(_qualified(module, attr))
             recent.append(None)

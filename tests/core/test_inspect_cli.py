@@ -23,8 +23,11 @@ def test_json_of_a_training_checkpoint(tmp_path):
     first = out["tensors"][0]
     assert first == {"name": "model.embed.weight", "shape": [10, 4], "dtype": "float32",
                      "numel": 40, "kind": "tensor", "shared_with": ["model.lm_head.weight"]}
-    assert out["entries"] == {"optimizer": "dict (2 keys)", "epoch": "int: 12",
-                              "config": "dict (2 keys)", "history": "list (2 items)"}
+    top = {"optimizer": "dict (2 keys)", "epoch": "int: 12",
+           "config": "dict (2 keys)", "history": "list (2 items)"}
+    assert list(out["entries"].items())[:4] == list(top.items())  # top-level summaries first
+    assert out["entries"]["config.lr"] == "float: 0.001"  # then values at any depth
+    assert out["entries"]["history.1"] == "float: 0.5"
     distinct = {id(t.untyped_storage()): t.numel() for t in
                 [ck["model"][k] for k in ck["model"]]}
     opt = sum(v.numel() for s in ck["optimizer"]["state"].values() for v in s.values())

@@ -12,7 +12,7 @@ from torch import nn
 
 from app.core.document import Document
 from app.core.edits import FillEdit, RequiresGradEdit
-from app.core.errors import CheckpointError
+from app.core.errors import CheckpointError, UntrustedCodeError
 from app.core.formats import load_document
 from app.core.formats.torchscript_lazy import NotUnderstood, TorchScriptDocument, read_torchscript
 from app.core.save import can_save_in_place, save_document
@@ -215,14 +215,12 @@ def test_unknown_global_is_refused_without_running_it(archives, tmp_path):
     _with_data_pkl(archives["sequential"], path, pickle.dumps(_Evil(marker), protocol=2))
     with pytest.raises(NotUnderstood, match="global"):
         read_torchscript(path)
-    try:
-        load_document(path)  # falls back to torch.jit.load, whose unpickler runs no Python
-    except CheckpointError:
-        pass
+    with pytest.raises(UntrustedCodeError):
+        load_document(path)  # never falls back to torch.jit.load without trust
     assert not marker.exists()
 
 
-def test_garbage_data_pkl_falls_back_to_jit_and_is_refused(archives, tmp_path):
+def test_garbage_data_pkl_is_refused(archives, tmp_path):
     path = str(tmp_path / "garbage.pt")
     _with_data_pkl(archives["sequential"], path, b"\x80\x02not a pickle")
     with pytest.raises(NotUnderstood):
@@ -253,10 +251,12 @@ class _WithState(nn.Module):
         self.training = state[2]
 
 
-def test_not_understood_archive_falls_back_to_jit_load(tmp_path):
+def test_not_understood_archive_needs_trust_for_jit_load(tmp_path):
     path = str(tmp_path / "state.pt")
     torch.jit.save(torch.jit.script(_WithState()), path)
     with pytest.raises(NotUnderstood, match="__getstate__"):
         read_torchscript(path)
-    doc = load_document(path)
+    with pytest.raises(UntrustedCodeError, match="--trust"):
+        load_document(path)
+    doc = load_document(path, trust=True)
     assert doc.format == "torchscript" and doc.module is not None and doc.names() == ["w"]

@@ -1,18 +1,43 @@
-"""Open any supported checkpoint as a Document: ``load_document(path)``."""
+"""Open any supported checkpoint as a Document: ``load_document(path)``.
+
+Every file is untrusted: only regular files and folders are opened (a FIFO or device would hang
+``open``), and whatever a reader raises becomes one CheckpointError whose message says what is
+wrong with the file, never a traceback.
+"""
 from __future__ import annotations
 
 import os
+import stat
 
 from ..document import Document
-from ..errors import CheckpointError
-from .detect import SAFETENSORS, SHARDED, TORCH_LEGACY, TORCH_ZIP, TORCHSCRIPT, detect
+from ..errors import Cancelled, CheckpointError, ContentError, UserError
+from .detect import (SAFETENSORS, SHARDED, TORCH_LEGACY, TORCH_ZIP, TORCHSCRIPT, detect,
+                     require_regular)
 
 
 def load_document(path: str, progress=None, trust: bool = False) -> Document:
     """Open ``path`` lazily. Raises CheckpointError (or UnsafePickleError) with a user message."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path} does not exist")
+    try:
+        return _load(path, progress, trust)
+    except ContentError as exc:
+        raise CheckpointError(f"{path} cannot be opened: {exc}") from None
+    except (UserError, Cancelled):
+        raise
+    except RecursionError:
+        raise CheckpointError(f"{path} cannot be opened: its content nests too deeply") from None
+    except MemoryError:
+        raise CheckpointError(f"{path} cannot be opened: it needs more memory than there is") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {exc.strerror or exc}") from None
+    except Exception as exc:  # a malformed file reaching a reader's blind spot: still one line
+        text = str(exc).strip().splitlines()
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(exc).__name__}: "
+                              f"{text[0] if text else 'no detail'})") from None
+
+
+def _load(path: str, progress, trust: bool) -> Document:
+    mode = require_regular(path)
     try:
         kind = detect(path)
     except ValueError as exc:
@@ -22,15 +47,23 @@ def load_document(path: str, progress=None, trust: bool = False) -> Document:
     if kind == SHARDED:
         from .sharded import load_sharded
         return load_sharded(path, progress=progress, trust=trust)
+    if stat.S_ISDIR(mode):
+        raise CheckpointError(f"{path} is a folder, not a checkpoint")
     if kind == SAFETENSORS:
         from .safetensors_file import load_safetensors
         return load_safetensors(path)
     if kind == TORCHSCRIPT:
         from .torchscript import load_torchscript
-        return load_torchscript(path)
+        return load_torchscript(path, trust=trust)
     from .torch_pickle import load_torch
     return load_torch(path, legacy=kind == TORCH_LEGACY, trust=trust)
 
 
-__all__ = ["load_document", "detect", "Document", "CheckpointError",
+def verify_document(path: str, progress=None, cancel=None) -> list[str]:
+    """Check what a file's own checksums cover (zip member CRCs); see ``verify.py``."""
+    from .verify import verify_path
+    return verify_path(os.fspath(path), progress=progress, cancel=cancel)
+
+
+__all__ = ["load_document", "verify_document", "detect", "Document", "CheckpointError",
            "SAFETENSORS", "SHARDED", "TORCH_LEGACY", "TORCH_ZIP", "TORCHSCRIPT"]

@@ -21,6 +21,8 @@ from ..ties import tie_group
 
 ALIASES_KEY = "paramedit.aliases"
 ORDER_KEY = "paramedit.order"
+#: a file's metadata may name at most this many aliases per stored tensor
+MAX_ALIASES_PER_TENSOR = 64
 
 DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -33,7 +35,12 @@ CODES = {v: k for k, v in DTYPES.items()}
 
 
 def read_header(path: str) -> dict:
-    """The JSON header, in its own key order; raises CheckpointError for a broken file."""
+    """The JSON header, in its own key order; raises CheckpointError for a broken file.
+
+    Everything the header says is checked before any of it is used: each tensor is an object
+    with a known dtype, a shape of non-negative integers and ``data_offsets`` of two integers
+    that lie inside the data and match the shape; ``__metadata__`` maps strings to strings.
+    """
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         raw = f.read(8)
@@ -46,16 +53,48 @@ def read_header(path: str) -> dict:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"{path} has a corrupt safetensors header: {exc}") from None
+        except RecursionError:
+            raise CheckpointError(f"{path} has a corrupt safetensors header: it nests too deeply") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has a corrupt safetensors header: not a JSON object")
     data_len = size - 8 - n
     for name, info in header.items():
         if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                     for k, v in info.items()):
+                raise CheckpointError(f"{path} has a corrupt safetensors header: __metadata__ "
+                                      "must map strings to strings")
             continue
-        end = info.get("data_offsets", [0, 0])[1]
-        if end > data_len:
-            raise CheckpointError(f"{path} is truncated: tensor {name!r} ends past the end of the file")
-        if info.get("dtype") not in DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
+        _check_tensor(path, name, info, data_len)
     return header
+
+
+def _check_tensor(path: str, name: str, info, data_len: int) -> None:
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"{path} has a corrupt safetensors header: tensor {name!r} {why}")
+
+    if not isinstance(info, dict):
+        raise bad("is not described by an object")
+    if info.get("dtype") not in DTYPES:
+        raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
+    shape = info.get("shape")
+    if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        raise bad("has no shape of non-negative integers")
+    offsets = info.get("data_offsets")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        raise bad("has no data_offsets [begin, end]")
+    if offsets[1] > data_len:
+        raise CheckpointError(f"{path} is truncated: tensor {name!r} ends past the end of the file")
+    numel = 1
+    for d in shape:
+        numel *= d
+    if numel * DTYPES[info["dtype"]].itemsize != offsets[1] - offsets[0]:
+        raise bad(f"has {offsets[1] - offsets[0]} bytes of data for shape {shape}")
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def open_entries(path: str) -> tuple[list[TensorEntry], dict[str, str], Callable[[], None]]:
@@ -80,19 +119,27 @@ def open_entries(path: str) -> tuple[list[TensorEntry], dict[str, str], Callable
 def restore_aliases(entries: list[TensorEntry], metadata: dict[str, str]) -> list[TensorEntry]:
     """Re-create tied names recorded by paramedit, and put everything back in document order."""
     by_name = {e.name: e for e in entries}
+    stored_names = set(by_name)
+    order = _json(metadata.get(ORDER_KEY), [])
+    listed = {n for n in order if isinstance(n, str)}  # paramedit writes every alias in both keys
     aliases = _json(metadata.get(ALIASES_KEY), {})
     groups: dict[str, list[TensorEntry]] = {}
-    for alias, stored in aliases.items():
-        target = by_name.get(stored)
-        if target is None or alias in by_name:
+    for alias, stored in list(aliases.items())[:MAX_ALIASES_PER_TENSOR * len(stored_names)]:
+        # untrusted metadata: an alias only names a tensor the file really stores, never a chain
+        # of aliases, never a name the file has, never an empty name or path component
+        if not (isinstance(alias, str) and isinstance(stored, str)) or stored not in stored_names:
+            continue
+        if alias in by_name or alias not in listed or not alias or "" in alias.split("."):
+            continue
+        target = by_name[stored]
+        if len(groups.get(stored, ())) > MAX_ALIASES_PER_TENSOR:
             continue
         alias_entry = TensorEntry.lazy(alias, target.shape, target.dtype, target.tensor, kind=target.kind)
         by_name[alias] = alias_entry
         groups.setdefault(stored, [target]).append(alias_entry)
     for group in groups.values():
         tie_group(group)
-    order = _json(metadata.get(ORDER_KEY), [])
-    ordered = [by_name[n] for n in order if n in by_name]
+    ordered = [by_name[n] for n in order if isinstance(n, str) and n in by_name]
     seen = {e.name for e in ordered}
     ordered += [e for e in [*entries, *by_name.values()] if e.name not in seen and not seen.add(e.name)]
     return ordered
@@ -103,7 +150,7 @@ def _json(text: str | None, default):
         return default
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return default
     return value if isinstance(value, type(default)) else default
 

@@ -1,14 +1,76 @@
-"""torch.save files: zip archives (memory-mapped) and legacy pickles, always weights-only."""
+"""torch.save files: zip archives (memory-mapped) and legacy pickles, always weights-only.
+
+Read in this order, nothing executed at any step:
+
+1. a static scan names every global the pickle would import; one outside torch's weights-only
+   allowlist (plus the numpy globals torch documents as safe) refuses the file, naming it;
+2. ``torch.load(weights_only=True)``, memory-mapped for zip archives;
+3. where torch's unpickler stops at an opcode it does not implement (Python 2 era pickles:
+   ``Unsupported operand 73``), our own restricted unpickler (``restricted_pickle``), which
+   knows every opcode and allows exactly the same globals.
+"""
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
+import threading
 import zipfile
 
 import torch
 
 from ..document import Document
 from ..errors import CheckpointError, UnsafePickleError
+from . import restricted_pickle
+
+
+def numpy_safe_globals() -> list:
+    """The numpy globals torch's docs list as safe for weights-only loading (arrays, dtypes,
+    scalars), under numpy 2 and numpy 1 module names."""
+    try:
+        import numpy as np
+    except ImportError:
+        return []
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    out = [np.ndarray, np.dtype, core._reconstruct, core.scalar,
+           (core._reconstruct, "numpy.core.multiarray._reconstruct"),
+           (core.scalar, "numpy.core.multiarray.scalar")]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")
+                and isinstance(getattr(dtypes, n), type)]
+    return out
+
+
+_lock = threading.Lock()
+_users = 0
+_added: list = []
+
+
+@contextlib.contextmanager
+def weights_only_globals():
+    """Context in which torch's weights-only unpickler (and ours) also allows the numpy globals.
+
+    torch keeps its allowlist in one process-wide set: loads running in several threads share
+    one registration (counted), and globals the user registered before are never removed.
+    """
+    global _users, _added
+    with _lock:
+        if _users == 0:
+            present = list(torch.serialization.get_safe_globals())
+            _added = [g for g in numpy_safe_globals() if g not in present]
+            torch.serialization.add_safe_globals(_added)
+        _users += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0 and _added:
+                keep = [g for g in torch.serialization.get_safe_globals() if g not in _added]
+                torch.serialization.clear_safe_globals()
+                torch.serialization.add_safe_globals(keep)
+                _added = []
 
 
 def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document:
@@ -16,28 +78,54 @@ def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document
     from ..trust import load_trusted, unsafe_globals  # static scan; trusted load
     if trust:
         return load_trusted(path)
-    unsafe = unsafe_globals(path)  # zip and legacy pickles alike, nothing executed
-    if unsafe:
-        raise UnsafePickleError(path, unsafe)
-    try:
-        obj = _torch_load(path, weights_only=True, mmap=not legacy)
-    except pickle.UnpicklingError as exc:
-        found = re.findall(r"GLOBAL ([\w.]+) was not an allowed global", str(exc))
-        if "weights_only" in str(exc) or found:
-            raise UnsafePickleError(path, found) from None
-        raise CheckpointError(f"{path} is corrupt: {_first_line(exc)}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path} is truncated or corrupt: {_first_line(exc)}") from None
+    with weights_only_globals():
+        unsafe = unsafe_globals(path)  # zip and legacy pickles alike, nothing executed
+        if unsafe:
+            raise UnsafePickleError(path, unsafe)
+        obj = _load_weights_only(path, legacy)
     if isinstance(obj, torch.nn.Module):
         return Document.from_module(obj, path=path, fmt="torch")
     return Document.from_object(obj, path=path, fmt="torch")
 
 
-def _torch_load(path: str, weights_only: bool, mmap: bool):
+def _load_weights_only(path: str, legacy: bool):
+    try:
+        return _torch_load(path, mmap=not legacy)
+    except pickle.UnpicklingError as exc:
+        found = re.findall(r"GLOBAL ([\w.]+) was not an allowed global", str(exc))
+        if found:
+            raise UnsafePickleError(path, found) from None
+        first = _first_line(exc)
+        if "Unsupported operand" not in str(exc) and "Unsupported class" not in str(exc):
+            raise CheckpointError(f"{path} is truncated or corrupt: {first}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError,
+            KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt: {_first_line(exc)}") from None
+    return _load_restricted(path, legacy)
+
+
+def _load_restricted(path: str, legacy: bool):
+    """Our every-opcode unpickler with torch's allowlist, for what torch's own cannot read."""
+    try:
+        return _torch_load(path, mmap=not legacy, pickle_module=restricted_pickle)
+    except restricted_pickle.NeedsGlobal as exc:
+        raise UnsafePickleError(path, [exc.name]) from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is corrupt: its pickle nests too deeply") from None
+    except MemoryError:
+        raise CheckpointError(f"{path} is corrupt: its pickle asks for more memory than there is") from None
+    except Exception as exc:  # any opcode sequence a valid checkpoint never holds
+        raise CheckpointError(f"{path} is truncated or corrupt: {type(exc).__name__}: "
+                              f"{_first_line(exc)}") from None
+
+
+def _torch_load(path: str, mmap: bool, pickle_module=None):
+    kw = ({"weights_only": True} if pickle_module is None
+          else {"weights_only": False, "pickle_module": pickle_module})
     if path.endswith(".safetensors"):  # torch.load would hand such a name to safetensors
         with open(path, "rb") as f:
-            return torch.load(f, map_location="cpu", weights_only=weights_only)
-    return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
+            return torch.load(f, map_location="cpu", **kw)
+    return torch.load(path, map_location="cpu", mmap=mmap, **kw)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,8 +9,8 @@ and ``<archive>/code/__torch__/...py`` holds each class's source, whose ``__para
 ``read_torchscript(path)`` unpickles ``data.pkl`` with a restricted unpickler: every
 ``__torch__`` class becomes a placeholder recording its name and attribute dict, tensors become
 descriptions (storage key, offset, shape, stride, dtype, requires_grad), and a small allowlist
-covers the rest; anything else raises ``NotUnderstood`` and the caller falls back to
-``torch.jit.load``. The class sources are parsed with ``ast`` (never executed). Every tensor is a
+covers the rest; anything else raises ``NotUnderstood``, and the caller refuses the archive
+unless the user trusts it (only then ``torch.jit.load``, which runs the archive's code). The class sources are parsed with ``ast`` (never executed). Every tensor is a
 view into one private (copy-on-write) memory map of the file, made when first asked for: edits
 never reach the file, and nothing is read until a tensor is.
 """
@@ -37,7 +37,7 @@ from ..tree import Node, tree_from_module
 
 
 class NotUnderstood(Exception):
-    """Something in the archive this reader does not know; ``torch.jit.load`` may."""
+    """Something in the archive this reader does not know; ``torch.jit.load`` may, with trust."""
 
 
 # -- what the pickle may name ----------------------------------------------------------------
@@ -408,7 +408,7 @@ def _link_ties(entries: list[tuple[TensorEntry, _TensorRef]]) -> None:
 
 
 def read_torchscript(path: str) -> TorchScriptDocument:
-    """Open a TorchScript archive lazily; raises NotUnderstood where ``torch.jit.load`` must."""
+    """Open a TorchScript archive lazily; raises NotUnderstood where only ``torch.jit.load`` could."""
     try:
         with zipfile.ZipFile(path) as zf:
             archive = _Archive(zf)

@@ -1,0 +1,403 @@
+"""A corpus of broken and hostile checkpoint files, generated (no binary blobs in the repo).
+
+Every case is a function ``(folder, marker) -> path`` registered in ``CASES``; it writes one file
+(or folder) under ``folder`` and returns the path to open. ``marker`` is a file that a malicious
+payload would create: it must never exist after opening. Write them all with
+``python -m tests.corpus.generate OUTDIR``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+CASES: dict[str, Callable[[Path, Path], Path]] = {}
+#: cases that must open (exit 0); every other case may be refused (exit 2) with one line
+OPENS: set[str] = set()
+#: a phrase the one error line must contain
+SAYS: dict[str, str] = {}
+
+
+def case(name: str = None, opens: bool = False, says: str | None = None):
+    def register(fn):
+        key = name or fn.__name__
+        CASES[key] = fn
+        if opens:
+            OPENS.add(key)
+        if says:
+            SAYS[key] = says
+        return fn
+    return register
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def torch_zip(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def zip_with_data_pkl(payload: bytes) -> bytes:
+    """A torch zip archive (records as torch writes them) whose data.pkl is ``payload``."""
+    src, out = io.BytesIO(torch_zip({})), io.BytesIO()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = payload if info.filename.endswith("/data.pkl") else zin.read(info)
+            zout.writestr(info.filename, data)
+    return out.getvalue()
+
+
+def legacy_file(obj_pickle: bytes, storage_keys: list | None = None) -> bytes:
+    """A legacy (non-zip) torch.save file around the pickle ``obj_pickle``."""
+    sys_info = {"protocol_version": 1001, "little_endian": sys.byteorder == "little",
+                "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    return (pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
+            + pickle.dumps(sys_info, protocol=2) + obj_pickle
+            + pickle.dumps(storage_keys or [], protocol=2))
+
+
+def safetensors_bytes(header, data: bytes = b"", raw_header: bytes | None = None) -> bytes:
+    text = raw_header if raw_header is not None else json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def deep_list_pickle(depth: int) -> bytes:
+    """``[[[...]]]`` ``depth`` levels deep, built without recursion (pickle would recurse)."""
+    return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def sharded(folder: Path, weight_map, shards: dict[str, bytes]) -> Path:
+    folder.mkdir()
+    for name, data in shards.items():
+        (folder / name).write_bytes(data)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    return folder
+
+
+def valid_safetensors() -> bytes:
+    from safetensors.torch import save
+    return save({"w": torch.ones(2, 2)})
+
+
+class _Opens:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# -- tiny and foreign files ------------------------------------------------------------------
+@case(says="empty")
+def empty_file(d, m): return _write(d / "empty.pt", b"")
+@case()
+def one_byte(d, m): return _write(d / "one.pt", b"\x80")
+@case()
+def two_bytes_pk(d, m): return _write(d / "pk.pt", b"PK")
+@case(says="not a checkpoint")
+def text_file(d, m): return _write(d / "text.pt", b"hello, not a checkpoint\n")
+@case()
+def random_bytes(d, m): return _write(d / "random.bin", bytes(range(256)) * 16)
+@case(says="not a regular file")
+def fifo(d, m):
+    p = d / "pipe.pt"
+    os.mkfifo(p)
+    return p
+@case(says="not a regular file")
+def device(d, m): return Path("/dev/zero")
+
+
+# -- torch zip and pickles ---------------------------------------------------------------------
+@case(says="truncated or corrupt")
+def truncated_zip(d, m):
+    data = torch_zip({"w": torch.randn(500)})
+    return _write(d / "trunc.pt", data[: len(data) // 2])
+@case()
+def truncated_zip_head(d, m): return _write(d / "trunc900.pt", torch_zip({"w": torch.randn(500)})[:900])
+@case()
+def zip_pickle_operand_57(d, m): return _write(d / "op57.pt", zip_with_data_pkl(b"\x80\x029."))
+@case(opens=True)
+def zip_pickle_binbytes_66(d, m): return _write(d / "op66.pt", zip_with_data_pkl(b"\x80\x03C\x03abcq\x00."))
+@case(opens=True)
+def zip_pickle_short_binunicode_140(d, m):
+    return _write(d / "op140.pt", zip_with_data_pkl(b"\x80\x04\x8c\x01a\x94."))
+@case()
+def zip_pickle_garbage(d, m): return _write(d / "garbage.pt", zip_with_data_pkl(b"\x80\x02" + bytes(range(256))))
+@case()
+def zip_pickle_no_stop(d, m): return _write(d / "nostop.pt", zip_with_data_pkl(b"\x80\x02}q\x00"))
+@case()
+def zip_without_data_pkl(d, m):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("archive/version", "3\n")
+    return _write(d / "nodata.pt", out.getvalue())
+@case()
+def legacy_garbage(d, m): return _write(d / "legacy.pt", b"\x80\x02" + bytes(range(255, 0, -1)) * 4)
+@case(says="--trust")
+def malicious_zip(d, m):
+    p = d / "evil.pt"
+    torch.save({"w": torch.ones(2), "x": _Opens(m)}, p)
+    return p
+@case(says="--trust")
+def malicious_legacy(d, m):
+    p = d / "evil_legacy.pt"
+    torch.save({"w": torch.ones(2), "x": _Opens(m)}, p, _use_new_zipfile_serialization=False)
+    return p
+@case(says="builtins.open")
+def malicious_protocol1_inst(d, m):
+    """A Python-2 style INST opcode calling ``open``: read only by our own unpickler."""
+    payload = b"(" + pickle.dumps(str(m), protocol=0)[:-1] + b"S'w'\nibuiltins\nopen\n."
+    return _write(d / "evil_inst.pt", legacy_file(payload))
+@case(says="builtins.open")
+def malicious_stack_global_hidden(d, m):
+    """STACK_GLOBAL whose names come from the memo: the static scan cannot resolve them."""
+    payload = (b"\x80\x04\x8c\x08builtins\x94\x8c\x04open\x94h\x00h\x01\x93"
+               + pickle.dumps((str(m), "w"), protocol=4)[2:-1] + b"R.")
+    return _write(d / "evil_stack.pt", zip_with_data_pkl(payload))
+@case(says="--trust")
+def global_name_with_newlines(d, m):
+    """A global whose name would break the one-line error into several."""
+    payload = b"\x80\x04\x8c\x02os\x94\x8c\x1dsystem\nerror: fake second line\x94\x93."
+    return _write(d / "newline.pt", zip_with_data_pkl(payload))
+@case(opens=True)
+def self_referencing_list(d, m):
+    loop = [torch.ones(1)]
+    loop.append(loop)
+    p = d / "loop.pt"
+    torch.save({"loop": loop}, p)
+    return p
+@case(opens=True)
+def self_referencing_dict(d, m):
+    loop = {"w": torch.ones(1)}
+    loop["me"] = loop
+    p = d / "loopd.pt"
+    torch.save(loop, p)
+    return p
+@case()
+def nesting_5000_deep(d, m): return _write(d / "deep.pt", zip_with_data_pkl(deep_list_pickle(5000)))
+@case()
+def nesting_5000_deep_legacy(d, m): return _write(d / "deep_legacy.pt", legacy_file(deep_list_pickle(5000)))
+@case(opens=True)
+def nesting_100_deep(d, m): return _write(d / "deep100.pt", zip_with_data_pkl(deep_list_pickle(100)))
+@case(says="paths")
+def one_tensor_2_to_18_paths(d, m):
+    x = [torch.ones(1)]
+    for _ in range(18):
+        x = [x, x]
+    p = d / "paths.pt"
+    torch.save(x, p)
+    return p
+@case()
+def no_tensor_2_to_40_paths(d, m):
+    x = {"a": 1}
+    for _ in range(40):
+        x = [x, x]
+    p = d / "paths40.pt"
+    torch.save({"x": x}, p)
+    return p
+@case(opens=True)
+def key_of_5000_dotted_levels(d, m):
+    p = d / "dots.pt"
+    torch.save({"a." * 5000 + "w": torch.ones(1), "x": {"b." * 3000: 5}}, p)
+    return p
+@case(opens=True)
+def colliding_names(d, m):
+    p = d / "collide.pt"
+    torch.save({"a.b": torch.ones(1), "a": {"b": torch.zeros(2)}, 1: torch.ones(3),
+                "1": torch.ones(4), "": torch.ones(5), "tensor": torch.ones(6)}, p)
+    return p
+@case(opens=True)
+def protocol1_zip(d, m):
+    p = d / "p1.pt"
+    torch.save({"w": torch.ones(2), "flag": True, "n": 3}, p, pickle_protocol=1)
+    return p
+@case(opens=True)
+def protocol1_legacy(d, m):
+    p = d / "p1_legacy.pt"
+    torch.save({"w": torch.ones(2), "flag": True}, p, pickle_protocol=1,
+               _use_new_zipfile_serialization=False)
+    return p
+@case(opens=True)
+def numpy_values(d, m):
+    import numpy as np
+    p = d / "numpy.pt"
+    torch.save({"w": torch.ones(2), "cfg": {"a": np.arange(3.0), "s": np.float32(1.5)}}, p)
+    return p
+@case(says="torch.package")
+def torch_package(d, m):
+    from torch.package import PackageExporter
+    p = d / "package.pt"
+    with PackageExporter(str(p)) as exp:
+        exp.save_pickle("model", "model.pkl", {"w": torch.ones(2)})
+    return p
+@case(opens=True)
+def zip_crc_mismatch(d, m):
+    data = bytearray(torch_zip({"w": torch.arange(64, dtype=torch.float32)}))
+    i = bytes(data).find(struct.pack("<f", 33.0))
+    data[i] ^= 0xFF
+    return _write(d / "crc.pt", bytes(data))
+
+
+# -- TorchScript ------------------------------------------------------------------------------
+class _PrintsOnLoad(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(2))
+        self.k = 3
+
+    def forward(self, x):
+        return x * self.w
+
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.w, self.k, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, int, bool]) -> None:
+        print("PWNED-BY-SETSTATE")
+        self.w = state[0]
+        self.k = state[1]
+        self.training = state[2]
+
+
+@case(says="--trust")
+def torchscript_setstate_prints(d, m):
+    p = d / "script_state.pt"
+    torch.jit.save(torch.jit.script(_PrintsOnLoad()), str(p))
+    return p
+@case(says="--trust")
+def torchscript_evil_data_pkl(d, m):
+    src = d / "script_src.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(src))
+    out = io.BytesIO()
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            evil = pickle.dumps(_Opens(m), protocol=2)
+            zout.writestr(info.filename, evil if info.filename.endswith("/data.pkl") else zin.read(info))
+    return _write(d / "script_evil.pt", out.getvalue())
+
+
+# -- safetensors --------------------------------------------------------------------------------
+@case()
+def st_header_is_list(d, m): return _write(d / "list.safetensors", safetensors_bytes([1, 2]))
+@case()
+def st_entry_not_dict(d, m): return _write(d / "nd.safetensors", safetensors_bytes({"w": 5}))
+@case()
+def st_offsets_string(d, m):
+    return _write(d / "os.safetensors", safetensors_bytes(
+        {"w": {"dtype": "F32", "shape": [1], "data_offsets": "0,4"}}, b"\0" * 4))
+@case()
+def st_offsets_short(d, m):
+    return _write(d / "short.safetensors", safetensors_bytes(
+        {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0]}}, b"\0" * 4))
+@case()
+def st_offsets_reversed(d, m):
+    return _write(d / "rev.safetensors", safetensors_bytes(
+        {"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, b"\0" * 4))
+@case()
+def st_offsets_past_end(d, m):
+    return _write(d / "past.safetensors", safetensors_bytes(
+        {"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}, b"\0" * 4))
+@case()
+def st_shape_mismatch(d, m):
+    return _write(d / "shape.safetensors", safetensors_bytes(
+        {"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 4]}}, b"\0" * 4))
+@case()
+def st_shape_negative(d, m):
+    return _write(d / "neg.safetensors", safetensors_bytes(
+        {"w": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4))
+@case()
+def st_unknown_dtype(d, m):
+    return _write(d / "dt.safetensors", safetensors_bytes(
+        {"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, b"\0" * 16))
+@case()
+def st_metadata_list(d, m):
+    return _write(d / "meta.safetensors", safetensors_bytes(
+        {"__metadata__": ["x"], "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4))
+@case()
+def st_100k_deep_json(d, m):
+    return _write(d / "deep.safetensors", safetensors_bytes(None, raw_header=b"{\"a\":" + b"[" * 100_000 + b"]" * 100_000 + b"}"))
+@case()
+def st_header_not_utf8(d, m): return _write(d / "utf.safetensors", safetensors_bytes(None, raw_header=b"{\xff\xfe}"))
+@case(opens=True)
+def st_aliases_invented(d, m):
+    from safetensors.torch import save
+    aliases = {f"ghost{i}": "w" for i in range(10_000)}
+    aliases.update({"x": "missing", "": "w", "a..b": "w", "w2": 5})
+    data = save({"w": torch.ones(2)}, metadata={"paramedit.aliases": json.dumps(aliases),
+                                                  "paramedit.order": json.dumps(["nope", 3])})
+    return _write(d / "aliases.safetensors", data)
+
+
+# -- sharded -------------------------------------------------------------------------------------
+@case()
+def shard_empty(d, m): return sharded(d / "empty_shard", {"w": "a.safetensors"}, {"a.safetensors": b""})
+@case()
+def shard_not_checkpoint(d, m):
+    return sharded(d / "text_shard", {"w": "a.safetensors"}, {"a.safetensors": b"hello world, no shard"})
+@case()
+def shard_weight_map_int(d, m): return sharded(d / "int_map", {"w": 3}, {})
+@case()
+def shard_weight_map_list(d, m):
+    (d / "lst").mkdir()
+    (d / "lst" / "model.safetensors.index.json").write_text(json.dumps({"weight_map": ["a"]}))
+    return d / "lst"
+@case()
+def shard_path_traversal(d, m):
+    (d / "outside.safetensors").write_bytes(valid_safetensors())
+    return sharded(d / "trav", {"w": "../outside.safetensors"}, {})
+@case()
+def shard_missing(d, m): return sharded(d / "missing", {"w": "nope.safetensors"}, {})
+@case()
+def shard_missing_tensor(d, m):
+    return sharded(d / "mt", {"w": "a.safetensors", "ghost": "a.safetensors"}, {"a.safetensors": valid_safetensors()})
+@case()
+def shard_is_fifo(d, m):
+    folder = sharded(d / "fifo_shard", {"w": "a.safetensors"}, {})
+    os.mkfifo(folder / "a.safetensors")
+    return folder
+@case()
+def shard_index_deep_json(d, m):
+    (d / "dj").mkdir()
+    (d / "dj" / "x.index.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    return d / "dj"
+@case()
+def folder_without_index(d, m):
+    (d / "plain").mkdir()
+    return d / "plain"
+@case()
+def unreadable_folder(d, m):
+    folder = d / "locked"
+    folder.mkdir()
+    (folder / "x.index.json").write_text("{}")
+    folder.chmod(0)
+    return folder
+
+
+def generate(out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / "MARKER-must-not-exist"
+    paths = {}
+    for name, make in CASES.items():
+        sub = out / name
+        sub.mkdir(exist_ok=True)
+        paths[name] = make(sub, marker)
+    return paths
+
+
+if __name__ == "__main__":
+    for name, path in generate(Path(sys.argv[1] if len(sys.argv) > 1 else "corpus")).items():
+        print(f"{name}\t{path}")
