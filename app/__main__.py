@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-COMMANDS = ("inspect", "apply", "screenshot")
+COMMANDS = ("inspect", "apply", "screenshot", "diff")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +67,8 @@ def _command_parser() -> argparse.ArgumentParser:
     shot.add_argument("--select", metavar="NAME", help="tensor (or module) to select first")
     shot.add_argument("--size", default="1400x900", help="window size, WIDTHxHEIGHT")
     _add_open_options(shot)
+    from app.core.diff_cli import add_diff_parser
+    add_diff_parser(sub)
     return p
 
 
@@ -84,6 +86,9 @@ def _run(args) -> int:
     if args.command == "apply":
         from app.core.recipe_cli import apply_command
         return apply_command(args)
+    if args.command == "diff":
+        from app.core.diff_cli import diff_command
+        return diff_command(args)
     if args.command == "screenshot":
         from app.qt.screenshot import screenshot_command
         return screenshot_command(args)
