@@ -60,6 +60,8 @@ def _command_parser() -> argparse.ArgumentParser:
     app_.add_argument("-o", "--output", required=True, help="where to save (suffix picks the format)")
     app_.add_argument("--drop-entries", dest="drop_non_tensor", action="store_true",
                       help="saving as safetensors: drop non-tensor entries (epoch, optimizer ...)")
+    app_.add_argument("--input", action="append", metavar="NAME=PATH",
+                      help="another checkpoint the recipe uses (overrides its \"inputs\")")
     _add_open_options(app_)
     shot = sub.add_parser("screenshot", help="render the main window to a PNG, offscreen")
     shot.add_argument("path", nargs="?")
