@@ -56,7 +56,7 @@ def test_missing_recipe_file(tmp_path):
 
 BAD_STEPS = [
     ({"op": "frobnicate", "target": "*"},
-     "step 2: unknown op 'frobnicate' (known: init, expr, fill, rename, delete, cast, requires_grad, reset_parameters)"),
+     "step 2: unknown op 'frobnicate' (known: init, expr, fill, rename, delete, cast, requires_grad, reset_parameters"),
     ({"op": "fill", "value": 1.0}, "fill needs 'target'"),
     ({"op": "fill", "target": "x"}, "fill needs 'value'"),
     ({"op": "fill", "target": "x", "value": "abc"}, "'value' must be a number"),
