@@ -54,6 +54,11 @@ class CompareFlows(QObject):
         self.actionCloseCompare = QAction("Close Comparison", window)
         self.actionCloseCompare.setObjectName("actionCloseCompare")
         self.actionCloseCompare.triggered.connect(self.close_comparison)
+        self.actionTransplant = QAction("Transplant from Reference", window)
+        self.actionTransplant.setObjectName("actionTransplant")
+        self.actionTransplant.setToolTip("Copy the selected tensor or subtree from the reference "
+                                         "into this document (undoable, recorded)")
+        self.actionTransplant.triggered.connect(self.transplant_selection)
         menu = window.menuBar().actions()[0].menu()
         menu.insertAction(window.actionSave, self.actionCompare)
         menu.insertSeparator(window.actionSave)
@@ -99,6 +104,7 @@ class CompareFlows(QObject):
         tb.addWidget(self.mode_combo)
         tb.addWidget(self.only_changed)
         tb.addWidget(self.sort_button)
+        tb.addAction(self.actionTransplant)
         tb.addAction(self.actionCloseCompare)
         self.window.addToolBar(Qt.TopToolBarArea, tb)
         tb.hide()
@@ -259,6 +265,7 @@ class CompareFlows(QObject):
     def _update_enabled(self) -> None:
         self.actionCompare.setEnabled(self.controller.document is not None)
         self.actionCloseCompare.setEnabled(self.result is not None)
+        self.actionTransplant.setEnabled(self.result is not None)
 
     # -- the tree -------------------------------------------------------------------------------
     def _selected_name(self) -> str | None:
@@ -293,6 +300,41 @@ class CompareFlows(QObject):
         if self.column is not None and section == len(HEADERS):
             flip = Qt.AscendingOrder if self._sort_order == Qt.DescendingOrder else Qt.DescendingOrder
             self.sort_by_change(flip)
+
+    # -- transplant ------------------------------------------------------------------------------
+    def transplant_names(self, node) -> list[str]:
+        """Reference names under the tree node (everything for the root or no selection)."""
+        res = self.result
+        prefix = node.full_name if node is not None else ""
+
+        def under(name: str) -> bool:
+            return not prefix or name == prefix or name.startswith(prefix + ".")
+        names = [nb for _k, (na, nb) in res.pairs.items() if under(na)]
+        return names + [nb for nb in res.only_b if under(nb)]
+
+    def transplant_selection(self) -> str | None:
+        """Copy the selected tensor / subtree from the reference; returns what was refused."""
+        if self.result is None or self.reference is None:
+            return None
+        from app.core.merge import TransplantEdit, plan_transplant
+        doc = self.controller.document
+        names = self.transplant_names(self.window.tree_panel.current_node())
+        copy, add, refused = plan_transplant(doc, self.reference, names)
+        why = "; ".join(f"{n}: {r}" for n, r in refused[:3]) + (
+            f" (and {len(refused) - 3} more)" if len(refused) > 3 else "")
+        if not copy and not add:
+            self.window.statusBar().showMessage(
+                "Nothing to transplant" + (f" — refused: {why}" if why else ""), 15000)
+            return why
+        edit = TransplantEdit(self.reference, [s for _t, s in copy + add], "ref",
+                              self.reference_path)
+        error = self.window.edit_flows._push(edit)
+        if error is not None:
+            self.window.statusBar().showMessage(f"Not transplanted: {error}", 15000)
+            return str(error)
+        text = f"Transplanted {len(copy)} tensor(s) in place, added {len(add)}"
+        self.window.statusBar().showMessage(text + (f"; refused {why}" if why else ""), 15000)
+        return why
 
     # -- grid and histogram ---------------------------------------------------------------------
     @property

@@ -181,3 +181,26 @@ def test_mode_combo_is_used_by_name(qtbot, window, pair):
     combo = window.findChild(type(flows.mode_combo), "compareModeCombo")
     assert combo is flows.mode_combo and combo.count() == 3
     assert MODE_A == 0 and MODE_B == 1
+
+
+def test_transplant_from_the_reference_is_undoable_and_recorded(qtbot, window, pair):
+    flows = compared(qtbot, window, pair)
+    pa, pb, a, b = pair
+    doc = window.controller.document
+    head = doc.tensor("head.weight")
+    assert window.select_name("head")
+    refused = flows.transplant_selection()
+    assert "head.bias: shape [5] in the reference, [2] here" in refused
+    assert doc.tensor("head.weight") is head and torch.equal(head, b["head.weight"])
+    assert "refused head.bias" in window.statusBar().currentMessage()
+    recipe = window.controller.edits.recipe()
+    assert recipe["inputs"] == {"ref": pb}
+    assert recipe["steps"] == [{"op": "transplant", "from": "ref", "targets": ["head.weight"]}]
+    assert "edited since compared" in flows.label.text()
+    window.actionUndo.trigger()
+    assert torch.equal(head, a["head.weight"])
+    window.tree_view.setCurrentIndex(QModelIndex())
+    flows.transplant_selection()  # no selection: the whole reference, new tensors included
+    assert torch.equal(doc.tensor("only.there"), b["only.there"])
+    window.actionUndo.trigger()
+    assert "only.there" not in doc.tensors
