@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from .diff_tensor import TensorDiff, compare_tensors
+from .diff_tensor import TensorDiff, compare_tensors, one_thread
 from .document import Document
 from .errors import Cancelled, UserError
 from .tensor_entry import TensorEntry
@@ -199,7 +199,8 @@ def _compare_entries(key: str, ea: TensorEntry, eb: TensorEntry, atol: float, rt
     if a.device.type == "meta" or b.device.type == "meta":
         raise UserError(f"{key}: a tensor on the meta device has no values to compare")
     try:
-        return compare_tensors(a, b, atol, rtol, progress=step, cancelled=cancelled)
+        with one_thread():
+            return compare_tensors(a, b, atol, rtol, progress=step, cancelled=cancelled)
     except (RuntimeError, TypeError) as exc:  # e.g. a dtype torch cannot convert
         raise UserError(f"{key}: cannot compare ({str(exc).splitlines()[0]})") from None
 
