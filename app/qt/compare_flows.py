@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QLabel, QMessa
 
 from app.core.diff import DiffResult, diff_documents, read_entry
 from app.core.errors import UserError
-from app.qt.models.compare_columns import ChangeColumn
-from app.qt.models.tree_model import HEADERS, SortRole
+from app.qt.models.compare_columns import SORT_ROLE, ChangeColumn
+from app.qt.models.tree_model import HEADERS
 from app.qt.workers import Task
 
 MODE_A, MODE_B, MODE_DIFF = 0, 1, 2
@@ -216,7 +216,7 @@ class CompareFlows(QObject):
         self.stale = False
         name = self._selected_name()
         self.window.tree_model.set_extra_column(self.column)
-        self.window.tree_panel.proxy.setSortRole(SortRole)
+        self.window.tree_panel.proxy.setSortRole(SORT_ROLE)
         self._filter_changed(self.only_changed.isChecked())
         self._restore_tree(name)
         self.toolbar.show()

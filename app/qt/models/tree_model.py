@@ -19,8 +19,6 @@ NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES = range(6)
 HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes")
 #: data role holding the Node itself (tests and the window use it)
 NodeRole = Qt.UserRole + 1
-#: numbers where a column shows numbers, so that sorting is numeric (the Change column)
-SortRole = Qt.UserRole + 3
 MODIFIED_COLOR, NOTE_COLOR, FROZEN_COLOR = QColor(200, 90, 0), QColor(176, 0, 32), QColor(120, 120, 120)
 RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "resources")
 
@@ -58,8 +56,8 @@ class TreeModel(QAbstractItemModel):
         self._by_name: dict[str, Node] | None = None
         self.modified: set[str] = set()   # tensors changed since the document was opened
         self.notes: dict[str, str] = {}   # warnings per tensor (e.g. missing from the checkpoint)
-        #: an extra last column (compare_columns.ChangeColumn) with ``header``,
-        #: ``data(node, role)`` and ``sort_key(node)``; its background colours the whole row
+        #: an extra last column (compare_columns.ChangeColumn) with ``header`` and
+        #: ``data(node, role)``; its background colours the whole row
         self.extra_column = None
 
     # -- structure ----------------------------------------------------------------------------
@@ -159,15 +157,8 @@ class TreeModel(QAbstractItemModel):
             return None
         node: Node = index.internalPointer()
         col = index.column()
-        if self.extra_column is not None:
-            if col == len(HEADERS):
-                return (self.extra_column.sort_key(node) if role == SortRole
-                        else self.extra_column.data(node, role))
-            if role == Qt.BackgroundRole:
-                return self.extra_column.data(node, role)
-        if role == SortRole:
-            return node.totals()[0] if col == ELEMENTS and node.entry is None else (
-                node.entry.numel if col == ELEMENTS else self._text(node, col))
+        if self.extra_column is not None and (col == len(HEADERS) or self.extra_column.colours(role)):
+            return self.extra_column.data(node, role)
         if role == Qt.DisplayRole:
             return self._text(node, col)
         if role == Qt.UserRole:
