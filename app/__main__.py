@@ -68,6 +68,7 @@ def _command_parser() -> argparse.ArgumentParser:
     shot.add_argument("-o", "--output", required=True)
     shot.add_argument("--select", metavar="NAME", help="tensor (or module) to select first")
     shot.add_argument("--size", default="1400x900", help="window size, WIDTHxHEIGHT")
+    shot.add_argument("--compare", metavar="REF", help="compare with the checkpoint REF first")
     _add_open_options(shot)
     from app.core.diff_cli import add_diff_parser
     add_diff_parser(sub)

@@ -275,6 +275,7 @@ class CompareFlows(QObject):
     def _restore_tree(self, name: str | None) -> None:
         self.window.tree_view.expandToDepth(0)
         self.window.tree_panel.fit_columns()
+        self.window._fit_docks()  # room for the Change column
         if name is not None:
             self.window.select_name(name)
 
@@ -424,13 +425,14 @@ class CompareFlows(QObject):
             self.window.statusBar().showMessage(f"Cannot show the reference: {exc}", 8000)
 
     def _on_stats_ready(self, stats) -> None:
-        """A's histogram is shown: overlay the reference's over the same bins."""
-        cur = self._current
-        if self.result is None or self.mode != MODE_A or cur is None \
-                or self.window.stats_panel.label != cur[0] or stats.edges.size < 2:
+        """A's histogram is shown: overlay the reference's over the same bins. (For a small
+        tensor this comes before ``tensorSelected`` reaches this object.)"""
+        name = self.window.stats_panel.label
+        if self.result is None or self.mode != MODE_A or stats.edges.size < 2:
             return
-        nb = self.reference_name(cur[0])
-        if nb is None:
+        nb = self.reference_name(name)
+        if nb is None or tuple(self.reference.entry(nb).shape) != tuple(
+                self.controller.document.entry(name).shape):
             return
         entry_b, edges = self.reference.entry(nb), np.asarray(stats.edges, dtype=np.float64)
 
@@ -445,7 +447,6 @@ class CompareFlows(QObject):
             self._hist_task.cancel()
         self._hist_task = task
         self._running.add(task)
-        name = cur[0]
         task.signals.finished.connect(
             lambda counts, task=task: self._on_hist_ready(task, name, edges, counts))
         task.signals.done.connect(lambda task=task: self._on_done(task))
@@ -470,6 +471,17 @@ class CompareFlows(QObject):
                 self.compare_with(path)
                 return True
         return super().eventFilter(watched, event)
+
+
+def compare_for_screenshot(window, path: str, settle) -> None:
+    """``screenshot --compare REF``: compare, wait, show the changes largest first."""
+    flows = window.compare_flows
+    flows.compare_with(path)
+    settle()
+    if flows.result is None:
+        raise UserError(f"--compare {path}: the comparison did not finish")
+    flows.sort_by_change(Qt.DescendingOrder)
+    window.tree_view.expandToDepth(1)
 
 
 def histogram_on(t: torch.Tensor, edges: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:

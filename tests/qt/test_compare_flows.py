@@ -113,12 +113,13 @@ def test_histogram_overlays_the_reference(qtbot, window, pair):
     flows = compared(qtbot, window, pair)
     _, _, a, b = pair
     flows.set_mode(MODE_A)
-    window.select_name("enc.0.weight")
+    assert window.select_name("head.weight")  # not the tensor selected on opening
     qtbot.waitUntil(lambda: flows.overlay.isVisible(), timeout=5000)
+    assert window.stats_panel.label == "head.weight"
     x, y = flows.overlay.getData()
     edges = window.stats_panel.histogram.edges
     assert np.allclose(x, edges)
-    inside = ((b["enc.0.weight"] >= edges[0]) & (b["enc.0.weight"] <= edges[-1])).sum().item()
+    inside = ((b["head.weight"] >= edges[0]) & (b["head.weight"] <= edges[-1])).sum().item()
     assert y.sum() == inside
     window.select_name("enc")
     qtbot.waitUntil(lambda: not flows.overlay.isVisible())

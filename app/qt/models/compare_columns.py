@@ -28,7 +28,7 @@ SORT_ROLE = _role(Qt.UserRole) + 3   #: the size of the change, a number (the pr
 ONLY_COLOR = QColor(205, 225, 250)      # only in the document
 SHAPE_COLOR = QColor(250, 215, 150)     # shape changed: cannot be compared
 #: a changed row's colour: light to strong red with log10(rel_l2) from -8 to 0
-WEAK, STRONG = (255, 236, 230), (240, 120, 100)
+WEAK, STRONG = (255, 238, 232), (244, 150, 130)
 
 
 def change_color(rel: float | None) -> QColor:
