@@ -479,7 +479,13 @@ def compare_for_screenshot(window, path: str, settle) -> None:
     flows.compare_with(path)
     settle()
     if flows.result is None:
-        raise UserError(f"--compare {path}: the comparison did not finish")
+        if flows.error_box is not None:
+            reason = flows.error_box.text()
+            flows.error_box.close()
+        else:
+            reason = "the comparison did not finish"
+        window.close()
+        raise UserError(f"--compare {path}: {reason}")
     flows.sort_by_change(Qt.DescendingOrder)
     window.tree_view.expandToDepth(1)
 

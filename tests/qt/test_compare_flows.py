@@ -205,3 +205,22 @@ def test_transplant_from_the_reference_is_undoable_and_recorded(qtbot, window, p
     assert torch.equal(doc.tensor("only.there"), b["only.there"])
     window.actionUndo.trigger()
     assert "only.there" not in doc.tensors
+
+
+def test_screenshot_of_a_comparison(qtbot, pair, tmp_path, capsys):
+    from PySide6.QtGui import QImage
+
+    from app.__main__ import main
+    pa, pb, _, _ = pair
+    png = tmp_path / "compare.png"
+    assert main(["screenshot", pa, "--compare", pb, "--select", "head.weight", "-o", str(png),
+                 "--size", "900x600"]) == 0
+    image = QImage(str(png))
+    assert (image.width(), image.height()) == (900, 600)
+    assert main(["screenshot", pa, "--compare", str(tmp_path / "missing.pt"),
+                 "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --compare") and "missing.pt" in err[0]
+    for w in QApplication.topLevelWidgets():
+        if w.objectName() == "mainWindow":
+            w.close()
