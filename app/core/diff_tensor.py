@@ -95,7 +95,7 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
     t = t.detach()
     if t.is_quantized:
         t = t.dequantize()
-    return t
+    return t.resolve_conj().resolve_neg()
 
 
 class _Acc:
@@ -142,7 +142,9 @@ class _Acc:
             self.n_diff += int(((pa != pb) if self.same_dtype else (xa != xb)).sum())
 
     def _add_masked(self, pa, pb, xa, xb) -> None:
-        same = (pa == pb) if self.same_dtype else (xa == xb)  # inf == inf; NaN != NaN
+        # floats are exact in float64 (and float8 has no == of its own); int64 is not
+        native = self.same_dtype and not pa.dtype.is_floating_point
+        same = (pa == pb) if native else (xa == xb)  # inf == inf; NaN != NaN
         finite = None
         if self.floating:
             na, nb = torch.isnan(xa), torch.isnan(xb)

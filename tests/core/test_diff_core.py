@@ -123,3 +123,15 @@ def test_lazy_documents_keep_no_tensor_and_ties_compare_once(tmp_path):
     assert res.equal == ["embed", "head"] and seen[-1] == 128
     res = diff_documents(tied, other)
     assert res.equal == ["embed", "head"]
+
+
+def test_float8_complex_and_conjugate_views():
+    x = torch.randn(100, generator=torch.Generator().manual_seed(4))
+    for dt in (torch.float8_e4m3fn, torch.float8_e5m2):
+        a = x.to(dt)
+        b = a.clone()
+        b[3] = torch.tensor(1.5).to(dt)
+        assert compare_tensors(a, a.clone()).equal and compare_tensors(a, b).n_diff == 1
+    z = torch.randn(5, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    assert compare_tensors(z.conj(), z.conj().clone()).equal  # a lazy conjugate view
+    assert compare_tensors(z, z.conj()).n_diff == 5
