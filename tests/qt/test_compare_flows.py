@@ -224,3 +224,22 @@ def test_screenshot_of_a_comparison(qtbot, pair, tmp_path, capsys):
     for w in QApplication.topLevelWidgets():
         if w.objectName() == "mainWindow":
             w.close()
+
+
+def test_a_live_model_against_a_file(qtbot, window, tmp_path):
+    from app.core.document import Document
+    from tests.checkpoints import tied_lm
+    model = tied_lm()
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    sd["body.0.bias"] += 1
+    torch.save(sd, tmp_path / "ref.pt")
+    window.open_document(Document.from_module(model), "live")
+    window.compare_with(str(tmp_path / "ref.pt"))
+    flows = window.compare_flows
+    qtbot.waitUntil(lambda: flows.result is not None, timeout=10_000)
+    assert flows.result.changed == ["body.0.bias"]
+    assert "embed.weight" in flows.result.equal and "lm_head.weight" in flows.result.equal
+    bias = model.body[0].bias
+    assert window.select_name("body")
+    flows.transplant_selection()  # the file's values into the live model, in place
+    assert model.body[0].bias is bias and torch.equal(bias, sd["body.0.bias"])
