@@ -295,6 +295,18 @@ class CompareFlows(QObject):
         names = [nb for _k, (na, nb) in res.pairs.items() if under(na)]
         return names + [nb for nb in res.only_b if under(nb)]
 
+    def _input_name(self) -> str:
+        """"ref", or "ref2", "ref3"... when earlier edits took "ref" from another file."""
+        used: dict[str, str] = {}
+        for e in self.controller.edits.applied_edits():
+            used.update(getattr(e, "inputs", {}))
+        n = 1
+        while True:
+            name = "ref" if n == 1 else f"ref{n}"
+            if used.get(name, self.reference_path) == self.reference_path:
+                return name
+            n += 1
+
     def transplant_selection(self) -> str | None:
         """Copy the selected tensor / subtree from the reference; returns what was refused."""
         if self.result is None or self.reference is None:
@@ -309,7 +321,7 @@ class CompareFlows(QObject):
             self.window.statusBar().showMessage(
                 "Nothing to transplant" + (f" — refused: {why}" if why else ""), 15000)
             return why
-        edit = TransplantEdit(self.reference, [s for _t, s in copy + add], "ref",
+        edit = TransplantEdit(self.reference, [s for _t, s in copy + add], self._input_name(),
                               self.reference_path)
         error = self.window.edit_flows._push(edit)
         if error is not None:

@@ -205,6 +205,16 @@ def test_transplant_from_the_reference_is_undoable_and_recorded(qtbot, window, p
     assert torch.equal(doc.tensor("only.there"), b["only.there"])
     window.actionUndo.trigger()
     assert "only.there" not in doc.tensors
+    window.actionRedo.trigger()
+    other = pb.replace("b.pt", "c.pt")
+    torch.save({"head.weight": torch.full((2, 4), 7.0)}, other)
+    window.compare_with(other)
+    qtbot.waitUntil(lambda: flows.reference_path == other, timeout=10_000)
+    assert window.select_name("head.weight")
+    flows.transplant_selection()
+    recipe = window.controller.edits.recipe()
+    assert recipe["inputs"] == {"ref": pb, "ref2": other}  # two references, two inputs
+    assert recipe["steps"][-1] == {"op": "transplant", "from": "ref2", "targets": ["head.weight"]}
 
 
 def test_screenshot_of_a_comparison(qtbot, pair, tmp_path, capsys):
