@@ -12,7 +12,8 @@ import os
 
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QLabel, QMessageBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QLabel,
+                               QMessageBox,
                                QProgressBar, QPushButton, QToolBar)
 
 from app.core.diff import DiffResult, diff_documents
@@ -94,6 +95,15 @@ class CompareFlows(QObject):
         tb.addWidget(self.only_changed)
         tb.addWidget(self.sort_button)
         tb.addAction(self.actionTransplant)
+        self.interpolate_spin = QDoubleSpinBox(tb, objectName="interpolateSpin", minimum=0.0,
+                                               maximum=1.0, singleStep=0.1, value=0.5, decimals=3)
+        self.interpolate_spin.setPrefix("t = ")
+        self.interpolate_button = QPushButton("Interpolate", tb, objectName="interpolateButton")
+        self.interpolate_button.setToolTip("W = (1 - t)·W + t·W_reference for every tensor both "
+                                           "have with the same shape (t = 0.5: their average)")
+        tb.addWidget(self.interpolate_spin)
+        tb.addWidget(self.interpolate_button)
+        self.interpolate_button.clicked.connect(lambda: self.interpolate(self.interpolate_spin.value()))
         tb.addAction(self.actionCloseCompare)
         self.window.addToolBar(Qt.TopToolBarArea, tb)
         tb.hide()
@@ -330,6 +340,29 @@ class CompareFlows(QObject):
         text = f"Transplanted {len(copy)} tensor(s) in place, added {len(add)}"
         self.window.statusBar().showMessage(text + (f"; refused {why}" if why else ""), 15000)
         return why
+
+    def interpolate(self, t: float) -> str | None:
+        """``(1 - t)·W + t·W_ref`` over the matched tensors of equal shape; None when applied."""
+        if self.result is None or self.reference is None:
+            return None
+        from app.core.merge import LinearMergeEdit
+        doc = self.controller.document
+        shapes = {s["name"] for s in self.result.shape_changed}
+        names = [na for k, (na, nb) in self.result.pairs.items()
+                 if k not in shapes and na == nb and doc.entry(na).dtype.is_floating_point]
+        if not names:
+            self.window.statusBar().showMessage("No tensors to interpolate", 8000)
+            return "nothing to interpolate"
+        name = self._input_name()
+        edit = LinearMergeEdit({name: self.reference}, [1.0 - t, t], names, doc,
+                               paths={name: self.reference_path})
+        error = self.window.edit_flows._push(edit)
+        if error is not None:
+            self.window.statusBar().showMessage(f"Not interpolated: {error}", 15000)
+            return str(error)
+        self.window.statusBar().showMessage(
+            f"Interpolated {len(names)} tensors with the reference (t = {t:g})", 8000)
+        return None
 
     # -- grid and histogram (CompareViews does the work) ---------------------------------------
     @property

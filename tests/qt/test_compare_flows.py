@@ -253,3 +253,21 @@ def test_a_live_model_against_a_file(qtbot, window, tmp_path):
     assert window.select_name("body")
     flows.transplant_selection()  # the file's values into the live model, in place
     assert model.body[0].bias is bias and torch.equal(bias, sd["body.0.bias"])
+
+
+def test_interpolate_with_the_reference(qtbot, window, pair):
+    flows = compared(qtbot, window, pair)
+    pa, pb, a, b = pair
+    doc = window.controller.document
+    flows.interpolate_spin.setValue(0.25)
+    qtbot.mouseClick(flows.interpolate_button, Qt.LeftButton)
+    want = (a["head.weight"].double() * 0.75 + b["head.weight"].double() * 0.25).float()
+    assert torch.equal(doc.tensor("head.weight"), want)
+    assert torch.equal(doc.tensor("head.bias"), a["head.bias"])       # shape differs: left alone
+    assert torch.equal(doc.tensor("extra.scale"), a["extra.scale"])   # only here
+    recipe = window.controller.edits.recipe()
+    assert recipe["inputs"] == {"ref": pb}
+    step = recipe["steps"][0]
+    assert step["op"] == "merge" and step["weights"] == [0.75, 0.25] and step["inputs"] == ["ref"]
+    window.actionUndo.trigger()
+    assert torch.equal(doc.tensor("head.weight"), a["head.weight"])
