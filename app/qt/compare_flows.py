@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 
 from app.core.diff import DiffResult, diff_documents
 from app.core.errors import UserError
+from app.qt import compare_actions
 from app.qt.compare_views import MODE_A, MODE_B, MODE_DIFF, CompareViews  # noqa: F401
 from app.qt.models.compare_columns import SORT_ROLE, ChangeColumn
 from app.qt.models.tree_model import HEADERS
@@ -294,75 +295,17 @@ class CompareFlows(QObject):
             flip = Qt.AscendingOrder if self._sort_order == Qt.DescendingOrder else Qt.DescendingOrder
             self.sort_by_change(flip)
 
-    # -- transplant ------------------------------------------------------------------------------
+    # -- acting on the comparison (compare_actions does the work) -------------------------
     def transplant_names(self, node) -> list[str]:
-        """Reference names under the tree node (everything for the root or no selection)."""
-        res = self.result
-        prefix = node.full_name if node is not None else ""
-
-        def under(name: str) -> bool:
-            return not prefix or name == prefix or name.startswith(prefix + ".")
-        names = [nb for _k, (na, nb) in res.pairs.items() if under(na)]
-        return names + [nb for nb in res.only_b if under(nb)]
-
-    def _input_name(self) -> str:
-        """"ref", or "ref2", "ref3"... when earlier edits took "ref" from another file."""
-        used: dict[str, str] = {}
-        for e in self.controller.edits.applied_edits():
-            used.update(getattr(e, "inputs", {}))
-        n = 1
-        while True:
-            name = "ref" if n == 1 else f"ref{n}"
-            if used.get(name, self.reference_path) == self.reference_path:
-                return name
-            n += 1
+        return compare_actions.transplant_names(self.result, node)
 
     def transplant_selection(self) -> str | None:
         """Copy the selected tensor / subtree from the reference; returns what was refused."""
-        if self.result is None or self.reference is None:
-            return None
-        from app.core.merge import TransplantEdit, plan_transplant
-        doc = self.controller.document
-        names = self.transplant_names(self.window.tree_panel.current_node())
-        copy, add, refused = plan_transplant(doc, self.reference, names)
-        why = "; ".join(f"{n}: {r}" for n, r in refused[:3]) + (
-            f" (and {len(refused) - 3} more)" if len(refused) > 3 else "")
-        if not copy and not add:
-            self.window.statusBar().showMessage(
-                "Nothing to transplant" + (f" — refused: {why}" if why else ""), 15000)
-            return why
-        edit = TransplantEdit(self.reference, [s for _t, s in copy + add], self._input_name(),
-                              self.reference_path)
-        error = self.window.edit_flows._push(edit)
-        if error is not None:
-            self.window.statusBar().showMessage(f"Not transplanted: {error}", 15000)
-            return str(error)
-        text = f"Transplanted {len(copy)} tensor(s) in place, added {len(add)}"
-        self.window.statusBar().showMessage(text + (f"; refused {why}" if why else ""), 15000)
-        return why
+        return compare_actions.transplant_selection(self)
 
     def interpolate(self, t: float) -> str | None:
         """``(1 - t)·W + t·W_ref`` over the matched tensors of equal shape; None when applied."""
-        if self.result is None or self.reference is None:
-            return None
-        from app.core.merge import LinearMergeEdit
-        doc = self.controller.document
-        shapes = {s["name"] for s in self.result.shape_changed}
-        names = [na for k, (na, nb) in self.result.pairs.items()
-                 if k not in shapes and na == nb and doc.entry(na).dtype.is_floating_point]
-        if not names:
-            self.window.statusBar().showMessage("No tensors to interpolate", 8000)
-            return "nothing to interpolate"
-        name = self._input_name()
-        edit = LinearMergeEdit({name: self.reference}, [1.0 - t, t], names, doc,
-                               paths={name: self.reference_path})
-        error = self.window.edit_flows._push(edit)
-        if error is not None:
-            self.window.statusBar().showMessage(f"Not interpolated: {error}", 15000)
-            return str(error)
-        self.window.statusBar().showMessage(
-            f"Interpolated {len(names)} tensors with the reference (t = {t:g})", 8000)
-        return None
+        return compare_actions.interpolate(self, t)
 
     # -- grid and histogram (CompareViews does the work) ---------------------------------------
     @property
