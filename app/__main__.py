@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-COMMANDS = ("inspect", "apply", "screenshot")
+COMMANDS = ("inspect", "apply", "screenshot", "diff")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,13 +74,18 @@ def _command_parser() -> argparse.ArgumentParser:
     app_.add_argument("-o", "--output", required=True, help="where to save (suffix picks the format)")
     app_.add_argument("--drop-entries", dest="drop_non_tensor", action="store_true",
                       help="saving as safetensors: drop non-tensor entries (epoch, optimizer ...)")
+    app_.add_argument("--input", action="append", metavar="NAME=PATH",
+                      help="another checkpoint the recipe uses (overrides its \"inputs\")")
     _add_open_options(app_)
     shot = sub.add_parser("screenshot", help="render the main window to a PNG, offscreen")
     shot.add_argument("path", nargs="?")
     shot.add_argument("-o", "--output", required=True)
     shot.add_argument("--select", metavar="NAME", help="tensor (or module) to select first")
     shot.add_argument("--size", default="1400x900", help="window size, WIDTHxHEIGHT")
+    shot.add_argument("--compare", metavar="REF", help="compare with the checkpoint REF first")
     _add_open_options(shot)
+    from app.core.diff_cli import add_diff_parser
+    add_diff_parser(sub)
     return p
 
 
@@ -116,6 +121,9 @@ def _run(args) -> int:
     if args.command == "apply":
         from app.core.recipe_cli import apply_command
         return apply_command(args)
+    if args.command == "diff":
+        from app.core.diff_cli import diff_command
+        return diff_command(args)
     if args.command == "screenshot":
         from app.qt.screenshot import screenshot_command
         return screenshot_command(args)

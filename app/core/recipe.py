@@ -19,9 +19,11 @@ from .edit_base import Edit
 from .errors import UserError
 from .expr import compile_expr
 from .index_text import parse_index
+from .merge_ops import MERGE_OPS, Inputs, check_inputs, check_merge_step, merge_edit_for_step
 from .surgery import edit_from_step, match_names, parse_dtype
 
-OPS = ("init", "expr", "fill", "rename", "delete", "cast", "requires_grad", "reset_parameters")
+OPS = ("init", "expr", "fill", "rename", "delete", "cast", "requires_grad", "reset_parameters",
+       *MERGE_OPS)
 
 
 class RecipeError(UserError):
@@ -53,6 +55,10 @@ def load_recipe(source) -> dict:
         raise RecipeError(f'{label} must be a JSON object like {{"version": 1, "steps": [...]}}')
     if data.get("version") != 1 or isinstance(data.get("version"), bool):
         raise RecipeError(f"{label}: version must be 1, not {data.get('version')!r}")
+    try:
+        check_inputs(data.get("inputs"))
+    except UserError as exc:
+        raise RecipeError(f"{label}: {exc}") from None
     steps = data.get("steps")
     if not isinstance(steps, list):
         raise RecipeError(f"{label}: \"steps\" must be a list of steps")
@@ -95,6 +101,8 @@ def check_step(step) -> None:
     op = step.get("op")
     if op not in OPS:
         raise UserError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+    if op in MERGE_OPS:
+        return check_merge_step(step)
     if op == "rename":
         pattern = _need(step, "from", str, "a regular expression")
         if not isinstance(step.get("to", ""), str):
@@ -174,9 +182,11 @@ def _resolve_modules(doc: Document, step: dict) -> list[str]:
     return resettable  # a glob skips modules (e.g. activations) that have nothing to reset
 
 
-def edit_for_step(step: dict, doc: Document) -> Edit:
+def edit_for_step(step: dict, doc: Document, inputs: Inputs | None = None) -> Edit:
     """The Edit that performs ``step`` on ``doc`` (targets resolved now; nothing applied yet)."""
     op = step["op"]
+    if op in MERGE_OPS:
+        return merge_edit_for_step(step, doc, inputs)
     if op in ("rename", "delete", "cast"):
         return edit_from_step(step)
     glob = None if "targets" in step else step["target"]
@@ -197,19 +207,22 @@ def edit_for_step(step: dict, doc: Document) -> Edit:
     raise RecipeError(f"unknown op {op!r} (known: {', '.join(OPS)})")
 
 
-def replay(recipe, doc: Document, progress=None) -> list[Edit]:
+def replay(recipe, doc: Document, progress=None, inputs: Inputs | None = None) -> list[Edit]:
     """Apply every step in order and return the applied edits (for an undo stack).
 
     A failing step raises RecipeError naming its number and op, after the steps before it have
     been reverted, so ``doc`` is left as it was. ``progress(done, total)`` is called per step.
+    ``inputs`` opens the other checkpoints steps name (default: the recipe's ``"inputs"``).
     """
     recipe = load_recipe(recipe)
+    if inputs is None:
+        inputs = Inputs(recipe.get("inputs"))
     steps = recipe["steps"]
     done: list[Edit] = []
     for i, step in enumerate(steps, 1):
         op = step["op"]
         try:
-            edit = edit_for_step(step, doc)
+            edit = edit_for_step(step, doc, inputs)
             edit.apply(doc)
         except Exception as exc:
             if not isinstance(exc, UserError):

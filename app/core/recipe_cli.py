@@ -21,11 +21,15 @@ def apply_command(args) -> int:
     if os.path.exists(out) and os.path.exists(src) and os.path.samefile(out, src):
         raise UserError(f"-o {out} is the input file; apply never modifies its input")
     recipe = load_recipe(args.recipe)  # a bad recipe fails before anything is opened
+    from .merge_ops import Inputs, parse_input_option
+    overrides = dict(parse_input_option(t) for t in getattr(args, "input", None) or [])
+    inputs = Inputs(recipe.get("inputs"), os.path.dirname(os.path.abspath(args.recipe)))
+    inputs.override(overrides)
     doc = open_document(src, model=getattr(args, "model", None),
                         model_args=getattr(args, "model_args", None),
                         trust=bool(getattr(args, "trust", False)))
     try:
-        replay_lean(recipe, doc)
+        replay_lean(recipe, doc, inputs)
         try:
             save_document(doc, out, drop_non_tensor=bool(getattr(args, "drop_non_tensor", False)))
         except WouldDropEntries as exc:
@@ -33,6 +37,7 @@ def apply_command(args) -> int:
                             f"{_listing(exc.keys)}. Pass --drop-entries to save without them, "
                             "or write .pt to keep them") from None
     finally:
+        inputs.close()
         doc.close()
     return 0
 
@@ -42,7 +47,7 @@ def _listing(keys: list[str], most: int = 8) -> str:
     return shown + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
-def replay_lean(recipe: dict, doc) -> None:
+def replay_lean(recipe: dict, doc, inputs=None) -> None:
     """``recipe.replay`` for a document that is thrown away on failure, in bounded memory.
 
     Nothing is undone headless, so no edit is kept (its saved old values go at once), and a value
@@ -54,7 +59,7 @@ def replay_lean(recipe: dict, doc) -> None:
         op = step["op"]
         try:
             for part in _parts(step, doc, resolve_targets):
-                edit_for_step(part, doc).apply(doc)
+                edit_for_step(part, doc, inputs).apply(doc)
         except Exception as exc:
             if isinstance(exc, UserError):
                 msg = str(exc)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QL
                                QVBoxLayout, QWidget)
 
 from app.core.document import Document
+from app.qt.compare_flows import CompareFlows
 from app.qt.controller import Controller, document_summary, openable_path
 from app.qt.models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
 from app.qt.edit_flows import EditFlows
@@ -120,6 +121,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
         self._connect()
+        self.compare_flows = CompareFlows(self)  # after _connect: its views follow the window's
+        self.actionCompare = self.compare_flows.actionCompare
         self.setAcceptDrops(True)
         self._route_child_drops()
         self.resize(1400, 900)
@@ -257,6 +260,10 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", folder, OPEN_FILTER)
         if path:
             self.open_path(path)
+
+    def compare_with(self, path) -> None:
+        """Open ``path`` as the reference beside the document and compare (CONTRACT.md)."""
+        self.compare_flows.compare_with(path)
 
     def choose_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open sharded checkpoint folder",

@@ -44,6 +44,9 @@ def screenshot_command(args) -> int:
     window.open_document(doc, title)
     window.show()
     settle(app, window)
+    if getattr(args, "compare", None):
+        from app.qt.compare_flows import compare_for_screenshot
+        compare_for_screenshot(window, args.compare, lambda: settle(app, window))
     if args.select and not window.select_name(args.select):
         raise UserError(f"--select {args.select!r}: no tensor or module of that name")
     settle(app, window)

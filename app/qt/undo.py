@@ -92,7 +92,8 @@ class EditStack(QObject):
     def recipe(self) -> dict:
         """CONTRACT.md section 3: every applied edit in order; undone edits are not in it."""
         steps = self._dropped_steps + [s for e in self.applied_edits() for s in e.recipe_steps()]
-        return {"version": 1, "steps": steps}
+        inputs = {k: v for e in self.applied_edits() for k, v in getattr(e, "inputs", {}).items()}
+        return {"version": 1, **({"inputs": inputs} if inputs else {}), "steps": steps}
 
     def memory_used(self) -> int:
         return sum(c.edit.memory_cost() for c in self._commands)

@@ -56,6 +56,9 @@ class TreeModel(QAbstractItemModel):
         self._by_name: dict[str, Node] | None = None
         self.modified: set[str] = set()   # tensors changed since the document was opened
         self.notes: dict[str, str] = {}   # warnings per tensor (e.g. missing from the checkpoint)
+        #: an extra last column (compare_columns.ChangeColumn) with ``header`` and
+        #: ``data(node, role)``; its background colours the whole row
+        self.extra_column = None
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -109,7 +112,12 @@ class TreeModel(QAbstractItemModel):
         return len(self.node(parent).children)
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:
-        return len(HEADERS)
+        return len(HEADERS) + (self.extra_column is not None)
+
+    def set_extra_column(self, column) -> None:
+        self.beginResetModel()
+        self.extra_column = column
+        self.endResetModel()
 
     def hasChildren(self, parent: QModelIndex = QModelIndex()) -> bool:
         return self.rowCount(parent) > 0
@@ -134,7 +142,7 @@ class TreeModel(QAbstractItemModel):
     def headerData(self, section: int, orientation, role=Qt.DisplayRole):
         if orientation == Qt.Horizontal:
             if role == Qt.DisplayRole:
-                return HEADERS[section]
+                return HEADERS[section] if section < len(HEADERS) else self.extra_column.header
             if role == Qt.TextAlignmentRole and section >= ELEMENTS:
                 return int(Qt.AlignRight | Qt.AlignVCenter)
         return None
@@ -149,6 +157,8 @@ class TreeModel(QAbstractItemModel):
             return None
         node: Node = index.internalPointer()
         col = index.column()
+        if self.extra_column is not None and (col == len(HEADERS) or self.extra_column.colours(role)):
+            return self.extra_column.data(node, role)
         if role == Qt.DisplayRole:
             return self._text(node, col)
         if role == Qt.UserRole:
@@ -257,6 +267,7 @@ class TreeFilterProxy(QSortFilterProxyModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._pattern = ""
+        self.extra_filter = None  # callable(Node) -> bool, e.g. "only changed" while comparing
         self.setRecursiveFilteringEnabled(True)
 
     @property
@@ -264,17 +275,27 @@ class TreeFilterProxy(QSortFilterProxyModel):
         return self._pattern
 
     def set_pattern(self, text: str) -> None:
+        self._set_filter(_pattern=text)
+
+    def set_extra_filter(self, accepts) -> None:
+        self._set_filter(extra_filter=accepts)
+
+    def _set_filter(self, **attrs) -> None:
         if hasattr(self, "endFilterChange"):  # Qt >= 6.10 deprecates invalidateFilter()
             self.beginFilterChange()
-            self._pattern = text
+            for k, v in attrs.items():
+                setattr(self, k, v)
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
         else:
-            self._pattern = text
+            for k, v in attrs.items():
+                setattr(self, k, v)
             self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
-        if not self._pattern.strip():
+        if not self._pattern.strip() and self.extra_filter is None:
             return True
         model = self.sourceModel()
         node = model.node(model.index(source_row, 0, source_parent))
+        if self.extra_filter is not None and not self.extra_filter(node):
+            return False
         return name_matches(node.full_name, self._pattern)

@@ -1,0 +1,122 @@
+"""Comparing two ~1 GB checkpoints: time of ``diff`` vs reading both files once, and peak RSS.
+
+Two cases: B a byte copy of A (every tensor equal: the common "are these the same?" check), and
+B with every tensor changed (a fine-tune: every tensor takes the full float64 path). The floor is
+reading both files once from the page cache (64 MB ``readinto``), measured alternately with the
+comparison so both see the same cache state. Each comparison runs in a fresh subprocess;
+peak RSS growth is VmHWM (reset just before) minus VmRSS at that moment; anonymous RSS is
+sampled during the comparison.
+
+    .venv/bin/python benchmarks/bench_diff.py [--mb 1024] [--format safetensors|torch]
+
+Targets: equal files <= 2x the floor, changed files reported (the arithmetic is the cost);
+anonymous RSS growth (memory not backed by the files) bounded by the largest tensor of each side,
+never both files. File-backed pages of the mapped files count in VmHWM but are clean page cache
+the kernel reclaims at will.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._measure import run_child, verdict  # noqa: E402
+
+ROUNDS = 3
+
+CHILD = r"""
+import json, sys, time
+from benchmarks._measure import reset_peak, rss_kib
+from app.core.diff import open_and_diff
+a, b = sys.argv[1], sys.argv[2]
+reset_peak()
+base, anon0 = rss_kib(), rss_kib("RssAnon")
+peak_anon = [anon0]
+def progress(done, total, calls=[0]):
+    calls[0] += 1
+    if calls[0] % 16 == 0:
+        peak_anon[0] = max(peak_anon[0], rss_kib("RssAnon"))
+t0 = time.perf_counter()
+res = open_and_diff(a, b, progress=progress)
+dt = time.perf_counter() - t0
+print(json.dumps({"seconds": dt, "rss_mb": (rss_kib("VmHWM") - base) / 1024,
+                  "anon_mb": (peak_anon[0] - anon0) / 1024, "changed": len(res.changed),
+                  "equal": len(res.equal)}))
+"""
+
+
+def read_once(*paths: str) -> float:
+    buf = bytearray(64 << 20)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    for p in paths:
+        with open(p, "rb", buffering=0) as f:
+            while f.readinto(view):
+                pass
+    return time.perf_counter() - t0
+
+
+def make_files(folder: str, mb: int, fmt: str) -> tuple[str, str, str]:
+    import torch
+    n = max(1, mb // 16)  # float32 2048x2048 = 16 MB each
+    g = torch.Generator().manual_seed(0)
+    a = {f"layers.{i}.weight": torch.randn(2048, 2048, generator=g) for i in range(n)}
+    suffix = ".safetensors" if fmt == "safetensors" else ".pt"
+    pa, pe, pc = (os.path.join(folder, s + suffix) for s in ("a", "equal", "changed"))
+    save(a, pa, fmt)
+    shutil.copyfile(pa, pe)
+    for t in a.values():
+        t.add_(torch.randn(t.shape, generator=g), alpha=1e-3)
+    save(a, pc, fmt)
+    return pa, pe, pc
+
+
+def save(sd: dict, path: str, fmt: str) -> None:
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+        save_file(sd, path)
+    else:
+        import torch
+        torch.save(sd, path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=1024)
+    ap.add_argument("--format", choices=("safetensors", "torch"), default="safetensors")
+    args = ap.parse_args()
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="bench_diff_") as folder:
+        pa, pe, pc = make_files(folder, args.mb, args.format)
+        size_mb = os.path.getsize(pa) / 2**20
+        print(f"two {args.format} files of {size_mb:.0f} MB each; {ROUNDS} rounds, median")
+        for label, pb, target in (("equal", pe, 2.0), ("changed", pc, None)):
+            floors, runs = [], []
+            for _ in range(ROUNDS):
+                floors.append(read_once(pa, pb))
+                runs.append(run_child(CHILD, pa, pb))
+            floor = statistics.median(floors)
+            secs = statistics.median(r["seconds"] for r in runs)
+            rss = max(r["rss_mb"] for r in runs)
+            anon = max(r["anon_mb"] for r in runs)
+            ratio = secs / floor
+            line = (f"{label:8s} diff {secs:6.2f} s   read both once {floor:5.2f} s   "
+                    f"ratio {ratio:5.2f}   peak RSS growth {rss:5.0f} MB, of it anonymous "
+                    f"{anon:4.0f} MB ({100 * anon / size_mb:.1f}% of one file)   "
+                    f"changed {runs[0]['changed']}, equal {runs[0]['equal']}")
+            if target is not None:
+                good = ratio <= target
+                ok &= good
+                line += f"   target <= {target}: {verdict(good)}"
+            print(line)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The Qt-free comparison: chunking, dtypes, laziness, progress and cancel."""
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from app.core.diff import diff_documents, match_names, parse_rename
+from app.core.diff_tensor import chunk_keys, compare_tensors
+from app.core.errors import Cancelled, UserError
+from app.core.formats import load_document
+
+
+def by_hand(a: torch.Tensor, b: torch.Tensor) -> dict:
+    A, B = a.double().flatten(), b.double().flatten()
+    return {"max_abs": (A - B).abs().max().item(), "rel_l2": ((A - B).norm() / B.norm()).item(),
+            "cosine": (A @ B / (A.norm() * B.norm())).item(), "n_diff": int((A != B).sum())}
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1 << 21])
+def test_figures_do_not_depend_on_chunking_or_strides(chunk):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 5, 4, generator=g)
+    b = a.clone()
+    b[0, 0, 0] += 1
+    b[5, 4, 3] -= 2
+    b[2] *= 1.01
+    a_t = a.transpose(0, 2)  # non-contiguous views of the same values
+    b_t = b.transpose(0, 2).contiguous()
+    d = compare_tensors(a_t, b_t, chunk=chunk)
+    want = by_hand(a_t, b_t)
+    assert d.n_diff == want["n_diff"] and d.numel == 120
+    assert d.max_abs == pytest.approx(want["max_abs"], rel=1e-12)
+    assert d.rel_l2 == pytest.approx(want["rel_l2"], rel=1e-12)
+    assert d.cosine == pytest.approx(want["cosine"], rel=1e-12)
+
+
+def test_chunk_keys_cover_every_element_once():
+    t = torch.arange(3 * 5 * 7).reshape(3, 5, 7)
+    for n in (1, 4, 7, 35, 36, 1000):
+        pieces = [t[k].reshape(-1) if k else t.reshape(-1) for k in chunk_keys((3, 5, 7), n)]
+        assert torch.equal(torch.cat(pieces), t.reshape(-1))
+    assert list(chunk_keys((), 4)) == [()]
+    assert list(chunk_keys((0, 3), 4)) == [()]
+
+
+def test_ints_bools_and_mixed_dtypes():
+    big = torch.tensor([2**62, 1, -5])
+    d = compare_tensors(big, big.clone().index_put_((torch.tensor([0]),), torch.tensor(2**62 + 1)))
+    assert d.n_diff == 1  # compared as int64, not rounded through float64
+    assert compare_tensors(torch.tensor([True, False]), torch.tensor([True, True])).n_diff == 1
+    x = torch.randn(100)
+    assert compare_tensors(x, x.double()).equal
+    assert compare_tensors(x.half(), x.float()).n_diff > 0
+
+
+def test_infinities_and_tolerance():
+    inf = float("inf")
+    a = torch.tensor([inf, -inf, 1.0, float("nan")])
+    assert compare_tensors(a, a.clone()).equal
+    d = compare_tensors(a, torch.tensor([inf, inf, 1.0, 0.0]), atol=1e9)
+    assert d.n_diff == 2 and d.nan_a == 1  # a non-finite mismatch is never within tolerance
+    d = compare_tensors(torch.tensor([1.0, 2.0]), torch.tensor([1.1, 2.0]), rtol=0.1)
+    assert d.equal and d.max_abs == pytest.approx(0.1)
+
+
+def test_zero_norms():
+    d = compare_tensors(torch.ones(3), torch.zeros(3))
+    assert d.rel_l2 is None and d.cosine == 0.0
+    assert d.as_json("x")["rel_l2"] is None
+    d = compare_tensors(torch.zeros(0), torch.zeros(0))
+    assert d.equal and d.numel == 0
+
+
+def test_progress_and_cancel():
+    a, b = torch.zeros(1000), torch.ones(1000)
+    seen = []
+    compare_tensors(a, b, chunk=100, progress=seen.append)
+    assert sum(seen) == 1000 and len(seen) == 10
+    calls = []
+
+    def cancelled():
+        calls.append(1)
+        return len(calls) > 3
+    with pytest.raises(Cancelled):
+        compare_tensors(a, b, chunk=100, cancelled=cancelled)
+    assert len(calls) == 4
+
+
+def test_rename_rules_and_collisions():
+    pairs, only_a, only_b = match_names(["module.a", "module.b", "c"], ["a", "b", "d"],
+                                        [parse_rename("module")])
+    assert pairs == [("a", "module.a", "a"), ("b", "module.b", "b")]
+    assert only_a == ["c"] and only_b == ["d"]
+    rule = parse_rename("^(enc)oder\\.=\\1.")
+    assert rule.apply("encoder.x") == "enc.x"
+    assert parse_rename("a=b=c").repl == "b=c"  # split at the first '='
+    with pytest.raises(UserError, match="both become"):
+        match_names(["x.a", "a"], [], [parse_rename("^x\\.=")])
+    with pytest.raises(UserError):
+        parse_rename("=x")
+
+
+def test_lazy_documents_keep_no_tensor_and_ties_compare_once(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    sd = {f"l{i}.weight": torch.randn(64, 64, generator=g) for i in range(4)}
+    save_file(sd, str(tmp_path / "a.safetensors"))
+    sd["l2.weight"][0, 0] = 9
+    save_file(sd, str(tmp_path / "b.safetensors"))
+    doc_a = load_document(str(tmp_path / "a.safetensors"))
+    doc_b = load_document(str(tmp_path / "b.safetensors"))
+    steps = []
+    res = diff_documents(doc_a, doc_b, progress=lambda d, t: steps.append((d, t)))
+    assert res.changed == ["l2.weight"] and steps[-1] == (4 * 4096, 4 * 4096)
+    assert not any(e.is_loaded for e in [*doc_a.tensors.values(), *doc_b.tensors.values()])
+    with pytest.raises(Cancelled):
+        diff_documents(doc_a, doc_b, cancelled=lambda: True)
+
+    from app.core.document import Document
+    w = torch.randn(8, 8)
+    tied = Document.from_object({"embed": w, "head": w})
+    other = Document.from_object({"embed": w.clone(), "head": w.clone()})
+    seen = []
+    res = diff_documents(tied, tied, progress=lambda d, t: seen.append(d))
+    assert res.equal == ["embed", "head"] and seen[-1] == 128
+    res = diff_documents(tied, other)
+    assert res.equal == ["embed", "head"]
+
+
+def test_float8_complex_and_conjugate_views():
+    x = torch.randn(100, generator=torch.Generator().manual_seed(4))
+    for dt in (torch.float8_e4m3fn, torch.float8_e5m2):
+        a = x.to(dt)
+        b = a.clone()
+        b[3] = torch.tensor(1.5).to(dt)
+        assert compare_tensors(a, a.clone()).equal and compare_tensors(a, b).n_diff == 1
+    z = torch.randn(5, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
+    assert compare_tensors(z.conj(), z.conj().clone()).equal  # a lazy conjugate view
+    assert compare_tensors(z, z.conj()).n_diff == 5
