@@ -1,123 +1,66 @@
 """Safe expressions in ``w`` and ``torch``: ``w * 0.5 + 1``, ``torch.where(w.abs() < 5, 0, w)``.
 
-The text is parsed with ``ast`` and only a small grammar is allowed: the names ``w`` and
-``torch``, constants, arithmetic, comparisons, boolean and unary operators, conditional
-expressions, tuples / lists, subscripts, calls with keyword arguments and attribute access. No
-attribute starting with ``_`` (no dunders), no in-place method (``add_``), no ``out=`` /
-``inplace=`` arguments, and nothing that reads or writes files or changes global state
-(``torch.load``, ``torch.save``, ``torch.hub``, ``torch.manual_seed``, ...). The compiled code runs
-with no usable ``__builtins__``. Errors become one-line UserErrors naming the expression.
+The text is parsed with ``ast`` and interpreted node by node here — never handed to ``eval`` —
+against an allowlist (``expr_names``): the names ``w`` and ``torch``, listed torch functions,
+Tensor methods and attributes, numbers, arithmetic, comparisons, conditional expressions, tuples,
+lists and subscripts. Text is allowed only as a direct argument of a call (``approximate="tanh"``),
+never as a value of its own, so ``"{0.os.environ}".format(torch)`` cannot even be written.
+Nothing an expression reaches can import, read files or change global state; the interpreter
+never builds a ``__builtins__`` of its own (PySide6's import hook aborts the process on one).
+
+While it runs, every torch operation passes ``expr_guard.Guard``: writes into ``w`` are refused
+before they happen, no tensor may exceed a size bound related to ``w``, and a cancel callback is
+polled; ``w._version`` is compared afterwards as a backstop. Python integer arithmetic is bounded
+too (``(10**4096)**4096``). Errors become one-line UserErrors naming the expression.
 """
 from __future__ import annotations
 
 import ast
-import builtins
-import types
+import operator
+from dataclasses import dataclass
 from functools import lru_cache
 from numbers import Number
-from types import CodeType
+from typing import Any, Callable
 
 import torch
 
-from .errors import UserError
+from . import expr_names as names
+from .errors import Cancelled, UserError
+from .expr_guard import Guard, Refused
 
 NAMES = ("w", "torch")
+MAX_TEXT = 4000          # characters of one expression
+MAX_INT_BITS = 4096      # a Python integer an expression computes stays below 2**4096
+MIN_LIMIT_BYTES = 64 * 2**20
 
-_NODES = (
-    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call,
-    ast.keyword, ast.Attribute, ast.Name, ast.Load, ast.Constant, ast.Tuple, ast.List,
-    ast.Subscript, ast.Slice,
-    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.MatMult,
-    ast.BitAnd, ast.BitOr, ast.BitXor, ast.LShift, ast.RShift,
-    ast.UAdd, ast.USub, ast.Not, ast.Invert, ast.And, ast.Or,
-    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Is, ast.IsNot, ast.In, ast.NotIn,
-)
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+           ast.Pow: operator.pow, ast.MatMult: operator.matmul, ast.BitAnd: operator.and_,
+           ast.BitOr: operator.or_, ast.BitXor: operator.xor, ast.LShift: operator.lshift,
+           ast.RShift: operator.rshift}
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge,
+            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}
+_BLOCKED_KEYWORDS = frozenset({"out", "inplace"})
+_SAFE_ATTRIBUTES = frozenset({"real", "imag", "dtype", "device"})  # the same for every chunk
 
-#: attribute names refused anywhere: I/O, code loading, global state, raw memory, autograd hooks
-BLOCKED_ATTRS = frozenset("""
-    load save hub ops utils library classes jit compile distributed multiprocessing backends
-    package onnx export fx from_file fromfile frombuffer tofile storage untyped_storage
-    serialization manual_seed seed set_rng_state get_rng_state random cuda mps xpu
-    set_default_dtype set_default_device set_default_tensor_type set_printoptions set_num_threads
-    set_num_interop_threads set_grad_enabled set_flush_denormal use_deterministic_algorithms
-    autograd overrides testing profiler register_hook backward apply_ map_ map2_ share_memory_
-    pin_memory numpy data_ptr grad eval exec open system environ builtins import_module
-    getattr setattr delattr globals locals breakpoint input pickle dump dumps loads func compiler
-    default_generator graphsafe_set_state graphsafe_get_state clone_state
-""".split())
+Fn = Callable[[torch.Tensor], Any]
 
-#: the only modules an expression may reach (``torch.os``, ``torch.nn.init``, ... are refused)
-ALLOWED_MODULES = frozenset({"torch", "torch.nn", "torch.nn.functional", "torch.linalg",
-                             "torch.fft", "torch.special"})
 
-BLOCKED_KEYWORDS = frozenset({"out", "inplace"})
+class InPlaceChange(UserError):
+    """The expression changed ``w`` itself (found by its version counter): restore and refuse."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    text: str
+    fn: Fn
+    elementwise: bool  # every element of the result depends only on the same element of w
 
 
 def _fail(text: str, why: str) -> UserError:
     return UserError(f"expression `{text}`: {why}")
-
-
-class _Checker(ast.NodeVisitor):
-    def __init__(self, text: str):
-        self.text = text
-
-    def generic_visit(self, node: ast.AST) -> None:
-        if not isinstance(node, _NODES):
-            raise _fail(self.text, f"{type(node).__name__.lower()} ({_source(node)}) is not allowed")
-        super().generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if node.id not in NAMES:
-            raise _fail(self.text, f"unknown name {node.id!r}; only w and torch can be used")
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        name = node.attr
-        if name.startswith(("_", "set_")) or name.endswith("_") or name in BLOCKED_ATTRS:
-            raise _fail(self.text, f"'.{name}' is not allowed"
-                        + (" (in-place methods change the tensor behind the undo stack's back)"
-                           if name.endswith("_") and not name.startswith("_") else ""))
-        self.generic_visit(node)
-
-    def visit_keyword(self, node: ast.keyword) -> None:
-        if node.arg is None or node.arg in BLOCKED_KEYWORDS:
-            raise _fail(self.text, f"the argument {node.arg or '**'}= is not allowed")
-        self.generic_visit(node)
-
-    def visit_Constant(self, node: ast.Constant) -> None:
-        if not isinstance(node.value, (int, float, complex, bool, str, type(None), type(Ellipsis))):
-            raise _fail(self.text, f"the constant {node.value!r} is not allowed")
-
-    def visit_BinOp(self, node: ast.BinOp) -> None:
-        # Plain Python numbers could be made huge (2 ** 10 ** 10): bound constant powers / shifts.
-        if isinstance(node.op, (ast.Pow, ast.LShift)) and not _names(node.left) and not _names(node.right):
-            right = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
-            if not (isinstance(right, ast.Constant) and isinstance(right.value, (int, float))
-                    and abs(right.value) <= 4096):
-                raise _fail(self.text, f"the exponent {_source(node.right)} is too large")
-        if any(isinstance(s, ast.Constant) and isinstance(s.value, str) for s in (node.left, node.right)):
-            raise _fail(self.text, "text cannot be used in arithmetic")
-        self.generic_visit(node)
-
-
-def _names(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Name) for n in ast.walk(node))
-
-
-class _Attributes(ast.NodeTransformer):
-    """``a.b`` -> ``__attr__(a, "b")``, so that every attribute read is checked when it runs."""
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        self.generic_visit(node)
-        call = ast.Call(func=ast.Name("__attr__", ast.Load()), args=[node.value, ast.Constant(node.attr)],
-                        keywords=[])
-        return ast.copy_location(call, node)
-
-
-def _attr(obj, name: str):
-    value = getattr(obj, name)
-    if isinstance(value, types.ModuleType) and value.__name__ not in ALLOWED_MODULES:
-        raise AttributeError(f"the module {value.__name__} cannot be used in expressions")
-    return value
 
 
 def _source(node: ast.AST) -> str:
@@ -127,40 +70,323 @@ def _source(node: ast.AST) -> str:
         return "?"
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, Number) and not isinstance(v, torch.Tensor)
+
+
+def _check_int(text: str, v):
+    if isinstance(v, int) and v.bit_length() > MAX_INT_BITS:
+        raise _fail(text, f"a number over 2**{MAX_INT_BITS} is not allowed")
+    return v
+
+
+class _Compiler:
+    """AST -> a closure of ``w``; refuses anything outside the allowlist."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.elementwise = True
+
+    def refuse(self, why: str) -> UserError:
+        return _fail(self.text, why)
+
+    def compile(self, node: ast.AST, text_ok: bool = False) -> Fn:
+        method = getattr(self, f"_{type(node).__name__}", None)
+        if method is None:
+            raise self.refuse(f"{type(node).__name__.lower()} ({_source(node)}) is not allowed")
+        if isinstance(node, ast.Constant):
+            return method(node, text_ok)
+        return method(node)
+
+    # -- leaves ---------------------------------------------------------------------------------
+    def _Expression(self, node):
+        return self.compile(node.body)
+
+    def _Constant(self, node, text_ok):
+        v = node.value
+        if isinstance(v, str) and text_ok:
+            return lambda w: v
+        if isinstance(v, str):
+            raise self.refuse(f"text ({v!r}) is allowed only as an argument of a function")
+        if not (v is None or v is Ellipsis or isinstance(v, (bool, int, float, complex))):
+            raise self.refuse(f"the constant {v!r} is not allowed")
+        _check_int(self.text, v)
+        return lambda w: v
+
+    def _Name(self, node):
+        if node.id == "w":
+            return lambda w: w
+        if node.id == "torch":
+            raise self.refuse("torch on its own is not a value; use e.g. torch.abs(w)")
+        raise self.refuse(f"unknown name {node.id!r}; only w and torch can be used")
+
+    # -- attributes and calls -------------------------------------------------------------------
+    def _torch_path(self, node) -> list[str] | None:
+        """``torch.a.b`` -> ``["a", "b"]``; None when the chain does not start at ``torch``."""
+        path = []
+        while isinstance(node, ast.Attribute):
+            path.append(node.attr)
+            node = node.value
+        if isinstance(node, ast.Name) and node.id == "torch":
+            return path[::-1]
+        return None
+
+    def _torch_function(self, path: list[str]):
+        *module, name = path
+        allowed = names.MODULES.get(tuple(module))
+        if allowed is None or name not in allowed:
+            raise self.refuse(f"torch.{'.'.join(path)} is not allowed in expressions")
+        obj = torch
+        for part in path:
+            obj = getattr(obj, part, None)
+        if not callable(obj):
+            raise self.refuse(f"torch.{'.'.join(path)} is not available in this torch")
+        if name not in names.ELEMENTWISE:
+            self.elementwise = False
+        return obj
+
+    def _Attribute(self, node):
+        path = self._torch_path(node)
+        if path is not None:
+            if len(path) == 1 and path[0] in names.TORCH_VALUES:
+                value = names.TORCH_VALUES[path[0]]
+                return lambda w: value
+            self._torch_function(path)  # refuses what is not allowed at all
+            raise self.refuse(f"torch.{'.'.join(path)} must be called, e.g. "
+                              f"torch.{'.'.join(path)}(w)")
+        attr = node.attr
+        if attr not in names.ATTRIBUTES and attr not in names.RESULT_FIELDS:
+            raise self.refuse(f"'.{attr}' is not allowed" + (
+                " (in-place methods change the tensor behind the undo stack's back)"
+                if attr.endswith("_") and not attr.startswith("_") else ""))
+        if attr not in _SAFE_ATTRIBUTES:
+            self.elementwise = False
+        value = self.compile(node.value)
+        text = self.text
+
+        def get(w):
+            obj = value(w)
+            if attr in names.ATTRIBUTES and isinstance(obj, torch.Tensor):
+                return getattr(obj, attr)
+            if attr in names.RESULT_FIELDS and type(obj).__module__ == "torch.return_types":
+                return getattr(obj, attr)
+            raise _fail(text, f"'.{attr}' is not allowed on a {type(obj).__name__}")
+        return get
+
+    def _Call(self, node):
+        args = []
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                raise self.refuse("*arguments are not allowed")
+            args.append(self.compile(a, text_ok=True))
+        kwargs = {}
+        for k in node.keywords:
+            if k.arg is None or k.arg in _BLOCKED_KEYWORDS:
+                raise self.refuse(f"the argument {k.arg or '**'}= is not allowed")
+            kwargs[k.arg] = self.compile(k.value, text_ok=True)
+        func = node.func
+        if not isinstance(func, ast.Attribute):
+            raise self.refuse(f"{_source(func)}(...) cannot be called; call torch functions or "
+                              "tensor methods such as w.abs()")
+        path = self._torch_path(func)
+        if path is not None:
+            fn = self._torch_function(path)
+            return lambda w: fn(*[a(w) for a in args], **{k: v(w) for k, v in kwargs.items()})
+        name = func.attr
+        if name not in names.METHODS:
+            raise self.refuse(f"'.{name}' is not allowed" + (
+                " (in-place methods change the tensor behind the undo stack's back)"
+                if name.endswith("_") and not name.startswith("_") else ""))
+        if name not in names.ELEMENTWISE:
+            self.elementwise = False
+        target, text = self.compile(func.value), self.text
+
+        def call(w):
+            obj = target(w)
+            if not isinstance(obj, torch.Tensor):
+                raise _fail(text, f"'.{name}()' is not allowed on a {type(obj).__name__}")
+            return getattr(obj, name)(*[a(w) for a in args], **{k: v(w) for k, v in kwargs.items()})
+        return call
+
+    # -- operators ------------------------------------------------------------------------------
+    def _BinOp(self, node):
+        op = _BINOPS.get(type(node.op))
+        if op is None:  # pragma: no cover - every ast operator is listed
+            raise self.refuse(f"the operator in {_source(node)} is not allowed")
+        if isinstance(node.op, ast.MatMult):
+            self.elementwise = False
+        left, right, text, kind = self.compile(node.left), self.compile(node.right), self.text, node.op
+
+        def binop(w):
+            a, b = left(w), right(w)
+            for v in (a, b):
+                if not (isinstance(v, torch.Tensor) or _is_number(v)):
+                    raise _fail(text, f"arithmetic on a {type(v).__name__} is not allowed")
+            if isinstance(a, int) and isinstance(b, int):
+                _bound_int_op(text, kind, a, b)
+            return _check_int(text, op(a, b))
+        return binop
+
+    def _UnaryOp(self, node):
+        operand, text = self.compile(node.operand), self.text
+        if isinstance(node.op, ast.Not):
+            return lambda w: _not(operand(w))
+        op = _UNARY[type(node.op)]
+
+        def unary(w):
+            v = operand(w)
+            if not (isinstance(v, torch.Tensor) or _is_number(v)):
+                raise _fail(text, f"{type(v).__name__} values cannot be negated or inverted")
+            return op(v)
+        return unary
+
+    def _BoolOp(self, node):
+        values = [self.compile(v) for v in node.values]
+        both = isinstance(node.op, ast.And)
+
+        def boolop(w):
+            got = [v(w) for v in values]
+            if any(isinstance(g, torch.Tensor) for g in got):
+                combine = torch.logical_and if both else torch.logical_or
+                out = torch.as_tensor(got[0])
+                for g in got[1:]:
+                    out = combine(out, torch.as_tensor(g))
+                return out
+            for g in got[:-1]:
+                if bool(g) != both:
+                    return g
+            return got[-1]
+        return boolop
+
+    def _Compare(self, node):
+        ops = []
+        for o in node.ops:
+            if type(o) not in _COMPARE:
+                raise self.refuse(f"the comparison {type(o).__name__} is not allowed")
+            ops.append(_COMPARE[type(o)])
+        parts = [self.compile(node.left)] + [self.compile(c) for c in node.comparators]
+
+        def compare(w):
+            values = [p(w) for p in parts]
+            results = [op(a, b) for op, a, b in zip(ops, values, values[1:])]
+            if len(results) == 1:
+                return results[0]
+            if any(isinstance(r, torch.Tensor) for r in results):  # 0 < w < 1, elementwise
+                out = torch.as_tensor(results[0])
+                for r in results[1:]:
+                    out = torch.logical_and(out, torch.as_tensor(r))
+                return out
+            return all(bool(r) for r in results)
+        return compare
+
+    def _IfExp(self, node):
+        test, body, orelse = self.compile(node.test), self.compile(node.body), self.compile(node.orelse)
+        return lambda w: body(w) if bool(test(w)) else orelse(w)
+
+    # -- containers and subscripts --------------------------------------------------------------
+    def _Tuple(self, node):
+        self.elementwise = False
+        items = [self.compile(e) for e in node.elts]
+        return lambda w: tuple(i(w) for i in items)
+
+    def _List(self, node):
+        self.elementwise = False
+        items = [self.compile(e) for e in node.elts]
+        return lambda w: [i(w) for i in items]
+
+    def _Slice(self, node):
+        parts = [None if p is None else self.compile(p) for p in (node.lower, node.upper, node.step)]
+        return lambda w: slice(*[None if p is None else p(w) for p in parts])
+
+    def _Subscript(self, node):
+        self.elementwise = False
+        value, index, text = self.compile(node.value), self.compile(node.slice), self.text
+
+        def subscript(w):
+            obj = value(w)
+            if not isinstance(obj, (torch.Tensor, tuple, list)):
+                raise _fail(text, f"a {type(obj).__name__} cannot be indexed")
+            return obj[index(w)]
+        return subscript
+
+
+def _not(v):
+    if isinstance(v, torch.Tensor):
+        return torch.logical_not(v)
+    return not v
+
+
+def _bound_int_op(text: str, kind: ast.operator, a: int, b: int) -> None:
+    """Refuse Python integer powers and shifts whose result would be huge, before computing it."""
+    if isinstance(kind, ast.Pow) and b > 0 and abs(a) > 1:
+        if (abs(a).bit_length() - 1) * b > MAX_INT_BITS:
+            raise _fail(text, f"the power {a if a < 10**12 else '(a large number)'} ** "
+                              f"{b if b < 10**12 else '(a large number)'} is too large")
+    if isinstance(kind, ast.LShift) and a and b > 0 and a.bit_length() + b > MAX_INT_BITS:
+        raise _fail(text, "the shift is too large")
+
+
 @lru_cache(maxsize=256)
-def compile_expr(text: str) -> CodeType:
+def compile_expr(text: str) -> Compiled:
     """Check and compile ``text``; UserError when it is not valid or not allowed."""
     if not isinstance(text, str) or not text.strip():
         raise UserError("type an expression in w, e.g. w * 0.5")
     source = text.strip()
+    if len(source) > MAX_TEXT:
+        raise UserError(f"an expression may be at most {MAX_TEXT} characters long")
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         detail = "" if exc.msg == "invalid syntax" else f": {exc.msg}"
         raise _fail(source, f"invalid syntax{detail}; write e.g. w * 0.5 + 1") from None
-    _Checker(source).visit(tree)
-    tree = ast.fix_missing_locations(_Attributes().visit(tree))
-    return compile(tree, "<expression>", "eval")
+    except (RecursionError, MemoryError, ValueError):
+        raise _fail(source, "too deeply nested") from None
+    compiler = _Compiler(source)
+    try:
+        fn = compiler.compile(tree)
+    except RecursionError:
+        raise _fail(source, "too deeply nested") from None
+    return Compiled(source, fn, compiler.elementwise)
 
 
-def evaluate(text: str, w: torch.Tensor):
-    """The value of ``text`` with ``w`` bound (under ``torch.no_grad``)."""
-    code = compile_expr(text)
-    # The checker lets only ``w`` and ``torch`` be named, so nothing in ``__builtins__`` can be
-    # reached by the text; ``__import__`` is there because C code (torch's argument parser)
-    # imports through the calling frame's builtins.
+def limit_bytes_for(w: torch.Tensor) -> int:
+    """The largest tensor an expression on ``w`` may make: 4 float64 copies of w, at least 64 MiB."""
+    return max(32 * w.numel(), MIN_LIMIT_BYTES)
+
+
+def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = None,
+             limit_bytes: int | None = None):
+    """The value of ``text`` with ``w`` bound (under ``torch.no_grad``).
+
+    InPlaceChange when the expression changed ``w`` (the caller restores it); Cancelled when
+    ``cancelled()`` became true.
+    """
+    compiled = compile_expr(text)
+    source = compiled.text
+    original = w
+    version = original._version
     if _narrow_int(w.dtype):  # `w + 1000` on int8 must not wrap before fit_result sees it
         w = w.to(torch.int64)
-    scope = {"__builtins__": {"__import__": builtins.__import__}, "__attr__": _attr,
-             "torch": torch, "w": w}
+    guard = Guard([original], limit_bytes or limit_bytes_for(original), cancelled)
     try:
-        with torch.no_grad():
-            return eval(code, scope)  # noqa: S307 - checked by _Checker, no builtins
+        with torch.no_grad(), guard:
+            result = compiled.fn(w)
+    except Cancelled:
+        raise
+    except Refused as exc:
+        raise _fail(source, str(exc)) from None
     except UserError:
         raise
+    except RecursionError:
+        raise _fail(source, "too deeply nested") from None
     except Exception as exc:  # runtime errors of torch or of the expression itself
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _fail(text.strip(), f"{type(exc).__name__}: {msg}") from None
+        raise _fail(source, f"{type(exc).__name__}: {msg}") from None
+    finally:
+        if original._version != version:
+            raise InPlaceChange(f"expression `{source}`: it changed w in place, which is not "
+                                "allowed; the values were restored")
+    return result
 
 
 def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str = "result") -> torch.Tensor:
@@ -208,9 +434,9 @@ def _check_integral(text: str, result: torch.Tensor, dtype: torch.dtype, what: s
                           f"{_name(dtype)} holds ([{lo}, {hi}])")
 
 
-def evaluate_mask(text: str, region: torch.Tensor) -> torch.Tensor:
+def evaluate_mask(text: str, region: torch.Tensor, cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
     """A boolean mask of ``region``'s shape (and device) from ``text``."""
-    m = evaluate(text, region)
+    m = evaluate(text, region, cancelled)
     if isinstance(m, bool):
         m = torch.tensor(m)
     if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
