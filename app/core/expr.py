@@ -185,6 +185,8 @@ class _Compiler:
                 raise self.refuse(f"the argument {k.arg or '**'}= is not allowed")
             kwargs[k.arg] = self.compile(k.value, text_ok=True)
         func = node.func
+        if isinstance(func, ast.Name) and func.id not in NAMES:
+            self._Name(func)  # "unknown name ..."
         if not isinstance(func, ast.Attribute):
             raise self.refuse(f"{_source(func)}(...) cannot be called; call torch functions or "
                               "tensor methods such as w.abs()")
