@@ -26,7 +26,7 @@ import torch
 
 from . import expr_names as names
 from .errors import Cancelled, UserError
-from .expr_guard import Guard, Refused
+from .expr_guard import Guard, Refused, _broadcast
 
 NAMES = ("w", "torch")
 MAX_TEXT = 4000          # characters of one expression
@@ -400,10 +400,7 @@ def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str =
         raise _fail(text, f"the {what} is a {type(result).__name__}, not a tensor or a number")
     if result.is_complex() and not dtype.is_complex:
         raise _fail(text, f"the {what} is complex, but the tensor is {_name(dtype)}")
-    try:
-        fits = torch.broadcast_shapes(result.shape, shape) == shape
-    except RuntimeError:
-        fits = False
+    fits = _broadcast([tuple(result.shape), tuple(shape)]) == list(shape)
     if not fits:
         raise _fail(text, f"the {what} has shape {list(result.shape)}, which does not fit "
                           f"the region of shape {list(shape)}")

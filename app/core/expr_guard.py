@@ -29,6 +29,35 @@ _DATA_DEPENDENT = {
 }
 
 
+def _broadcast(shapes: list[tuple]) -> list[int] | None:
+    """numpy broadcasting of ``shapes`` (torch.broadcast_shapes imports sympy on first use)."""
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for s in shapes:
+        for i, n in enumerate(s, ndim - len(s)):
+            if n != 1:
+                if out[i] not in (1, n):
+                    return None
+                out[i] = n
+    return out
+
+
+def _kind(func) -> str:
+    """How to check an operation before it runs: "view" (allocates nothing), "pointwise" (its
+    result has the broadcast shape of its inputs), "reduction" (no larger than its input), or
+    "meta" (run it on meta tensors first). Pointwise and reductions skip the meta run: torch's
+    Python meta kernels import torch._dynamo (seconds) on first use."""
+    schema = func._schema
+    if not schema.is_mutable and any(r.alias_info is not None for r in schema.returns):
+        return "view"
+    tags = func.tags
+    if torch.Tag.pointwise in tags:
+        return "pointwise"
+    if torch.Tag.reduction in tags:
+        return "reduction"
+    return "meta"
+
+
 class Refused(UserError):
     """The expression did something it may not do (the message says what)."""
 
@@ -55,6 +84,12 @@ def _to_meta(x):
 
 
 class Guard(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise torch wraps __torch_dispatch__ in a dynamo "disable", whose first call imports
+        # torch._dynamo: 800 modules, 4-5 s before the first expression. Nothing compiles here.
+        return False
+
     def __init__(self, protected: list[torch.Tensor], limit_bytes: int,
                  cancelled: Callable[[], bool] | None = None):
         super().__init__()
@@ -68,21 +103,40 @@ class Guard(TorchDispatchMode):
             raise Cancelled()
         self._check_writes(func, args, kwargs)
         name = func.overloadpacket.__name__
-        meta_ok = True
-        try:
-            meta_args = tree_map(_to_meta, args)
-            meta_kwargs = {k: (torch.device("meta") if k == "device" else tree_map(_to_meta, v))
-                           for k, v in kwargs.items()}
-            self._check_sizes(func, func(*meta_args, **meta_kwargs))
-        except Refused:
-            raise
-        except Exception:  # no meta kernel, or the size depends on the data
-            meta_ok = False
-        if not meta_ok and name not in _DATA_DEPENDENT:
-            raise Refused(f"{name} cannot be checked before it runs, so it is not allowed")
+        kind = _kind(func)
+        if kind == "pointwise":
+            self._check_pointwise(func, args, kwargs)
+        elif kind == "meta":
+            try:
+                meta_args = tree_map(_to_meta, args)
+                meta_kwargs = {k: (torch.device("meta") if k == "device" else tree_map(_to_meta, v))
+                               for k, v in kwargs.items()}
+                meta_out = func(*meta_args, **meta_kwargs)
+            except Exception:  # no meta kernel, or the size depends on the data
+                if name not in _DATA_DEPENDENT:
+                    raise Refused(f"{name} cannot be checked before it runs, so it is not allowed") from None
+            else:
+                self._check_sizes(func, meta_out)
         out = func(*args, **kwargs)
-        self._check_sizes(func, out)
+        if kind != "view":
+            self._check_sizes(func, out)
         return out
+
+    def _check_pointwise(self, func, args, kwargs) -> None:
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if not tensors:
+            return
+        shape = _broadcast([tuple(t.shape) for t in tensors])
+        if shape is None:
+            return  # the operation itself reports the mismatch
+        itemsize = 16 if any(t.is_complex() for t in tensors) else 8
+        numel = 1
+        for n in shape:
+            numel *= n
+        if numel * itemsize > self.limit:
+            raise Refused(f"{func.overloadpacket.__name__} would make a tensor of {list(shape)} "
+                          f"(up to {numel * itemsize / 2**20:,.0f} MiB), more than an expression "
+                          f"on this tensor may use ({self.limit / 2**20:,.0f} MiB)")
 
     def _check_writes(self, func, args, kwargs) -> None:
         schema = func._schema
