@@ -275,6 +275,10 @@ class EditDialog(QDialog):
         if self._apply_task is not None or self._validate() is None:
             return
         edit, doc = self.make_edit(), self._doc
+        if self._preview_task is not None:  # the edit itself is what counts now
+            self._preview_task.cancel()
+            self._preview_task = None
+            self._generation += 1
 
         def work(progress, cancelled):
             from app.core.edits import ExprEdit
