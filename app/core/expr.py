@@ -1,7 +1,7 @@
 """Safe expressions in ``w`` and ``torch``: ``w * 0.5 + 1``, ``torch.where(w.abs() < 5, 0, w)``.
 
-The text is parsed with ``ast`` and interpreted node by node here — never handed to ``eval`` —
-against an allowlist (``expr_names``): the names ``w`` and ``torch``, listed torch functions,
+The text is parsed with ``ast`` and interpreted node by node (``expr_interp``) — never handed to
+``eval`` — against an allowlist (``expr_names``): the names ``w`` and ``torch``, listed torch functions,
 Tensor methods and attributes, numbers, arithmetic, comparisons, conditional expressions, tuples,
 lists and subscripts. Text is allowed only as a direct argument of a call (``approximate="tanh"``),
 never as a value of its own, so ``"{0.os.environ}".format(torch)`` cannot even be written.
