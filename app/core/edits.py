@@ -318,6 +318,8 @@ class ExprEdit(_RegionEdit):
             return False
         if self._mask_compiled is not None and not self._mask_compiled.elementwise:
             return False
+        if any(isinstance(i, list) for i in self.idx):
+            return False  # advanced indexing copies the region: no view to write chunks into
         keys = [_storage_key(t) for _n, t in units]
         if len(set(keys)) != len(keys):
             return False

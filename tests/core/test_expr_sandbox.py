@@ -291,3 +291,16 @@ def test_apply_refuses_a_hostile_recipe_and_writes_nothing(tmp_path, monkeypatch
     assert "hunter2" not in err
     assert not out.exists() and src.read_bytes() == data
     assert not any(b"hunter2" in p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+
+
+def test_list_indices_are_evaluated_whole_and_match_plain_torch():
+    base = torch.randn(40, 6, generator=torch.Generator().manual_seed(9))
+    doc = doc_of(t=base.clone())
+    edit = ExprEdit(["t"], "w * 3", index="[[0, 5, 39], 1:4]", mask="w > 0")
+    edit.chunk_elements = 2
+    assert not edit._chunkable([("t", doc.tensor("t"))])
+    edit.apply(doc)
+    expected = base.clone()
+    region = expected[[0, 5, 39], 1:4]
+    expected[[0, 5, 39], 1:4] = torch.where(region > 0, region * 3, region)
+    assert torch.equal(doc.tensor("t"), expected)
