@@ -195,7 +195,7 @@ def check_step(step) -> None:
     if op == "cast":
         parse_dtype(_text(step, "dtype", "a dtype name such as bfloat16", 100))
     elif op in ("expr", "fill"):
-        index = _text(step, "index", "index text such as [0:2]", required=False)
+        index = _text(step, "index", "index text such as [0:2]", 10_000, required=False)
         if index is not None:
             parse_index(index)
         if op == "expr":

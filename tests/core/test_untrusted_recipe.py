@@ -138,3 +138,19 @@ def test_apply_with_a_backtracking_rename_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "took longer" in err
     assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("index, words", [
+    ("[" + "9" * 5000 + "]", "not valid"),            # more digits than Python converts
+    ("[" + "[" * 300 + "]" * 300 + "]", "not valid"),  # nesting
+    ("[::" + "9" * 30 + "]", "out of range"),          # torch would wrap it to a negative stride
+    ("[0:" + "9" * 100 + "]", "out of range"),
+    ("[" + "1," * 6000 + "]", "at most 10,000 characters"),
+])
+def test_hostile_index_text_is_one_short_line(index, words):
+    from app.core.edits import FillEdit
+    doc = Document.from_object({"t": torch.zeros(4, 4)})
+    with pytest.raises(UserError, match=words) as info:
+        FillEdit(["t"], 1.0, index=index).apply(doc)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+    assert torch.equal(doc.tensor("t"), torch.zeros(4, 4))
