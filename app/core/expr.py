@@ -121,7 +121,11 @@ def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str =
     result = result.detach()
     if result.dtype != dtype and not dtype.is_floating_point and not dtype.is_complex:
         _check_integral(text, result, dtype, what)
-    return result.to(device=device, dtype=dtype).expand(shape)
+    try:
+        return result.to(device=device, dtype=dtype).expand(shape)
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        raise _fail(text, f"the {what} cannot be written as {_name(dtype)}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
 
 
 def _narrow_int(dtype: torch.dtype) -> bool:

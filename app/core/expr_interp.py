@@ -48,7 +48,8 @@ _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, as
             ast.Gt: operator.gt, ast.GtE: operator.ge,
             ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}
-_BLOCKED_KEYWORDS = frozenset({"out", "inplace"})
+#: writes into a given tensor, or puts results on another device (a meta tensor has no values)
+_BLOCKED_KEYWORDS = frozenset({"out", "inplace", "device", "pin_memory", "layout"})
 _SAFE_ATTRIBUTES = frozenset({"real", "imag", "dtype", "device"})  # the same for every chunk
 
 
@@ -179,6 +180,11 @@ class _Compiler:
             obj = target(w)
             if not isinstance(obj, torch.Tensor):
                 raise _fail(text, f"'.{name}()' is not allowed on a {type(obj).__name__}")
+            if name == "to" and len(args) == 1:
+                if not isinstance(args[0](w), (torch.dtype, torch.Tensor)):
+                    raise _fail(text, ".to() may change the dtype only, e.g. w.to(torch.float64)")
+            elif name == "to":
+                raise _fail(text, ".to() may change the dtype only, e.g. w.to(torch.float64)")
             return getattr(obj, name)(*[a(w) for a in args], **{k: v(w) for k, v in kwargs.items()})
         return call
 

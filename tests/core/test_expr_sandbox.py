@@ -304,3 +304,16 @@ def test_list_indices_are_evaluated_whole_and_match_plain_torch():
     region = expected[[0, 5, 39], 1:4]
     expected[[0, 5, 39], 1:4] = torch.where(region > 0, region * 3, region)
     assert torch.equal(doc.tensor("t"), expected)
+
+
+def test_results_stay_on_the_tensors_device():
+    for text in ["w.to('meta')", "w.to(w.device, torch.float64) if False else w.to('meta', torch.float64)",
+                 "torch.ones(3, device='meta')", "torch.tensor([1.0], device='meta')",
+                 "w.to(dtype=torch.float64, device='meta')"]:
+        doc = doc_of(t=torch.ones(3))
+        with pytest.raises(UserError, match="dtype only|device= is not allowed"):
+            ExprEdit(["t"], text).apply(doc)
+        assert torch.equal(doc.tensor("t"), torch.ones(3))
+    doc = doc_of(t=torch.ones(3))
+    ExprEdit(["t"], "w.to(torch.float64) * 2").apply(doc)
+    assert torch.equal(doc.tensor("t"), torch.full((3,), 2.0))
