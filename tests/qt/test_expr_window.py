@@ -166,3 +166,6 @@ def test_apply_and_preview_run_off_the_gui_thread_and_can_be_stopped(qtbot, wind
     assert torch.equal(tensor(), start)
     window.actionRedo.trigger()
     assert torch.equal(tensor(), expected)
+    # no task of the dialog outlives its run (a kept task would keep what it read)
+    from app.qt.dialogs import edit_dialog
+    qtbot.waitUntil(lambda: not edit_dialog._keeper.tasks, timeout=10_000)
