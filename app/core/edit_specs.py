@@ -102,13 +102,23 @@ class Preview:
     changed: int
 
 
-def preview_edit(spec: EditSpec, name: str, tensor: torch.Tensor, limit: int = 1 << 24) -> Preview:
-    """Run the edit on a copy of ``tensor``; count the elements that change (NaN-aware)."""
+PREVIEW_LIMIT = 1 << 24
+
+
+def preview_edit(spec: EditSpec, name: str, tensor: torch.Tensor, limit: int = PREVIEW_LIMIT,
+                 cancelled=None) -> Preview:
+    """Run the edit on a copy of ``tensor``; count the elements that change (NaN-aware).
+    ``cancelled()`` true stops an expression between torch operations (Cancelled)."""
+    from .edits import ExprEdit
     if tensor.numel() > limit:
         raise PreviewTooLarge(f"no preview for tensors over {limit:,} elements")
     before = tensor.detach().to("cpu", copy=True)
     scratch = Document([TensorEntry.of(name, before.clone())])
-    edit_from_spec(spec, [name]).apply(scratch)
+    edit = edit_from_spec(spec, [name])
+    if isinstance(edit, ExprEdit):
+        edit.apply(scratch, cancelled=cancelled)
+    else:
+        edit.apply(scratch)
     after = scratch.tensor(name)
     same = (before == after) | (torch.isnan(before) & torch.isnan(after)) if before.is_floating_point() \
         else before == after

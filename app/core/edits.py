@@ -299,16 +299,24 @@ class FillEdit(_RegionEdit):
 
 
 class ExprEdit(_RegionEdit):
-    """``w[index] = expr(w[index])``, optionally only where ``mask(w[index])`` holds."""
+    """``w[index] = expr(w[index])``, optionally only where ``mask(w[index])`` holds.
+
+    The old values are saved first (they are what undo needs); an elementwise expression (and
+    mask) on a region that is a view of its tensor is then evaluated and written chunk by chunk,
+    so the peak memory is the saved copy plus one chunk's temporaries. Anything else is evaluated
+    whole. Any failure, a cancel, or an expression that changed ``w`` itself restores the saved
+    values before the error is raised.
+    """
+
+    chunk_elements = 1 << 22  # 16 MiB of float32: smaller chunks cost time in page faults
 
     def __init__(self, targets, expr: str, index: str | None = None, mask: str | None = None,
                  glob: str | None = None):
         super().__init__(targets, index, glob)
         self.expr = str(expr).strip()
-        compile_expr(self.expr)
+        self._compiled = compile_expr(self.expr)
         self.mask = mask.strip() if isinstance(mask, str) and mask.strip() else None
-        if self.mask is not None:
-            compile_expr(self.mask)
+        self._mask_compiled = compile_expr(self.mask) if self.mask is not None else None
         self._rng = _Rng()
 
     @property
@@ -316,26 +324,76 @@ class ExprEdit(_RegionEdit):
         where = f" where {_short(self.mask)}" if self.mask else ""
         return f"Expression {_short(self.expr)} on {self._what()}{where}"
 
-    def apply(self, doc: Document) -> None:
+    def apply(self, doc: Document, progress=None, cancelled=None) -> None:
+        """``progress(done, total)`` counts elements; ``cancelled()`` true raises Cancelled."""
         units, touched = self._prepare(doc)
-        storages = {_storage_key(t) for _n, t in units}
-        news = []
-        with torch.no_grad(), self._rng([t.device for _n, t in units]):
-            for _n, t in units:
-                region = t[self.idx]
-                # fp8 has no arithmetic in torch: the expression sees float32 values, and its
-                # result is rounded back to the tensor's dtype when written
-                seen = region.to(torch.float32) if t.dtype in FLOAT8 else region
-                new = fit_result(self.expr, evaluate(self.expr, seen), region.shape, t.dtype, t.device)
-                if self.mask is not None:
-                    new = torch.where(evaluate_mask(self.mask, seen), new, region)
-                if _storage_key(new) in storages:
-                    new = new.clone()  # e.g. `w.t()`: never copy a tensor onto itself
-                news.append(new)
-        self._commit(units, touched, news)
+        with torch.no_grad():
+            saved = [(t, self.idx, _save_old(t, self.idx)) for _n, t in units]
+        try:
+            with torch.no_grad(), self._rng([t.device for _n, t in units]):
+                if self._chunkable(units):
+                    self._apply_chunked(saved, progress, cancelled)
+                else:
+                    self._apply_whole(saved, cancelled)
+        except BaseException:
+            _restore(saved)
+            raise
+        self._saved, self._touched = saved, touched
+
+    def _chunkable(self, units) -> bool:
+        if not self._compiled.elementwise:
+            return False
+        if self._mask_compiled is not None and not self._mask_compiled.elementwise:
+            return False
+        if any(isinstance(i, list) for i in self.idx):
+            return False  # advanced indexing copies the region: no view to write chunks into
+        keys = [_storage_key(t) for _n, t in units]
+        if len(set(keys)) != len(keys):
+            return False
+        regions = [t[self.idx] for _n, t in units]
+        return (any(r.numel() > self.chunk_elements for r in regions)
+                and all(r.dim() > 0 and _storage_key(r) == k for r, k in zip(regions, keys)))
+
+    def _new_values(self, t: torch.Tensor, region: torch.Tensor, cancelled) -> torch.Tensor:
+        # fp8 has no arithmetic in torch: the expression sees float32 values, and its result is
+        # rounded back to the tensor's dtype when written
+        seen = region.to(torch.float32) if t.dtype in FLOAT8 else region
+        new = fit_result(self.expr, evaluate(self.expr, seen, cancelled), region.shape,
+                         t.dtype, t.device)
+        if self.mask is not None:
+            new = torch.where(evaluate_mask(self.mask, seen, cancelled), new, region)
+        if _storage_key(new) == _storage_key(t):
+            new = new.clone()  # e.g. `w.t()`: never copy a tensor onto itself
+        return new
+
+    def _apply_whole(self, saved, cancelled) -> None:
+        news = [self._new_values(t, t[idx], cancelled) for t, idx, _old in saved]
+        _write(saved, news)
+
+    def _apply_chunked(self, saved, progress, cancelled) -> None:
+        total = sum(t[idx].numel() for t, idx, _old in saved)
+        done = 0
+        for t, idx, _old in saved:
+            for view in _chunks(t[idx], self.chunk_elements):
+                view.copy_(self._new_values(t, view, cancelled))
+                done += view.numel()
+                if progress is not None:
+                    progress(done, total)
 
     def recipe_step(self) -> dict:
         return self._step("expr", expr=self.expr, mask=self.mask)
+
+
+def _chunks(region: torch.Tensor, size: int):
+    """Writable views that together cover ``region`` (a view), about ``size`` elements each."""
+    if region.is_contiguous():
+        flat = region.view(-1)
+        for a in range(0, flat.numel(), size):
+            yield flat[a:a + size]
+        return
+    rows = max(1, size // max(1, region[0].numel()))
+    for a in range(0, region.shape[0], rows):
+        yield region[a:a + rows]
 
 
 class CellEdit(_RegionEdit):

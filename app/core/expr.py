@@ -1,166 +1,108 @@
 """Safe expressions in ``w`` and ``torch``: ``w * 0.5 + 1``, ``torch.where(w.abs() < 5, 0, w)``.
 
-The text is parsed with ``ast`` and only a small grammar is allowed: the names ``w`` and
-``torch``, constants, arithmetic, comparisons, boolean and unary operators, conditional
-expressions, tuples / lists, subscripts, calls with keyword arguments and attribute access. No
-attribute starting with ``_`` (no dunders), no in-place method (``add_``), no ``out=`` /
-``inplace=`` arguments, and nothing that reads or writes files or changes global state
-(``torch.load``, ``torch.save``, ``torch.hub``, ``torch.manual_seed``, ...). The compiled code runs
-with no usable ``__builtins__``. Errors become one-line UserErrors naming the expression.
+The text is parsed with ``ast`` and interpreted node by node (``expr_interp``) — never handed to
+``eval`` — against an allowlist (``expr_names``): the names ``w`` and ``torch``, listed torch functions,
+Tensor methods and attributes, numbers, arithmetic, comparisons, conditional expressions, tuples,
+lists and subscripts. Text is allowed only as a direct argument of a call (``approximate="tanh"``),
+never as a value of its own, so ``"{0.os.environ}".format(torch)`` cannot even be written.
+Nothing an expression reaches can import, read files or change global state; the interpreter
+never builds a ``__builtins__`` of its own (PySide6's import hook aborts the process on one).
+
+While it runs, every torch operation passes ``expr_guard.Guard``: writes into ``w`` are refused
+before they happen, no tensor may exceed a size bound related to ``w``, and a cancel callback is
+polled; ``w._version`` is compared afterwards as a backstop. Python integer arithmetic is bounded
+too (``(10**4096)**4096``). Errors become one-line UserErrors naming the expression.
 """
 from __future__ import annotations
 
 import ast
-import builtins
-import types
+from dataclasses import dataclass
 from functools import lru_cache
 from numbers import Number
-from types import CodeType
+from typing import Callable
 
 import torch
 
-from .errors import UserError
+from .errors import Cancelled, UserError
+from .expr_guard import Guard, Refused, _broadcast
+from .expr_interp import NAMES, Fn, _Compiler, _fail  # noqa: F401 - NAMES is public here
 
-NAMES = ("w", "torch")
-
-_NODES = (
-    ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Call,
-    ast.keyword, ast.Attribute, ast.Name, ast.Load, ast.Constant, ast.Tuple, ast.List,
-    ast.Subscript, ast.Slice,
-    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.MatMult,
-    ast.BitAnd, ast.BitOr, ast.BitXor, ast.LShift, ast.RShift,
-    ast.UAdd, ast.USub, ast.Not, ast.Invert, ast.And, ast.Or,
-    ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Is, ast.IsNot, ast.In, ast.NotIn,
-)
-
-#: attribute names refused anywhere: I/O, code loading, global state, raw memory, autograd hooks
-BLOCKED_ATTRS = frozenset("""
-    load save hub ops utils library classes jit compile distributed multiprocessing backends
-    package onnx export fx from_file fromfile frombuffer tofile storage untyped_storage
-    serialization manual_seed seed set_rng_state get_rng_state random cuda mps xpu
-    set_default_dtype set_default_device set_default_tensor_type set_printoptions set_num_threads
-    set_num_interop_threads set_grad_enabled set_flush_denormal use_deterministic_algorithms
-    autograd overrides testing profiler register_hook backward apply_ map_ map2_ share_memory_
-    pin_memory numpy data_ptr grad eval exec open system environ builtins import_module
-    getattr setattr delattr globals locals breakpoint input pickle dump dumps loads func compiler
-    default_generator graphsafe_set_state graphsafe_get_state clone_state
-""".split())
-
-#: the only modules an expression may reach (``torch.os``, ``torch.nn.init``, ... are refused)
-ALLOWED_MODULES = frozenset({"torch", "torch.nn", "torch.nn.functional", "torch.linalg",
-                             "torch.fft", "torch.special"})
-
-BLOCKED_KEYWORDS = frozenset({"out", "inplace"})
+MAX_TEXT = 4000          # characters of one expression
+MIN_LIMIT_BYTES = 64 * 2**20
 
 
-def _fail(text: str, why: str) -> UserError:
-    return UserError(f"expression `{text}`: {why}")
+class InPlaceChange(UserError):
+    """The expression changed ``w`` itself (found by its version counter): restore and refuse."""
 
 
-class _Checker(ast.NodeVisitor):
-    def __init__(self, text: str):
-        self.text = text
-
-    def generic_visit(self, node: ast.AST) -> None:
-        if not isinstance(node, _NODES):
-            raise _fail(self.text, f"{type(node).__name__.lower()} ({_source(node)}) is not allowed")
-        super().generic_visit(node)
-
-    def visit_Name(self, node: ast.Name) -> None:
-        if node.id not in NAMES:
-            raise _fail(self.text, f"unknown name {node.id!r}; only w and torch can be used")
-
-    def visit_Attribute(self, node: ast.Attribute) -> None:
-        name = node.attr
-        if name.startswith(("_", "set_")) or name.endswith("_") or name in BLOCKED_ATTRS:
-            raise _fail(self.text, f"'.{name}' is not allowed"
-                        + (" (in-place methods change the tensor behind the undo stack's back)"
-                           if name.endswith("_") and not name.startswith("_") else ""))
-        self.generic_visit(node)
-
-    def visit_keyword(self, node: ast.keyword) -> None:
-        if node.arg is None or node.arg in BLOCKED_KEYWORDS:
-            raise _fail(self.text, f"the argument {node.arg or '**'}= is not allowed")
-        self.generic_visit(node)
-
-    def visit_Constant(self, node: ast.Constant) -> None:
-        if not isinstance(node.value, (int, float, complex, bool, str, type(None), type(Ellipsis))):
-            raise _fail(self.text, f"the constant {node.value!r} is not allowed")
-
-    def visit_BinOp(self, node: ast.BinOp) -> None:
-        # Plain Python numbers could be made huge (2 ** 10 ** 10): bound constant powers / shifts.
-        if isinstance(node.op, (ast.Pow, ast.LShift)) and not _names(node.left) and not _names(node.right):
-            right = node.right.operand if isinstance(node.right, ast.UnaryOp) else node.right
-            if not (isinstance(right, ast.Constant) and isinstance(right.value, (int, float))
-                    and abs(right.value) <= 4096):
-                raise _fail(self.text, f"the exponent {_source(node.right)} is too large")
-        if any(isinstance(s, ast.Constant) and isinstance(s.value, str) for s in (node.left, node.right)):
-            raise _fail(self.text, "text cannot be used in arithmetic")
-        self.generic_visit(node)
-
-
-def _names(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Name) for n in ast.walk(node))
-
-
-class _Attributes(ast.NodeTransformer):
-    """``a.b`` -> ``__attr__(a, "b")``, so that every attribute read is checked when it runs."""
-
-    def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        self.generic_visit(node)
-        call = ast.Call(func=ast.Name("__attr__", ast.Load()), args=[node.value, ast.Constant(node.attr)],
-                        keywords=[])
-        return ast.copy_location(call, node)
-
-
-def _attr(obj, name: str):
-    value = getattr(obj, name)
-    if isinstance(value, types.ModuleType) and value.__name__ not in ALLOWED_MODULES:
-        raise AttributeError(f"the module {value.__name__} cannot be used in expressions")
-    return value
-
-
-def _source(node: ast.AST) -> str:
-    try:
-        return ast.unparse(node)
-    except Exception:  # pragma: no cover
-        return "?"
+@dataclass(frozen=True)
+class Compiled:
+    text: str
+    fn: Fn
+    elementwise: bool  # every element of the result depends only on the same element of w
 
 
 @lru_cache(maxsize=256)
-def compile_expr(text: str) -> CodeType:
+def compile_expr(text: str) -> Compiled:
     """Check and compile ``text``; UserError when it is not valid or not allowed."""
     if not isinstance(text, str) or not text.strip():
         raise UserError("type an expression in w, e.g. w * 0.5")
     source = text.strip()
+    if len(source) > MAX_TEXT:
+        raise UserError(f"an expression may be at most {MAX_TEXT} characters long")
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         detail = "" if exc.msg == "invalid syntax" else f": {exc.msg}"
         raise _fail(source, f"invalid syntax{detail}; write e.g. w * 0.5 + 1") from None
-    _Checker(source).visit(tree)
-    tree = ast.fix_missing_locations(_Attributes().visit(tree))
-    return compile(tree, "<expression>", "eval")
+    except (RecursionError, MemoryError, ValueError):
+        raise _fail(source, "too deeply nested") from None
+    compiler = _Compiler(source)
+    try:
+        fn = compiler.compile(tree)
+    except RecursionError:
+        raise _fail(source, "too deeply nested") from None
+    return Compiled(source, fn, compiler.elementwise)
 
 
-def evaluate(text: str, w: torch.Tensor):
-    """The value of ``text`` with ``w`` bound (under ``torch.no_grad``)."""
-    code = compile_expr(text)
-    # The checker lets only ``w`` and ``torch`` be named, so nothing in ``__builtins__`` can be
-    # reached by the text; ``__import__`` is there because C code (torch's argument parser)
-    # imports through the calling frame's builtins.
+def limit_bytes_for(w: torch.Tensor) -> int:
+    """The largest tensor an expression on ``w`` may make: 4 float64 copies of w, at least 64 MiB."""
+    return max(32 * w.numel(), MIN_LIMIT_BYTES)
+
+
+def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = None,
+             limit_bytes: int | None = None):
+    """The value of ``text`` with ``w`` bound (under ``torch.no_grad``).
+
+    InPlaceChange when the expression changed ``w`` (the caller restores it); Cancelled when
+    ``cancelled()`` became true.
+    """
+    compiled = compile_expr(text)
+    source = compiled.text
+    original = w
+    version = original._version
     if _narrow_int(w.dtype):  # `w + 1000` on int8 must not wrap before fit_result sees it
         w = w.to(torch.int64)
-    scope = {"__builtins__": {"__import__": builtins.__import__}, "__attr__": _attr,
-             "torch": torch, "w": w}
+    guard = Guard([original], limit_bytes or limit_bytes_for(original), cancelled)
     try:
-        with torch.no_grad():
-            return eval(code, scope)  # noqa: S307 - checked by _Checker, no builtins
+        with torch.no_grad(), guard:
+            result = compiled.fn(w)
+    except Cancelled:
+        raise
+    except Refused as exc:
+        raise _fail(source, str(exc)) from None
     except UserError:
         raise
+    except RecursionError:
+        raise _fail(source, "too deeply nested") from None
     except Exception as exc:  # runtime errors of torch or of the expression itself
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _fail(text.strip(), f"{type(exc).__name__}: {msg}") from None
+        raise _fail(source, f"{type(exc).__name__}: {msg}") from None
+    finally:
+        if original._version != version:
+            raise InPlaceChange(f"expression `{source}`: it changed w in place, which is not "
+                                "allowed; the values were restored")
+    return result
 
 
 def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str = "result") -> torch.Tensor:
@@ -172,17 +114,18 @@ def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str =
         raise _fail(text, f"the {what} is a {type(result).__name__}, not a tensor or a number")
     if result.is_complex() and not dtype.is_complex:
         raise _fail(text, f"the {what} is complex, but the tensor is {_name(dtype)}")
-    try:
-        fits = torch.broadcast_shapes(result.shape, shape) == shape
-    except RuntimeError:
-        fits = False
+    fits = _broadcast([tuple(result.shape), tuple(shape)]) == list(shape)
     if not fits:
         raise _fail(text, f"the {what} has shape {list(result.shape)}, which does not fit "
                           f"the region of shape {list(shape)}")
     result = result.detach()
     if result.dtype != dtype and not dtype.is_floating_point and not dtype.is_complex:
         _check_integral(text, result, dtype, what)
-    return result.to(device=device, dtype=dtype).expand(shape)
+    try:
+        return result.to(device=device, dtype=dtype).expand(shape)
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        raise _fail(text, f"the {what} cannot be written as {_name(dtype)}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
 
 
 def _narrow_int(dtype: torch.dtype) -> bool:
@@ -208,9 +151,9 @@ def _check_integral(text: str, result: torch.Tensor, dtype: torch.dtype, what: s
                           f"{_name(dtype)} holds ([{lo}, {hi}])")
 
 
-def evaluate_mask(text: str, region: torch.Tensor) -> torch.Tensor:
+def evaluate_mask(text: str, region: torch.Tensor, cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
     """A boolean mask of ``region``'s shape (and device) from ``text``."""
-    m = evaluate(text, region)
+    m = evaluate(text, region, cancelled)
     if isinstance(m, bool):
         m = torch.tensor(m)
     if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:

@@ -11,6 +11,13 @@ import ast
 from .errors import UserError
 
 Index = tuple
+MAX_TEXT = 10_000
+_INT64 = 2**63 - 1
+
+
+def _show(text: str) -> str:
+    """The index text for a message, cut short (hostile text never floods an error line)."""
+    return repr(text if len(text) <= 60 else text[:59] + "…")
 
 
 def _strip_brackets(text: str) -> str:
@@ -31,14 +38,16 @@ def _int(node: ast.AST, text: str) -> int:
         value = _int(node.operand, text)
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Constant) and type(node.value) is int:
+        if abs(node.value) > _INT64:
+            raise UserError(f"index {_show(text)}: {_describe(node)} is out of range")
         return node.value
-    raise UserError(f"index {text!r}: {_describe(node)} is not allowed; "
+    raise UserError(f"index {_show(text)}: {_describe(node)} is not allowed; "
                     "use integers, slices like 0:2, ..., None or lists of integers")
 
 
 def _describe(node: ast.AST) -> str:
     try:
-        return repr(ast.unparse(node))
+        return _show(ast.unparse(node))
     except Exception:  # pragma: no cover - unparse handles every node ast.parse makes
         return type(node).__name__
 
@@ -47,7 +56,7 @@ def _item(node: ast.AST, text: str):
     if isinstance(node, ast.Slice):
         parts = [None if p is None else _int(p, text) for p in (node.lower, node.upper, node.step)]
         if parts[2] is not None and parts[2] <= 0:
-            raise UserError(f"index {text!r}: a slice step must be positive, not {parts[2]}")
+            raise UserError(f"index {_show(text)}: a slice step must be positive, not {parts[2]}")
         return slice(*parts)
     if isinstance(node, ast.Constant) and node.value is Ellipsis:
         return Ellipsis
@@ -55,7 +64,7 @@ def _item(node: ast.AST, text: str):
         return None
     if isinstance(node, ast.List):
         if not node.elts:
-            raise UserError(f"index {text!r}: an index list must not be empty")
+            raise UserError(f"index {_show(text)}: an index list must not be empty")
         return [_int(e, text) for e in node.elts]
     return _int(node, text)
 
@@ -65,22 +74,24 @@ def parse_index(text: str | None) -> Index:
     if text is None:
         return ()
     if not isinstance(text, str):
-        raise UserError(f"an index must be text such as [0:2], not {text!r}")
+        raise UserError(f"an index must be text such as [0:2], not a {type(text).__name__}")
+    if len(text) > MAX_TEXT:
+        raise UserError(f"an index may be at most {MAX_TEXT:,} characters long")
     inner = _strip_brackets(text.strip()).strip()
     if not inner:
         return ()
     try:
         tree = ast.parse(f"_[{inner}]", mode="eval")
-    except SyntaxError:
-        raise UserError(f"index {text!r} is not valid; write it like [:, 0] or [0:2]") from None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise UserError(f"index {_show(text)} is not valid; write it like [:, 0] or [0:2]") from None
     sub = tree.body
     if not isinstance(sub, ast.Subscript):
-        raise UserError(f"index {text!r} is not valid; write it like [:, 0] or [0:2]")
+        raise UserError(f"index {_show(text)} is not valid; write it like [:, 0] or [0:2]")
     node = sub.slice
     elements = node.elts if isinstance(node, ast.Tuple) else [node]
     items = tuple(_item(e, text) for e in elements)
     if sum(i is Ellipsis for i in items) > 1:
-        raise UserError(f"index {text!r}: use ... at most once")
+        raise UserError(f"index {_show(text)}: use ... at most once")
     return items
 
 

@@ -7,7 +7,6 @@ A step whose target matches nothing raises UserError and changes nothing.
 from __future__ import annotations
 
 import fnmatch
-import re
 
 import torch
 
@@ -15,6 +14,7 @@ from .document import Document
 from .edit_base import Edit
 from .errors import UserError
 from .tensor_entry import dtype_name
+from .user_regex import Deadline, check_replacement, compile_pattern, sub
 
 _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64",
                   "half": "float16", "float": "float32", "double": "float64"}
@@ -36,16 +36,23 @@ def match_names(doc: Document, target: str) -> list[str]:
     return [n for n in doc.tensors if fnmatch.fnmatchcase(n, target)]
 
 
+def check_new_name(old: str, new: str) -> None:
+    """A module path cannot hold an empty part (``.weight``, ``a..b``), as ``register_parameter``
+    and ``add_module`` refuse: a rename must not produce one."""
+    if not new:
+        raise UserError(f"rename would leave {old!r} without a name")
+    if "" in new.split("."):
+        raise UserError(f"rename would name {old!r} {new!r}, which has an empty part; names are "
+                        "dotted paths such as encoder.0.weight")
+
+
 class RenameEdit(Edit):
     structural = True
 
     def __init__(self, pattern: str, repl: str, targets: list[str] | None = None):
-        self.pattern, self.repl = pattern, repl
+        self.pattern, self.repl = pattern, check_replacement(repl)
         self.targets = list(targets) if targets is not None else None
-        try:
-            self._regex = re.compile(pattern)
-        except re.error as exc:
-            raise UserError(f"rename: bad regular expression {pattern!r}: {exc}") from None
+        self._regex = compile_pattern(pattern)
         self._mapping: dict[str, str] = {}
 
     @property
@@ -57,14 +64,11 @@ class RenameEdit(Edit):
         for n in names:
             doc.entry(n)
         mapping = {}
+        deadline = Deadline()  # the user's regex runs with a time budget (it may backtrack)
         for n in names:
-            try:
-                new = self._regex.sub(self.repl, n)
-            except (re.error, IndexError) as exc:
-                raise UserError(f"rename: bad replacement {self.repl!r}: {exc}") from None
+            new = sub(self._regex, self.repl, n, deadline)
             if new != n:
-                if not new:
-                    raise UserError(f"rename would leave {n!r} without a name")
+                check_new_name(n, new)
                 mapping[n] = new
         if not mapping:
             raise UserError(f"rename: {self.pattern!r} matches no tensor name")

@@ -21,6 +21,44 @@ from app.core.tree import ENTRY, Node
 from app.qt.dialogs.edit_dialog import EditDialog
 from app.qt.models.tree_model import TYPE
 
+class AlreadyApplied(Edit):
+    """An edit applied off the GUI thread: its first ``apply`` (the push's redo) does nothing;
+    undo and redo then go to the edit itself."""
+
+    def __init__(self, edit: Edit):
+        self.edit = edit
+        self.structural = edit.structural
+        self._pending = True
+
+    @property
+    def label(self) -> str:
+        return self.edit.label
+
+    def apply(self, doc) -> None:
+        if self._pending:
+            self._pending = False
+            return
+        self.edit.apply(doc)
+
+    def revert(self, doc) -> None:
+        self.edit.revert(doc)
+
+    def recipe_step(self) -> dict:
+        return self.edit.recipe_step()
+
+    def recipe_steps(self) -> list[dict]:
+        return self.edit.recipe_steps()
+
+    def touched(self) -> list[str]:
+        return self.edit.touched()
+
+    def memory_cost(self) -> int:
+        return self.edit.memory_cost()
+
+    def __getattr__(self, name):  # e.g. a rename's ``mapping``
+        return getattr(self.__dict__["edit"], name)
+
+
 CAST_DTYPES = ("float32", "float16", "bfloat16", "float64")
 MEMORY_CAP_KEY = "undoMemoryCapMiB"
 
@@ -260,7 +298,21 @@ class EditFlows(QObject):
             title = node.full_name or self.controller.title
             dialog = EditDialog(doc, names, f"{title} ({len(names)} tensors)", self.window,
                                 module_prefix=node.full_name)
-        return self._open(dialog, lambda: self.push(dialog.make_edit()))
+        return self._open(dialog, lambda: self._push_from(dialog), delete_on_close=False)
+
+    def _push_from(self, dialog: EditDialog) -> None:
+        edit, dialog.applied_edit = dialog.applied_edit, None  # the closed dialog holds no values
+        self.push_applied(edit)
+
+    def push_applied(self, edit: Edit | None) -> bool:
+        """Record an edit the edit dialog has already applied on its worker thread."""
+        if edit is None:
+            return False
+        if self._saving():  # cannot happen while the dialog is modal; never keep an unrecorded edit
+            edit.revert(self.controller.document)
+            self.show_error("Edit not applied", "a save is running; edit again when it has finished")
+            return False
+        return self.push(AlreadyApplied(edit))
 
     def open_initializer_dialog(self):
         from app.qt.dialogs.initializer_dialog import InitializerDialog
@@ -277,10 +329,13 @@ class EditFlows(QObject):
                 self.push(CompositeEdit(edits, " and ".join(e.label for e in edits)))
         return self._open(dialog, accepted)
 
-    def _open(self, dialog, on_accept):
+    def _open(self, dialog, on_accept, delete_on_close: bool = True):
         if self.dialog is not None:
             self.dialog.close()
-        dialog.setAttribute(Qt.WA_DeleteOnClose)
+        if delete_on_close:
+            dialog.setAttribute(Qt.WA_DeleteOnClose)
+        else:  # its worker may still report to it after it closed: deleted at the next close
+            dialog.finished.connect(lambda _=0: self._keep_closed(dialog))
 
         def accepted():
             try:
@@ -292,6 +347,11 @@ class EditFlows(QObject):
         self.dialog = dialog
         dialog.open()
         return dialog
+
+    def _keep_closed(self, dialog) -> None:
+        old, self._kept_dialog = getattr(self, "_kept_dialog", None), dialog
+        if old is not None and old is not dialog:
+            old.deleteLater()
 
     def _closed(self, dialog) -> None:
         """A finished dialog is deleted only later (WA_DeleteOnClose): its objectName goes now, so

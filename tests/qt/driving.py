@@ -39,6 +39,8 @@ def click_ok(qtbot, dialog) -> None:
         label = dialog.findChild(QLabel, "errorLabel")
         raise AssertionError(f"OK stays disabled: {label.text() if label else '?'}") from None
     qtbot.mouseClick(button, Qt.LeftButton)
+    if getattr(dialog, "busy", False):  # the edit dialog applies on a worker thread
+        qtbot.waitUntil(lambda: not dialog.busy, timeout=10_000)
 
 
 def open_dialog(qtbot, window, action, name):

@@ -1,22 +1,74 @@
 """The edit dialog: set / add / multiply / clamp / expression, with index, mask and a preview.
 
-It returns a plain spec and the target names (``spec()``, ``targets()``, ``make_edit()``); it never
-changes a tensor itself. The preview runs the edit on a copy of the first target.
+It returns a plain spec and the target names (``spec()``, ``targets()``, ``make_edit()``). The
+preview runs the edit on a copy of the first target, and Apply runs the edit itself, both on a
+worker thread (``app.qt.workers.Task``): the window stays responsive, Stop (or Cancel) ends either
+between torch operations, and a stopped or failed apply leaves the tensors as they were. The
+applied edit is handed over in ``applied_edit`` when the dialog is accepted; whoever opened the
+dialog pushes it on the undo stack as already applied.
 """
 from __future__ import annotations
 
 import fnmatch
+import math
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
-                               QLineEdit, QVBoxLayout, QWidget)
+                               QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
-from app.core.edit_specs import (OPERATIONS, EditSpec, PreviewTooLarge, check_shapes,
+from app.core.edit_specs import (OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes,
                                  edit_from_spec, preview_edit)
-from app.core.errors import UserError
+from app.core.errors import Cancelled, UserError
+from app.qt.workers import Task
+
+BINS = 60
+
+
+class _Keeper(QObject):
+    """Holds running tasks until they are done, even when the dialog that started them is gone
+    (a QRunnable must outlive its run). Connected through a bound method, not a closure over the
+    task, so nothing keeps a finished task alive."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: dict[QObject, Task] = {}
+
+    def start(self, task: Task) -> Task:
+        self.tasks[task.signals] = task
+        task.signals.done.connect(self._done)
+        return task.start()
+
+    @Slot()
+    def _done(self) -> None:
+        self.tasks.pop(self.sender(), None)
+
+
+_keeper: _Keeper | None = None
+
+
+def run_task(task: Task) -> Task:
+    global _keeper
+    if _keeper is None:
+        _keeper = _Keeper()
+    return _keeper.start(task)
+
+
+def _histograms(before: torch.Tensor, after: torch.Tensor):
+    """Edges and counts of before / after on shared bins (computed on the worker)."""
+    b = before.double().flatten()
+    a = after.double().flatten()
+    b, a = b[torch.isfinite(b)], a[torch.isfinite(a)]
+    both = torch.cat([b, a])
+    if both.numel() == 0:
+        return None
+    lo, hi = float(both.min()), float(both.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, BINS + 1)
+    return edges, np.histogram(b.numpy(), edges)[0], np.histogram(a.numpy(), edges)[0]
 
 
 class EditDialog(QDialog):
@@ -29,6 +81,11 @@ class EditDialog(QDialog):
         self._all_names = list(names)
         self._prefix = module_prefix
         self.changed_count: int | None = None  # elements the previewed edit changes
+        self.applied_edit = None                # set when Apply has run the edit
+        self._generation = 0                    # results of older previews are dropped
+        self._preview_task: Task | None = None
+        self._apply_task: Task | None = None
+        self._close_when_done = False
         self._build(title)
         self._timer = QTimer(self, singleShot=True, interval=150, timeout=self._update_preview)
         for w in (self.value, self.low, self.high, self.expression, self.index, self.mask, self.glob):
@@ -77,6 +134,10 @@ class EditDialog(QDialog):
         self.error_label = QLabel(objectName="errorLabel")
         self.error_label.setStyleSheet("color: #b00020")
         self.error_label.setWordWrap(True)
+        self.progress = QProgressBar(objectName="editProgress", visible=False)
+        self.stop_button = QPushButton("Stop", objectName="stopButton", visible=False)
+        self.stop_button.setToolTip("Stop the running preview or edit; nothing is changed")
+        self.stop_button.clicked.connect(self.stop)
         self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
         self.buttons.button(QDialogButtonBox.Ok).setText("Apply")
         self.buttons.accepted.connect(self._accept_if_valid)
@@ -86,6 +147,8 @@ class EditDialog(QDialog):
         layout.addWidget(self.plot)
         layout.addWidget(self.changed_label)
         layout.addWidget(self.error_label)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.stop_button)
         layout.addWidget(self.buttons)
         self.resize(520, 560)
 
@@ -122,59 +185,180 @@ class EditDialog(QDialog):
     def _schedule(self) -> None:
         self._timer.start()
 
-    def _update_preview(self) -> None:
-        """Validate and preview; returns True when the edit can be applied."""
+    def _validate(self) -> list[str] | None:
+        """The checks that read no tensor (on the GUI thread); the targets, or None."""
         targets = self.targets()
         self.match_label.setText(f"{len(targets)} tensor{'s' if len(targets) != 1 else ''}"
                                  + (f": {', '.join(targets[:3])}{' …' if len(targets) > 3 else ''}"
                                     if targets else ""))
-        ok, message = True, ""
         try:
             if not targets:
                 raise UserError("no tensor matches")
             self.make_edit()
-            name = targets[0]
-            try:
-                p = preview_edit(self.spec(), name, self._doc.tensor(name))
-            except PreviewTooLarge as exc:  # a huge tensor can still be edited, unpreviewed
-                check_shapes(self.spec(), {n: self._doc.entry(n).shape for n in targets})
-                self._before.setData([0, 1], [0])
-                self._after.setData([0, 1], [0])
-                self.changed_label.setText(f"{exc}; the edit is checked when applied")
-                self.changed_count = None
-            else:
-                self._show_preview(p)
-                total = p.before.numel()
-                self.changed_label.setText(f"{p.changed:,} of {total:,} elements change"
-                                           + (f" in {name}" if len(targets) > 1 else ""))
-                self.changed_count = p.changed
+            check_shapes(self.spec(), {n: self._doc.entry(n).shape for n in targets})
         except UserError as exc:
-            ok, message = False, str(exc)
-        except Exception as exc:  # a torch error from the user's expression
-            ok, message = False, f"{type(exc).__name__}: {exc}"
-        if not ok:
-            self.changed_label.setText("")
-            self.changed_count = None
-        self.error_label.setText(message)
-        self.buttons.button(QDialogButtonBox.Ok).setEnabled(ok)
-        return ok
+            self._show_error(str(exc))
+            return None
+        self.error_label.setText("")
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(self._apply_task is None)
+        return targets
 
-    def _show_preview(self, p) -> None:
-        b = p.before.double().flatten()
-        a = p.after.double().flatten()
-        both = torch.cat([b[torch.isfinite(b)], a[torch.isfinite(a)]])
-        if both.numel() == 0:
+    def _show_error(self, message: str) -> None:
+        self.changed_label.setText("")
+        self.changed_count = None
+        self.error_label.setText(message)
+        self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
+
+    def _update_preview(self) -> bool:
+        """Validate now and start the preview on a worker; True when the edit can be applied."""
+        self._generation += 1
+        if self._preview_task is not None:
+            self._preview_task.cancel()
+            self._preview_task = None
+        targets = self._validate()
+        if targets is None:
+            self._update_busy()
+            return False
+        name = targets[0]
+        self.changed_count = None
+        if math.prod(self._doc.entry(name).shape) > PREVIEW_LIMIT:
+            self._set_plot(None)  # a huge tensor can still be edited, unpreviewed
+            self.changed_label.setText(f"no preview for tensors over {PREVIEW_LIMIT:,} elements; "
+                                       "the edit is checked when applied")
+            self._update_busy()
+            return True
+        self.changed_label.setText("Previewing …")
+        spec, doc, gen, many = self.spec(), self._doc, self._generation, len(targets) > 1
+
+        def work(progress, cancelled):
+            try:
+                p = preview_edit(spec, name, doc.tensor(name), cancelled=cancelled)
+                return gen, name, many, p.before.numel(), p.changed, _histograms(p.before, p.after), None
+            except Cancelled:
+                raise
+            except Exception as exc:  # shown in the dialog, as one line
+                return gen, name, many, 0, None, None, exc
+        task = Task(work)
+        task.signals.finished.connect(self._preview_finished)
+        self._preview_task = run_task(task)
+        self._update_busy()
+        return True
+
+    @Slot(object)
+    def _preview_finished(self, payload) -> None:
+        gen, name, many, total, changed, hist, error = payload
+        if gen != self._generation:
+            return  # superseded while it ran
+        self._preview_task = None
+        self._update_busy()
+        if error is not None:
+            self._show_error(str(error) if isinstance(error, UserError)
+                             else f"{type(error).__name__}: {error}")
+            return
+        self._set_plot(hist)
+        self.changed_label.setText(f"{changed:,} of {total:,} elements change"
+                                   + (f" in {name}" if many else ""))
+        self.changed_count = changed
+
+    def _set_plot(self, hist) -> None:
+        if hist is None:
             self._before.setData([0, 1], [0])
             self._after.setData([0, 1], [0])
             return
-        lo, hi = float(both.min()), float(both.max())
-        if lo == hi:
-            lo, hi = lo - 0.5, hi + 0.5
-        edges = np.linspace(lo, hi, 61)
-        self._before.setData(edges, np.histogram(b[torch.isfinite(b)].numpy(), edges)[0])
-        self._after.setData(edges, np.histogram(a[torch.isfinite(a)].numpy(), edges)[0])
+        edges, before, after = hist
+        self._before.setData(edges, before)
+        self._after.setData(edges, after)
 
+    # -- applying -------------------------------------------------------------------------------
     def _accept_if_valid(self) -> None:
         self._timer.stop()
-        if self._update_preview():
-            self.accept()
+        if self._apply_task is not None or self._validate() is None:
+            return
+        edit, doc = self.make_edit(), self._doc
+        if self._preview_task is not None:  # the edit itself is what counts now
+            self._preview_task.cancel()
+            self._preview_task = None
+            self._generation += 1
+
+        def work(progress, cancelled):
+            from app.core.edits import ExprEdit
+            if cancelled():
+                raise Cancelled()
+            if isinstance(edit, ExprEdit):
+                edit.apply(doc, progress=progress, cancelled=cancelled)
+            else:
+                edit.apply(doc)
+            return edit
+        task = Task(work)
+        task.signals.progress.connect(self._apply_progress)
+        task.signals.finished.connect(self._applied)
+        task.signals.failed.connect(self._apply_failed)
+        task.signals.done.connect(self._apply_done)
+        self._apply_task = task
+        self.error_label.setText("")
+        self.changed_label.setText("Applying …")
+        self.progress.setRange(0, 0)
+        self._update_busy()
+        run_task(task)
+
+    @Slot(object, object)
+    def _apply_progress(self, done, total) -> None:
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(int(1000 * done / max(total, 1)))
+
+    @Slot(object)
+    def _applied(self, edit) -> None:
+        self.applied_edit = edit
+        self._apply_task = None
+        self._close_when_done = False
+        self.accept()
+
+    @Slot(object, str)
+    def _apply_failed(self, exc, _tb) -> None:
+        self._show_error(str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}")
+
+    @Slot()
+    def _apply_done(self) -> None:
+        if self.applied_edit is not None:
+            return
+        stopped = self._apply_task is not None and self._apply_task.is_cancelled
+        self._apply_task = None
+        self._update_busy()
+        if self._close_when_done:
+            super().reject()
+        elif stopped:
+            self.changed_label.setText("Stopped; nothing was changed")
+            self._validate()
+
+    def stop(self) -> None:
+        """Stop the running preview or edit (the edit restores what it had written)."""
+        if self._apply_task is not None:
+            self._apply_task.cancel()
+        if self._preview_task is not None:
+            self._preview_task.cancel()
+            self._preview_task = None
+            self._generation += 1
+            self.changed_label.setText("Preview stopped")
+            self._update_busy()
+
+    def reject(self) -> None:
+        if self._apply_task is not None:  # close once the edit has restored the tensors
+            self._close_when_done = True
+            self._apply_task.cancel()
+            return
+        self.stop()
+        super().reject()
+
+    @property
+    def busy(self) -> bool:
+        return self._apply_task is not None or self._preview_task is not None
+
+    def _update_busy(self) -> None:
+        applying = self._apply_task is not None
+        self.stop_button.setVisible(self.busy)
+        self.progress.setVisible(applying)
+        for w in (self.operation, self.value, self.low, self.high, self.expression, self.index,
+                  self.mask, self.glob):
+            w.setEnabled(not applying)
+        if applying:
+            self.buttons.button(QDialogButtonBox.Ok).setEnabled(False)
