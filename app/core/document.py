@@ -1,6 +1,7 @@
 """What is open: named tensors, their tree, non-tensor content, and where it came from."""
 from __future__ import annotations
 
+import os
 import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
@@ -153,6 +154,16 @@ class Document:
         self.privatize(entries)
         return out
 
+    def is_private(self, entries: Iterable[TensorEntry]) -> bool:
+        """Whether every entry is read and none is still backed by the document's files."""
+        entries = list(entries)
+        if not all(e.is_loaded for e in entries):
+            return False
+        if not self.files.paths:
+            return True
+        ranges = self._mapped_ranges()
+        return not any(self.file_backed(e.tensor(), ranges) for e in entries)
+
     def privatize(self, entries: Iterable[TensorEntry]) -> int:
         """Move the file-backed storages of ``entries`` (and of every tensor sharing them) to
         private memory, in place: each tensor object stays the same. Returns bytes copied."""
@@ -200,9 +211,12 @@ class Document:
         self.detached = True
         return lost
 
-    def restamp(self) -> None:
-        """The document was just saved over its own files: watch what is there now."""
-        self.files = FileStamps(source_files(self.path))
+    def restamp(self, written: str) -> None:
+        """After a save to ``written``: when that replaced the document's own file, watch what is
+        there now (the data read stays mapped from the replaced file, which nothing can change
+        any more). A save elsewhere changes nothing: the data still maps the old file."""
+        if os.path.abspath(written) in self.files.stamps:
+            self.files = FileStamps(source_files(written))
 
     # -- construction -------------------------------------------------------------------------
     @classmethod

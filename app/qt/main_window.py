@@ -18,6 +18,7 @@ from app.core.document import Document
 from app.qt.controller import Controller, document_summary, openable_path
 from app.qt.models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
 from app.qt.edit_flows import EditFlows
+from app.qt.file_watch import FileWatch
 from app.qt.open_flows import OpenFlows
 from app.qt.save_flows import SaveFlows
 
@@ -117,6 +118,8 @@ class MainWindow(QMainWindow):
         self.open_flows = OpenFlows(self)
         self.edit_flows = EditFlows(self)
         self.save_flows = SaveFlows(self)
+        self.file_watch = FileWatch(self)
+        self._document: Document | None = None  # whose change announcements rebuild the tree
         self._build_menus()
         self._build_status_bar()
         self._connect()
@@ -353,6 +356,10 @@ class MainWindow(QMainWindow):
 
     # -- reactions to the controller ----------------------------------------------------------
     def _on_document_changed(self, doc: Document) -> None:
+        if self._document is not None:
+            self._document.events.disconnect(self._on_structure_changed)
+        self._document = doc
+        doc.events.connect(self._on_structure_changed)
         self.tree_panel.show_root(doc.root)
         self._fit_docks()
         self.summary_label.setText(document_summary(doc))
@@ -360,6 +367,11 @@ class MainWindow(QMainWindow):
         first = next((n for n in doc.root.walk() if n.entry is not None), None)
         if first is not None:
             self.select_name(first.full_name)
+
+    def _on_structure_changed(self, doc: Document) -> None:
+        """The document announced a structural change (once per batch): rebuild the tree once."""
+        if doc is self.controller.document:
+            self.tree_panel.show_root(doc.root)
 
     def _on_load_failed(self, message: str) -> None:
         if self.error_box is not None:

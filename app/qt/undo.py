@@ -33,7 +33,8 @@ class EditCommand(QUndoCommand):
             self._skip_redo = False
             return
         try:
-            self.edit.apply(self.doc)
+            with self.doc.batch():  # one rebuild and one announcement per step
+                self.edit.apply(self.doc)
         except Exception as exc:
             if self._done_once:
                 raise
@@ -44,7 +45,8 @@ class EditCommand(QUndoCommand):
         self._on_change(self.edit)
 
     def undo(self) -> None:
-        self.edit.revert(self.doc)
+        with self.doc.batch():
+            self.edit.revert(self.doc)
         self._on_change(self.edit)
 
 

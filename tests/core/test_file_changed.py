@@ -116,7 +116,9 @@ def test_restamp_after_saving_over_the_file(pt_file):
     torch.save(_state(seed=2), tmp)
     os.replace(tmp, pt_file)  # what an atomic save in place does
     assert doc.files_changed()
-    doc.restamp()
+    doc.restamp(pt_file + '.elsewhere')  # a Save As elsewhere: still the old file's data
+    assert doc.files_changed()
+    doc.restamp(pt_file)
     assert doc.files_changed() == []
 
 

@@ -56,6 +56,7 @@ class TreeModel(QAbstractItemModel):
         self._by_name: dict[str, Node] | None = None
         self.modified: set[str] = set()   # tensors changed since the document was opened
         self.notes: dict[str, str] = {}   # warnings per tensor (e.g. missing from the checkpoint)
+        self.resets = 0                   # how often the whole tree was rebuilt (tests count it)
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -67,6 +68,7 @@ class TreeModel(QAbstractItemModel):
         self._root = root
         self._by_name = None
         self.endResetModel()
+        self.resets += 1
 
     def reset_marks(self, notes: dict[str, str] | None = None) -> None:
         """A new document: nothing modified yet; ``notes`` are per-tensor warnings."""
