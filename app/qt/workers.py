@@ -78,5 +78,7 @@ class Task(QRunnable):
     def start(self, pool: QThreadPool | None = None) -> "Task":
         # Connected last, so it runs after every slot the caller connected to ``done``.
         self.signals.done.connect(self.signals.release)
-        (pool or QThreadPool.globalInstance()).start(self)
+        # A bound method, not the runnable: PySide keeps a QRunnable handed to the pool alive
+        # for ever, while the wrapper it makes for a callable is freed after the run.
+        (pool or QThreadPool.globalInstance()).start(self.run)
         return self
