@@ -49,6 +49,12 @@ class EditCommand(QUndoCommand):
             self.edit.revert(self.doc)
         self._on_change(self.edit)
 
+    def forget(self) -> None:
+        """Drop the edit (its undo buffers, removed tensors) and the document. PySide keeps the
+        Python side of every command ever pushed for as long as the stack lives, even after Qt
+        deleted it (``clear()``, a push that discards the redo history): only this frees them."""
+        self.edit = self.doc = self.error = self._on_change = None
+
 
 class EditStack(QObject):
     """A QUndoStack of EditCommands for one document, with a memory cap and the recipe."""
@@ -70,6 +76,7 @@ class EditStack(QObject):
     def reset(self, doc) -> None:
         self.doc = doc
         self.stack.clear()
+        _forget(self._commands)
         self._commands.clear()
         self._dropped_steps.clear()
         self.dropped_touched.clear()
@@ -80,10 +87,14 @@ class EditStack(QObject):
         if self.doc is None:
             return UserError("nothing is open")
         cmd = EditCommand(edit, self.doc, self.edited.emit)
-        del self._commands[self.stack.index():]  # redo history the push discards
+        discarded = self._commands[self.stack.index():]  # redo history the push discards
+        del self._commands[self.stack.index():]
         self.stack.push(cmd)
         if cmd.error is not None:
-            return cmd.error
+            error = cmd.error
+            cmd.forget()
+            return error
+        _forget(discarded)
         self._commands.append(cmd)
         self._enforce_cap()
         return None
@@ -120,6 +131,7 @@ class EditStack(QObject):
         kept = [(c.edit, c.doc) for c in self._commands[drop:]]
         self._dropped_steps += [s for c in self._commands[:drop] for s in c.edit.recipe_steps()]
         self.dropped_touched.update(n for c in self._commands[:drop] for n in c.edit.touched())
+        _forget(self._commands)
         self.stack.blockSignals(True)
         try:
             self.stack.clear()
@@ -143,3 +155,8 @@ class EditStack(QObject):
         self.stack.canRedoChanged.emit(self.stack.canRedo())
         self.stack.undoTextChanged.emit(self.stack.undoText())
         self.stack.redoTextChanged.emit(self.stack.redoText())
+
+
+def _forget(commands: list[EditCommand]) -> None:
+    for c in commands:
+        c.forget()

@@ -68,3 +68,26 @@ def test_reopening_a_file_does_not_keep_old_documents(qtbot, window, tmp_path):
     QThreadPool.globalInstance().waitForDone(5000)
     qtbot.waitUntil(lambda: all(_collected(r) for r in refs[:-1]), timeout=5000)
     assert refs[-1]() is window.controller.document
+
+
+def test_edited_documents_are_freed_when_another_is_opened(qtbot, window, tmp_path):
+    """PySide keeps every QUndoCommand ever pushed: each held its edit and its document."""
+    from app.core.edits import FillEdit
+    from app.core.surgery import DeleteEdit
+    path = str(tmp_path / "m.pt")
+    torch.save({f"l{i}.weight": torch.randn(32, 32) for i in range(3)}, path)
+    refs = []
+    for _ in range(3):
+        window.open_path(path)
+        qtbot.waitUntil(lambda: window.controller.document is not None
+                        and all(r() is not window.controller.document for r in refs))
+        doc = wait_for_document(qtbot, window, path)
+        assert window.edit_flows.push(FillEdit(["l0.weight"], 1.0))
+        assert window.edit_flows.push(DeleteEdit("l1.weight"))
+        window.actionUndo.trigger()
+        assert window.edit_flows.push(FillEdit(["l2.weight"], 2.0))  # discards the redo step
+        assert window.edit_flows.push(FillEdit(["nope"], 2.0)) is False  # a refused edit
+        window.controller.undo_stack.setClean()
+        refs.append(weakref.ref(doc))
+        del doc
+    qtbot.waitUntil(lambda: all(_collected(r) for r in refs[:-1]), timeout=5000)
