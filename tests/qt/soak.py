@@ -73,6 +73,7 @@ class Soak:
         self.errors: list[str] = []      # unexpected failures (not a refused edit)
         self.counts: dict[str, int] = {}
         self.old_docs: list[weakref.ref] = []
+        self.slowest: tuple[float, str] = (0.0, "")  # the longest action, run on the GUI thread
         window.controller.edits.memory_cap = 32 * 1024 ** 2
         self.actions = [(self.select_tensor, 6), (self.select_module, 3), (self.edit, 4),
                         (self.undo, 3), (self.redo, 2), (self.rename, 1), (self.delete, 1),
@@ -109,7 +110,9 @@ class Soak:
         funcs, weights = zip(*self.actions)
         action = self.rng.choices(funcs, weights)[0]
         self.counts[action.__name__] = self.counts.get(action.__name__, 0) + 1
+        start = time.perf_counter()
         action()
+        self.slowest = max(self.slowest, (time.perf_counter() - start, action.__name__))
         self.settle()
 
     def run(self, steps: int | None = None, seconds: float | None = None) -> None:

@@ -15,7 +15,7 @@ def _soak(window, tmp_path, steps=None, seconds=None, seed=0):
     window.ask_save_changes = lambda: "discard"
     soak = Soak(window, path, str(tmp_path), seed=seed)
     soak.open()
-    soak.run(steps=40)  # warm-up: caches, allocator pools, first paints
+    soak.run(steps=30)  # warm-up: caches, allocator pools, first paints
     start = rss_mib()
     soak.run(steps=steps, seconds=seconds)
     for _ in range(3):  # the old documents of several reopenings must be gone
@@ -30,7 +30,7 @@ def _soak(window, tmp_path, steps=None, seconds=None, seed=0):
 
 @pytest.mark.qt_log_level_fail("WARNING")
 def test_soak_short(qtbot, window, tmp_path):
-    soak = _soak(window, tmp_path, steps=160, seed=1)
+    soak = _soak(window, tmp_path, steps=110, seed=1)
     assert soak.counts.get("edit", 0) > 10 and soak.counts.get("reopen", 0) >= 1
 
 
