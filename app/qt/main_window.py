@@ -56,12 +56,15 @@ class ModuleTreePanel(QWidget):
         layout.addWidget(self.view)
         self.filter.textChanged.connect(self._filter_changed)
 
-    def show_root(self, root) -> None:
+    def show_root(self, root, fit: bool = True) -> None:
+        """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the
+        widths, since fitting six columns is most of a rebuild's time)."""
         self.model.set_root(root)
         self.view.expandToDepth(0)
         if self._visible_rows() < 40:
             self.view.expandToDepth(1)
-        self.fit_columns()
+        if fit:
+            self.fit_columns()
 
     def fit_columns(self) -> None:
         for col in range(self.model.columnCount()):
@@ -371,7 +374,7 @@ class MainWindow(QMainWindow):
     def _on_structure_changed(self, doc: Document) -> None:
         """The document announced a structural change (once per batch): rebuild the tree once."""
         if doc is self.controller.document:
-            self.tree_panel.show_root(doc.root)
+            self.tree_panel.show_root(doc.root, fit=False)
 
     def _on_load_failed(self, message: str) -> None:
         if self.error_box is not None:

@@ -166,7 +166,8 @@ class TreeModel(QAbstractItemModel):
     def data(self, index: QModelIndex, role=_DISPLAY):
         if not index.isValid():
             return None
-        role = _role(role)
+        if type(role) is not int:
+            role = _role(role)
         node: Node = index.internalPointer()
         col = index.column()
         if role == _DISPLAY:
