@@ -26,6 +26,8 @@ class FileBacking:
         self.files = FileStamps(source_files(self.path))
         #: set by ``detach_from_files``: the document no longer reads its files at all
         self.detached = False
+        #: a file was rewritten in place while open: what it still maps is not to be read
+        self._damaged = False
         self._lost: weakref.WeakSet[TensorEntry] = weakref.WeakSet()
         # Without /proc/self/maps: what a checkpoint had loaded at open is what the file backs
         # (a model's own tensors never are: a state_dict was copied into them).
@@ -42,12 +44,13 @@ class FileBacking:
         return {e.name for e in self._lost if self.tensors.get(e.name) is e}
 
     def files_changed(self) -> list[str]:
-        """The document's files that changed on disk since they were opened (empty once
-        detached: nothing is read from them any more)."""
+        """The document's files that changed on disk since they were opened, in any way (empty
+        once detached: the user chose to go on without them)."""
         return [] if self.detached else self.files.changed()
 
     def _at_risk(self) -> bool:
-        return self.detached or bool(self.files_changed())
+        """Whether data still mapped from the files may have changed under us."""
+        return self._damaged or bool(self.files.rewritten())
 
     def _mapped_ranges(self):
         return mapped_ranges(self.files.inodes())
@@ -64,7 +67,7 @@ class FileBacking:
         if lost or name in self.unavailable:
             raise FileChangedError(f"{name}: its values were never read before the file changed "
                                    "on disk, so they are unavailable; reload the file to see it")
-        changed = self.files_changed()
+        changed = self.files.rewritten() or self.files_changed()
         where = ", ".join(changed[:3]) if changed else (self.path or "the file")
         raise FileChangedError(f"{where} changed on disk since it was opened; {name} is not read "
                                "from it (reload the file, or keep working from what was read)")
@@ -80,9 +83,9 @@ class FileBacking:
             self._refuse_changed(entry.name)
 
     def check_files(self) -> None:
-        """Before a save (or anything that reads every tensor): refuse while a file changed on
-        disk, or while tensors are unavailable because one did."""
-        if self.files_changed():
+        """Before a save (or anything that reads every tensor): refuse while a file was rewritten
+        on disk, or while tensors are unavailable because one was."""
+        if not self.detached and self.files.rewritten():
             self._refuse_changed("nothing")
         if self.unavailable:
             names = sorted(self.unavailable)
@@ -143,10 +146,13 @@ class FileBacking:
     def detach_from_files(self) -> list[str]:
         """Keep working from private memory after a file changed: tensors read into private
         memory (or edited, cast, ...) stay; the others become unavailable (reading one raises
-        FileChangedError, the container holds a ``meta`` placeholder). Returns those names."""
+        FileChangedError, the container holds a ``meta`` placeholder). Returns those names.
+        Files that were only replaced (renamed over) or deleted lose nothing: what they map is
+        still the file that was opened."""
+        self._damaged = self._damaged or bool(self.files.rewritten())
         ranges = self._mapped_ranges()
         lost = [n for n, e in self.tensors.items()
-                if not e.is_loaded or self.file_backed(e.tensor(), ranges)]
+                if self._damaged and (not e.is_loaded or self.file_backed(e.tensor(), ranges))]
         ref = weakref.ref(self)
         for n in lost:
             e = self.tensors[n]

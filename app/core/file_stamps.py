@@ -4,7 +4,9 @@ A torch checkpoint is memory-mapped: when another process rewrites the file (``t
 the open path truncates it), touching a mapped page past the new end kills the process with
 SIGBUS, and a same-size rewrite silently shows the new file's values. So every read of file data
 is preceded by a cheap ``os.stat`` comparison of (inode, size, mtime_ns), and data already
-copied to private memory is told apart from data still backed by the file.
+copied to private memory is told apart from data still backed by the file. A file replaced by a
+rename (an atomic save, ours included) is a change the window reports, not a danger: the old
+inode stays intact for as long as it is mapped.
 """
 from __future__ import annotations
 
@@ -66,7 +68,19 @@ class FileStamps:
         return list(self.stamps)
 
     def changed(self) -> list[str]:
+        """Files that differ in any way: rewritten, replaced (a new inode), or gone."""
         return [p for p, s in self.stamps.items() if stamp(p) != s]
+
+    def rewritten(self) -> list[str]:
+        """Files whose very inode was written since (``torch.save`` to the path truncates and
+        rewrites it): its mapped pages now hold other bytes, or none (SIGBUS). A file replaced
+        by a rename, or deleted, leaves the old inode intact while it stays mapped."""
+        out = []
+        for p, s in self.stamps.items():
+            now = stamp(p)
+            if s is not None and now is not None and now[:2] == s[:2] and now != s:
+                out.append(p)
+        return out
 
     def refresh(self) -> None:
         self.stamps = {p: stamp(p) for p in self.stamps}

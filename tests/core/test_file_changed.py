@@ -90,7 +90,11 @@ def test_lazy_safetensors_read_refused_after_rewrite(tmp_path):
     doc = load_document(path)
     first = doc.read_private([doc.entry("layer0.weight")])[0].clone()
     assert not doc.file_backed(doc.tensor("layer0.weight"))  # safetensors maps the file too
-    save_file({"x": torch.zeros(3)}, path)
+    other = str(tmp_path / "other.safetensors")
+    save_file({"x": torch.zeros(3)}, other)
+    with open(path, "r+b") as f:  # rewritten in place (save_file itself replaces the inode)
+        f.truncate(0)
+        f.write(open(other, "rb").read())
     with pytest.raises(FileChangedError):
         doc.entry("layer3.weight").tensor()  # the raw lazy read path is guarded too
     assert torch.equal(doc.tensor("layer0.weight"), first)
@@ -116,10 +120,14 @@ def test_restamp_after_saving_over_the_file(pt_file):
     torch.save(_state(seed=2), tmp)
     os.replace(tmp, pt_file)  # what an atomic save in place does
     assert doc.files_changed()
+    assert doc.files.rewritten() == []  # the inode we map is intact: reading stays safe
+    assert torch.equal(doc.tensor("layer3.weight"), _state()["layer3.weight"])
+    doc.check_files()
+    assert doc.detach_from_files() == []  # nothing is lost to a replacement
     doc.restamp(pt_file + '.elsewhere')  # a Save As elsewhere: still the old file's data
-    assert doc.files_changed()
+    assert doc.files.changed()
     doc.restamp(pt_file)
-    assert doc.files_changed() == []
+    assert doc.files.changed() == []
 
 
 def test_apply_cli_refuses_instead_of_sigbus(tmp_path):
