@@ -74,6 +74,8 @@ class Soak:
         self.counts: dict[str, int] = {}
         self.old_docs: list[weakref.ref] = []
         self.slowest: tuple[float, str] = (0.0, "")  # the longest action, run on the GUI thread
+        self.probe: StallProbe | None = None          # set to attribute stalls to actions
+        self.stall_action = ""                        # the action during the longest stall
         window.controller.edits.memory_cap = 32 * 1024 ** 2
         self.actions = [(self.select_tensor, 6), (self.select_module, 3), (self.edit, 4),
                         (self.undo, 3), (self.redo, 2), (self.rename, 1), (self.delete, 1),
@@ -111,9 +113,12 @@ class Soak:
         action = self.rng.choices(funcs, weights)[0]
         self.counts[action.__name__] = self.counts.get(action.__name__, 0) + 1
         start = time.perf_counter()
+        before = self.probe.longest_ms if self.probe is not None else 0.0
         action()
         self.slowest = max(self.slowest, (time.perf_counter() - start, action.__name__))
         self.settle()
+        if self.probe is not None and self.probe.longest_ms > before:
+            self.stall_action = action.__name__
 
     def run(self, steps: int | None = None, seconds: float | None = None) -> None:
         end = time.monotonic() + seconds if seconds else None
