@@ -216,17 +216,28 @@ class Document(FileBacking):
 
     def insert_tensor(self, record: dict) -> None:
         """Undo ``remove_tensor``: same entry, position, container slot and ties."""
-        e: TensorEntry = record["entry"]
-        if e.name in self.tensors:
-            raise UserError(f"a tensor named {e.name!r} already exists")
-        if record["slot"] is not None:
-            _insert_into_container(self.container, e.path, record["slot"], record["slot"][1])
+        self.insert_tensors([record])
+
+    def insert_tensors(self, records: list[dict]) -> None:
+        """Undo several ``remove_tensor`` calls, latest removal first, rebuilding the name
+        table once (one insert at a time is quadratic: 480 optimizer tensors took 0.1 s)."""
+        names = set(self.tensors)
+        for rec in records:
+            if rec["entry"].name in names:
+                raise UserError(f"a tensor named {rec['entry'].name!r} already exists")
+            names.add(rec["entry"].name)
         items = list(self.tensors.items())
-        items.insert(record["position"], (e.name, e))
+        for rec in records:
+            e: TensorEntry = rec["entry"]
+            if rec["slot"] is not None:
+                _insert_into_container(self.container, e.path, rec["slot"], rec["slot"][1])
+            items.insert(rec["position"], (e.name, e))
         self.tensors = dict(items)
-        group = [e] + [self.tensors[n] for n in record["shared_with"] if n in self.tensors]
-        if len(group) > 1:
-            tie_group(group)
+        for rec in records:
+            e = rec["entry"]
+            group = [e] + [self.tensors[n] for n in rec["shared_with"] if n in self.tensors]
+            if len(group) > 1:
+                tie_group(group)
         self._changed()
 
     def remove_entry(self, key: str) -> dict:
@@ -249,8 +260,7 @@ class Document(FileBacking):
         key, (index, value) = record["key"], record["slot"]
         _insert_into_container(self.container, (key,), (index, value), value)
         with self.batch():
-            for rec in reversed(record["tensors"]):  # ascending positions; container holds them
-                self.insert_tensor(rec)
+            self.insert_tensors(list(reversed(record["tensors"])))  # the container holds them
             self._changed()
 
     def replace_tensor(self, name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
