@@ -76,11 +76,13 @@ class RenameEdit(Edit):
 
     def apply(self, doc: Document) -> None:
         mapping = self.plan(doc)
-        doc.rename_tensors(mapping)  # refuses collisions before changing anything
+        with doc.batch():
+            doc.rename_tensors(mapping)  # refuses collisions before changing anything
         self._mapping = mapping
 
     def revert(self, doc: Document) -> None:
-        doc.rename_tensors({new: old for old, new in self._mapping.items()})
+        with doc.batch():
+            doc.rename_tensors({new: old for old, new in self._mapping.items()})
 
     def recipe_step(self) -> dict:
         step = {"op": "rename", "from": self.pattern, "to": self.repl}
@@ -122,23 +124,25 @@ class DeleteEdit(Edit):
         if names and doc.module is not None:
             doc.remove_tensor(names[0])  # raises the live-model UserError before any change
         records: list[tuple[str, dict]] = []
-        try:
-            for k in keys:
-                records.append(("entry", doc.remove_entry(k)))
-            for n in reversed(names):  # from the end, so recorded positions restore in reverse
-                records.append(("tensor", doc.remove_tensor(n)))
-        except UserError:
-            self._records = records
-            self.revert(doc)
-            raise
+        with doc.batch():  # one tree rebuild and one announcement for the whole delete
+            try:
+                for k in keys:
+                    records.append(("entry", doc.remove_entry(k)))
+                for n in reversed(names):  # from the end, so recorded positions restore in reverse
+                    records.append(("tensor", doc.remove_tensor(n)))
+            except UserError:
+                self._records = records
+                self.revert(doc)
+                raise
         self._records = records
 
     def revert(self, doc: Document) -> None:
-        for kind, rec in reversed(self._records):
-            if kind == "entry":
-                doc.restore_entry(rec)
-            else:
-                doc.insert_tensor(rec)
+        with doc.batch():
+            for kind, rec in reversed(self._records):
+                if kind == "entry":
+                    doc.restore_entry(rec)
+                else:
+                    doc.insert_tensor(rec)
         self._records = []
 
     def recipe_step(self) -> dict:
@@ -169,7 +173,7 @@ class CastEdit(Edit):
             raise UserError(f"cast: {self.target!r} matches no tensor")
         done: set[str] = set()
         old = []
-        with torch.no_grad():
+        with torch.no_grad(), doc.batch():
             for n in names:
                 if n in done:
                     continue
@@ -180,13 +184,14 @@ class CastEdit(Edit):
                 if n != self.target and self.dtype.is_floating_point and not t.is_floating_point():
                     continue  # like model.half(): a glob casts floating tensors, not int buffers
                 old.append((n, doc.replace_tensor(n, t.detach().to(self.dtype))))
-        doc.build_tree()
+            doc.mark_changed()
         self._old = old
 
     def revert(self, doc: Document) -> None:
-        for _n, olds in reversed(self._old):
-            doc.restore_tensors(olds)
-        doc.build_tree()
+        with doc.batch():
+            for _n, olds in reversed(self._old):
+                doc.restore_tensors(olds)
+            doc.mark_changed()
         self._old = []
 
     def recipe_step(self) -> dict:

@@ -7,7 +7,7 @@ the background load tasks (only the newest one may replace the document).
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from PySide6.QtCore import QObject, QSettings, Signal
@@ -71,6 +71,10 @@ def numeric(t: torch.Tensor) -> bool:
     return not t.dtype.is_complex and has_values(t)
 
 
+#: bytes of mapped file data copied to private memory on the GUI thread (more: in a worker)
+SYNC_PRIVATE = 16 * 1024 ** 2
+
+
 class RecentFiles:
     """File > Open Recent, kept in QSettings (organisation and application "paramedit")."""
 
@@ -120,6 +124,20 @@ class Controller(QObject):
         self._read_task: Task | None = None  # reading the selected tensors of a lazy file
         self._running: set[Task] = set()  # keeps cancelled tasks alive until they finish
         self.current_node: Node | None = None
+        #: asked before a read or save while a file of the document changed on disk (set by the
+        #: window's FileWatch): returns True to go on (working from private copies), False to stop
+        self.stale_handler: Callable[[str], bool] | None = None
+
+    def ensure_fresh(self, what: str) -> bool:
+        """Before ``what`` ("read", "save") touches the document's files: True when they are
+        unchanged, or the user chose to keep working from what was read."""
+        doc = self.document
+        if doc is None or not (doc.files_changed() or (what == "save" and doc.unavailable)):
+            return True
+        if self.stale_handler is None:
+            self.status.emit("The file changed on disk; reopen it")
+            return False
+        return self.stale_handler(what)
 
     # -- opening ------------------------------------------------------------------------------
     @property
@@ -152,6 +170,7 @@ class Controller(QObject):
         task = Task(work)
         self._task = task
         self._running.add(task)
+        # These lambdas capture the task: Task.start() disconnects them once it is done.
         task.signals.progress.connect(lambda d, t, task=task: self._on_progress(task, d, t))
         task.signals.finished.connect(lambda doc, task=task: self._on_loaded(task, doc, path))
         task.signals.failed.connect(lambda exc, tb, task=task: self._on_failed(task, exc, path))
@@ -217,7 +236,9 @@ class Controller(QObject):
     def select_node(self, node: Node | None) -> None:
         """Show a tensor, or a module's (or group's) tensors pooled, tied storage once.
 
-        Tensors not read yet (safetensors are lazy) are read off the GUI thread first.
+        Tensors are read off the GUI thread into private memory first (a file rewritten on disk
+        must not take what was read, or edited, with it); while a file of the document changed
+        on disk, the user is asked first (``ensure_fresh``).
         """
         self.current_node = node
         if self._read_task is not None:
@@ -226,19 +247,33 @@ class Controller(QObject):
         if node is None or self.document is None:
             self.selectionCleared.emit()
             return
+        doc = self.document
+        if not self.ensure_fresh("read"):
+            self.selectionCleared.emit()
+            return
         entries = [node.entry] if node.entry is not None else _unique(node)
-        if all(e.is_loaded for e in entries):
+        lost = doc.unavailable
+        if node.entry is not None and node.entry.name in lost:
+            self.status.emit(f"{node.entry.name}: its values were never read before the file "
+                             "changed on disk; they are unavailable (reload the file to see it)")
+            self.selectionCleared.emit()
+            return
+        entries = [e for e in entries if e.name not in lost]
+        if doc.is_private(entries):
             self._show(node, [e.tensor() for e in entries])
+            return
+        if all(e.is_loaded for e in entries) and sum(e.nbytes for e in entries) <= SYNC_PRIVATE:
+            try:  # a copy of a few MiB takes milliseconds: no worker, no flicker
+                tensors = doc.read_private(entries)
+            except UserError as exc:
+                self.status.emit(f"Cannot read {node.full_name}: {exc}")
+                self.selectionCleared.emit()
+                return
+            self._show(node, tensors)
             return
 
         def read(progress, cancelled):
-            tensors = []
-            for i, e in enumerate(entries):
-                if cancelled():
-                    raise Cancelled()
-                tensors.append(e.tensor())
-                progress(i + 1, len(entries))
-            return tensors
+            return doc.read_private(entries, cancelled)
 
         task = Task(read)
         self._read_task = task

@@ -227,10 +227,10 @@ class EditFlows(QObject):
             current = self.controller.current_node
             name = current.full_name if current is not None else None
             moved = getattr(edit, "mapping", {})  # a rename: the selection follows the tensor
-            doc.build_tree()
             if name is not None and doc.node(name) is None:
                 name = moved.get(name) or {v: k for k, v in moved.items()}.get(name) or name
-            w.tree_panel.show_root(doc.root)
+            if w.tree_model.root is not doc.root:  # the document's announcement rebuilt it once
+                w.tree_panel.show_root(doc.root)
             if name is None or not w.select_name(name):
                 first = next((n for n in doc.root.walk() if n.entry is not None), None)
                 if first is not None:

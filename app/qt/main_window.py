@@ -19,6 +19,7 @@ from app.qt.compare_flows import CompareFlows
 from app.qt.controller import Controller, document_summary, openable_path
 from app.qt.models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
 from app.qt.edit_flows import EditFlows
+from app.qt.file_watch import FileWatch
 from app.qt.open_flows import OpenFlows
 from app.qt.save_flows import SaveFlows
 
@@ -56,12 +57,15 @@ class ModuleTreePanel(QWidget):
         layout.addWidget(self.view)
         self.filter.textChanged.connect(self._filter_changed)
 
-    def show_root(self, root) -> None:
+    def show_root(self, root, fit: bool = True) -> None:
+        """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the
+        widths, since fitting six columns is most of a rebuild's time)."""
         self.model.set_root(root)
         self.view.expandToDepth(0)
         if self._visible_rows() < 40:
             self.view.expandToDepth(1)
-        self.fit_columns()
+        if fit:
+            self.fit_columns()
 
     def fit_columns(self) -> None:
         for col in range(self.model.columnCount()):
@@ -118,6 +122,8 @@ class MainWindow(QMainWindow):
         self.open_flows = OpenFlows(self)
         self.edit_flows = EditFlows(self)
         self.save_flows = SaveFlows(self)
+        self.file_watch = FileWatch(self)
+        self._document: Document | None = None  # whose change announcements rebuild the tree
         self._build_menus()
         self._build_status_bar()
         self._connect()
@@ -360,6 +366,10 @@ class MainWindow(QMainWindow):
 
     # -- reactions to the controller ----------------------------------------------------------
     def _on_document_changed(self, doc: Document) -> None:
+        if self._document is not None:
+            self._document.events.disconnect(self._on_structure_changed)
+        self._document = doc
+        doc.events.connect(self._on_structure_changed)
         self.tree_panel.show_root(doc.root)
         self._fit_docks()
         self.summary_label.setText(document_summary(doc))
@@ -367,6 +377,11 @@ class MainWindow(QMainWindow):
         first = next((n for n in doc.root.walk() if n.entry is not None), None)
         if first is not None:
             self.select_name(first.full_name)
+
+    def _on_structure_changed(self, doc: Document) -> None:
+        """The document announced a structural change (once per batch): rebuild the tree once."""
+        if doc is self.controller.document:
+            self.tree_panel.show_root(doc.root, fit=False)
 
     def _on_load_failed(self, message: str) -> None:
         if self.error_box is not None:

@@ -163,6 +163,8 @@ class SaveFlows(QObject):
             tied = self._tied.get(os.path.abspath(path), TIED_ONCE)
         if doc is None or self.is_saving:
             return False
+        if not self.controller.ensure_fresh("save"):  # a file changed on disk: ask first
+            return False
         if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
             lost = entries_lost_in_safetensors(doc)
             agreed = self._agreed_drops.get(os.path.abspath(path), set())
@@ -232,6 +234,7 @@ class SaveFlows(QObject):
         w.edit_flows._update_enabled()  # every editing action waits: the worker reads the tensors
 
     def _saved(self, doc, written: str, index: int, note: str = "") -> None:
+        doc.restamp(written)  # saved over its own file: that is not a change from elsewhere
         stack = self.controller.edits.stack
         if doc is self.controller.document and stack.index() == index:
             stack.setClean()

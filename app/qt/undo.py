@@ -33,7 +33,8 @@ class EditCommand(QUndoCommand):
             self._skip_redo = False
             return
         try:
-            self.edit.apply(self.doc)
+            with self.doc.batch():  # one rebuild and one announcement per step
+                self.edit.apply(self.doc)
         except Exception as exc:
             if self._done_once:
                 raise
@@ -44,8 +45,15 @@ class EditCommand(QUndoCommand):
         self._on_change(self.edit)
 
     def undo(self) -> None:
-        self.edit.revert(self.doc)
+        with self.doc.batch():
+            self.edit.revert(self.doc)
         self._on_change(self.edit)
+
+    def forget(self) -> None:
+        """Drop the edit (its undo buffers, removed tensors) and the document. PySide keeps the
+        Python side of every command ever pushed for as long as the stack lives, even after Qt
+        deleted it (``clear()``, a push that discards the redo history): only this frees them."""
+        self.edit = self.doc = self.error = self._on_change = None
 
 
 class EditStack(QObject):
@@ -68,6 +76,7 @@ class EditStack(QObject):
     def reset(self, doc) -> None:
         self.doc = doc
         self.stack.clear()
+        _forget(self._commands)
         self._commands.clear()
         self._dropped_steps.clear()
         self.dropped_touched.clear()
@@ -78,10 +87,14 @@ class EditStack(QObject):
         if self.doc is None:
             return UserError("nothing is open")
         cmd = EditCommand(edit, self.doc, self.edited.emit)
-        del self._commands[self.stack.index():]  # redo history the push discards
+        discarded = self._commands[self.stack.index():]  # redo history the push discards
+        del self._commands[self.stack.index():]
         self.stack.push(cmd)
         if cmd.error is not None:
-            return cmd.error
+            error = cmd.error
+            cmd.forget()
+            return error
+        _forget(discarded)
         self._commands.append(cmd)
         self._enforce_cap()
         return None
@@ -119,6 +132,7 @@ class EditStack(QObject):
         kept = [(c.edit, c.doc) for c in self._commands[drop:]]
         self._dropped_steps += [s for c in self._commands[:drop] for s in c.edit.recipe_steps()]
         self.dropped_touched.update(n for c in self._commands[:drop] for n in c.edit.touched())
+        _forget(self._commands)
         self.stack.blockSignals(True)
         try:
             self.stack.clear()
@@ -142,3 +156,8 @@ class EditStack(QObject):
         self.stack.canRedoChanged.emit(self.stack.canRedo())
         self.stack.undoTextChanged.emit(self.stack.undoText())
         self.stack.redoTextChanged.emit(self.stack.redoText())
+
+
+def _forget(commands: list[EditCommand]) -> None:
+    for c in commands:
+        c.forget()

@@ -3,11 +3,16 @@
 Results come back to the GUI thread through queued signals. ``cancel()`` makes ``cancelled()``
 return True inside ``fn`` (core code raises ``Cancelled``); a cancelled task emits nothing but
 ``done`` (so callers can clear busy indicators), and ``finished``/``failed`` never fire for it.
+
+Once ``done`` has been delivered, the task disconnects every slot and drops its function: slots
+connected by callers (lambdas that capture the task, closures over what it read) would otherwise
+keep the task, and all it read, alive for ever — the cycle runs through Qt, out of Python's GC.
 """
 from __future__ import annotations
 
 import threading
 import traceback
+import warnings
 from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -20,6 +25,16 @@ class TaskSignals(QObject):
     finished = Signal(object)          # the result
     failed = Signal(object, str)       # the exception, its traceback text
     done = Signal()                    # always last, whatever happened
+
+    def release(self) -> None:
+        """Disconnect every slot (runs on the GUI thread, after the callers' ``done`` slots)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a signal nobody connected
+            for signal in (self.progress, self.finished, self.failed, self.done):
+                try:
+                    signal.disconnect()
+                except (RuntimeError, TypeError):
+                    pass
 
 
 class Task(QRunnable):
@@ -40,8 +55,9 @@ class Task(QRunnable):
         return self._cancel.is_set()
 
     def run(self) -> None:
+        fn, self._fn = self._fn, None  # what the function captured goes with it
         try:
-            result = self._fn(self._progress, self._cancel.is_set)
+            result = fn(self._progress, self._cancel.is_set)
         except Cancelled:
             pass
         except Exception as exc:  # reported to the GUI thread, which shows it
@@ -50,7 +66,9 @@ class Task(QRunnable):
         else:
             if not self._cancel.is_set():
                 self.signals.finished.emit(result)
+            del result
         finally:
+            del fn
             self.signals.done.emit()
 
     def _progress(self, done: int, total: int) -> None:
@@ -58,5 +76,9 @@ class Task(QRunnable):
             self.signals.progress.emit(done, total)
 
     def start(self, pool: QThreadPool | None = None) -> "Task":
-        (pool or QThreadPool.globalInstance()).start(self)
+        # Connected last, so it runs after every slot the caller connected to ``done``.
+        self.signals.done.connect(self.signals.release)
+        # A bound method, not the runnable: PySide keeps a QRunnable handed to the pool alive
+        # for ever, while the wrapper it makes for a callable is freed after the run.
+        (pool or QThreadPool.globalInstance()).start(self.run)
         return self

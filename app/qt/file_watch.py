@@ -1,0 +1,123 @@
+"""The open document's files changed on disk (a training loop saving to the open path).
+
+``QFileSystemWatcher`` tells us soon, but the decision waits for the moment it matters: before
+a read of a tensor not read yet, or a save, ``Controller.ensure_fresh`` asks here — reload the
+file (dropping the edits), or keep working from what was read (kept in private memory; tensors
+never read become unavailable). ``ask_file_changed`` is the one prompt; tests replace it.
+"""
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import QFileSystemWatcher, QObject, Qt
+from PySide6.QtWidgets import QMessageBox
+
+RELOAD, KEEP, CANCEL = "reload", "keep", "cancel"
+
+
+class FileWatch(QObject):
+    def __init__(self, window):
+        super().__init__(window)
+        self.window = window
+        self.controller = window.controller
+        self.watcher = QFileSystemWatcher(self)
+        self.watcher.fileChanged.connect(self._on_path_changed)
+        self.watcher.directoryChanged.connect(self._on_path_changed)
+        self.notice_box: QMessageBox | None = None
+        self.controller.documentChanged.connect(self.watch)
+        self.controller.stale_handler = self.resolve
+
+    # -- watching -----------------------------------------------------------------------------
+    def watch(self, doc) -> None:
+        old = self.watcher.files() + self.watcher.directories()
+        if old:
+            self.watcher.removePaths(old)
+        files = [p for p in doc.files.paths if os.path.exists(p)]
+        # The folders too: a file replaced by rename (os.replace) leaves the watcher's list.
+        folders = sorted({os.path.dirname(p) for p in doc.files.paths})
+        if files or folders:
+            self.watcher.addPaths(files + [f for f in folders if os.path.isdir(f)])
+
+    def _on_path_changed(self, _path: str) -> None:
+        doc = self.controller.document
+        if doc is None:
+            return
+        missing = [p for p in doc.files.paths
+                   if p not in self.watcher.files() and os.path.exists(p)]
+        if missing:  # replaced by a rename: watch the new file under the same name
+            self.watcher.addPaths(missing)
+        saving = getattr(getattr(self.window, "save_flows", None), "is_saving", False)
+        changed = doc.files_changed()
+        if changed and not saving:
+            names = ", ".join(os.path.basename(p) for p in changed[:3])
+            self.window.statusBar().showMessage(
+                f"{names} changed on disk: you will be asked before anything is read from it "
+                "or saved", 15000)
+
+    # -- deciding -----------------------------------------------------------------------------
+    def resolve(self, what: str) -> bool:
+        """Called by ``Controller.ensure_fresh``: True to go on with ``what``."""
+        doc = self.controller.document
+        changed = doc.files_changed()
+        if changed:
+            answer = self.ask_file_changed(changed, what)
+            if answer == RELOAD:
+                self.controller.undo_stack.setClean()  # the user chose to drop the edits
+                self.controller.load(doc.path)
+                return False
+            if answer != KEEP:
+                return False
+            self._keep(doc)
+        lost = sorted(doc.unavailable)
+        if what == "save" and lost:
+            self.show_notice(f"{len(lost)} tensor{'s were' if len(lost) != 1 else ' was'} never "
+                             "read before the file changed on disk and cannot be saved: "
+                             f"{', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''}. Delete "
+                             "them (they are marked in the tree), or reload the file.")
+            return False
+        return True
+
+    def _keep(self, doc) -> None:
+        lost = doc.detach_from_files()
+        self.watch(doc)
+        if lost:
+            note = ("Not read before the file changed on disk: its values are unavailable. "
+                    "Reload the file to see it, or delete it to save the rest.")
+            model = self.window.tree_model
+            model.notes.update({n: note for n in lost})
+            model.tensors_changed(lost, modified=False)
+        self.window.statusBar().showMessage(
+            f"Working from what was read; {len(lost)} tensor{'s' if len(lost) != 1 else ''} "
+            "not read before the change are unavailable", 15000)
+
+    def ask_file_changed(self, paths: list[str], what: str) -> str:
+        """RELOAD, KEEP or CANCEL. Tests replace this method to answer without a dialog."""
+        names = ", ".join(os.path.basename(p) for p in paths[:3]) or "The file"
+        box = QMessageBox(QMessageBox.Warning, "File changed on disk",
+                          f"{names} changed on disk since it was opened (another program wrote "
+                          f"it). Before anything is {'saved' if what == 'save' else 'read'}:",
+                          QMessageBox.Cancel, self.window)
+        box.setObjectName("fileChangedBox")
+        box.setInformativeText("Reload: open the new file; your edits are dropped.\n"
+                               "Keep: go on with what was already read (with your edits); "
+                               "tensors not read yet become unavailable.")
+        reload_button = box.addButton("Reload", QMessageBox.DestructiveRole)
+        keep_button = box.addButton("Keep What Was Read", QMessageBox.AcceptRole)
+        box.setDefaultButton(keep_button)
+        box.exec()
+        clicked = box.clickedButton()
+        return RELOAD if clicked is reload_button else KEEP if clicked is keep_button else CANCEL
+
+    def show_notice(self, text: str) -> QMessageBox:
+        if self.notice_box is not None:
+            self.notice_box.close()
+        box = QMessageBox(QMessageBox.Warning, "Not saved", text, QMessageBox.Ok, self.window)
+        box.setObjectName("fileChangedNotice")
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.finished.connect(self._notice_closed)
+        self.notice_box = box
+        box.open()
+        return box
+
+    def _notice_closed(self, _result: int = 0) -> None:
+        self.notice_box = None
