@@ -16,7 +16,7 @@ class Node:
     """A pure tree node. ``kind`` is root/module/group/entry or a tensor kind."""
 
     __slots__ = ("name", "kind", "type_name", "parent", "children", "entry", "summary",
-                 "_totals", "__weakref__")
+                 "_totals", "module", "__weakref__")
 
     def __init__(self, name: str, kind: str, type_name: str = "", parent: "Node | None" = None,
                  entry: TensorEntry | None = None, summary: str = ""):
@@ -28,6 +28,7 @@ class Node:
         self.entry = entry
         self.summary = summary
         self._totals: tuple[int, int] | None = None
+        self.module = None  # the nn.Module of a live model's module node
         if parent is not None:
             parent.children.append(self)
 
@@ -112,6 +113,7 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
 def tree_from_module(module: torch.nn.Module, by_name: dict[str, TensorEntry]) -> Node:
     """Mirror ``named_children``: a shared submodule appears at every place it is used."""
     root = Node("", ROOT, _class_name(module))
+    root.module = module
     _add_module(root, module, "", by_name, active=set())
     return root
 
@@ -126,6 +128,7 @@ def _add_module(node: Node, module, prefix: str, by_name, active: set[int]) -> N
             Node(name, e.kind, _tensor_type(e.kind), node, entry=e)
     for child_name, child in _children(module):
         child_node = Node(child_name, MODULE, _class_name(child), node)
+        child_node.module = child
         _add_module(child_node, child, f"{prefix}{child_name}.", by_name, active)
     active.discard(id(module))
 

@@ -120,6 +120,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
         self._connect()
+        from app.qt.param_flows import ParamFlows
+        self.param_flows = ParamFlows(self)  # gradients, registration, ties, train/eval
         self.setAcceptDrops(True)
         self._route_child_drops()
         self.resize(1400, 900)

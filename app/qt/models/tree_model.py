@@ -14,9 +14,11 @@ from PySide6.QtGui import QColor, QFont, QIcon
 
 from app.core.report import human_count, human_size
 from app.core.tree import ENTRY, GROUP, MODULE, ROOT, Node
+from app.qt.models import param_columns
 
 NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES = range(6)
-HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes")
+GRAD, RATIO, DEVICE = range(6, 9)  # live-model columns (param_columns.py)
+HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes", *param_columns.HEADERS)
 #: data role holding the Node itself (tests and the window use it)
 NodeRole = Qt.UserRole + 1
 MODIFIED_COLOR, NOTE_COLOR, FROZEN_COLOR = QColor(200, 90, 0), QColor(176, 0, 32), QColor(120, 120, 120)
@@ -56,6 +58,7 @@ class TreeModel(QAbstractItemModel):
         self._by_name: dict[str, Node] | None = None
         self.modified: set[str] = set()   # tensors changed since the document was opened
         self.notes: dict[str, str] = {}   # warnings per tensor (e.g. missing from the checkpoint)
+        self.params = param_columns.ParamColumns()  # gradients, device, module info
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -66,6 +69,7 @@ class TreeModel(QAbstractItemModel):
         self.beginResetModel()
         self._root = root
         self._by_name = None
+        self.params.clear_cache()
         self.endResetModel()
 
     def reset_marks(self, notes: dict[str, str] | None = None) -> None:
@@ -160,7 +164,10 @@ class TreeModel(QAbstractItemModel):
         if role == Qt.DecorationRole and col == NAME:
             return self._icon(node)
         if role == Qt.ToolTipRole:
-            return self._tooltip(node)
+            text, extra = self._tooltip(node), self.params.tooltip(node)
+            return "\n".join(t for t in (text, extra) if t) or None
+        if col == GRAD and role == Qt.ForegroundRole and self.params.nonfinite(node):
+            return NOTE_COLOR
         if node.entry is not None and role in (Qt.ForegroundRole, Qt.FontRole):
             return self._style(node, role)
         return None
@@ -183,6 +190,8 @@ class TreeModel(QAbstractItemModel):
 
     def _text(self, node: Node, col: int) -> str:
         e = node.entry
+        if col >= GRAD:
+            return self.params.text(node, col - GRAD)
         if col == NAME:
             return node.name
         if col == TYPE:
@@ -190,6 +199,8 @@ class TreeModel(QAbstractItemModel):
                 return node.summary
             if e is not None and e.requires_grad is False:
                 return f"{node.type_name} (frozen)"
+            if node.module is not None and not node.module.training:
+                return f"{node.type_name} (eval)"
             return node.type_name
         if node.kind == ENTRY:
             return ""
