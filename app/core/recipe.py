@@ -179,6 +179,12 @@ def edit_for_step(step: dict, doc: Document) -> Edit:
     glob = None if "targets" in step else step["target"]
     if op == "reset_parameters":
         from .edits import ResetParametersEdit
+        seed = step.get("seed")
+        if seed is not None:  # a seeded reset (initializers.SeededResetEdit)
+            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+                raise RecipeError(f"reset_parameters: 'seed' must be a whole number >= 0, not {seed!r}")
+            from .initializers import SeededResetEdit
+            return SeededResetEdit(_resolve_modules(doc, step), seed, glob=glob)
         return ResetParametersEdit(_resolve_modules(doc, step), glob=glob)
     names = resolve_targets(doc, step)
     if op == "init":
