@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtWidgets import QApplication, QLabel, QMenu
+from PySide6.QtWidgets import QApplication, QLabel, QMenu, QPushButton
 
 import app
 from app.core.grads import format_norm
@@ -132,6 +132,11 @@ def test_nonfinite_gradients_are_found_like_values(qtbot, open_live):
     win.select_name("fc.weight")
     qtbot.waitUntil(lambda: win.stats_panel.is_exact, timeout=5000)
     assert (win.stats_panel.current_stats.nan, win.stats_panel.current_stats.inf) == (1, 1)
+    nan_button = win.stats_panel.findChild(QPushButton, "nanButton")
+    qtbot.mouseClick(nan_button, Qt.LeftButton)  # jumps to the NaN in the gradient's grid
+    qtbot.waitUntil(lambda: win.tensor_view.grid.currentIndex().isValid(), timeout=5000)
+    current = win.tensor_view.grid.currentIndex()
+    assert (current.row(), current.column()) == (1, 2)
 
 
 def test_activation_and_refresh_read_new_gradients_and_structure(qtbot, open_live):
@@ -334,3 +339,50 @@ def test_file_documents_hide_the_live_columns(qtbot, window, tied_file):
     assert window.tree_view.isColumnHidden(GRAD) and window.tree_view.isColumnHidden(DEVICE)
     assert not window.param_flows.actionShowGradients.isEnabled()
     assert not window.param_flows.counts_label.isVisible()
+
+
+def test_tie_in_a_file_is_shared_storage_when_saved(qtbot, window, tmp_path):
+    from tests.qt.conftest import wait_for_document
+    sd = {"embed.weight": torch.randn(10, 4), "head.weight": torch.randn(10, 4),
+          "head.bias": torch.zeros(10)}
+    path = tmp_path / "lm.pt"
+    torch.save(sd, path)
+    window.open_path(str(path))
+    wait_for_document(qtbot, window, str(path))
+    assert window.select_name("head.weight")
+    flows = window.param_flows
+    assert flows.tie_candidates("head.weight") == ["embed.weight"]
+    flows.ask_tie_source = lambda name, candidates: candidates[0]
+    flows.actionTie.trigger()
+    assert "Tied" in cell(window, "embed.weight", 0).data(Qt.ToolTipRole)
+    assert "(2 tied)" in window.summary_label.text()
+    out = tmp_path / "tied.pt"
+    assert window.save_flows.save_to(str(out), "torch", wait=True)
+    loaded = torch.load(out, weights_only=True)
+    assert loaded["head.weight"].untyped_storage().data_ptr() == \
+        loaded["embed.weight"].untyped_storage().data_ptr()
+    assert torch.equal(loaded["head.weight"], sd["embed.weight"])
+    window.actionUndo.trigger()
+    assert not window.controller.document.entry("head.weight").shared_with
+    assert torch.equal(window.controller.document.tensor("head.weight"), sd["head.weight"])
+
+
+def test_tree_context_menu_offers_the_parameter_actions(qtbot, open_live):
+    win = open_live(Net())
+    menu = QMenu(win)
+    win.param_flows.add_to_menu(menu)
+    names = {a.objectName() for a in menu.actions()}
+    assert {"actionAddParameter", "actionTie", "actionUntie", "actionPromote",
+            "actionDemote", "actionTrain", "actionEval"} <= names
+    model_menu = win.findChild(QMenu, "modelMenu")
+    assert win.param_flows.actionShowGradients in model_menu.actions()
+    assert win.param_flows.actionRefresh in model_menu.actions()
+    # the right-click menu of the tree is built by EditFlows and includes these
+    seen = []
+    original = win.param_flows.add_to_menu
+    win.param_flows.add_to_menu = lambda m: (seen.append(m), original(m))
+    index = win.tree_view.model().index(0, 0)
+    rect = win.tree_view.visualRect(index)
+    win.tree_view.customContextMenuRequested.emit(rect.center())
+    assert seen and any(a.objectName() == "actionAddParameter" for a in seen[0].actions())
+    seen[0].close()
