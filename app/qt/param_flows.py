@@ -33,6 +33,7 @@ class ParamFlows(QObject):
         self.dialog = None
         self._grad_task: Task | None = None
         self._running: dict = {}
+        self._shown_grad = None  # the .grad tensor handed to the grid, if any
         self._build_actions()
         self.menu = self._build_menu()
         window.menuBar().addMenu(self.menu)
@@ -170,6 +171,7 @@ class ParamFlows(QObject):
 
     def _on_tensor_selected(self, name: str, tensor) -> None:
         self._update_enabled()
+        self._shown_grad = None
         if not self.showing_gradients:
             return
         w = self.window
@@ -183,6 +185,7 @@ class ParamFlows(QObject):
             w.tensor_view.title.setText(f"<b>{name}</b> has no gradient ({why})")
             w.statusBar().showMessage(f"{name} has no gradient ({why})", 8000)
             return
+        self._shown_grad = grad
         w.tensor_view.show_tensor(f"{name}.grad", grad)
         w.stats_panel.show_tensors(f"{name}.grad", [grad])
 
@@ -217,9 +220,24 @@ class ParamFlows(QObject):
                 self.controller.select_node(None)
         else:
             w.tree_model.params.clear_cache()
-            self.controller.select_node(self.controller.current_node)  # new .grad objects too
+            self._reread_shown()
         self._update_counts()
         self.refresh_grads()
+
+    def _reread_shown(self) -> None:
+        """Read the shown tensor again in place (the grid keeps its slice and scroll position);
+        select it anew only where the gradient is a new tensor (after ``zero_grad()``)."""
+        node, w = self._node(), self.window
+        if node is None:
+            return
+        if self.showing_gradients:
+            grad = node.entry.tensor().grad if node.entry is not None \
+                and node.entry.kind == PARAMETER else None
+            if node.entry is None or grad is None or grad is not self._shown_grad:
+                self.controller.select_node(node)
+                return
+        w.tensor_view.refresh()
+        w.stats_panel.refresh()
 
     def refresh_grads(self) -> None:
         """Gradient norms of every parameter, computed off the GUI thread."""

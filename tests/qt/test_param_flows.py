@@ -154,6 +154,17 @@ def test_activation_and_refresh_read_new_gradients_and_structure(qtbot, open_liv
     wait_grads(qtbot, win)
     assert cell(win, "fc.weight", GRAD).data() == format_norm(float(model.fc.weight.grad.norm()))
 
+    # values changed in the notebook are re-read in place: the grid keeps its place
+    win.param_flows.actionShowGradients.setChecked(False)
+    win.select_name("features.1.0.weight")
+    win.tensor_view.grid.setCurrentIndex(win.tensor_view.model.index(5, 6))
+    with torch.no_grad():
+        model.features[1][0].weight[5, 6] = 42.0
+    QApplication.sendEvent(win, QEvent(QEvent.WindowActivate))
+    current = win.tensor_view.grid.currentIndex()
+    assert (current.row(), current.column()) == (5, 6)
+    assert float(current.data()) == 42.0
+
     model.fc.register_parameter("gate", torch.nn.Parameter(torch.ones(3)))
     win.param_flows.actionRefresh.trigger()
     assert win.tree_model.find("fc.gate").isValid()
