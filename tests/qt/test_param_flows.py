@@ -397,3 +397,26 @@ def test_tree_context_menu_offers_the_parameter_actions(qtbot, open_live):
     win.tree_view.customContextMenuRequested.emit(rect.center())
     assert seen and any(a.objectName() == "actionAddParameter" for a in seen[0].actions())
     seen[0].close()
+
+
+def test_a_model_spread_over_devices_shows_each_device(qtbot, open_live):
+    model = Net()
+    model.fc.to("meta")  # a second device that exists on every machine
+    weight = model.features[0][0].weight
+    weight.grad = torch.ones_like(weight)
+    win = open_live(model)
+    assert cell(win, "fc.weight", DEVICE).data() == "meta"
+    assert cell(win, "features.0.0.weight", DEVICE).data() == "cpu"
+    root_devices = {win.tree_model.params.device(win.tree_model.root)}
+    assert root_devices == {"cpu, meta"}
+    assert cell(win, "fc.weight", GRAD).data() == ""  # no values, no norm
+    assert cell(win, "features.0.0.weight", GRAD).data() == format_norm(
+        float(torch.ones(8, 4).norm()))
+    if torch.cuda.is_available():
+        model.features.to("cuda")
+        model.features[0][0].weight.grad = torch.ones(8, 4, device="cuda")
+        win.param_flows.actionRefresh.trigger()
+        wait_grads(qtbot, win)
+        assert cell(win, "features.0.0.weight", DEVICE).data() == "cuda:0"
+        assert cell(win, "features.0.0.weight", GRAD).data() == format_norm(
+            float(torch.ones(8, 4).norm()))
