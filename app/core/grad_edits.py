@@ -40,6 +40,8 @@ class GradEdit(Edit):
             g = p.grad
             self._saved.append((p, g, g.detach().clone() if g is not None and self.keeps_values
                                 else None))
+        if self.needs_grads and all(p.grad is None for p in params):
+            raise UserError("no gradient to change: .grad is None (run backward() first)")
         with torch.no_grad():
             self.change([p for p in params if p.grad is not None] if self.needs_grads else params)
 

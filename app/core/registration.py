@@ -16,6 +16,7 @@ from .ties import link_aliases, tie_group
 from .tree import module_entries
 
 KINDS = (PARAMETER, BUFFER)
+MAX_NEW_NUMEL = 1 << 27  # made on the GUI thread: keep it quick
 
 
 def rescan(doc) -> None:
@@ -84,8 +85,9 @@ class AddTensorEdit(_Structural):
         numel = 1
         for s in shape:
             numel *= s
-        if numel > 1 << 31:
-            raise UserError(f"{numel:,} elements is too many to add here")
+        if numel > MAX_NEW_NUMEL:
+            raise UserError(f"{numel:,} elements is too many to add here (at most "
+                            f"{MAX_NEW_NUMEL:,}); register it from Python")
         if kind == PARAMETER and not (dtype.is_floating_point or dtype.is_complex):
             raise UserError("only floating point and complex tensors can require gradients: "
                             "make it a buffer, or choose a floating dtype")
@@ -208,7 +210,10 @@ class DemoteEdit(_Structural):
 
 
 class TrainModeEdit(_Structural):
-    """``module.train(mode)`` on a subtree; undo restores each module's own flag."""
+    """``module.train(mode)`` on a subtree; undo restores each module's own flag. The tree
+    reads the flags live, so nothing is rebuilt."""
+
+    structural = False
 
     def __init__(self, module_path: str, training: bool):
         self.module_path, self.training = module_path, bool(training)
@@ -222,12 +227,10 @@ class TrainModeEdit(_Structural):
         module = module_at(doc, self.module_path)
         self._saved = [(m, m.training) for m in module.modules()]
         module.train(self.training)
-        doc.build_tree()
 
     def revert(self, doc) -> None:
         for m, flag in self._saved:
             m.training = flag
-        doc.build_tree()
 
 
 def parameter_counts(module: torch.nn.Module) -> dict[str, int]:

@@ -263,11 +263,15 @@ class ParamFlows(QObject):
     def _grads_ready(self, infos) -> None:
         if self._grad_task is None or self.sender() is not self._grad_task.signals:
             return
+        self.window.tree_model.params.set_grads(infos)
+        self._repaint(GRAD)
+
+    def _repaint(self, first_column: int) -> None:
+        """One signal for the whole tree: the view repaints what it shows."""
         model = self.window.tree_model
-        model.params.set_grads(infos)
         rows = model.rowCount()
-        if rows:  # one signal: the view repaints what it shows
-            model.dataChanged.emit(model.index(0, GRAD), model.index(rows - 1, DEVICE))
+        if rows:
+            model.dataChanged.emit(model.index(0, first_column), model.index(rows - 1, DEVICE))
 
     def _grad_done(self) -> None:
         task = self._running.pop(self.sender(), None)
@@ -279,6 +283,8 @@ class ParamFlows(QObject):
         return self._grad_task is not None
 
     def _on_edited(self, edit) -> None:
+        if isinstance(edit, TrainModeEdit):
+            self._repaint(0)
         self._update_counts()
         self._update_enabled()
         if self.live:

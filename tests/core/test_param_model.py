@@ -243,3 +243,14 @@ def test_train_eval_on_a_subtree_undo():
     assert not m.body.training and not m.body[0][0].training and m.training
     edit.revert(doc)
     assert m.body.training and m.body[0][0].training and not m.body[1].training
+
+
+def test_gradient_edits_refuse_when_there_is_no_gradient():
+    m = Tied()
+    doc = Document.from_module(m)
+    with pytest.raises(UserError, match="run backward"):
+        ScaleGradEdit(["head.weight"], 2.0).apply(doc)
+    with pytest.raises(UserError, match="only parameters have gradients"):
+        ZeroGradEdit(["steps"]).apply(doc)
+    with pytest.raises(UserError, match="too many"):
+        AddTensorEdit("", "huge", (1 << 20, 1 << 10), torch.float32)
