@@ -21,8 +21,6 @@ from app.core.tree import module_entries
 from app.qt.models.tree_model import DEVICE, GRAD, RATIO
 from app.qt.workers import Task
 
-LIVE_COLUMNS = (GRAD, RATIO, DEVICE)
-
 
 class ParamFlows(QObject):
     def __init__(self, window):
@@ -139,9 +137,15 @@ class ParamFlows(QObject):
         self.actionTrain.setEnabled(module)
         self.actionEval.setEnabled(module)
 
-    def _set_live_columns(self, live: bool) -> None:
-        for col in LIVE_COLUMNS:
-            self.window.tree_view.setColumnHidden(col, not live)
+    def _set_live_columns(self, live: bool, grads: bool = False) -> None:
+        """Device for live models; the gradient columns once some parameter has a ``.grad``."""
+        view = self.window.tree_view
+        view.setColumnHidden(DEVICE, not live)
+        for col in (GRAD, RATIO):
+            was = view.isColumnHidden(col)
+            view.setColumnHidden(col, not (live and grads))
+            if was and live and grads:
+                view.resizeColumnToContents(col)
 
     def _on_document_changed(self, doc) -> None:
         live = doc.module is not None
@@ -264,6 +268,7 @@ class ParamFlows(QObject):
         if self._grad_task is None or self.sender() is not self._grad_task.signals:
             return
         self.window.tree_model.params.set_grads(infos)
+        self._set_live_columns(self.live, any(i.norm is not None for i in infos.values()))
         self._repaint(GRAD)
 
     def _repaint(self, first_column: int) -> None:

@@ -420,3 +420,17 @@ def test_a_model_spread_over_devices_shows_each_device(qtbot, open_live):
         assert cell(win, "features.0.0.weight", DEVICE).data() == "cuda:0"
         assert cell(win, "features.0.0.weight", GRAD).data() == format_norm(
             float(torch.ones(8, 4).norm()))
+
+
+def test_gradient_columns_appear_once_there_are_gradients(qtbot, open_live):
+    model = Net()
+    win = open_live(model)
+    wait_grads(qtbot, win)
+    assert win.tree_view.isColumnHidden(GRAD) and win.tree_view.isColumnHidden(RATIO)
+    assert not win.tree_view.isColumnHidden(DEVICE)
+    assert cell(win, "fc.weight", GRAD).data() == "none"
+    backward(model)
+    win.param_flows.actionRefresh.trigger()
+    wait_grads(qtbot, win)
+    assert not win.tree_view.isColumnHidden(GRAD) and not win.tree_view.isColumnHidden(RATIO)
+    assert win.tree_view.columnWidth(GRAD) > 0
