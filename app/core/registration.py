@@ -146,18 +146,32 @@ class AddTensorEdit(_Structural):
         return [self.full_name]
 
 
-class PromoteEdit(_Structural):
-    """A buffer becomes a ``Parameter`` viewing the same memory (and back on undo)."""
+def plain_tensor_attributes(module: torch.nn.Module) -> list[str]:
+    """Tensors set as plain attributes (``self.mask = torch.ones(3)`` on a module whose class
+    never registered them): neither parameters nor buffers, so not in ``state_dict()``."""
+    return [k for k, v in vars(module).items()
+            if isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter)
+            and not k.startswith("__")]
 
-    def __init__(self, name: str):
+
+class PromoteEdit(_Structural):
+    """A buffer — or with ``module_path``, a plain tensor attribute of that module — becomes a
+    ``Parameter`` viewing the same memory (and goes back on undo)."""
+
+    def __init__(self, name: str, module_path: str | None = None):
         self.name = name
+        self.module_path = module_path
         self._saved = None
 
     @property
     def label(self) -> str:
-        return f"Make {self.name} a Parameter"
+        where = f"{self.module_path}.{self.name}" if self.module_path else self.name
+        return f"Make {where} a Parameter"
 
     def apply(self, doc) -> None:
+        if self.module_path is not None:
+            self._promote_attribute(doc)
+            return
         module, attr = _owner_attr(doc, self.name)
         buf = module._buffers.get(attr)
         if buf is None:
@@ -172,10 +186,27 @@ class PromoteEdit(_Structural):
         module.register_parameter(attr, torch.nn.Parameter(buf.detach()))
         rescan(doc)
 
+    def _promote_attribute(self, doc) -> None:
+        module = module_at(doc, self.module_path)
+        t = vars(module).get(self.name)
+        if self.name not in plain_tensor_attributes(module):
+            raise UserError(f"{self.module_path or 'the model'} has no plain tensor attribute "
+                            f"{self.name!r}")
+        if not (t.dtype.is_floating_point or t.dtype.is_complex):
+            raise UserError(f"{self.name} is {t.dtype}: only floating point and complex tensors "
+                            "can require gradients")
+        self._saved = (module, self.name, t, None)
+        del module.__dict__[self.name]
+        module.register_parameter(self.name, torch.nn.Parameter(t.detach()))
+        rescan(doc)
+
     def revert(self, doc) -> None:
         module, attr, buf, persistent = self._saved
         del module._parameters[attr]
-        module.register_buffer(attr, buf, persistent=persistent)
+        if persistent is None:  # it was a plain attribute
+            module.__dict__[attr] = buf
+        else:
+            module.register_buffer(attr, buf, persistent=persistent)
         rescan(doc)
 
 

@@ -14,7 +14,8 @@ from PySide6.QtWidgets import QInputDialog, QLabel, QMenu
 from app.core.errors import Cancelled
 from app.core.grad_edits import ClipGradEdit, GradEdit, ScaleGradEdit, ZeroGradEdit
 from app.core.grads import all_grad_info, distinct_parameters
-from app.core.registration import (DemoteEdit, PromoteEdit, TrainModeEdit, counts_text, rescan)
+from app.core.registration import (DemoteEdit, PromoteEdit, TrainModeEdit, counts_text,
+                                   plain_tensor_attributes, rescan)
 from app.core.tensor_entry import BUFFER, PARAMETER
 from app.core.tie_edits import TieEdit, UntieEdit
 from app.core.tree import module_entries
@@ -70,6 +71,7 @@ class ParamFlows(QObject):
         a("actionAddParameter", "&Add Parameter or Buffer…", self.open_add_dialog)
         a("actionPromote", "Make a &Parameter (from buffer)", self.promote)
         a("actionDemote", "Make a &Buffer (from parameter)", self.demote)
+        a("actionPromoteAttribute", "Make a Tensor Attribute a Parameter…", self.promote_attribute)
         a("actionTie", "&Tie To…", self.tie)
         a("actionUntie", "&Untie (clone)", self.untie)
         a("actionTrain", "train() on Subtree", lambda: self.set_training(True))
@@ -92,7 +94,7 @@ class ParamFlows(QObject):
                           self.actionClipGrad])
         grads.setEnabled(self.actionZeroGrad.isEnabled())
         menu.addActions([self.actionAddParameter, self.actionPromote, self.actionDemote,
-                         self.actionTie, self.actionUntie, self.actionTrain, self.actionEval])
+                         self.actionPromoteAttribute, self.actionTie, self.actionUntie, self.actionTrain, self.actionEval])
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -134,6 +136,8 @@ class ParamFlows(QObject):
         self.actionTie.setEnabled(doc is not None and entry is not None)
         self.actionUntie.setEnabled(entry is not None and bool(entry.shared_with))
         module = live and self._module_node() is not None
+        self.actionPromoteAttribute.setEnabled(
+            module and bool(plain_tensor_attributes(self._module_node().module)))
         self.actionTrain.setEnabled(module)
         self.actionEval.setEnabled(module)
 
@@ -348,6 +352,22 @@ class ParamFlows(QObject):
         e = self._entry()
         if e is not None:
             self._push(PromoteEdit(e.name))
+
+    def ask_attribute(self, module_path: str, names: list[str]) -> str | None:
+        """Tests replace this to answer without a dialog."""
+        name, ok = QInputDialog.getItem(self.window, "Make a Parameter",
+                                        f"Tensor attribute of {module_path or 'the model'}:",
+                                        names, 0, False)
+        return name if ok and name else None
+
+    def promote_attribute(self) -> None:
+        node = self._module_node()
+        if node is None:
+            return
+        names = plain_tensor_attributes(node.module)
+        name = self.ask_attribute(node.full_name, names) if names else None
+        if name:
+            self._push(PromoteEdit(name, module_path=node.full_name))
 
     def demote(self) -> None:
         e = self._entry()

@@ -434,3 +434,21 @@ def test_gradient_columns_appear_once_there_are_gradients(qtbot, open_live):
     wait_grads(qtbot, win)
     assert not win.tree_view.isColumnHidden(GRAD) and not win.tree_view.isColumnHidden(RATIO)
     assert win.tree_view.columnWidth(GRAD) > 0
+
+
+def test_a_plain_tensor_attribute_becomes_a_parameter(qtbot, open_live):
+    model = Net()
+    mask = torch.ones(8)
+    model.norm.scale = mask  # a plain attribute: not in state_dict, not in the tree
+    win = open_live(model)
+    assert not win.tree_model.find("norm.scale").isValid()
+    win.select_name("norm")
+    assert win.param_flows.actionPromoteAttribute.isEnabled()
+    win.param_flows.ask_attribute = lambda path, names: names[0] if names == ["scale"] else None
+    win.param_flows.actionPromoteAttribute.trigger()
+    assert isinstance(model.norm.scale, torch.nn.Parameter)
+    assert model.norm.scale.data_ptr() == mask.data_ptr()
+    assert "norm.scale" in dict(model.named_parameters())
+    assert cell(win, "norm.scale", TYPE).data() == "Parameter"
+    win.actionUndo.trigger()
+    assert model.norm.scale is mask and "norm.scale" not in dict(model.named_parameters())
