@@ -15,7 +15,14 @@ from .registration import rescan
 from .ties import tie_group
 
 
+def _check_torchscript(doc) -> None:
+    if doc.format == "torchscript":
+        raise UserError("a TorchScript archive's tensors cannot be tied or untied here; "
+                        "save it as a checkpoint and open that")
+
+
 def _check_pair(doc, target: str, source: str) -> None:
+    _check_torchscript(doc)
     t, s = doc.entry(target), doc.entry(source)
     if target == source or source in t.shared_with:
         raise UserError(f"{target} and {source} are already the same tensor")
@@ -123,6 +130,7 @@ class UntieEdit(_TieBase):
         return f"Untie {self.name}"
 
     def apply(self, doc) -> None:
+        _check_torchscript(doc)
         e = doc.entry(self.name)
         if not e.shared_with:
             raise UserError(f"{self.name} is not tied to anything")

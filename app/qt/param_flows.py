@@ -23,6 +23,12 @@ from app.qt.models.tree_model import DEVICE, GRAD, RATIO
 from app.qt.workers import Task
 
 
+def is_live(doc) -> bool:
+    import torch
+    return doc is not None and isinstance(doc.module, torch.nn.Module) \
+        and not isinstance(doc.module, torch.jit.ScriptModule)
+
+
 class ParamFlows(QObject):
     def __init__(self, window):
         super().__init__(window)
@@ -99,8 +105,8 @@ class ParamFlows(QObject):
     # -- state --------------------------------------------------------------------------------
     @property
     def live(self) -> bool:
-        doc = self.controller.document
-        return doc is not None and doc.module is not None
+        """A Python ``nn.Module`` (not TorchScript, whose modules cannot be re-registered)."""
+        return is_live(self.controller.document)
 
     def _node(self):
         return self.controller.current_node
@@ -133,8 +139,10 @@ class ParamFlows(QObject):
         self.actionAddParameter.setEnabled(live and self._module_node() is not None)
         self.actionPromote.setEnabled(live and entry is not None and entry.kind == BUFFER)
         self.actionDemote.setEnabled(live and entry is not None and entry.kind == PARAMETER)
-        self.actionTie.setEnabled(doc is not None and entry is not None)
-        self.actionUntie.setEnabled(entry is not None and bool(entry.shared_with))
+        editable = doc is not None and entry is not None and (
+            live or (doc.module is None and doc.format != "torchscript"))
+        self.actionTie.setEnabled(editable)  # a live model, or a file's state_dict
+        self.actionUntie.setEnabled(editable and bool(entry.shared_with))
         module = live and self._module_node() is not None
         self.actionPromoteAttribute.setEnabled(
             module and bool(plain_tensor_attributes(self._module_node().module)))
@@ -152,7 +160,7 @@ class ParamFlows(QObject):
                 view.resizeColumnToContents(col)
 
     def _on_document_changed(self, doc) -> None:
-        live = doc.module is not None
+        live = is_live(doc)
         self._set_live_columns(live)
         self.window.tree_model.params.set_grads({})
         if not live and self.actionShowGradients.isChecked():
@@ -165,7 +173,7 @@ class ParamFlows(QObject):
 
     def _update_counts(self) -> None:
         doc = self.controller.document
-        live = doc is not None and doc.module is not None
+        live = is_live(doc)
         self.counts_label.setVisible(live)
         self.counts_label.setText(counts_text(doc.module) if live else "")
 
@@ -216,7 +224,7 @@ class ParamFlows(QObject):
         """Read the live model again: its structure (registered or tied in the notebook), values
         and gradients."""
         doc = self.controller.document
-        if doc is None or doc.module is None:
+        if not is_live(doc):
             return
         w = self.window
         now = [(e.name, id(e.tensor())) for e in module_entries(doc.module)]
@@ -250,7 +258,7 @@ class ParamFlows(QObject):
     def refresh_grads(self) -> None:
         """Gradient norms of every parameter, computed off the GUI thread."""
         doc = self.controller.document
-        if doc is None or doc.module is None:
+        if not is_live(doc):
             return
         if self._grad_task is not None:
             self._grad_task.cancel()

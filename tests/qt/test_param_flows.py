@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QPushButton
 
 import app
@@ -385,6 +386,10 @@ def test_tree_context_menu_offers_the_parameter_actions(qtbot, open_live):
     names = {a.objectName() for a in menu.actions()}
     assert {"actionAddParameter", "actionTie", "actionUntie", "actionPromote",
             "actionDemote", "actionTrain", "actionEval"} <= names
+    for name in ("actionShowGradients", "actionRefresh", "actionAddParameter", "actionTie",
+                 "actionUntie"):  # CONTRACT.md section 4
+        assert win.findChild(QAction, name) is not None, name
+    assert win.findChild(QAction, "actionShowGradients").isCheckable()
     model_menu = win.findChild(QMenu, "modelMenu")
     assert win.param_flows.actionShowGradients in model_menu.actions()
     assert win.param_flows.actionRefresh in model_menu.actions()
@@ -452,3 +457,15 @@ def test_a_plain_tensor_attribute_becomes_a_parameter(qtbot, open_live):
     assert cell(win, "norm.scale", TYPE).data() == "Parameter"
     win.actionUndo.trigger()
     assert model.norm.scale is mask and "norm.scale" not in dict(model.named_parameters())
+
+
+def test_torchscript_documents_get_no_live_actions(qtbot, window, tmp_path):
+    from tests.qt.conftest import wait_for_document
+    path = tmp_path / "scripted.pt"
+    torch.jit.script(Net()).save(str(path))
+    window.open_path(str(path))
+    wait_for_document(qtbot, window, str(path))
+    window.select_name("fc.weight")
+    flows = window.param_flows
+    assert not flows.actionShowGradients.isEnabled() and not flows.actionTie.isEnabled()
+    assert not flows.actionAddParameter.isEnabled() and not flows.actionDemote.isEnabled()

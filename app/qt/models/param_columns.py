@@ -3,6 +3,8 @@ their distinct parameters as ``clip_grad_norm_`` does), grad / weight ratio, and
 module tooltip text (``extra_repr()``, training mode)."""
 from __future__ import annotations
 
+import torch
+
 from app.core.grads import GradInfo, format_norm, pooled_for
 from app.core.tensor_entry import PARAMETER
 from app.core.tree import Node
@@ -82,7 +84,7 @@ class ParamColumns:
                 if info.nonfinite:
                     lines.append(f"Gradient has {info.nonfinite} NaN/Inf values")
         module = node.module
-        if module is not None:
+        if isinstance(module, torch.nn.Module):  # not a TorchScript archive's stand-in
             try:
                 extra = module.extra_repr()
             except Exception as exc:  # user code: say it failed, never break the tooltip

@@ -199,7 +199,7 @@ class TreeModel(QAbstractItemModel):
                 return node.summary
             if e is not None and e.requires_grad is False:
                 return f"{node.type_name} (frozen)"
-            if node.module is not None and not node.module.training:
+            if getattr(node.module, "training", True) is False:
                 return f"{node.type_name} (eval)"
             return node.type_name
         if node.kind == ENTRY:
