@@ -148,14 +148,21 @@ class ParamFlows(OwnershipActions, QObject):
         self.actionEval.setEnabled(module)
 
     def _set_live_columns(self, live: bool, grads: bool = False) -> None:
-        """Device for live models; the gradient columns once some parameter has a ``.grad``."""
-        view = self.window.tree_view
-        view.setColumnHidden(DEVICE, not live)
-        for col in (GRAD, RATIO):
-            was = view.isColumnHidden(col)
-            view.setColumnHidden(col, not (live and grads))
-            if was and live and grads:
-                view.resizeColumnToContents(col)
+        """The gradient columns once some parameter has a ``.grad``; Device where a tensor is
+        off the CPU (tooltips always say the device)."""
+        view, doc = self.window.tree_view, self.controller.document
+        devices = {e.tensor().device.type for e in doc.tensors.values() if e.is_loaded} \
+            if live else set()
+        wanted = {GRAD: live and grads, RATIO: live and grads, DEVICE: bool(devices - {"cpu"})}
+        appeared = False
+        for col, show in wanted.items():
+            if view.isColumnHidden(col) == show:
+                view.setColumnHidden(col, not show)
+                if show:
+                    view.resizeColumnToContents(col)
+                    appeared = True
+        if appeared and hasattr(self.window, "_fit_docks"):
+            self.window._fit_docks()  # room for the new columns
 
     def _on_document_changed(self, doc) -> None:
         live = is_live(doc)
@@ -173,7 +180,10 @@ class ParamFlows(OwnershipActions, QObject):
         doc = self.controller.document
         live = is_live(doc)
         self.counts_label.setVisible(live)
-        self.counts_label.setText(counts_text(doc.module) if live else "")
+        self.counts_label.setText(f"· {counts_text(doc.module)}" if live else "")
+        self.counts_label.setToolTip("As PyTorch counts: len(list(model.named_parameters())), "
+                                     "with remove_duplicate=False, and the elements of "
+                                     "model.parameters() (shared parameters once)")
 
     # -- gradients: the view switch -----------------------------------------------------------
     @property

@@ -161,6 +161,7 @@ def test_a_model_spread_over_devices_shows_each_device(qtbot, open_live):
     weight = model.features[0][0].weight
     weight.grad = torch.ones_like(weight)
     win = open_live(model)
+    assert not win.tree_view.isColumnHidden(DEVICE)
     assert cell(win, "fc.weight", DEVICE).data() == "meta"
     assert cell(win, "features.0.0.weight", DEVICE).data() == "cpu"
     root_devices = {win.tree_model.params.device(win.tree_model.root)}
@@ -183,7 +184,8 @@ def test_gradient_columns_appear_once_there_are_gradients(qtbot, open_live):
     win = open_live(model)
     wait_grads(qtbot, win)
     assert win.tree_view.isColumnHidden(GRAD) and win.tree_view.isColumnHidden(RATIO)
-    assert not win.tree_view.isColumnHidden(DEVICE)
+    assert win.tree_view.isColumnHidden(DEVICE)  # all on the CPU: the tooltip says so
+    assert "Device: cpu" in cell(win, "fc.weight", 0).data(Qt.ToolTipRole)
     assert cell(win, "fc.weight", GRAD).data() == "none"
     backward(model)
     win.param_flows.actionRefresh.trigger()

@@ -72,6 +72,8 @@ class ParamColumns:
         """Extra tooltip lines: gradient figures; a module's ``extra_repr()`` and mode."""
         lines = []
         e = node.entry
+        if e is not None and e.is_loaded:
+            lines.append(f"Device: {e.tensor().device}")
         if e is not None and e.kind == PARAMETER and e.name in self.grads:
             info = self.grads[e.name]
             if info.norm is None:
