@@ -21,7 +21,8 @@ from .expr import compile_expr
 from .index_text import parse_index
 from .surgery import edit_from_step, match_names, parse_dtype
 
-OPS = ("init", "expr", "fill", "rename", "delete", "cast", "requires_grad", "reset_parameters")
+OPS = ("init", "expr", "fill", "rename", "delete", "cast", "requires_grad", "reset_parameters",
+       "tie", "untie")  # tie / untie: tie_edits.py
 
 
 class RecipeError(UserError):
@@ -95,6 +96,10 @@ def check_step(step) -> None:
     op = step.get("op")
     if op not in OPS:
         raise UserError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+    if op in ("tie", "untie"):
+        from .tie_edits import check_tie_step
+        check_tie_step(step)
+        return
     if op == "rename":
         pattern = _need(step, "from", str, "a regular expression")
         if not isinstance(step.get("to", ""), str):
@@ -176,6 +181,9 @@ def edit_for_step(step: dict, doc: Document) -> Edit:
     op = step["op"]
     if op in ("rename", "delete", "cast"):
         return edit_from_step(step)
+    if op in ("tie", "untie"):
+        from .tie_edits import tie_edit_for_step
+        return tie_edit_for_step(step, doc)
     glob = None if "targets" in step else step["target"]
     if op == "reset_parameters":
         from .edits import ResetParametersEdit

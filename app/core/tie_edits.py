@@ -36,18 +36,32 @@ def _check_pair(doc, target: str, source: str) -> None:
         raise UserError(f"cannot tie the {t.kind} {target} to the {s.kind} {source}")
 
 
+def check_tie_step(step: dict) -> None:
+    """A recipe step ``{"op": "tie", "target": NAME, "source": NAME}`` or
+    ``{"op": "untie", "target": NAME}``: exact names, no globs."""
+    keys = ("target", "source") if step["op"] == "tie" else ("target",)
+    for key in keys:
+        value = step.get(key)
+        if not isinstance(value, str) or not value:
+            raise UserError(f"{step['op']} needs {key!r} (an exact tensor name)")
+
+
+def tie_edit_for_step(step: dict, doc) -> "Edit":
+    names = [step["target"]] + ([step["source"]] if step["op"] == "tie" else [])
+    for n in names:
+        if n not in doc.tensors:
+            raise UserError(f"{step['op']}: there is no tensor named {n!r}")
+    if step["op"] == "tie":
+        return TieEdit(step["target"], step["source"])
+    return UntieEdit(step["target"])
+
+
 class _TieBase(Edit):
     structural = True
 
     def __init__(self):
         self._undo: list[tuple] = []     # (owner, attr, old object) or (entry name, old tensor)
         self._shared: dict[str, list[str]] | None = None
-
-    def recipe_step(self) -> dict:
-        raise NotImplementedError("ties are recorded in the saved file, not as recipe steps")
-
-    def recipe_steps(self) -> list[dict]:
-        return []
 
     def _set(self, doc, name: str, value: torch.Tensor) -> None:
         e = doc.entry(name)
@@ -102,6 +116,9 @@ class TieEdit(_TieBase):
     def label(self) -> str:
         return f"Tie {self.target} to {self.source}"
 
+    def recipe_step(self) -> dict:
+        return {"op": "tie", "target": self.target, "source": self.source}
+
     def apply(self, doc) -> None:
         _check_pair(doc, self.target, self.source)
         self._undo = []
@@ -128,6 +145,9 @@ class UntieEdit(_TieBase):
     @property
     def label(self) -> str:
         return f"Untie {self.name}"
+
+    def recipe_step(self) -> dict:
+        return {"op": "untie", "target": self.name}
 
     def apply(self, doc) -> None:
         _check_torchscript(doc)

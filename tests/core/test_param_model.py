@@ -254,3 +254,20 @@ def test_gradient_edits_refuse_when_there_is_no_gradient():
         ZeroGradEdit(["steps"]).apply(doc)
     with pytest.raises(UserError, match="too many"):
         AddTensorEdit("", "huge", (1 << 20, 1 << 10), torch.float32)
+
+
+def test_tie_and_untie_are_recipe_steps(tmp_path):
+    from app.core.recipe import load_recipe, replay
+    sd = {"embed.weight": torch.randn(10, 4), "head.weight": torch.randn(10, 4)}
+    tie = TieEdit("head.weight", "embed.weight")
+    recipe = load_recipe({"version": 1, "steps": tie.recipe_steps()})
+    assert recipe["steps"] == [{"op": "tie", "target": "head.weight", "source": "embed.weight"}]
+    doc = Document.from_object(dict(sd))
+    replay(recipe, doc)
+    assert doc.tensor("head.weight") is doc.tensor("embed.weight")
+    replay({"version": 1, "steps": UntieEdit("head.weight").recipe_steps()}, doc)
+    assert doc.tensor("head.weight") is not doc.tensor("embed.weight")
+    with pytest.raises(UserError, match="source"):
+        load_recipe({"version": 1, "steps": [{"op": "tie", "target": "head.weight"}]})
+    with pytest.raises(UserError, match="no tensor named 'nope'"):
+        replay({"version": 1, "steps": [{"op": "untie", "target": "nope"}]}, doc)

@@ -56,7 +56,7 @@ def test_missing_recipe_file(tmp_path):
 
 BAD_STEPS = [
     ({"op": "frobnicate", "target": "*"},
-     "step 2: unknown op 'frobnicate' (known: init, expr, fill, rename, delete, cast, requires_grad, reset_parameters)"),
+     "step 2: unknown op 'frobnicate' (known: init, expr, fill, rename, delete, cast, requires_grad, reset_parameters, tie, untie)"),
     ({"op": "fill", "value": 1.0}, "fill needs 'target'"),
     ({"op": "fill", "target": "x"}, "fill needs 'value'"),
     ({"op": "fill", "target": "x", "value": "abc"}, "'value' must be a number"),
@@ -173,4 +173,5 @@ def test_init_step_builds_an_init_edit():
     doc = state_doc()
     edit = edit_for_step({"op": "init", "target": "body.*.weight", "fn": "zeros_", "args": {}, "seed": 1}, doc)
     assert type(edit).__name__ == "InitEdit"
-    assert set(OPS) == {"init", "expr", "fill", "rename", "delete", "cast", "requires_grad", "reset_parameters"}
+    assert set(OPS) == {"init", "expr", "fill", "rename", "delete", "cast", "requires_grad", "reset_parameters",
+                        "tie", "untie"}
