@@ -3,7 +3,8 @@
 Besides the contract's keys, steps may carry ``targets`` (an explicit list of names, taking
 precedence over ``target``) and expr steps a ``mask`` (a boolean expression in ``w``); two more
 ops exist: ``requires_grad`` (``value``: true/false) and ``reset_parameters`` (``target``: a
-module name or glob, ``""`` for the root; live models only).
+module name or glob, ``""`` for the root; live models only); ``tie`` (``target`` becomes
+``source``'s very tensor) and ``untie`` (``target`` gets its own copy), exact names only.
 """
 from __future__ import annotations
 

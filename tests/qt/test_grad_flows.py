@@ -193,3 +193,23 @@ def test_gradient_columns_appear_once_there_are_gradients(qtbot, open_live):
     assert not win.tree_view.isColumnHidden(GRAD) and not win.tree_view.isColumnHidden(RATIO)
     assert win.tree_view.columnWidth(GRAD) > 0
 
+
+
+def test_a_layer_used_twice_has_one_gradient_counted_once(qtbot, open_live):
+    shared = torch.nn.Linear(4, 4)
+    model = torch.nn.Sequential(shared, torch.nn.Tanh(), shared, torch.nn.Linear(4, 2))
+    backward(model)
+    win = open_live(model)
+    norm = float(shared.weight.grad.norm())
+    assert cell(win, "0.weight", GRAD).data() == cell(win, "2.weight", GRAD).data() \
+        == format_norm(norm)
+    total = float(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]))
+    assert float(win.tree_model.params.text(win.tree_model.root, 0)) == pytest.approx(total, rel=1e-2)
+    twice = (total ** 2 + float(shared.weight.grad.norm()) ** 2
+             + float(shared.bias.grad.norm()) ** 2) ** 0.5
+    assert float(win.tree_model.params.text(win.tree_model.root, 0)) != pytest.approx(twice, rel=1e-3)
+    win.select_name("2")
+    win.param_flows.ask_scale_factor = lambda: 0.5
+    before = shared.weight.grad.clone()
+    win.param_flows.actionScaleGrad.trigger()
+    assert torch.equal(shared.weight.grad, before * 0.5)  # scaled once, not once per place
