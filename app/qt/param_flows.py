@@ -96,7 +96,7 @@ class ParamFlows(OwnershipActions, QObject):
         grads = menu.addMenu("Gradients")
         grads.addActions([self.actionZeroGradNone, self.actionZeroGrad, self.actionScaleGrad,
                           self.actionClipGrad])
-        grads.setEnabled(self.actionZeroGrad.isEnabled())
+        grads.setObjectName("gradientsMenu")
         menu.addActions([self.actionAddParameter, self.actionPromote, self.actionDemote,
                          self.actionPromoteAttribute, self.actionTie, self.actionUntie, self.actionTrain, self.actionEval])
 

@@ -124,6 +124,8 @@ def test_clip_zero_scale_gradients_undo_then_step(qtbot, open_live):
 
     win.select_name("features")
     win.param_flows.ask_clip = lambda: (0.05, False)
+    gradients_menu = win.findChild(QMenu, "modelMenu").findChild(QMenu, "gradientsMenu")
+    assert gradients_menu.isEnabled() and win.param_flows.actionClipGrad.isEnabled()
     win.param_flows.actionClipGrad.trigger()
     torch.nn.utils.clip_grad_norm_(list(reference.features.parameters()), 0.05)
     for n, p in reference.features.named_parameters():
