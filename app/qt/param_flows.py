@@ -98,7 +98,8 @@ class ParamFlows(OwnershipActions, QObject):
                           self.actionClipGrad])
         grads.setObjectName("gradientsMenu")
         menu.addActions([self.actionAddParameter, self.actionPromote, self.actionDemote,
-                         self.actionPromoteAttribute, self.actionTie, self.actionUntie, self.actionTrain, self.actionEval])
+                         self.actionPromoteAttribute, self.actionTie, self.actionUntie,
+                         self.actionTrain, self.actionEval])
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -211,7 +212,10 @@ class ParamFlows(OwnershipActions, QObject):
             return
         self._shown_grad = grad
         w.tensor_view.show_tensor(f"{name}.grad", grad)
-        w.stats_panel.show_tensors(f"{name}.grad", [grad])
+        if grad.is_complex():
+            w.stats_panel.clear()
+        else:
+            w.stats_panel.show_tensors(f"{name}.grad", [grad])
 
     def _on_module_selected(self, name: str, _tensors) -> None:
         self._update_enabled()
