@@ -78,8 +78,12 @@ def test_add_parameter_dialog_validates_like_register_parameter(qtbot, open_live
         retype(qtbot, name, typed)
         assert error.text() == expected and not ok_button(dialog).isEnabled()
     retype(qtbot, name, "gate")
-    retype(qtbot, dialog.shape_edit, "3, 4")
     pick(dialog.init_combo, "xavier_uniform_")
+    retype(qtbot, dialog.shape_edit, "3")
+    assert "xavier_uniform_ needs" in error.text() and not ok_button(dialog).isEnabled()
+    retype(qtbot, dialog.shape_edit, "-3")
+    assert "not a size" in error.text()
+    retype(qtbot, dialog.shape_edit, "3, 4")
     retype(qtbot, dialog.seed_edit, "3")
     click_ok(qtbot, dialog)
     gate = model.fc.gate

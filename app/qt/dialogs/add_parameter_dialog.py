@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QLabel, QLineEdit, QVBoxLayout, QWidget)
 
 from app.core.errors import UserError
+from app.core.initializers import check_applicable
 from app.core.registration import AddTensorEdit, validate_name
 from app.core.tensor_entry import BUFFER, PARAMETER
 
@@ -95,7 +96,11 @@ class AddParameterDialog(QDialog):
         init = self.init_combo.currentText()
         if not (dtype.is_floating_point or dtype.is_complex) and init not in ("zeros_", "ones_"):
             raise UserError(f"{init} fills floating point tensors only; use zeros_ or ones_")
-        return AddTensorEdit(self.module_path, name, parse_shape(self.shape_edit.text()), dtype,
+        shape = parse_shape(self.shape_edit.text())
+        why = check_applicable(init, torch.empty(shape, dtype=dtype, device="meta"), name=name)
+        if why:
+            raise UserError(why)
+        return AddTensorEdit(self.module_path, name, shape, dtype,
                              kind=kind, init=init, persistent=self.persistent.isChecked(),
                              seed=int(seed_text) if seed_text else None)
 
