@@ -17,8 +17,8 @@ from app.core.tree import ENTRY, GROUP, MODULE, ROOT, Node
 from app.qt.models import param_columns
 
 NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES = range(6)
-GRAD, RATIO, DEVICE = range(6, 9)  # live-model columns (param_columns.py)
 HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes", *param_columns.HEADERS)
+GRAD, RATIO, DEVICE = range(len(HEADERS) - 3, len(HEADERS))  # live-model columns, last
 #: data role holding the Node itself (tests and the window use it)
 NodeRole = Qt.UserRole + 1
 MODIFIED_COLOR, NOTE_COLOR, FROZEN_COLOR = QColor(200, 90, 0), QColor(176, 0, 32), QColor(120, 120, 120)
