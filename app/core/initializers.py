@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from torch.nn import init as nn_init
 
 from .document import Document
 from .edit_base import Edit
+from .edits import ResetParametersEdit
 from .errors import UserError
 from .tree import GROUP, MODULE, ROOT, Node
 
@@ -330,8 +332,55 @@ def module_types_under(doc: Document, root: str = "", *, recursive: bool = True)
     return found
 
 
+def is_norm_type(type_name: str) -> bool:
+    """BatchNorm*, LayerNorm, GroupNorm, InstanceNorm*, RMSNorm, and user classes like them."""
+    return "Norm" in type_name
+
+
+_NESTED_QUANTIFIER = re.compile(r"\([^()]*(?:[*+?}]|\|)[^()]*\)\s*[*+?{]")
+MAX_PATTERN = 100
+
+
+def match_module_types(patterns: list[str], found: list[str], where: str = "the model") -> list[str]:
+    """Class names among ``found`` that a pattern names: the exact class name, a substring
+    (``classname.find('Conv') != -1``) or a regular expression searched in the class name.
+
+    Raises UserError for a pattern that matches nothing, or a regular expression that could
+    backtrack for ever (a quantified group holding a quantifier or an alternation)."""
+    chosen: list[str] = []
+    for pattern in patterns:
+        pattern = pattern.removeprefix("torch.").removeprefix("nn.")
+        if len(pattern) > MAX_PATTERN:
+            raise UserError(f"a module type pattern has at most {MAX_PATTERN} characters")
+        if _NESTED_QUANTIFIER.search(pattern):
+            raise UserError(f"{pattern!r}: nested repetition is not allowed in a module type "
+                            "pattern (it could take for ever)")
+        try:
+            compiled = re.compile(pattern)
+        except re.error:
+            compiled = None
+        hits = [t for t in found if t == pattern or pattern in t
+                or (compiled is not None and compiled.search(t))]
+        if not hits:
+            raise UserError(f"no {pattern} module under {where} (found: {', '.join(found) or 'none'})")
+        chosen += [t for t in hits if t not in chosen]
+    return chosen
+
+
+def norm_weights_left_out(doc: Document, root: str, *, recursive: bool = True) -> list[str]:
+    """The normalisation-layer weights that "weights" without a module-type filter leaves out."""
+    if root in doc.tensors or not module_filter_available(doc):
+        return []
+    node = find_module_node(doc, root)
+    owners = node.walk() if recursive else iter([node])
+    names = {c.entry.name for o in owners if _is_module(o) and is_norm_type(o.type_name)
+             for c in o.children if c.entry is not None and _wanted(c.entry, "weights")}
+    return [n for n in doc.tensors if n in names]
+
+
 def select_tensors(doc: Document, root: str, *, module_types: list[str] | None = None,
-                   which: str = "all", recursive: bool = True) -> list[str]:
+                   which: str = "all", recursive: bool = True,
+                   include_norm: bool | None = None) -> list[str]:
     """Tensors under the module / group ``root`` ("" = everything), walked like ``net.apply``.
 
     ``module_types``: only tensors owned directly by modules of those class names (ignored when
@@ -340,6 +389,8 @@ def select_tensors(doc: Document, root: str, *, module_types: list[str] | None =
     "parameters" (no buffers) or "all". ``recursive=False``: only the module's own tensors.
     Document order; tied tensors once (the first alias in the selection). When ``root`` names a
     tensor, that tensor alone is returned.
+    ``include_norm``: whether "weights" takes normalisation layers' weights (their 1.0 scales);
+    by default only when ``module_types`` names those layers, as tutorials' init functions do.
     """
     if root in doc.tensors:
         return [root]
@@ -347,10 +398,14 @@ def select_tensors(doc: Document, root: str, *, module_types: list[str] | None =
     types = set(module_types) if module_types and module_filter_available(doc) else None
     picked: set[str] = set()
     owners = node.walk() if recursive else iter([node])
+    if include_norm is None:
+        include_norm = types is not None
     for owner in owners:
         if not _is_module(owner):
             continue
         if types is not None and owner.type_name not in types:
+            continue
+        if which == "weights" and not include_norm and is_norm_type(owner.type_name):
             continue
         for c in owner.children:
             if c.entry is not None and _wanted(c.entry, which):
@@ -486,3 +541,23 @@ def init_edit_from_step(step: dict, names: list[str]) -> InitEdit:
     """An ``init`` recipe step (already matched to ``names``) as an InitEdit."""
     return InitEdit(names, step.get("fn", ""), step.get("args") or {}, step.get("seed"),
                     glob=step.get("target") if "targets" not in step else None)
+
+
+
+class SeededResetEdit(ResetParametersEdit):
+    """``reset_parameters()`` after ``torch.manual_seed(seed)``, without touching the global RNG:
+    the same values as seeding and calling it yourself (CPU random numbers)."""
+
+    def __init__(self, module_names, seed: int, glob: str | None = None):
+        super().__init__(module_names, glob)
+        self.seed = int(seed)
+        self._rng.state = (torch.Generator().manual_seed(self.seed).get_state(), [])
+
+    @property
+    def label(self) -> str:
+        return f"{super().label} (seed {self.seed})"
+
+    def recipe_step(self) -> dict:
+        step = super().recipe_step()
+        step["seed"] = self.seed
+        return step

@@ -3,7 +3,8 @@
 Besides the contract's keys, steps may carry ``targets`` (an explicit list of names, taking
 precedence over ``target``) and expr steps a ``mask`` (a boolean expression in ``w``); two more
 ops exist: ``requires_grad`` (``value``: true/false) and ``reset_parameters`` (``target``: a
-module name or glob, ``""`` for the root; live models only).
+module name or glob, ``""`` for the root; live models only); ``tie`` (``target`` becomes
+``source``'s very tensor) and ``untie`` (``target`` gets its own copy), exact names only.
 """
 from __future__ import annotations
 
@@ -58,9 +59,18 @@ def edit_for_step(step: dict, doc: Document, inputs: Inputs | None = None) -> Ed
         return merge_edit_for_step(step, doc, inputs)
     if op in ("rename", "delete", "cast"):
         return edit_from_step(step)
+    if op in ("tie", "untie"):
+        from .tie_edits import tie_edit_for_step
+        return tie_edit_for_step(step, doc)
     glob = None if "targets" in step else step["target"]
     if op == "reset_parameters":
         from .edits import ResetParametersEdit
+        seed = step.get("seed")
+        if seed is not None:  # a seeded reset (initializers.SeededResetEdit)
+            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+                raise RecipeError(f"reset_parameters: 'seed' must be a whole number >= 0, not {seed!r}")
+            from .initializers import SeededResetEdit
+            return SeededResetEdit(_resolve_modules(doc, step), seed, glob=glob)
         return ResetParametersEdit(_resolve_modules(doc, step), glob=glob)
     names = resolve_targets(doc, step)
     if op == "init":

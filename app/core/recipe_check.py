@@ -20,7 +20,7 @@ from .merge_ops import MERGE_OPS, check_inputs, check_merge_step
 from .user_regex import check_replacement, compile_pattern
 
 OPS = ("init", "expr", "fill", "rename", "delete", "cast", "requires_grad", "reset_parameters",
-       *MERGE_OPS)
+       "tie", "untie", *MERGE_OPS)  # tie / untie: tie_edits.py
 MAX_BYTES = 16 * 2**20
 MAX_STEPS = 10_000
 MAX_NAME = 4096          # a tensor name or glob
@@ -36,7 +36,9 @@ KEYS = {
     "delete": {"op", "target"},
     "cast": {"op", "target", "dtype"},
     "requires_grad": {"op", "value"} | _TARGETED,
-    "reset_parameters": {"op"} | _TARGETED,
+    "reset_parameters": {"op", "seed"} | _TARGETED,
+    "tie": {"op", "target", "source"},
+    "untie": {"op", "target"},
     "transplant": {"op", "from"} | _TARGETED,
     "merge": {"op", "inputs", "weights"} | _TARGETED,
     "task_arithmetic": {"op", "finetuned", "lambdas"} | _TARGETED,
@@ -195,6 +197,12 @@ def check_step(step) -> None:
     if unknown:
         raise UserError(f"{op}: unknown key {brief(unknown[0])} (known: "
                         f"{', '.join(sorted(KEYS[op]))})")
+    if op in ("tie", "untie"):
+        from .tie_edits import check_tie_step
+        for key in ("target", "source"):
+            if key in step:
+                _text(step, key, "an exact tensor name", MAX_NAME)
+        return check_tie_step(step)
     if op in MERGE_OPS:
         if "targets" in step or "target" in step:
             _check_target(step)
@@ -238,6 +246,10 @@ def check_step(step) -> None:
             raise UserError(f"requires_grad: 'value' must be true or false, not {brief(step.get('value'))}")
     elif op == "init":
         _check_init(step)
+    elif op == "reset_parameters" and step.get("seed") is not None:
+        seed = step["seed"]
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+            raise UserError(f"reset_parameters: 'seed' must be a whole number >= 0, not {brief(seed)}")
 
 
 def load_recipe(source) -> dict:

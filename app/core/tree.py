@@ -17,7 +17,7 @@ class Node:
     """A pure tree node. ``kind`` is root/module/group/entry or a tensor kind."""
 
     __slots__ = ("name", "kind", "type_name", "parent", "children", "entry", "summary",
-                 "_totals", "__weakref__")
+                 "_totals", "module", "__weakref__")
 
     def __init__(self, name: str, kind: str, type_name: str = "", parent: "Node | None" = None,
                  entry: TensorEntry | None = None, summary: str = ""):
@@ -29,6 +29,7 @@ class Node:
         self.entry = entry
         self.summary = summary
         self._totals: tuple[int, int] | None = None
+        self.module = None  # the nn.Module of a live model's module node
         if parent is not None:
             parent.children.append(self)
 
@@ -137,6 +138,7 @@ def _parts(name: str) -> list[str]:
 def tree_from_module(module: torch.nn.Module, by_name: dict[str, TensorEntry]) -> Node:
     """Mirror ``named_children``: a shared submodule appears at every place it is used."""
     root = Node("", ROOT, _class_name(module))
+    root.module = module
     _add_module(root, module, "", by_name, active=set())
     return root
 
@@ -151,6 +153,7 @@ def _add_module(node: Node, module, prefix: str, by_name, active: set[int]) -> N
             Node(name, e.kind, _tensor_type(e), node, entry=e)
     for child_name, child in _children(module):
         child_node = Node(child_name, MODULE, _class_name(child), node)
+        child_node.module = child
         _add_module(child_node, child, f"{prefix}{child_name}.", by_name, active)
     active.discard(id(module))
 

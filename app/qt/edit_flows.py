@@ -151,6 +151,8 @@ class EditFlows(QObject):
         menu = QMenu(self.window)
         menu.addActions([self.window.actionEdit, self.window.actionInitialize])
         self.add_to_menu(menu)
+        if getattr(self.window, "param_flows", None) is not None:
+            self.window.param_flows.add_to_menu(menu)
         menu.popup(self.window.tree_view.viewport().mapToGlobal(pos))
 
     def _update_enabled(self) -> None:

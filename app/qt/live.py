@@ -136,14 +136,19 @@ class _CloseWatcher(QObject):
 
 class _RereadOnActivate(QObject):
     """The model may have changed behind the editor's back (an optimizer step in the notebook):
-    when the window becomes active again, the grid and the statistics read the tensors anew."""
+    when the window becomes active again, the grid, the statistics and the gradient figures read
+    the model anew."""
 
     def __init__(self, window):
         super().__init__(window)
         window.installEventFilter(self)
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Type.WindowActivate and obj.controller.current_node is not None:
-            obj.tensor_view.refresh()
-            obj.stats_panel.refresh()
+        if event.type() == QEvent.Type.WindowActivate:
+            flows = getattr(obj, "param_flows", None)
+            if flows is not None:
+                flows.refresh()  # structure, values and gradients (new .grad objects too)
+            elif obj.controller.current_node is not None:
+                obj.tensor_view.refresh()
+                obj.stats_panel.refresh()
         return False

@@ -129,6 +129,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self.compare_flows = CompareFlows(self)  # after _connect: its views follow the window's
         self.actionCompare = self.compare_flows.actionCompare
+        from app.qt.param_flows import ParamFlows
+        self.param_flows = ParamFlows(self)  # gradients, registration, ties, train/eval
         self.setAcceptDrops(True)
         self._route_child_drops()
         self.resize(1400, 900)

@@ -223,6 +223,8 @@ class InitializerDialog(QDialog):
         return out
 
     def seed(self) -> int | None:
+        if self.reset_check.isChecked():  # reset_parameters() takes a seed too
+            return self.seed_spin.value() if self.seed_check.isChecked() else None
         takes = inits.function(self.function_name()).takes_generator
         return self.seed_spin.value() if self.seed_check.isChecked() and takes else None
 
@@ -230,16 +232,12 @@ class InitializerDialog(QDialog):
         return self.scope_combo.currentData()
 
     def _module_types(self) -> list[str] | None:
-        text = self.module_type_filter.text().replace(",", " ").split()
-        names = [t.removeprefix("torch.").removeprefix("nn.") for t in text]
+        """Class names the filter picks: each word is a class name, a substring or a regex."""
+        names = self.module_type_filter.text().replace(",", " ").split()
         if not names or self._scope() == "tensor" or not inits.module_filter_available(self._doc):
             return None
         found = inits.module_types_under(self._doc, self._root, recursive=self._scope() == "subtree")
-        unknown = [n for n in names if n not in found]
-        if unknown:
-            raise UserError(f"no {', '.join(unknown)} module under {self._root or 'the model'}"
-                            f" (found: {', '.join(found) or 'none'})")
-        return names
+        return inits.match_module_types(names, found, self._root or "the model")
 
     def _select(self, which: str) -> list[str]:
         if self._scope() == "tensor":
@@ -281,6 +279,8 @@ class InitializerDialog(QDialog):
                 from app.core.edits import ResetParametersEdit
             except ImportError:
                 raise UserError("reset_parameters() is not available in this build") from None
+            if self.seed() is not None:
+                return [inits.SeededResetEdit(self._reset_modules(), self.seed())]
             return [ResetParametersEdit(self._reset_modules())]
         ok, _skipped, bias_ok, bias_args = self._plan()
         fn = self.function_name()
@@ -318,7 +318,7 @@ class InitializerDialog(QDialog):
         reset = self.reset_check.isChecked()
         self.seed_spin.setEnabled(self.seed_check.isChecked())
         takes = inits.function(self.function_name()).takes_generator
-        self.seed_check.setEnabled(takes and not reset)
+        self.seed_check.setEnabled(takes or reset)
         self.seed_check.setToolTip("" if takes else f"{self.function_name()} draws no random numbers")
         filt = scope != "tensor" and inits.module_filter_available(self._doc)
         self.module_type_filter.setEnabled(filt)
@@ -366,6 +366,14 @@ class InitializerDialog(QDialog):
         aliases = sum(len(self._doc.aliases(n)) - 1 for n in ok + bias)
         if aliases:
             text += f" ({aliases} tied name{'s' if aliases != 1 else ''} change with them)"
+        if self._scope() != "tensor" and self.which_combo.currentData() == "weights" \
+                and not self._module_types():
+            kept = inits.norm_weights_left_out(self._doc, self._root,
+                                               recursive=self._scope() == "subtree")
+            if kept:
+                text += (f". Left as they are: {len(kept)} normalisation weight"
+                         f"{'s' if len(kept) != 1 else ''} ({_head(kept)}); name the type "
+                         "(e.g. LayerNorm) under Module types to include them")
         self.targets_label.setText(text)
         for name, reason in skipped:
             item = QListWidgetItem(reason)

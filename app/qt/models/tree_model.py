@@ -14,9 +14,11 @@ from PySide6.QtGui import QColor, QFont, QIcon
 
 from app.core.report import human_count, human_size
 from app.core.tree import ENTRY, GROUP, MODULE, ROOT, Node
+from app.qt.models import param_columns
 
 NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES = range(6)
-HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes")
+HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes", *param_columns.HEADERS)
+GRAD, RATIO, DEVICE = range(len(HEADERS) - 3, len(HEADERS))  # live-model columns, last
 #: data role holding the Node itself (tests and the window use it)
 NodeRole = Qt.UserRole + 1
 
@@ -73,6 +75,7 @@ class TreeModel(QAbstractItemModel):
         #: ``data(node, role)``; its background colours the whole row
         self.extra_column = None
         self.resets = 0                   # how often the whole tree was rebuilt (tests count it)
+        self.params = param_columns.ParamColumns()  # gradients, device, module info
 
     # -- structure ----------------------------------------------------------------------------
     @property
@@ -83,6 +86,7 @@ class TreeModel(QAbstractItemModel):
         self.beginResetModel()
         self._root = root
         self._by_name = None
+        self.params.clear_cache()
         self.endResetModel()
         self.resets += 1
 
@@ -195,7 +199,10 @@ class TreeModel(QAbstractItemModel):
         if role == _DECORATION and col == NAME:
             return self._icon(node)
         if role == _TOOLTIP:
-            return self._tooltip(node)
+            text, extra = self._tooltip(node), self.params.tooltip(node)
+            return "\n".join(t for t in (text, extra) if t) or None
+        if col == GRAD and role == _FOREGROUND and self.params.nonfinite(node):
+            return NOTE_COLOR
         if node.entry is not None and (role == _FOREGROUND or role == _FONT):
             return self._style(node, role)
         return None
@@ -218,6 +225,8 @@ class TreeModel(QAbstractItemModel):
 
     def _text(self, node: Node, col: int) -> str:
         e = node.entry
+        if col >= GRAD:
+            return self.params.text(node, col - GRAD)
         if col == NAME:
             return node.name
         if col == TYPE:
@@ -225,6 +234,8 @@ class TreeModel(QAbstractItemModel):
                 return node.summary
             if e is not None and e.requires_grad is False:
                 return f"{node.type_name} (frozen)"
+            if getattr(node.module, "training", True) is False:
+                return f"{node.type_name} (eval)"
             return node.type_name
         if node.kind == ENTRY:
             return ""
