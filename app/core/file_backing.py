@@ -31,8 +31,9 @@ class FileBacking:
         self._lost: weakref.WeakSet[TensorEntry] = weakref.WeakSet()
         # Without /proc/self/maps: what a checkpoint had loaded at open is what the file backs
         # (a model's own tensors never are: a state_dict was copied into them).
-        self._open_ptrs = ({e.tensor().untyped_storage().data_ptr() for e in self.tensors.values()
-                            if e.is_loaded} if self.files.paths and self.module is None else set())
+        self._open_ptrs = ({_storage_ptr(e.tensor()) for e in self.tensors.values()
+                            if e.is_loaded} - {None} if self.files.paths and self.module is None
+                           else set())
         ref = weakref.ref(self)
         for e in self.tensors.values():
             if e._loader is not None:
@@ -57,9 +58,9 @@ class FileBacking:
 
     def file_backed(self, tensor: torch.Tensor, ranges=None) -> bool:
         """Whether ``tensor``'s memory is still a mapping of one of the document's files."""
-        if not self.files.paths or tensor.device.type == "meta":
+        ptr = _storage_ptr(tensor) if self.files.paths else None
+        if ptr is None:
             return False
-        ptr = tensor.untyped_storage().data_ptr()
         ranges = self._mapped_ranges() if ranges is None else ranges
         return in_ranges(ptr, ranges) if ranges is not None else ptr in self._open_ptrs
 
@@ -138,7 +139,7 @@ class FileBacking:
                 if not e.is_loaded:
                     continue
                 t = e.tensor()
-                new = copies.get(t.untyped_storage().data_ptr())
+                new = copies.get(_storage_ptr(t))
                 if new is not None:
                     t.set_(new, t.storage_offset(), t.shape, t.stride())
         return sum(s.nbytes() for s in copies.values())
@@ -188,3 +189,14 @@ def _guarded_loader(ref, entry: TensorEntry, loader: Callable[[], torch.Tensor])
                 doc._refuse_changed(e.name)
         return loader()
     return load
+
+
+def _storage_ptr(t: torch.Tensor) -> int | None:
+    """Where a strided tensor's storage lives; None for what has no storage of its own (meta,
+    sparse layouts: their parts are separate tensors) and so is never moved to private memory."""
+    if t.device.type == "meta" or t.layout != torch.strided:
+        return None
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None
