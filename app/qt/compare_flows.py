@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+import shiboken6
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QLabel,
@@ -314,7 +315,10 @@ class CompareFlows(QObject):
 
     @property
     def mode(self) -> int:
-        return self.mode_combo.currentIndex()
+        """The grid's source (MODE_A, MODE_B, MODE_DIFF); -1 once the window is gone, so that a
+        background result arriving after a close is dropped."""
+        combo = self.mode_combo
+        return combo.currentIndex() if shiboken6.isValid(combo) else -1
 
     def set_mode(self, mode: int) -> None:
         self.mode_combo.setCurrentIndex(mode)

@@ -51,3 +51,26 @@ def open_dialog(qtbot, window, action, name):
     assert window.findChildren(QDialog, name) == [dialog]
     qtbot.waitUntil(dialog.isVisible)
     return dialog
+
+
+class PoolBlocked:
+    """Occupies every thread of the global pool, so that a task the dialog starts waits in the
+    queue until ``release()``: Stop / Cancel are then pressed at a known point, without timing."""
+
+    def __init__(self):
+        import threading
+        from PySide6.QtCore import QThreadPool
+        from app.qt.workers import Task
+        self.event = threading.Event()
+        self.started = threading.Semaphore(0)
+        pool = QThreadPool.globalInstance()
+
+        def block(_progress, _cancelled):
+            self.started.release()
+            self.event.wait(30)
+        self.tasks = [Task(block).start() for _ in range(pool.maxThreadCount())]
+        for _ in self.tasks:
+            assert self.started.acquire(timeout=30)
+
+    def release(self):
+        self.event.set()

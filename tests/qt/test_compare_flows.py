@@ -271,3 +271,31 @@ def test_interpolate_with_the_reference(qtbot, window, pair):
     assert step["op"] == "merge" and step["weights"] == [0.75, 0.25] and step["inputs"] == ["ref"]
     window.actionUndo.trigger()
     assert torch.equal(doc.tensor("head.weight"), a["head.weight"])
+
+
+def test_a_result_arriving_after_the_window_closed_is_dropped(qtbot, pair):
+    """Background results of the comparison (reference histogram, grid) may arrive after the
+    window is gone; they must be dropped, not touch deleted widgets."""
+    import shiboken6
+    from PySide6.QtCore import QCoreApplication, QEvent, QThreadPool
+    from app.qt.main_window import MainWindow
+    from tests.qt.driving import PoolBlocked
+    win = MainWindow()
+    win.ask_save_changes = lambda: "discard"
+    win.show()
+    flows = compared(qtbot, win, pair)
+    combo = flows.mode_combo
+    blocked = PoolBlocked()  # the tasks the selection starts wait until the window is gone
+    try:
+        assert win.select_name("head.weight")
+        flows.set_mode(MODE_B)
+        QApplication.processEvents()
+        win.close()
+        win.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        assert not shiboken6.isValid(combo)
+    finally:
+        blocked.release()
+    assert QThreadPool.globalInstance().waitForDone(20_000)
+    for _ in range(5):  # deliver the finished signals queued for the GUI thread
+        QApplication.processEvents()

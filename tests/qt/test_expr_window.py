@@ -78,27 +78,7 @@ def test_edit_dialog_on_a_mapped_file_does_not_abort_the_process():
 
 # -- off the GUI thread: Stop and Cancel -------------------------------------------------------
 
-class PoolBlocked:
-    """Occupies every thread of the global pool, so that a task the dialog starts waits in the
-    queue until ``release()``: Stop / Cancel are then pressed at a known point, without timing."""
-
-    def __init__(self):
-        import threading
-        from PySide6.QtCore import QThreadPool
-        from app.qt.workers import Task
-        self.event = threading.Event()
-        self.started = threading.Semaphore(0)
-        pool = QThreadPool.globalInstance()
-
-        def block(_progress, _cancelled):
-            self.started.release()
-            self.event.wait(30)
-        self.tasks = [Task(block).start() for _ in range(pool.maxThreadCount())]
-        for _ in self.tasks:
-            assert self.started.acquire(timeout=30)
-
-    def release(self):
-        self.event.set()
+from tests.qt.driving import PoolBlocked  # noqa: E402
 
 
 def test_apply_and_preview_run_off_the_gui_thread_and_can_be_stopped(qtbot, window):

@@ -105,7 +105,7 @@ def test_add_parameter_dialog_validates_like_register_parameter(qtbot, open_live
     click_ok(qtbot, dialog)
     assert dict(model.named_buffers())["norm.mask"].dtype == torch.bool
     assert "norm.mask" not in model.state_dict()
-    assert cell(win, "norm.mask", TYPE).data() == "buffer"
+    assert cell(win, "norm.mask", TYPE).data() == "buffer (non-persistent, not saved)"
 
 
 def test_promote_demote_buffers_with_undo(qtbot, open_live):
