@@ -1,22 +1,27 @@
 """paramedit: a desktop editor for PyTorch model parameters.
 
-``app.edit(model)`` opens the editor on a live ``nn.Module`` and returns when it closes;
-``app.open_editor(model)`` returns the window at once. Qt is imported only when they are called.
+``paramedit.edit(model)`` opens the editor on a live ``nn.Module`` and returns when it closes;
+``paramedit.open_editor(model)`` returns the window at once. Qt is imported only when they are
+called.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+if __name__ != "paramedit":  # `import app` inside the checkout: be the one paramedit package
+    from ._checkout import become_paramedit as _become
+    _become(__name__, __file__, list(__path__))
+
+__version__ = "0.2.0"
 
 
 def edit(model, **kw):
     """Blocking: open the editor on ``model``; edits change its tensors in place."""
-    from app.qt.live import edit as _edit
+    from .qt.live import edit as _edit
     return _edit(model, **kw)
 
 
 def open_editor(model, **kw):
     """Non-blocking: open the editor on ``model`` (creating a QApplication if needed)."""
-    from app.qt.live import open_editor as _open_editor
+    from .qt.live import open_editor as _open_editor
     return _open_editor(model, **kw)
 
 

@@ -40,6 +40,11 @@ def demo_document():
 
 
 def run_gui(args) -> int:
+    from app.core.errors import UserError
+    from app.qt.display import display_problem
+    problem = display_problem()
+    if problem:
+        raise UserError(problem)
     app = application()
     window = build_window(args)
     window.show()

@@ -5,7 +5,6 @@ every call of a Qt method that returns nothing, and the process dies after a few
 repaints (``Fatal Python error: none_dealloc``). Here that fails the test run instead of a user.
 """
 import sys
-import time
 
 import numpy as np
 import pyqtgraph as pg
@@ -13,7 +12,7 @@ from PySide6.QtWidgets import QApplication
 
 from app.qt.views.histogram import Histogram
 
-REPAINTS = 20_000  # about 1.5 ms each here
+REPAINTS = 20_000  # the repaint rate is measured by benchmarks/bench_gui.py, not here
 
 
 def test_histogram_survives_tens_of_thousands_of_repaints(qtbot):
@@ -31,7 +30,6 @@ def test_histogram_survives_tens_of_thousands_of_repaints(qtbot):
     for f in frames:
         f[0], f[-1] = 1000, 1
     none_refs = sys.getrefcount(None)
-    start = time.perf_counter()
     for i in range(REPAINTS):
         hist.set_data(edges, frames[i % len(frames)])
         if i % 5000 == 2500:
@@ -39,9 +37,7 @@ def test_histogram_survives_tens_of_thousands_of_repaints(qtbot):
         plot.viewport().repaint()
         if i % 100 == 0:
             QApplication.processEvents()
-    elapsed = time.perf_counter() - start
     assert hist.counts.sum() == frames[(REPAINTS - 1) % len(frames)].sum()
     assert len(plot.getPlotItem().listDataItems()) == 1  # one curve, reused
     if sys.version_info < (3, 12):  # None is immortal from 3.12 on
         assert sys.getrefcount(None) > none_refs - 1000, "the Qt binding leaks references to None"
-    assert elapsed < 60, f"{REPAINTS} repaints took {elapsed:.1f} s"

@@ -1,0 +1,32 @@
+"""Say in words why no window can open, before Qt aborts the process on a missing display."""
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+
+#: libraries Qt's xcb platform plugin needs on Linux beyond what PySide6's wheel carries
+XCB_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4",
+                 "xcb-keysyms": "libxcb-keysyms1", "xkbcommon-x11": "libxkbcommon-x11-0"}
+
+HEADLESS_HINT = ("headless commands need no display: paramedit inspect / apply / diff / screenshot; "
+                 "or set QT_QPA_PLATFORM=offscreen")
+
+
+def display_problem(environ=os.environ, platform: str = sys.platform) -> str | None:
+    """None when a window can open here; otherwise one sentence saying what to do."""
+    if not platform.startswith("linux"):
+        return None
+    qpa = environ.get("QT_QPA_PLATFORM", "")
+    if qpa and not qpa.startswith("xcb"):
+        return None  # offscreen, wayland, vnc, ...: the user chose; Qt reports its own problems
+    if not qpa and environ.get("WAYLAND_DISPLAY"):
+        return None
+    if not environ.get("DISPLAY"):
+        return ("no display: DISPLAY is not set, so no window can open (log in to a desktop, or "
+                f"use ssh -X); {HEADLESS_HINT}")
+    missing = [pkg for lib, pkg in XCB_LIBRARIES.items() if not ctypes.util.find_library(lib)]
+    if missing:
+        return (f"Qt needs system libraries that are missing: {' '.join(missing)} "
+                f"(Debian/Ubuntu: apt-get install {' '.join(missing)}); {HEADLESS_HINT}")
+    return None
