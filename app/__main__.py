@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+from . import __version__
 
 COMMANDS = ("inspect", "apply", "screenshot", "diff")
 
@@ -16,11 +19,17 @@ def main(argv: list[str] | None = None) -> int:
         args = _gui_parser().parse_args(argv)
         args.command = "gui"
     try:
-        return _run(args)
+        status = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at interpreter exit
+        return status
+    except BrokenPipeError:  # `paramedit inspect big.pt | head`: the reader has had enough
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line, never a traceback
-        from app.core.errors import UserError
+        from .core.errors import UserError
         if isinstance(exc, UserError):
             print(f"error: {one_line(str(exc))}", file=sys.stderr)
             return 2
@@ -44,6 +53,7 @@ def _gui_parser() -> argparse.ArgumentParser:
                     f"Headless commands: {', '.join(COMMANDS)} (paramedit COMMAND --help).")
     p.add_argument("path", nargs="?", help="checkpoint file or sharded folder to open "
                                            "(default: the built-in demo model)")
+    p.add_argument("--version", action="version", version=f"paramedit {__version__}")
     _add_open_options(p)
     return p
 
@@ -84,14 +94,14 @@ def _command_parser() -> argparse.ArgumentParser:
     shot.add_argument("--size", default="1400x900", help="window size, WIDTHxHEIGHT")
     shot.add_argument("--compare", metavar="REF", help="compare with the checkpoint REF first")
     _add_open_options(shot)
-    from app.core.diff_cli import add_diff_parser
+    from .core.compare.diff_cli import add_diff_parser
     add_diff_parser(sub)
     return p
 
 
 def _verify(path: str) -> None:
-    from app.core.errors import CheckpointError
-    from app.core.formats import verify_document
+    from .core.errors import CheckpointError
+    from .core.formats import verify_document
     bad = verify_document(path)
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
@@ -101,8 +111,8 @@ def _verify(path: str) -> None:
 
 def _run(args) -> int:
     if args.command == "inspect":
-        from app.core.open import open_document
-        from app.core.report import inspect_json, inspect_text
+        from .core.loading.open import open_document
+        from .core.report import inspect_json, inspect_text
         doc = open_document(args.path, model=args.model, model_args=args.model_args, trust=args.trust)
         if args.verify:
             _verify(args.path)
@@ -119,15 +129,15 @@ def _run(args) -> int:
                       "carry no checksums)")
         return 0
     if args.command == "apply":
-        from app.core.recipe_cli import apply_command
+        from .core.recipes.apply_cli import apply_command
         return apply_command(args)
     if args.command == "diff":
-        from app.core.diff_cli import diff_command
+        from .core.compare.diff_cli import diff_command
         return diff_command(args)
     if args.command == "screenshot":
-        from app.qt.screenshot import screenshot_command
+        from .qt.screenshot import screenshot_command
         return screenshot_command(args)
-    from app.qt.launch import run_gui
+    from .qt.launch import run_gui
     return run_gui(args)
 
 

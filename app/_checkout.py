@@ -19,12 +19,15 @@ NAME = "paramedit"
 class _AliasLoader(importlib.abc.Loader):
     def __init__(self, module: ModuleType):
         self.module = module
+        self.spec = module.__spec__
 
     def create_module(self, spec):
         return self.module
 
     def exec_module(self, module):
-        pass
+        # importlib has just set ``__spec__`` to the alias's spec; put the module's own back, so
+        # that its relative imports keep ``__package__ == __spec__.parent`` (else ImportWarning)
+        module.__spec__ = self.spec
 
 
 class _AliasFinder(importlib.abc.MetaPathFinder):

@@ -61,7 +61,7 @@ def peak_of(cmd: list[str]) -> tuple[int, int, int]:
 def baseline_kib() -> tuple[int, int]:
     """(VmHWM, RssAnon) of an interpreter that only imports what apply imports."""
     rc, hwm, anon = peak_of([sys.executable, "-c", "import torch, safetensors, numpy; "
-                             "import app.core.recipe, app.core.save, app.core.formats"])
+                             "import app.core.recipes.recipe, app.core.formats.save, app.core.formats"])
     return hwm, anon
 
 

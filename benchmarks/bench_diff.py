@@ -33,7 +33,7 @@ ROUNDS = 3
 CHILD = r"""
 import json, sys, time
 from benchmarks._measure import reset_peak, rss_kib
-from app.core.diff import open_and_diff
+from app.core.compare.diff import open_and_diff
 a, b = sys.argv[1], sys.argv[2]
 reset_peak()
 base, anon0 = rss_kib(), rss_kib("RssAnon")

@@ -22,8 +22,8 @@ CHILD = r"""
 import json, sys, time, torch
 sys.path.insert(0, "benchmarks")
 from _measure import reset_peak, rss_kib
-from app.core.document import Document
-from app.core.edits import ExprEdit
+from app.core.model.document import Document
+from app.core.edits.values import ExprEdit
 n, chunked = int(sys.argv[1]), sys.argv[2] == "chunked"
 torch.manual_seed(0)
 doc = Document.from_object({"w": torch.randn(n)})

@@ -43,8 +43,8 @@ def _status(field: str) -> int:
 def child(case: str, folder: str, mb: int) -> None:
     sys.path.insert(0, ROOT)
     import torch
-    from app.core.document import Document
-    from app.core.save import save_document
+    from app.core.model.document import Document
+    from app.core.formats.save import save_document
     from safetensors.torch import save_file
     n = mb // 16  # tensors of 16 MB (float32 2048x2048); plus one tie and a bf16 copy of one
     g = torch.Generator().manual_seed(0)

@@ -76,7 +76,7 @@ def report(what: str, seconds: float) -> None:
 
 def main() -> None:
     from app.core.formats import load_document
-    from app.core.surgery import DeleteEdit
+    from app.core.edits.surgery import DeleteEdit
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "resnet50-train.pt")
         params = checkpoint(path)

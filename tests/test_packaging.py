@@ -27,16 +27,30 @@ def test_every_source_package_is_installed_under_paramedit():
 
 def test_import_app_in_the_checkout_is_the_paramedit_package():
     code = ("import app, paramedit\n"
-            "import app.core.document, paramedit.core.errors\n"
+            "import app.core.model.document, paramedit.core.errors\n"
             "from app.core.errors import UserError\n"
             "assert app is paramedit\n"
-            "assert app.core.document is paramedit.core.document\n"
+            "assert app.core.model.document is paramedit.core.model.document\n"
             "assert UserError is paramedit.core.errors.UserError\n"
-            "assert paramedit.core.document.__name__ == 'paramedit.core.document'\n"
+            "assert paramedit.core.model.document.__name__ == 'paramedit.core.model.document'\n"
             "print(paramedit.__version__)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=ROOT,
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == __import__("app").__version__
+
+
+def test_a_module_reached_as_app_keeps_its_own_spec():
+    """``import app.x`` must not leave ``paramedit.x`` with the alias's spec: its relative imports
+    would then warn (``__package__ != __spec__.parent``), an error under ``-W error``."""
+    code = ("import warnings; warnings.simplefilter('error')\n"
+            "import app.qt.main_window as m\n"
+            "assert m.__spec__.name == 'paramedit.qt.main_window', m.__spec__.name\n"
+            "from app.qt.main_window import MainWindow\n"
+            "from importlib import import_module\n"
+            "import_module('.param_flows', m.__package__)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_version_flag_prints_the_one_version(capsys):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .document import Document
+from .model.document import Document
 from .stats import compute_stats
-from .nested import nested_entries
-from .tree import ENTRY, Node
+from .model.nested import nested_entries
+from .model.tree import ENTRY, Node
 
 
 def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def human_count(n: int) -> str:
 def inspect_text(doc: Document, with_stats: bool = False) -> str:
     lines = [f"{doc.path}  ({doc.format})"]
     if doc.load_report is not None:
-        from .model_code import describe_report
+        from .loading.model_code import describe_report
         lines += [f"  {line}" for line in describe_report(doc.load_report)]
     _tree_lines(doc.root, 0, lines, with_stats)
     entries = all_entries(doc)

@@ -6,7 +6,7 @@ over the finite range. It costs about 1.4x ``torch.histc`` + ``torch.aminmax`` (
 histogram needs its range first). ``preview_stats`` reads evenly spaced contiguous blocks and is
 marked approximate; it is what a huge tensor shows at once while the exact result is computed.
 
-Every dtype and layout goes through ``_Source``: values as ``app.core.dtypes`` defines them
+Every dtype and layout goes through ``_Source``: values as ``app.core.model.dtypes`` defines them
 (quantized dequantized, fp8 as floats, complex by part), an expanded (stride-0) tensor read once
 per distinct element and weighted, a sparse one as its stored values plus its implicit zeros.
 ``std`` is the sample standard deviation (Bessel's correction), as ``torch.Tensor.std()``.
@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from . import dtypes
+from .model import dtypes
 from .errors import Cancelled
 
 CHUNK = 1 << 20          # elements per chunk: 4 MB of float32, stays in cache

@@ -32,7 +32,7 @@ def transplant_selection(flows) -> str | None:
     """Copy the selected tensor / subtree from the reference; returns what was refused."""
     if flows.result is None or flows.reference is None:
         return None
-    from app.core.merge import TransplantEdit, plan_transplant
+    from ..core.compare.merge import TransplantEdit, plan_transplant
     doc = flows.controller.document
     names = transplant_names(flows.result, flows.window.tree_panel.current_node())
     copy, add, refused = plan_transplant(doc, flows.reference, names)
@@ -57,7 +57,7 @@ def interpolate(flows, t: float) -> str | None:
     """``(1 - t)·W + t·W_ref`` over the matched tensors of equal shape; None when applied."""
     if flows.result is None or flows.reference is None:
         return None
-    from app.core.merge import LinearMergeEdit
+    from ..core.compare.merge import LinearMergeEdit
     doc = flows.controller.document
     shapes = {s["name"] for s in flows.result.shape_changed}
     names = [na for k, (na, nb) in flows.result.pairs.items()

@@ -17,13 +17,13 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QMessageBox,
                                QProgressBar, QPushButton, QToolBar)
 
-from app.core.diff import DiffResult, diff_documents
-from app.core.errors import UserError
-from app.qt import compare_actions
-from app.qt.compare_views import MODE_A, MODE_B, MODE_DIFF, CompareViews  # noqa: F401
-from app.qt.models.compare_columns import SORT_ROLE, ChangeColumn
-from app.qt.models.tree_model import HEADERS
-from app.qt.workers import Task
+from ..core.compare.diff import DiffResult, diff_documents
+from ..core.errors import UserError
+from . import compare_actions
+from .compare_views import MODE_A, MODE_B, MODE_DIFF, CompareViews  # noqa: F401
+from .models.compare_columns import SORT_ROLE, ChangeColumn
+from .models.tree_model import HEADERS
+from .workers import Task
 
 
 
@@ -120,7 +120,7 @@ class CompareFlows(QObject):
 
     def choose_reference(self) -> None:
         folder = self.controller.recent.last_folder()
-        from app.qt.main_window import OPEN_FILTER
+        from .main_window import OPEN_FILTER
         path, _ = QFileDialog.getOpenFileName(self.window, "Compare with checkpoint", folder,
                                               OPEN_FILTER)
         if path:
@@ -137,7 +137,7 @@ class CompareFlows(QObject):
         label_a = doc.path or self.controller.title
 
         def work(progress, cancelled):
-            from app.core.formats import load_document
+            from ..core.formats import load_document
             ref = load_document(path)
             try:
                 res = diff_documents(doc, ref, rules=rules, progress=progress,

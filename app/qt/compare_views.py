@@ -11,9 +11,9 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QObject
 
-from app.core.diff import read_entry
-from app.core.errors import UserError
-from app.qt.workers import Task
+from ..core.compare.diff import read_entry
+from ..core.errors import UserError
+from .workers import Task
 
 MODE_A, MODE_B, MODE_DIFF = 0, 1, 2
 OVERLAY_PEN = (230, 120, 20)

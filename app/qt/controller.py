@@ -12,12 +12,12 @@ from typing import Callable, Iterable
 import torch
 from PySide6.QtCore import QObject, QSettings, Signal
 
-from app.core.document import Document
-from app.core.errors import Cancelled, UnsafePickleError, UserError
-from app.core.report import human_count, human_size
-from app.core.tree import Node
-from app.qt.undo import EditStack
-from app.qt.workers import Task
+from ..core.model.document import Document
+from ..core.errors import Cancelled, UnsafePickleError, UserError
+from ..core.report import human_count, human_size
+from ..core.model.tree import Node
+from .undo import EditStack
+from .workers import Task
 
 
 def openable_path(paths: Iterable[str]) -> str | None:
@@ -32,7 +32,7 @@ def openable_path(paths: Iterable[str]) -> str | None:
     if len(folders) != 1:
         return None
     folder = folders.pop()
-    from app.core.formats.detect import read_index
+    from ..core.formats.detect import read_index
     try:
         _, index = read_index(folder)
     except ValueError:
@@ -151,7 +151,7 @@ class Controller(QObject):
     def load(self, path: str, model: str | None = None, model_args: str | None = None,
              trust: bool = False) -> Task:
         """Open ``path`` in the background; a newer load supersedes this one."""
-        from app.core.open import open_document
+        from ..core.loading.open import open_document
         self.cancel_load()
         path = os.fspath(path)
 
@@ -313,5 +313,5 @@ class Controller(QObject):
 
 
 def _unique(node: Node):
-    from app.core.ties import unique_entries
+    from ..core.model.ties import unique_entries
     return unique_entries(node.tensor_entries())

@@ -14,12 +14,12 @@ from PySide6.QtCore import QObject, QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
 
-from app.core.edit_base import CompositeEdit, Edit
-from app.core.errors import UserError
-from app.core.tensor_entry import PARAMETER
-from app.core.tree import ENTRY, Node
-from app.qt.dialogs.edit_dialog import EditDialog
-from app.qt.models.tree_model import TYPE
+from ..core.edits.base import CompositeEdit, Edit
+from ..core.errors import UserError
+from ..core.model.tensor_entry import PARAMETER
+from ..core.model.tree import ENTRY, Node
+from .dialogs.edit_dialog import EditDialog
+from .models.tree_model import TYPE
 
 class AlreadyApplied(Edit):
     """An edit applied off the GUI thread: its first ``apply`` (the push's redo) does nothing;
@@ -65,7 +65,7 @@ MEMORY_CAP_KEY = "undoMemoryCapMiB"
 
 def unique_names(node: Node) -> list[str]:
     """The tensors under ``node`` in document order, each tied storage once."""
-    from app.core.ties import unique_entries
+    from ..core.model.ties import unique_entries
     return [e.name for e in unique_entries(node.tensor_entries())]
 
 
@@ -317,7 +317,7 @@ class EditFlows(QObject):
         return self.push(AlreadyApplied(edit))
 
     def open_initializer_dialog(self):
-        from app.qt.dialogs.initializer_dialog import InitializerDialog
+        from .dialogs.initializer_dialog import InitializerDialog
         doc, node = self.controller.document, self.controller.current_node
         if doc is None or node is None:
             return None
@@ -374,7 +374,7 @@ class EditFlows(QObject):
 
     def edit_cell(self, name: str, index: tuple, text: str) -> str | None:
         """A typed cell value: None when applied, else why it was refused."""
-        from app.core.edits import CellEdit, parse_cell_value
+        from ..core.edits.values import CellEdit, parse_cell_value
         doc = self.controller.document
         try:
             value = parse_cell_value(text, doc.entry(name).dtype)
@@ -392,7 +392,7 @@ class EditFlows(QObject):
 
     # -- trainable / frozen -------------------------------------------------------------------
     def set_requires_grad(self, flag: bool) -> None:
-        from app.core.edits import RequiresGradEdit
+        from ..core.edits.values import RequiresGradEdit
         node = self.controller.current_node
         if node is not None and self.push(RequiresGradEdit(unique_names(node), flag)):
             self.window.tree_view.resizeColumnToContents(TYPE)  # room for "(frozen)"
@@ -411,13 +411,13 @@ class EditFlows(QObject):
         return f"{node.full_name}.*" if node.full_name else "*"
 
     def delete_selection(self) -> None:
-        from app.core.surgery import DeleteEdit
+        from ..core.edits.surgery import DeleteEdit
         target = self._selection_target()
         if target:
             self.push(DeleteEdit(target))
 
     def cast_selection(self, dtype: str) -> None:
-        from app.core.surgery import CastEdit
+        from ..core.edits.surgery import CastEdit
         node = self.controller.current_node
         if node is None or not unique_names(node):
             return
@@ -431,7 +431,7 @@ class EditFlows(QObject):
             self.push(CastEdit(target, dtype))
 
     def open_rename_dialog(self):
-        from app.qt.dialogs.rename_dialog import RenameDialog
+        from .dialogs.rename_dialog import RenameDialog
         doc = self.controller.document
         if doc is None:
             return None
@@ -455,7 +455,7 @@ class EditFlows(QObject):
 
     def ask_extract_path(self, prefix: str) -> str:
         """Tests replace this to answer without a dialog."""
-        from app.qt.save_flows import SAVE_FILTER
+        from .save_flows import SAVE_FILTER
         stem = (prefix or self.controller.title).replace(".", "_")
         path, _ = QFileDialog.getSaveFileName(
             self.window, f"Extract {prefix or 'everything'} as a state_dict",
@@ -479,7 +479,7 @@ class EditFlows(QObject):
         if not path:
             return None
         text = json.dumps(self.edits.recipe(), indent=2) + "\n"
-        from app.core.save import atomic_write
+        from ..core.formats.save import atomic_write
         try:
             atomic_write(path, lambda f: f.write(text.encode()))
         except OSError as exc:
@@ -501,7 +501,7 @@ class EditFlows(QObject):
 
     @staticmethod
     def memory_cap_setting() -> int:
-        from app.qt.undo import DEFAULT_MEMORY_CAP
+        from .undo import DEFAULT_MEMORY_CAP
         value = QSettings("paramedit", "paramedit").value(MEMORY_CAP_KEY)
         try:
             return int(value) * 1024 ** 2 if value is not None else DEFAULT_MEMORY_CAP

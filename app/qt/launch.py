@@ -15,14 +15,14 @@ def application() -> QApplication:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(ORGANIZATION)
-    from app.qt.models.tree_model import RESOURCES
+    from .models.tree_model import RESOURCES
     app.setWindowIcon(QIcon(os.path.join(RESOURCES, "paramedit.svg")))
     return app
 
 
 def build_window(args):
     """A main window opening ``args.path`` in the background, or the demo model at once."""
-    from app.qt.main_window import MainWindow
+    from .main_window import MainWindow
     window = MainWindow()
     if getattr(args, "path", None):
         window.open_path(args.path, model=getattr(args, "model", None),
@@ -34,14 +34,14 @@ def build_window(args):
 
 
 def demo_document():
-    from app.core.demo import demo_model
-    from app.core.document import Document
+    from ..core.demo import demo_model
+    from ..core.model.document import Document
     return Document.from_module(demo_model())
 
 
 def run_gui(args) -> int:
-    from app.core.errors import UserError
-    from app.qt.display import display_problem
+    from ..core.errors import UserError
+    from .display import display_problem
     problem = display_problem()
     if problem:
         raise UserError(problem)

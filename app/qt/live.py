@@ -13,7 +13,7 @@ import shiboken6
 from PySide6.QtCore import QCoreApplication, QEvent, QEventLoop, QObject, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
-from app.core.document import Document
+from ..core.model.document import Document
 
 _open_windows: list = []  # windows opened from a Python session stay alive until closed
 
@@ -71,7 +71,7 @@ def _check(model) -> None:
 
 
 def _show(model, title: str | None):
-    from app.qt.main_window import MainWindow
+    from .main_window import MainWindow
     window = MainWindow()
     # Closed is gone: the window, its undo history (old values, maybe on a GPU) and its hold on
     # the model are freed, even where a Python session keeps a reference to the window.

@@ -14,17 +14,17 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QL
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QTreeView,
                                QVBoxLayout, QWidget)
 
-from app.core.document import Document
-from app.qt.compare_flows import CompareFlows
-from app.qt.controller import Controller, document_summary, openable_path
-from app.qt.models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
-from app.qt.edit_flows import EditFlows
-from app.qt.file_watch import FileWatch
-from app.qt.open_flows import OpenFlows
-from app.qt.save_flows import SaveFlows
+from ..core.model.document import Document
+from .compare_flows import CompareFlows
+from .controller import Controller, document_summary, openable_path
+from .models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
+from .edit_flows import EditFlows
+from .file_watch import FileWatch
+from .open_flows import OpenFlows
+from .save_flows import SaveFlows
 
-from app.qt.views.stats_panel import StatsPanel
-from app.qt.views.tensor_view import TensorView
+from .views.stats_panel import StatsPanel
+from .views.tensor_view import TensorView
 
 OPEN_FILTER = ("Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.index.json *.zip);;"
                "All files (*)")
@@ -129,7 +129,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.compare_flows = CompareFlows(self)  # after _connect: its views follow the window's
         self.actionCompare = self.compare_flows.actionCompare
-        from app.qt.param_flows import ParamFlows
+        from .param_flows import ParamFlows
         self.param_flows = ParamFlows(self)  # gradients, registration, ties, train/eval
         self.setAcceptDrops(True)
         self._route_child_drops()

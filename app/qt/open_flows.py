@@ -6,8 +6,8 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox
 
-from app.qt.dialogs.model_code_dialog import ModelCodeDialog
-from app.qt.dialogs.trust_dialog import trust_dialog
+from .dialogs.model_code_dialog import ModelCodeDialog
+from .dialogs.trust_dialog import trust_dialog
 
 
 def report_notes(report: dict | None) -> dict[str, str]:
@@ -73,7 +73,7 @@ class OpenFlows(QObject):
         self.window.tree_model.reset_marks(report_notes(report))
         if not report or not any(report.get(k) for k in ("missing", "unexpected", "mismatched")):
             return
-        from app.core.model_code import describe_report
+        from ..core.loading.model_code import describe_report
         lines = describe_report(report)
         self.window.statusBar().showMessage("Loaded into model code: " + "; ".join(lines[:2]), 15000)
         if self.report_box is not None:

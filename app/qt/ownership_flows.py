@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QInputDialog
 
-from app.core.registration import (DemoteEdit, PromoteEdit, TrainModeEdit,
+from ..core.edits.registration import (DemoteEdit, PromoteEdit, TrainModeEdit,
                                    plain_tensor_attributes)
-from app.core.tie_edits import TieEdit, UntieEdit
+from ..core.edits.tie_surgery import TieEdit, UntieEdit
 
 
 class OwnershipActions:
     def open_add_dialog(self):
-        from app.qt.dialogs.add_parameter_dialog import AddParameterDialog
+        from .dialogs.add_parameter_dialog import AddParameterDialog
         node = self._module_node()
         if node is None or not self.live:
             return None

@@ -11,14 +11,14 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QInputDialog, QLabel, QMenu
 
-from app.core.grad_edits import ClipGradEdit, GradEdit, ScaleGradEdit, ZeroGradEdit
-from app.core.grads import all_grad_info, distinct_parameters
-from app.core.registration import TrainModeEdit, counts_text, plain_tensor_attributes, rescan
-from app.core.tensor_entry import BUFFER, PARAMETER
-from app.core.tree import module_entries
-from app.qt.models.tree_model import DEVICE, GRAD, RATIO
-from app.qt.ownership_flows import OwnershipActions
-from app.qt.workers import Task
+from ..core.edits.gradients import ClipGradEdit, GradEdit, ScaleGradEdit, ZeroGradEdit
+from ..core.model.grads import all_grad_info, distinct_parameters
+from ..core.edits.registration import TrainModeEdit, counts_text, plain_tensor_attributes, rescan
+from ..core.model.tensor_entry import BUFFER, PARAMETER
+from ..core.model.tree import module_entries
+from .models.tree_model import DEVICE, GRAD, RATIO
+from .ownership_flows import OwnershipActions
+from .workers import Task
 
 
 def is_live(doc) -> bool:

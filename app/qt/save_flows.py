@@ -10,12 +10,12 @@ import os
 from PySide6.QtCore import QEventLoop, QObject, Qt
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
-from app.core.errors import UserError
-from app.core import save as core_save
-from app.core.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TIED_EVERY, TIED_ONCE,
+from ..core.errors import UserError
+from ..core.formats import save as core_save
+from ..core.formats.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TIED_EVERY, TIED_ONCE,
                            TORCH, TORCHSCRIPT, can_save_in_place, entries_lost_in_safetensors,
                            has_ties)
-from app.qt.workers import Task
+from .workers import Task
 
 TORCH_FILTER = "PyTorch checkpoint (*.pt *.pth *.bin *.ckpt)"
 SAFETENSORS_FILTER = "safetensors (*.safetensors)"
@@ -269,7 +269,7 @@ class SaveFlows(QObject):
     def extract(self, prefix: str, path: str, relative: bool) -> None:
         """Write a subtree in the background, busy like a save: the worker reads the tensors, so
         no edit may change them meanwhile, and the window may not close under it."""
-        from app.core.surgery import save_subtree
+        from ..core.edits.surgery import save_subtree
         doc = self.controller.document
         if doc is None or self.is_saving:
             return

@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from app.core.errors import UserError
+from ..core.errors import UserError
 
 SETTLE_TIMEOUT_S = 15.0
 
@@ -27,8 +27,8 @@ def screenshot_command(args) -> int:
         raise UserError(f"cannot write {args.output}: its folder does not exist")
     # The contract says offscreen; a caller may still pick another platform explicitly.
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from app.core.open import open_document
-    from app.qt.launch import application, demo_document
+    from ..core.loading.open import open_document
+    from .launch import application, demo_document
 
     if args.path:  # synchronously: errors surface here as UserError (exit 2)
         doc = open_document(args.path, model=args.model, model_args=args.model_args,
@@ -38,14 +38,14 @@ def screenshot_command(args) -> int:
         doc, title = demo_document(), "demo model"
     _quiet_platform_warnings()
     app = application()
-    from app.qt.main_window import MainWindow
+    from .main_window import MainWindow
     window = MainWindow()
     window.resize(*size)
     window.open_document(doc, title)
     window.show()
     settle(app, window)
     if getattr(args, "compare", None):
-        from app.qt.compare_flows import compare_for_screenshot
+        from .compare_flows import compare_for_screenshot
         compare_for_screenshot(window, args.compare, lambda: settle(app, window))
     if args.select and not window.select_name(args.select):
         raise UserError(f"--select {args.select!r}: no tensor or module of that name")

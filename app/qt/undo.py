@@ -12,8 +12,8 @@ from typing import Callable
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from app.core.edit_base import Edit
-from app.core.errors import UserError
+from ..core.edits.base import Edit
+from ..core.errors import UserError
 
 DEFAULT_MEMORY_CAP = 2 * 1024 ** 3
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from app.core.errors import Cancelled
+from ..core.errors import Cancelled
 
 
 class TaskSignals(QObject):

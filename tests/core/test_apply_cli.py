@@ -8,7 +8,7 @@ from app.core.formats import load_document
 from tests.checkpoints import tied_lm, training_checkpoint
 from tests.cli import assert_one_error_line, run_main
 
-pytest.importorskip("app.core.recipe")
+pytest.importorskip("app.core.recipes.recipe")
 
 
 @pytest.fixture

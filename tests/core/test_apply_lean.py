@@ -4,8 +4,8 @@ edited in place, a glob step runs one tie group at a time with the same result a
 import torch
 
 from app.core.formats import load_document
-from app.core.recipe import load_recipe, replay
-from app.core.recipe_cli import replay_lean
+from app.core.recipes.recipe import load_recipe, replay
+from app.core.recipes.apply_cli import replay_lean
 
 
 def state():

@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.errors import Cancelled
 from app.core.formats import load_document
-from app.core.save import save_document
+from app.core.formats.save import save_document
 
 
 def big_state(seed=0):

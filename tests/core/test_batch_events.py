@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from app.core.document import Document
-from app.core.surgery import CastEdit, DeleteEdit, RenameEdit
+from app.core.model.document import Document
+from app.core.edits.surgery import CastEdit, DeleteEdit, RenameEdit
 
 
 def training_checkpoint(n: int = 300) -> Document:

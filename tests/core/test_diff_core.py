@@ -3,8 +3,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from app.core.diff import diff_documents, match_names, parse_rename
-from app.core.diff_tensor import chunk_keys, compare_tensors
+from app.core.compare.diff import diff_documents, match_names, parse_rename
+from app.core.compare.tensor_diff import chunk_keys, compare_tensors
 from app.core.errors import Cancelled, UserError
 from app.core.formats import load_document
 
@@ -114,7 +114,7 @@ def test_lazy_documents_keep_no_tensor_and_ties_compare_once(tmp_path):
     with pytest.raises(Cancelled):
         diff_documents(doc_a, doc_b, cancelled=lambda: True)
 
-    from app.core.document import Document
+    from app.core.model.document import Document
     w = torch.randn(8, 8)
     tied = Document.from_object({"embed": w, "head": w})
     other = Document.from_object({"embed": w.clone(), "head": w.clone()})

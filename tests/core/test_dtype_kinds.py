@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from app.__main__ import main
-from app.core.document import Document
-from app.core.edits import CellEdit, FillEdit, parse_cell_value
+from app.core.model.document import Document
+from app.core.edits.values import CellEdit, FillEdit, parse_cell_value
 from app.core.errors import UserError
 from app.core.formats import load_document
-from app.core.save import save_document
-from app.core.slice2d import Slice2D
+from app.core.formats.save import save_document
+from app.core.model.slice2d import Slice2D
 from app.core.stats import compute_stats, distinct_elements, preview_stats
-from app.core.tensor_entry import TensorEntry
-from app.core.ties import tie_key
+from app.core.model.tensor_entry import TensorEntry
+from app.core.model.ties import tie_key
 
 warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -229,7 +229,7 @@ def test_pooled_preview_weights_an_expanded_tensor_by_what_it_stands_for():
 
 
 def test_edit_dialog_specs_take_complex_values():
-    from app.core.edit_specs import EditSpec, edit_from_spec
+    from app.core.edits.specs import EditSpec, edit_from_spec
     doc = Document([TensorEntry.of("z", torch.zeros(2, dtype=torch.complex64)),
                     TensorEntry.of("x", torch.zeros(2))])
     edit_from_spec(EditSpec("set", value="1+2j"), ["z"]).apply(doc)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from app.core import dtypes
-from app.core.document import Document
+from app.core.model import dtypes
+from app.core.model.document import Document
 from app.core.formats import load_document
-from app.core.save import save_document
-from app.core.slice2d import Slice2D
+from app.core.formats.save import save_document
+from app.core.model.slice2d import Slice2D
 from app.core.stats import compute_stats, preview_stats
-from app.core.tensor_entry import TensorEntry
+from app.core.model.tensor_entry import TensorEntry
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

@@ -8,13 +8,13 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 from torch import nn
 
-from app.core.document import Document
-from app.core.edits import (CellEdit, ExprEdit, FillEdit, RequiresGradEdit, ResetParametersEdit,
+from app.core.model.document import Document
+from app.core.edits.values import (CellEdit, ExprEdit, FillEdit, RequiresGradEdit, ResetParametersEdit,
                             parse_cell_value)
 from app.core.errors import UserError
-from app.core.expr import evaluate
+from app.core.expressions.expr import evaluate
 from app.core.formats import load_document
-from app.core.index_text import check_index, format_index, parse_index
+from app.core.expressions.index_text import check_index, format_index, parse_index
 from tests.checkpoints import tied_lm
 
 

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from app.core.document import Document
-from app.core.edits import ExprEdit
+from app.core.model.document import Document
+from app.core.edits.values import ExprEdit
 from app.core.errors import Cancelled, UserError
-from app.core.expr import InPlaceChange, compile_expr, evaluate
+from app.core.expressions.expr import InPlaceChange, compile_expr, evaluate
 
 
 def doc_of(**tensors):

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from app.core.errors import UserError
-from app.core.file_stamps import FileChangedError, FileStamps, source_files, stamp
+from app.core.model.file_stamps import FileChangedError, FileStamps, source_files, stamp
 from app.core.formats import load_document
 
 
@@ -77,7 +77,7 @@ def test_keep_working_after_a_truncating_rewrite(pt_file):
     assert doc.tensor("layer2.weight").shape == (4096,)
     with pytest.raises(FileChangedError, match="lost"):
         doc.check_files()  # a save would write placeholders: refused until they are deleted
-    from app.core.surgery import DeleteEdit
+    from app.core.edits.surgery import DeleteEdit
     for name in lost:
         DeleteEdit(name).apply(doc)
     doc.check_files()
@@ -137,7 +137,7 @@ def test_apply_cli_refuses_instead_of_sigbus(tmp_path):
     code = textwrap.dedent(f"""
         import torch
         from app.core.formats import load_document
-        from app.core.edits import FillEdit
+        from app.core.edits.values import FillEdit
         doc = load_document({str(path)!r})
         torch.save({{"x": torch.zeros(2)}}, {str(path)!r})
         try:

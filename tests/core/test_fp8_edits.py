@@ -3,12 +3,12 @@ cannot hold in one line, and undo exactly."""
 import pytest
 import torch
 
-from app.core import dtypes
-from app.core.document import Document
-from app.core.edit_specs import EditSpec, edit_from_spec, preview_edit
-from app.core.edits import CellEdit, ExprEdit, FillEdit, parse_cell_value
+from app.core.model import dtypes
+from app.core.model.document import Document
+from app.core.edits.specs import EditSpec, edit_from_spec, preview_edit
+from app.core.edits.values import CellEdit, ExprEdit, FillEdit, parse_cell_value
 from app.core.errors import UserError
-from app.core.tensor_entry import TensorEntry
+from app.core.model.tensor_entry import TensorEntry
 
 FP8 = list(dtypes.FLOAT8)
 
@@ -57,7 +57,7 @@ def test_recipe_with_complex_and_fp8_steps_replays(tmp_path, capsys):
     import json
 
     from app.__main__ import main
-    from app.core.edits import CellEdit
+    from app.core.edits.values import CellEdit
     src, out, recipe = tmp_path / "m.pt", tmp_path / "out.pt", tmp_path / "r.json"
     torch.save({"z": torch.zeros(3, dtype=torch.complex64),
                 "f8": torch.zeros(3).to(torch.float8_e4m3fn)}, src)

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.errors import UserError
-from app.core.initializers import (SeededResetEdit, match_module_types, norm_weights_left_out,
+from app.core.edits.initializers import (SeededResetEdit, match_module_types, norm_weights_left_out,
                                    select_tensors)
-from app.core.recipe import replay
+from app.core.recipes.recipe import replay
 
 
 class ConvNet(nn.Module):

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from app.core import initializers as inits
+from app.core.edits import initializers as inits
 from app.core.demo import demo_model
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.errors import UserError
-from app.core.initializers import InitEdit, check_applicable, select_tensors, split_applicable
+from app.core.edits.initializers import InitEdit, check_applicable, select_tensors, split_applicable
 
 
 @pytest.fixture
@@ -279,7 +279,7 @@ def test_failure_midway_rolls_back(doc, monkeypatch):
 
 
 def test_lazy_entries_checked_without_loading(tmp_path):
-    from app.core.tensor_entry import TensorEntry
+    from app.core.model.tensor_entry import TensorEntry
     loads = []
 
     def loader():

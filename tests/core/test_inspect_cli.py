@@ -80,3 +80,19 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path, case):
     line = assert_one_error_line(run_main("inspect", p, "--json"))
     assert str(p) in line
     assert not (tmp_path / "marker").exists()
+
+
+def test_inspect_into_a_closed_pipe_exits_quietly(tmp_path):
+    """`paramedit inspect big.pt | head`: no BrokenPipeError traceback when head stops reading."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    torch.save({f"layer{i}.weight": torch.zeros(2) for i in range(3000)}, tmp_path / "big.pt")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, str(root / "main.py"), "inspect", str(tmp_path / "big.pt")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root)
+    proc.stdout.readline()
+    proc.stdout.close()  # what head does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from app.core.document import Document
+from app.core.model.document import Document
 
 
 class Shared(nn.Module):

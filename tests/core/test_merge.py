@@ -6,12 +6,12 @@ import torch
 from safetensors.torch import save_file
 
 from app.__main__ import main
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.errors import UserError
 from app.core.formats import load_document
-from app.core.merge import LinearMergeEdit, TaskArithmeticEdit, TransplantEdit, plan_transplant
-from app.core.merge_lora import LoraMergeEdit, lora_scale, open_adapter
-from app.core.recipe import replay
+from app.core.compare.merge import LinearMergeEdit, TaskArithmeticEdit, TransplantEdit, plan_transplant
+from app.core.compare.merge_lora import LoraMergeEdit, lora_scale, open_adapter
+from app.core.recipes.recipe import replay
 from tests.checkpoints import tied_lm, training_checkpoint
 
 
@@ -188,7 +188,7 @@ def test_replay_with_inputs_object(tmp_path):
     a, b = sd(0), sd(1)
     torch.save(b, tmp_path / "b.pt")
     doc = Document.from_object({k: v.clone() for k, v in a.items()})
-    from app.core.merge_ops import Inputs
+    from app.core.compare.merge_ops import Inputs
     edits = replay({"version": 1, "steps": [
         {"op": "task_arithmetic", "finetuned": ["ft"], "lambdas": [1.0], "target": "*"}]},
         doc, inputs=Inputs({"ft": str(tmp_path / "b.pt")}))

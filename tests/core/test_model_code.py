@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import save_file
 
 from app.core.errors import UserError
-from app.core.model_code import UNEXPECTED_GROUP, describe_report, load_into_model
-from app.core.open import open_document
+from app.core.loading.model_code import UNEXPECTED_GROUP, describe_report, load_into_model
+from app.core.loading.open import open_document
 from tests.cli import assert_one_error_line, run_main
 
 MODULE = "pe_factory_models"

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.errors import UserError
-from app.core.grad_edits import ClipGradEdit, ScaleGradEdit, ZeroGradEdit
-from app.core.grads import all_grad_info, pooled_for
-from app.core.registration import (AddTensorEdit, DemoteEdit, PromoteEdit, TrainModeEdit,
+from app.core.edits.gradients import ClipGradEdit, ScaleGradEdit, ZeroGradEdit
+from app.core.model.grads import all_grad_info, pooled_for
+from app.core.edits.registration import (AddTensorEdit, DemoteEdit, PromoteEdit, TrainModeEdit,
                                    parameter_counts, validate_name)
-from app.core.tie_edits import TieEdit, UntieEdit
+from app.core.edits.tie_surgery import TieEdit, UntieEdit
 
 
 class Tied(torch.nn.Module):
@@ -214,8 +214,8 @@ def test_untie_refuses_a_shared_module():
 
 
 def test_tie_in_a_file_saves_one_storage(tmp_path):
-    from app.core.open import open_document
-    from app.core.save import save_document
+    from app.core.loading.open import open_document
+    from app.core.formats.save import save_document
     sd = {"embed.weight": torch.randn(10, 4), "head.weight": torch.randn(10, 4)}
     path = tmp_path / "m.pt"
     torch.save(sd, path)
@@ -257,7 +257,7 @@ def test_gradient_edits_refuse_when_there_is_no_gradient():
 
 
 def test_tie_and_untie_are_recipe_steps(tmp_path):
-    from app.core.recipe import load_recipe, replay
+    from app.core.recipes.recipe import load_recipe, replay
     sd = {"embed.weight": torch.randn(10, 4), "head.weight": torch.randn(10, 4)}
     tie = TieEdit("head.weight", "embed.weight")
     recipe = load_recipe({"version": 1, "steps": tie.recipe_steps()})

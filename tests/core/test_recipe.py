@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from app.core.document import Document
-from app.core.edits import CellEdit, ExprEdit, FillEdit, RequiresGradEdit, ResetParametersEdit
-from app.core.recipe import OPS, RecipeError, edit_for_step, load_recipe, replay, resolve_targets
+from app.core.model.document import Document
+from app.core.edits.values import CellEdit, ExprEdit, FillEdit, RequiresGradEdit, ResetParametersEdit
+from app.core.recipes.recipe import OPS, RecipeError, edit_for_step, load_recipe, replay, resolve_targets
 from tests.checkpoints import tied_lm
 
 
@@ -169,7 +169,7 @@ def test_requires_grad_and_reset_parameters_steps_on_a_live_model():
 
 
 def test_init_step_builds_an_init_edit():
-    pytest.importorskip("app.core.initializers")
+    pytest.importorskip("app.core.edits.initializers")
     doc = state_doc()
     edit = edit_for_step({"op": "init", "target": "body.*.weight", "fn": "zeros_", "args": {}, "seed": 1}, doc)
     assert type(edit).__name__ == "InitEdit"

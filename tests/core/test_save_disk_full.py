@@ -11,9 +11,9 @@ import uuid
 import pytest
 import torch
 
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.errors import UserError
-from app.core.save import save_document
+from app.core.formats.save import save_document
 
 
 def big() -> dict:

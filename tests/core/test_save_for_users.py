@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file, load_model
 from torch import nn
 
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.formats import load_document
-from app.core.save import TIED_EVERY, TIED_ONCE, save_document
+from app.core.formats.save import TIED_EVERY, TIED_ONCE, save_document
 from tests.checkpoints import tied_lm, training_checkpoint
 
 
@@ -93,7 +93,7 @@ def test_apply_to_safetensors_names_drop_entries_and_only_what_is_lost(tmp_path,
 
 
 def test_lost_entries_of_deep_and_self_referencing_containers(tmp_path):
-    from app.core.save import entries_lost_in_safetensors
+    from app.core.formats.save import entries_lost_in_safetensors
     deep = {"t": torch.ones(1)}
     for _ in range(5000):
         deep = {"d": deep, "n": 1}

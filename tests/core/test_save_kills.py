@@ -7,10 +7,10 @@ import signal
 import pytest
 import torch
 
-from app.core import save as core_save
-from app.core.document import Document
+from app.core.formats import save as core_save
+from app.core.model.document import Document
 from app.core.formats import load_document
-from app.core.save import save_document
+from app.core.formats.save import save_document
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from app.core.formats import load_document
-from app.core.save import WouldDropEntries, save_document
-from app.core.document import Document
+from app.core.formats.save import WouldDropEntries, save_document
+from app.core.model.document import Document
 from tests.checkpoints import odd_dtypes, tied_lm, training_checkpoint
 
 
@@ -137,7 +137,7 @@ def test_lazy_safetensors_to_torch_reads_without_caching(tmp_path):
 
 
 def test_can_save_in_place(tmp_path):
-    from app.core.save import can_save_in_place
+    from app.core.formats.save import can_save_in_place
     torch.save(tied_state(), tmp_path / "a.pt")
     assert can_save_in_place(load_document(str(tmp_path / "a.pt")))
     assert not can_save_in_place(Document.from_module(tied_lm()))

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.errors import UserError
 from app.core.formats import load_document
-from app.core.save import save_document
-from app.core.surgery import CastEdit, DeleteEdit, RenameEdit, edit_from_step, extract_subtree, save_subtree
+from app.core.formats.save import save_document
+from app.core.edits.surgery import CastEdit, DeleteEdit, RenameEdit, edit_from_step, extract_subtree, save_subtree
 from tests.checkpoints import tied_lm, training_checkpoint
 
 

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from app.core.document import Document
-from app.core.edits import FillEdit, RequiresGradEdit
+from app.core.model.document import Document
+from app.core.edits.values import FillEdit, RequiresGradEdit
 from app.core.errors import CheckpointError, UntrustedCodeError
 from app.core.formats import load_document
 from app.core.formats.torchscript_lazy import NotUnderstood, TorchScriptDocument, read_torchscript
-from app.core.save import can_save_in_place, save_document
+from app.core.formats.save import can_save_in_place, save_document
 
 
 class Tied(nn.Module):

@@ -9,7 +9,7 @@ from torch import nn
 
 from app.core.errors import UserError
 from app.core.formats import load_document
-from app.core.save import can_save_in_place, save_document
+from app.core.formats.save import can_save_in_place, save_document
 
 
 class Net(nn.Module):
@@ -138,7 +138,7 @@ def test_tied_weights_stay_tied_in_the_archive(tmp_path):
 def test_trusted_script_module_is_saved_with_jit_save(tmp_path):
     """An archive opened through torch.jit.load (under trust) is a live ScriptModule: its
     edits are in the module, and torch.jit.save writes them."""
-    from app.core.document import Document
+    from app.core.model.document import Document
     module = torch.jit.script(Net())
     doc = Document.from_module(module, path=str(tmp_path / "in.pt"), fmt="torchscript")
     with torch.no_grad():

@@ -2,9 +2,9 @@
 import torch
 
 from app.core.demo import demo_model
-from app.core.document import Document
-from app.core.tree import tree_from_names
-from app.core.tensor_entry import TensorEntry
+from app.core.model.document import Document
+from app.core.model.tree import tree_from_names
+from app.core.model.tensor_entry import TensorEntry
 from tests.checkpoints import tied_lm
 
 

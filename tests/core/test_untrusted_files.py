@@ -15,8 +15,8 @@ from app.__main__ import main
 from app.core.errors import Cancelled, CheckpointError, UnsafePickleError, UntrustedCodeError
 from app.core.formats import load_document, verify_document
 from app.core.formats import restricted_pickle
-from app.core.save import save_document
-from app.core.tree import ENTRY
+from app.core.formats.save import save_document
+from app.core.model.tree import ENTRY
 from tests.corpus.generate import CASES, legacy_file
 
 

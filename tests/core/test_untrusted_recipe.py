@@ -8,10 +8,10 @@ import os
 import pytest
 import torch
 
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.errors import UserError
-from app.core.recipe import RecipeError, load_recipe
-from app.core.surgery import RenameEdit
+from app.core.recipes.recipe import RecipeError, load_recipe
+from app.core.edits.surgery import RenameEdit
 
 
 def long_names_doc():
@@ -148,7 +148,7 @@ def test_apply_with_a_backtracking_rename_exits_2(tmp_path, capsys):
     ("[" + "1," * 6000 + "]", "at most 10,000 characters"),
 ])
 def test_hostile_index_text_is_one_short_line(index, words):
-    from app.core.edits import FillEdit
+    from app.core.edits.values import FillEdit
     doc = Document.from_object({"t": torch.zeros(4, 4)})
     with pytest.raises(UserError, match=words) as info:
         FillEdit(["t"], 1.0, index=index).apply(doc)

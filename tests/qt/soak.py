@@ -15,9 +15,9 @@ from PySide6.QtCore import QElapsedTimer, QTimer
 from PySide6.QtWidgets import QApplication
 from torch import nn
 
-from app.core.edits import FillEdit
+from app.core.edits.values import FillEdit
 from app.core.errors import UserError
-from app.core.surgery import CastEdit, DeleteEdit, RenameEdit
+from app.core.edits.surgery import CastEdit, DeleteEdit, RenameEdit
 
 
 def soak_checkpoint(path: str, width: int = 256, depth: int = 8) -> str:

@@ -237,7 +237,7 @@ def test_screenshot_of_a_comparison(qtbot, pair, tmp_path, capsys):
 
 
 def test_a_live_model_against_a_file(qtbot, window, tmp_path):
-    from app.core.document import Document
+    from app.core.model.document import Document
     from tests.checkpoints import tied_lm
     model = tied_lm()
     sd = {k: v.clone() for k, v in model.state_dict().items()}

@@ -149,7 +149,7 @@ def test_screenshot_select_fp8_and_quantized_in_process(tmp_path, kinds_file, qa
 
 
 def test_live_quantized_model_shows_its_packed_weight(qtbot, window):
-    from app.core.document import Document
+    from app.core.model.document import Document
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.ao.nn.quantized.Linear(4, 3))
     window.open_document(Document.from_module(m), "quantized model")

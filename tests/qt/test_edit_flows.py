@@ -224,7 +224,7 @@ def test_edit_dialog_module_target_with_a_glob(qtbot, demo_window):
 
 
 def test_edit_dialog_still_applies_to_a_tensor_too_large_to_preview(qtbot, window):
-    from app.core.document import Document
+    from app.core.model.document import Document
     big = torch.zeros(4097, 4096)  # just over the preview's limit of 1 << 24 elements
     window.open_document(Document.from_object({"big": big, "small": torch.zeros(3)}), "big")
     shown(qtbot, window)

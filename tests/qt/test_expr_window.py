@@ -83,7 +83,7 @@ from tests.qt.driving import PoolBlocked  # noqa: E402
 
 def test_apply_and_preview_run_off_the_gui_thread_and_can_be_stopped(qtbot, window):
     from PySide6.QtWidgets import QPushButton, QProgressBar
-    from app.core.document import Document
+    from app.core.model.document import Document
     from tests.qt.driving import ok_button
     start = torch.randn(300, 200, generator=torch.Generator().manual_seed(4))
     window.open_document(Document.from_object({"big": start.clone(), "b": torch.zeros(3)}), "t")

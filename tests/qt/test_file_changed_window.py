@@ -9,7 +9,7 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 
-from app.core.edits import FillEdit
+from app.core.edits.values import FillEdit
 from app.qt.file_watch import CANCEL, KEEP, RELOAD
 from tests.qt.conftest import wait_for_document
 
@@ -65,7 +65,7 @@ def test_truncating_rewrite_keep_what_was_read(qtbot, opened, tmp_path):
     assert not window.save_flows.save()  # Ctrl+S: the lost tensors cannot be written
     assert window.file_watch.notice_box is not None
     assert len(asked) == 1  # the choice was made once
-    from app.core.surgery import DeleteEdit
+    from app.core.edits.surgery import DeleteEdit
     for name in ("layer1.weight", "layer2.weight", "layer3.weight"):
         assert window.edit_flows.push(DeleteEdit(name))
     out = str(tmp_path / "kept.pt")

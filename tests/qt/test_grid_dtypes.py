@@ -6,7 +6,7 @@ import pytest
 import torch
 from PySide6.QtCore import Qt
 
-from app.core import dtypes
+from app.core.model import dtypes
 from app.qt.models.grid_model import TensorTableModel
 from tests.core.test_dtypes_all import ALL, make
 

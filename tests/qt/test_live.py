@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDia
                                QLineEdit, QSpinBox)
 
 import app
-from app.core.edits import FillEdit
+from app.core.edits.values import FillEdit
 from app.qt import live
 from app.qt.models.tree_model import TYPE
 from tests.qt.conftest import tree_rows

@@ -8,7 +8,7 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMenu, QPushButton
 
-from app.core.grads import format_norm
+from app.core.model.grads import format_norm
 from app.qt.models.tree_model import DEVICE, GRAD, RATIO, TYPE
 from tests.qt.driving import child, click_ok, ok_button, open_dialog, pick, retype
 from tests.qt.live_models import Net, TiedLM, backward, cell, open_live, shows, wait_grads  # noqa: F401

@@ -12,7 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
                                QLabel, QLineEdit, QListWidget, QSpinBox)
 
-from app.core.save import TORCH
+from app.core.formats.save import TORCH
 from tests.checkpoints import tied_lm, training_checkpoint
 from tests.cli import run_main
 from tests.qt.conftest import tree_rows, wait_for_document

@@ -50,7 +50,7 @@ def test_cast_a_top_level_entry_casts_its_tensors(qtbot, window, tmp_path):
 def test_no_edit_while_a_save_runs(qtbot, window, tied_file, monkeypatch):
     """Rename / Delete / Cast / Extract stayed enabled while the save worker read the tensors; a
     cast then changed the document under it and re-enabled Edit and Undo mid-save."""
-    import app.core.save as save_module
+    import app.core.formats.save as save_module
     gate = held_back(monkeypatch, save_module, "save_document")
     path, _sd = tied_file
     window.open_path(path)
@@ -106,7 +106,7 @@ def test_rename_preview_checks_clashes_in_a_big_checkpoint(qtbot, window, tmp_pa
 def test_extract_is_busy_like_a_save(qtbot, window, tied_file, tmp_path, monkeypatch):
     """Extract ran its worker with every edit action (and closing the window) still available:
     a cast meanwhile changed the tensors the worker was reading."""
-    import app.core.surgery as surgery
+    import app.core.edits.surgery as surgery
     gate = held_back(monkeypatch, surgery, "save_subtree")
     path, sd = tied_file
     window.open_path(path)

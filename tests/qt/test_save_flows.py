@@ -8,7 +8,7 @@ import torch
 from PySide6.QtGui import QKeySequence
 
 from app.core.formats import load_document
-from app.core.save import SAFETENSORS, SHARDED, TORCH
+from app.core.formats.save import SAFETENSORS, SHARDED, TORCH
 from app.qt import main_window as mw
 from tests.checkpoints import tied_lm, training_checkpoint
 from tests.qt.conftest import wait_for_document

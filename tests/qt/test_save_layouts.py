@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from app.core.edits import FillEdit
-from app.core.save import SAFETENSORS, TIED_EVERY, TORCHSCRIPT
+from app.core.edits.values import FillEdit
+from app.core.formats.save import SAFETENSORS, TIED_EVERY, TORCHSCRIPT
 from app.qt import save_flows as sf
 from tests.checkpoints import TiedLM
 from tests.qt.conftest import wait_for_document
@@ -63,8 +63,8 @@ class WithRope(nn.Module):
 
 
 def test_live_model_tree_marks_non_persistent_and_save_skips_it(qtbot, window, tmp_path):
-    from app.core.document import Document
-    from app.core.save import TORCH
+    from app.core.model.document import Document
+    from app.core.formats.save import TORCH
     model = WithRope()
     window.open_document(Document.from_module(model), "rope")
     tree = window.tree_view.model()

@@ -72,8 +72,8 @@ def test_reopening_a_file_does_not_keep_old_documents(qtbot, window, tmp_path):
 
 def test_edited_documents_are_freed_when_another_is_opened(qtbot, window, tmp_path):
     """PySide keeps every QUndoCommand ever pushed: each held its edit and its document."""
-    from app.core.edits import FillEdit
-    from app.core.surgery import DeleteEdit
+    from app.core.edits.values import FillEdit
+    from app.core.edits.surgery import DeleteEdit
     path = str(tmp_path / "m.pt")
     torch.save({f"l{i}.weight": torch.randn(32, 32) for i in range(3)}, path)
     refs = []

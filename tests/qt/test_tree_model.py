@@ -8,7 +8,7 @@ import torch
 from PySide6.QtCore import QModelIndex, Qt
 
 from app.core.demo import demo_model
-from app.core.document import Document
+from app.core.model.document import Document
 from app.core.report import human_count
 from app.qt.models.tree_model import (BYTES, DTYPE, ELEMENTS, NAME, SHAPE, TYPE, NodeRole,
                                       TreeFilterProxy, TreeModel, name_matches)

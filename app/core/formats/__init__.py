@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 
-from ..document import Document
+from ..model.document import Document
 from ..errors import Cancelled, CheckpointError, ContentError, UserError
 from .detect import (SAFETENSORS, SHARDED, TORCH_LEGACY, TORCH_ZIP, TORCHSCRIPT, detect,
                      require_regular)

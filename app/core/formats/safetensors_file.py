@@ -14,10 +14,10 @@ from typing import Callable
 import torch
 from safetensors import safe_open
 
-from ..document import Document
+from ..model.document import Document
 from ..errors import CheckpointError
-from ..tensor_entry import TensorEntry
-from ..ties import tie_group
+from ..model.tensor_entry import TensorEntry
+from ..model.ties import tie_group
 
 ALIASES_KEY = "paramedit.aliases"
 ORDER_KEY = "paramedit.order"

@@ -12,7 +12,7 @@ from typing import BinaryIO
 import torch
 
 from ..errors import UserError
-from ..tensor_entry import TensorEntry
+from ..model.tensor_entry import TensorEntry
 from .safetensors_file import ALIASES_KEY, CODES, ORDER_KEY
 
 CHUNK = 64 * 1024 * 1024

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 
-from ..document import Document
+from ..model.document import Document
 from ..errors import CheckpointError
-from ..nested import distinct_names
-from ..tensor_entry import TensorEntry
+from ..model.nested import distinct_names
+from ..model.tensor_entry import TensorEntry
 from .detect import SAFETENSORS, TORCH_LEGACY, TORCH_ZIP, detect, read_index, require_regular
 from .safetensors_file import open_entries, restore_aliases
 

@@ -15,9 +15,9 @@ import re
 import secrets
 import struct
 
-from ..document import Document
+from ..model.document import Document
 from ..errors import UserError
-from ..tensor_entry import TensorEntry
+from ..model.tensor_entry import TensorEntry
 from .safetensors_file import ALIASES_KEY, ORDER_KEY
 from .safetensors_writer import paramedit_metadata, plan, write_safetensors
 
@@ -59,7 +59,7 @@ def write_sharded(doc: Document, out_path: str, shard_size: int, stager,
                   tied: str = "once") -> tuple[str, dict[str, str]]:
     """Write shards then the index; returns (index path, metadata the reader will see).
     ``tied="every"`` writes every name of a tie group as its own copy."""
-    from ..save import TIED_EVERY, remove_leftovers, saved_entries, step
+    from .save import TIED_EVERY, remove_leftovers, saved_entries, step
     if out_path.endswith(".index.json"):
         folder, index_path = os.path.dirname(os.path.abspath(out_path)), out_path
     else:

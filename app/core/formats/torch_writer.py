@@ -6,7 +6,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..document import Document
+from ..model.document import Document
 from .safetensors_writer import read_for_save
 
 

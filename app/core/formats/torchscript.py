@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from ..document import Document
+from ..model.document import Document
 from ..errors import CheckpointError, UntrustedCodeError
 from .torchscript_lazy import NotUnderstood, read_torchscript
 

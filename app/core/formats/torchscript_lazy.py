@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..document import Document
-from ..tensor_entry import BUFFER, PARAMETER, TensorEntry
-from ..ties import tie_group
-from ..tree import Node, tree_from_module
+from ..model.document import Document
+from ..model.tensor_entry import BUFFER, PARAMETER, TensorEntry
+from ..model.ties import tie_group
+from ..model.tree import Node, tree_from_module
 
 
 class NotUnderstood(Exception):

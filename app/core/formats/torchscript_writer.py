@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import torch
 
-from ..document import Document
+from ..model.document import Document
 from ..errors import UserError
 
 CHUNK = 64 * 1024 * 1024

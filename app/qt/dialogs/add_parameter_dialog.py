@@ -10,10 +10,10 @@ import torch
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
                                QLabel, QLineEdit, QVBoxLayout, QWidget)
 
-from app.core.errors import UserError
-from app.core.initializers import check_applicable
-from app.core.registration import AddTensorEdit, validate_name
-from app.core.tensor_entry import BUFFER, PARAMETER
+from ...core.errors import UserError
+from ...core.edits.initializers import check_applicable
+from ...core.edits.registration import AddTensorEdit, validate_name
+from ...core.model.tensor_entry import BUFFER, PARAMETER
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
 INITS = ("zeros_", "ones_", "normal_", "uniform_", "xavier_uniform_", "xavier_normal_",

@@ -19,10 +19,10 @@ from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
-from app.core.edit_specs import (OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes,
+from ...core.edits.specs import (OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes,
                                  edit_from_spec, preview_edit)
-from app.core.errors import Cancelled, UserError
-from app.qt.workers import Task
+from ...core.errors import Cancelled, UserError
+from ..workers import Task
 
 BINS = 60
 
@@ -281,7 +281,7 @@ class EditDialog(QDialog):
             self._generation += 1
 
         def work(progress, cancelled):
-            from app.core.edits import ExprEdit
+            from ...core.edits.values import ExprEdit
             if cancelled():
                 raise Cancelled()
             if isinstance(edit, ExprEdit):

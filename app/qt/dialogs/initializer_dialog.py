@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                                QListWidgetItem, QSpinBox, QVBoxLayout, QWidget)
 
-from app.core import initializers as inits
-from app.core.errors import UserError
+from ...core.edits import initializers as inits
+from ...core.errors import UserError
 
 LEAVE = "(leave)"
 BIAS_FUNCTIONS = (LEAVE, "zeros_", "ones_", "constant_")
@@ -127,7 +127,8 @@ class InitializerDialog(QDialog):
         layout.addWidget(init)
         layout.addWidget(self.reset_check)
         layout.addWidget(self.targets_label)
-        layout.addWidget(QLabel("Left unchanged:"))
+        self.skipped_label = QLabel("Left unchanged:")
+        layout.addWidget(self.skipped_label)
         layout.addWidget(self.skipped_list)
         layout.addWidget(self.error_label)
         layout.addWidget(self.button_box)
@@ -276,7 +277,7 @@ class InitializerDialog(QDialog):
         """The edits to push as one undo macro; raises UserError when the settings are invalid."""
         if self.reset_check.isChecked() and self._doc.module is not None:
             try:
-                from app.core.edits import ResetParametersEdit
+                from ...core.edits.values import ResetParametersEdit
             except ImportError:
                 raise UserError("reset_parameters() is not available in this build") from None
             if self.seed() is not None:
@@ -335,6 +336,7 @@ class InitializerDialog(QDialog):
         if self._args_box is not None:
             self._args_box.setEnabled(not reset)
         self.skipped_list.clear()
+        self._show_skipped(False)
         self.targets_label.setText("")
         try:
             self._update_gain_label()
@@ -379,6 +381,12 @@ class InitializerDialog(QDialog):
             item = QListWidgetItem(reason)
             item.setData(Qt.UserRole, name)
             self.skipped_list.addItem(item)
+        self._show_skipped(bool(skipped))
+
+    def _show_skipped(self, visible: bool) -> None:
+        """The list of tensors the function cannot take, only when there are some."""
+        self.skipped_label.setVisible(visible)
+        self.skipped_list.setVisible(visible)
 
     def _update_gain_label(self) -> None:
         if "gain" not in self.arg_widgets:

@@ -7,8 +7,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
                                QLabel, QLineEdit, QListWidget, QVBoxLayout)
 
-from app.core.errors import UserError
-from app.core.surgery import RenameEdit
+from ...core.errors import UserError
+from ...core.edits.surgery import RenameEdit
 
 CUSTOM = "Custom (type below)"
 PRESETS = {

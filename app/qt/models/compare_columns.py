@@ -12,8 +12,8 @@ import math
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from app.core.diff import DiffResult
-from app.core.tree import Node
+from ...core.compare.diff import DiffResult
+from ...core.model.tree import Node
 
 EQUAL, CHANGED, SHAPE, DTYPE, ONLY_A = "equal", "changed", "shape", "dtype", "only_a"
 

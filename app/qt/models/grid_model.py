@@ -21,8 +21,8 @@ import torch
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
 
-from app.core import dtypes
-from app.core.slice2d import Slice2D
+from ...core.model import dtypes
+from ...core.model.slice2d import Slice2D
 
 BLOCK_ROWS, BLOCK_COLS = 256, 64
 MAX_BLOCKS = 48                 # about 800k cached cells
@@ -55,7 +55,7 @@ LUT = _diverging_lut()
 
 
 def numpy_block(view: torch.Tensor) -> np.ndarray:
-    """A (small, dense) tensor's values as a numpy array, any dtype (see ``app.core.dtypes``)."""
+    """A (small, dense) tensor's values as a numpy array, any dtype (see ``app.core.model.dtypes``)."""
     return dtypes.to_numpy(view)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from app.core.grads import GradInfo, format_norm, pooled_for
-from app.core.tensor_entry import PARAMETER
-from app.core.tree import Node
+from ...core.model.grads import GradInfo, format_norm, pooled_for
+from ...core.model.tensor_entry import PARAMETER
+from ...core.model.tree import Node
 
 HEADERS = ("Grad norm", "Grad/weight", "Device")
 GRAD, RATIO, DEVICE = range(3)

@@ -1,4 +1,4 @@
-"""The module tree as a Qt model: a thin adapter over ``app.core.tree.Node``.
+"""The module tree as a Qt model: a thin adapter over ``app.core.model.tree.Node``.
 
 Each index carries its ``Node`` as the internal pointer (napari style); the nodes stay alive
 because the model holds the root. Nothing is copied: rows are the nodes' own children lists.
@@ -12,9 +12,10 @@ from functools import lru_cache
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QFont, QIcon
 
-from app.core.report import human_count, human_size
-from app.core.tree import ENTRY, GROUP, MODULE, ROOT, Node
-from app.qt.models import param_columns
+from ...core.report import human_count, human_size
+from ...core.model.tree import ENTRY, GROUP, MODULE, ROOT, Node
+from . import param_columns
+from ..icons import resource_dir
 
 NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES = range(6)
 HEADERS = ("Name", "Type", "Shape", "Dtype", "Elements", "Bytes", *param_columns.HEADERS)
@@ -35,7 +36,7 @@ _FOREGROUND, _FONT = _role(Qt.ForegroundRole), _role(Qt.FontRole)
 _RIGHT = int(_role(Qt.AlignRight) | _role(Qt.AlignVCenter))
 _FLAGS = Qt.ItemIsEnabled | Qt.ItemIsSelectable
 MODIFIED_COLOR, NOTE_COLOR, FROZEN_COLOR = QColor(200, 90, 0), QColor(176, 0, 32), QColor(120, 120, 120)
-RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "resources")
+RESOURCES = resource_dir()
 
 
 @lru_cache(maxsize=None)

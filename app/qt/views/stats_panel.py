@@ -19,11 +19,11 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar,
                                QSpinBox, QVBoxLayout, QWidget)
 
-from app.core.stats import (COMPLEX_PARTS, Stats, compute_stats, compute_stats_many,
+from ...core.stats import (COMPLEX_PARTS, Stats, compute_stats, compute_stats_many,
                             distinct_elements, find_first, preview_stats, preview_stats_many)
-from app.qt.views.histogram import Histogram
-from app.qt.views.stats_table import StatsTable
-from app.qt.workers import Task
+from .histogram import Histogram
+from .stats_table import StatsTable
+from ..workers import Task
 
 SYNC_LIMIT = 1 << 20   # elements computed on the GUI thread (a few ms); more go to a Task
 THROTTLE_MS = 120      # refresh() recomputes at most this often

@@ -8,7 +8,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFormLayout, QLabel, QPushButton, QWidget
 
-from app.core.stats import Stats
+from ...core.stats import Stats
 
 LINK_STYLE = ("QPushButton { border: none; padding: 0; text-align: left; color: palette(link);"
               " text-decoration: underline; } QPushButton:disabled { color: palette(text);"

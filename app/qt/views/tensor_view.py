@@ -14,8 +14,8 @@ from PySide6.QtGui import QFontDatabase, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView,
                                QLabel, QSizePolicy, QSpinBox, QTableView, QVBoxLayout, QWidget)
 
-from app.core import dtypes
-from app.qt.models.grid_model import DEFAULT_PRECISION, TensorTableModel
+from ...core.model import dtypes
+from ..models.grid_model import DEFAULT_PRECISION, TensorTableModel
 
 COPY_LIMIT = 1 << 20  # cells copied at most; a larger selection is cut to its first rows
 

@@ -1,0 +1,1 @@
+"""Comparing checkpoints (diff) and acting on the comparison: transplant, interpolation, task arithmetic, LoRA merges."""

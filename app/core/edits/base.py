@@ -1,0 +1,88 @@
+"""The interface every edit implements; the GUI wraps edits in QUndoCommands, ``apply`` replays them.
+
+Rules (DESIGN.md): value edits change tensors **in place** under ``torch.no_grad()`` — the same
+``Parameter`` object with the same ``data_ptr()`` stays in its module — and keep only the old
+values of the region they touched, so ``revert`` restores them bit for bit. ``apply`` is only
+ever called by whoever runs the edit (QUndoStack.push calls redo itself): never apply before push.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from ..model.document import Document
+
+
+class Edit(ABC):
+    #: True when the edit changes names, dtypes or the set of tensors (the tree is rebuilt).
+    structural: bool = False
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """Short text for the undo menu: "Fill head.bias[0:2] with 0"."""
+
+    @abstractmethod
+    def apply(self, doc: Document) -> None:
+        """Do (or redo) the edit. Raises UserError, leaving ``doc`` unchanged, when it cannot."""
+
+    @abstractmethod
+    def revert(self, doc: Document) -> None:
+        """Undo the edit exactly (bit for bit)."""
+
+    @abstractmethod
+    def recipe_step(self) -> dict:
+        """The edit as one step of a CONTRACT.md recipe."""
+
+    def touched(self) -> list[str]:
+        """Names of the tensors the edit changed (all aliases included), known after ``apply``."""
+        return []
+
+    def memory_cost(self) -> int:
+        """Bytes held to be able to revert (for the undo stack's memory cap)."""
+        return 0
+
+    def recipe_steps(self) -> list[dict]:
+        """The edit as recipe steps (one, except for composite edits)."""
+        return [self.recipe_step()]
+
+
+class CompositeEdit(Edit):
+    """Several edits done and undone as one (e.g. weights xavier and biases zero in one go)."""
+
+    def __init__(self, edits: list[Edit], label: str):
+        if not edits:
+            raise ValueError("a composite edit needs at least one edit")
+        self.edits = list(edits)
+        self._label = label
+        self.structural = any(e.structural for e in self.edits)
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    def apply(self, doc: Document) -> None:
+        done: list[Edit] = []
+        try:
+            for e in self.edits:
+                e.apply(doc)
+                done.append(e)
+        except Exception:
+            for e in reversed(done):  # all or nothing
+                e.revert(doc)
+            raise
+
+    def revert(self, doc: Document) -> None:
+        for e in reversed(self.edits):
+            e.revert(doc)
+
+    def recipe_step(self) -> dict:
+        raise NotImplementedError("a composite edit is several steps: use recipe_steps()")
+
+    def recipe_steps(self) -> list[dict]:
+        return [s for e in self.edits for s in e.recipe_steps()]
+
+    def touched(self) -> list[str]:
+        return list(dict.fromkeys(n for e in self.edits for n in e.touched()))
+
+    def memory_cost(self) -> int:
+        return sum(e.memory_cost() for e in self.edits)

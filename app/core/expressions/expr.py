@@ -1,0 +1,166 @@
+"""Safe expressions in ``w`` and ``torch``: ``w * 0.5 + 1``, ``torch.where(w.abs() < 5, 0, w)``.
+
+The text is parsed with ``ast`` and interpreted node by node (``expr_interp``) — never handed to
+``eval`` — against an allowlist (``expr_names``): the names ``w`` and ``torch``, listed torch functions,
+Tensor methods and attributes, numbers, arithmetic, comparisons, conditional expressions, tuples,
+lists and subscripts. Text is allowed only as a direct argument of a call (``approximate="tanh"``),
+never as a value of its own, so ``"{0.os.environ}".format(torch)`` cannot even be written.
+Nothing an expression reaches can import, read files or change global state; the interpreter
+never builds a ``__builtins__`` of its own (PySide6's import hook aborts the process on one).
+
+While it runs, every torch operation passes ``expr_guard.Guard``: writes into ``w`` are refused
+before they happen, no tensor may exceed a size bound related to ``w``, and a cancel callback is
+polled; ``w._version`` is compared afterwards as a backstop. Python integer arithmetic is bounded
+too (``(10**4096)**4096``). Errors become one-line UserErrors naming the expression.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from functools import lru_cache
+from numbers import Number
+from typing import Callable
+
+import torch
+
+from ..errors import Cancelled, UserError
+from .guard import Guard, Refused, _broadcast
+from .interp import NAMES, Fn, _Compiler, _fail  # noqa: F401 - NAMES is public here
+
+MAX_TEXT = 4000          # characters of one expression
+MIN_LIMIT_BYTES = 64 * 2**20
+
+
+class InPlaceChange(UserError):
+    """The expression changed ``w`` itself (found by its version counter): restore and refuse."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    text: str
+    fn: Fn
+    elementwise: bool  # every element of the result depends only on the same element of w
+
+
+@lru_cache(maxsize=256)
+def compile_expr(text: str) -> Compiled:
+    """Check and compile ``text``; UserError when it is not valid or not allowed."""
+    if not isinstance(text, str) or not text.strip():
+        raise UserError("type an expression in w, e.g. w * 0.5")
+    source = text.strip()
+    if len(source) > MAX_TEXT:
+        raise UserError(f"an expression may be at most {MAX_TEXT} characters long")
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        detail = "" if exc.msg == "invalid syntax" else f": {exc.msg}"
+        raise _fail(source, f"invalid syntax{detail}; write e.g. w * 0.5 + 1") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise _fail(source, "too deeply nested") from None
+    compiler = _Compiler(source)
+    try:
+        fn = compiler.compile(tree)
+    except RecursionError:
+        raise _fail(source, "too deeply nested") from None
+    return Compiled(source, fn, compiler.elementwise)
+
+
+def limit_bytes_for(w: torch.Tensor) -> int:
+    """The largest tensor an expression on ``w`` may make: 4 float64 copies of w, at least 64 MiB."""
+    return max(32 * w.numel(), MIN_LIMIT_BYTES)
+
+
+def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = None,
+             limit_bytes: int | None = None):
+    """The value of ``text`` with ``w`` bound (under ``torch.no_grad``).
+
+    InPlaceChange when the expression changed ``w`` (the caller restores it); Cancelled when
+    ``cancelled()`` became true.
+    """
+    compiled = compile_expr(text)
+    source = compiled.text
+    original = w
+    version = original._version
+    if _narrow_int(w.dtype):  # `w + 1000` on int8 must not wrap before fit_result sees it
+        w = w.to(torch.int64)
+    guard = Guard([original], limit_bytes or limit_bytes_for(original), cancelled)
+    try:
+        with torch.no_grad(), guard:
+            result = compiled.fn(w)
+    except Cancelled:
+        raise
+    except Refused as exc:
+        raise _fail(source, str(exc)) from None
+    except UserError:
+        raise
+    except RecursionError:
+        raise _fail(source, "too deeply nested") from None
+    except Exception as exc:  # runtime errors of torch or of the expression itself
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _fail(source, f"{type(exc).__name__}: {msg}") from None
+    finally:
+        if original._version != version:
+            raise InPlaceChange(f"expression `{source}`: it changed w in place, which is not "
+                                "allowed; the values were restored")
+    return result
+
+
+def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str = "result") -> torch.Tensor:
+    """``result`` (tensor or number) as a tensor of ``shape``, ``dtype`` and ``device``."""
+    shape = torch.Size(shape)
+    if isinstance(result, Number) and not isinstance(result, torch.Tensor):
+        result = torch.tensor(result)
+    if not isinstance(result, torch.Tensor):
+        raise _fail(text, f"the {what} is a {type(result).__name__}, not a tensor or a number")
+    if result.is_complex() and not dtype.is_complex:
+        raise _fail(text, f"the {what} is complex, but the tensor is {_name(dtype)}")
+    fits = _broadcast([tuple(result.shape), tuple(shape)]) == list(shape)
+    if not fits:
+        raise _fail(text, f"the {what} has shape {list(result.shape)}, which does not fit "
+                          f"the region of shape {list(shape)}")
+    result = result.detach()
+    if result.dtype != dtype and not dtype.is_floating_point and not dtype.is_complex:
+        _check_integral(text, result, dtype, what)
+    try:
+        return result.to(device=device, dtype=dtype).expand(shape)
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        raise _fail(text, f"the {what} cannot be written as {_name(dtype)}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+
+
+def _narrow_int(dtype: torch.dtype) -> bool:
+    return (not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+            and dtype.itemsize < 8)
+
+
+def _check_integral(text: str, result: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    """Refuse a result an integer or bool tensor cannot hold, instead of wrapping or truncating."""
+    if result.numel() == 0 or result.dtype == torch.bool:
+        return
+    if result.is_floating_point():
+        if not bool(torch.isfinite(result).all()):
+            raise _fail(text, f"the {what} has NaN or Inf values, which a {_name(dtype)} tensor "
+                              "cannot hold")
+        if not bool((result == result.trunc()).all()):
+            raise _fail(text, f"the {what} has fractions, which a {_name(dtype)} tensor cannot "
+                              "hold; round it, e.g. torch.round(...)")
+    lo, hi = (0, 1) if dtype == torch.bool else (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
+    low, high = result.min().item(), result.max().item()  # two scalars for the whole region
+    if low < lo or high > hi:
+        raise _fail(text, f"the {what} ranges over [{low:g}, {high:g}], outside what "
+                          f"{_name(dtype)} holds ([{lo}, {hi}])")
+
+
+def evaluate_mask(text: str, region: torch.Tensor, cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
+    """A boolean mask of ``region``'s shape (and device) from ``text``."""
+    m = evaluate(text, region, cancelled)
+    if isinstance(m, bool):
+        m = torch.tensor(m)
+    if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
+        kind = _name(m.dtype) if isinstance(m, torch.Tensor) else type(m).__name__
+        raise UserError(f"mask `{text.strip()}` must give booleans (e.g. w.abs() > 1), not {kind}")
+    return fit_result(text.strip(), m, region.shape, torch.bool, region.device, what="mask")
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")

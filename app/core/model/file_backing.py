@@ -1,0 +1,202 @@
+"""The part of a Document that reads files: stamps checked before every read, private copies of
+what was read, and working on without the files once they changed on disk (see file_stamps)."""
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Callable, Iterable
+
+import torch
+
+from ..errors import Cancelled
+from .file_stamps import FileChangedError, FileStamps, in_ranges, mapped_ranges, source_files
+from .tensor_entry import TensorEntry
+
+
+class FileBacking:
+    """Mixed into Document: needs ``path``, ``module``, ``tensors`` and ``_set_placeholder``."""
+
+    path: str | None
+    module: object
+    tensors: dict[str, TensorEntry]
+
+    # -- the files underneath -----------------------------------------------------------------
+    def _watch_files(self) -> None:
+        """Stamp the files read from, and guard lazy reads: nothing is read from a changed file."""
+        self.files = FileStamps(source_files(self.path))
+        #: set by ``detach_from_files``: the document no longer reads its files at all
+        self.detached = False
+        #: a file was rewritten in place while open: what it still maps is not to be read
+        self._damaged = False
+        self._lost: weakref.WeakSet[TensorEntry] = weakref.WeakSet()
+        # Without /proc/self/maps: what a checkpoint had loaded at open is what the file backs
+        # (a model's own tensors never are: a state_dict was copied into them).
+        self._open_ptrs = ({_storage_ptr(e.tensor()) for e in self.tensors.values()
+                            if e.is_loaded} - {None} if self.files.paths and self.module is None
+                           else set())
+        ref = weakref.ref(self)
+        for e in self.tensors.values():
+            if e._loader is not None:
+                e._loader = _guarded_loader(ref, e, e._loader)
+
+    @property
+    def unavailable(self) -> set[str]:
+        """Names whose values were lost with a changed file (never read, or still file-backed)."""
+        return {e.name for e in self._lost if self.tensors.get(e.name) is e}
+
+    def files_changed(self) -> list[str]:
+        """The document's files that changed on disk since they were opened, in any way (empty
+        once detached: the user chose to go on without them)."""
+        return [] if self.detached else self.files.changed()
+
+    def _at_risk(self) -> bool:
+        """Whether data still mapped from the files may have changed under us."""
+        return self._damaged or bool(self.files.rewritten())
+
+    def _mapped_ranges(self):
+        return mapped_ranges(self.files.inodes())
+
+    def file_backed(self, tensor: torch.Tensor, ranges=None) -> bool:
+        """Whether ``tensor``'s memory is still a mapping of one of the document's files."""
+        ptr = _storage_ptr(tensor) if self.files.paths else None
+        if ptr is None:
+            return False
+        ranges = self._mapped_ranges() if ranges is None else ranges
+        return in_ranges(ptr, ranges) if ranges is not None else ptr in self._open_ptrs
+
+    def _refuse_changed(self, name: str, lost: bool = False) -> None:
+        if lost or name in self.unavailable:
+            raise FileChangedError(f"{name}: its values were never read before the file changed "
+                                   "on disk, so they are unavailable; reload the file to see it")
+        changed = self.files.rewritten() or self.files_changed()
+        where = ", ".join(changed[:3]) if changed else (self.path or "the file")
+        raise FileChangedError(f"{where} changed on disk since it was opened; {name} is not read "
+                               "from it (reload the file, or keep working from what was read)")
+
+    def guard(self, entry: TensorEntry) -> None:
+        """Raise FileChangedError instead of touching file data that may have changed (a
+        truncated mapping kills the process with SIGBUS)."""
+        if entry in self._lost:
+            self._refuse_changed(entry.name)
+        if not self.files.paths or not self._at_risk():
+            return
+        if not entry.is_loaded or self.file_backed(entry.tensor()):
+            self._refuse_changed(entry.name)
+
+    def check_files(self) -> None:
+        """Before a save (or anything that reads every tensor): refuse while a file was rewritten
+        on disk, or while tensors are unavailable because one was."""
+        if not self.detached and self.files.rewritten():
+            self._refuse_changed("nothing")
+        if self.unavailable:
+            names = sorted(self.unavailable)
+            raise FileChangedError(
+                f"{len(names)} tensor{'s' if len(names) != 1 else ''} ({', '.join(names[:3])}"
+                f"{', ...' if len(names) > 3 else ''}) were lost when the file changed on disk; "
+                "delete them or reload the file")
+
+    def read_private(self, entries: Iterable[TensorEntry], cancelled=None) -> list[torch.Tensor]:
+        """Read ``entries`` into private memory (copies of what the file maps), so that what was
+        read and edited survives the file being rewritten. Refuses when the file changed."""
+        entries = list(entries)
+        out = []
+        for e in entries:
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            self.guard(e)
+            out.append(e.tensor())
+        self.privatize(entries)
+        return out
+
+    def is_private(self, entries: Iterable[TensorEntry]) -> bool:
+        """Whether every entry is read and none is still backed by the document's files."""
+        entries = list(entries)
+        if not all(e.is_loaded for e in entries):
+            return False
+        if not self.files.paths:
+            return True
+        ranges = self._mapped_ranges()
+        return not any(self.file_backed(e.tensor(), ranges) for e in entries)
+
+    def privatize(self, entries: Iterable[TensorEntry]) -> int:
+        """Move the file-backed storages of ``entries`` (and of every tensor sharing them) to
+        private memory, in place: each tensor object stays the same. Returns bytes copied."""
+        if not self.files.paths:
+            return 0
+        ranges = self._mapped_ranges()
+        storages = {}
+        for e in entries:
+            if e.is_loaded and self.file_backed(e.tensor(), ranges):
+                s = e.tensor().untyped_storage()
+                storages.setdefault(s.data_ptr(), s)
+        if not storages:
+            return 0
+        if self._at_risk():
+            self._refuse_changed(next(iter(entries)).name)
+        copies = {ptr: s.clone() for ptr, s in storages.items()}
+        with torch.no_grad():
+            for e in self.tensors.values():
+                if not e.is_loaded:
+                    continue
+                t = e.tensor()
+                new = copies.get(_storage_ptr(t))
+                if new is not None:
+                    t.set_(new, t.storage_offset(), t.shape, t.stride())
+        return sum(s.nbytes() for s in copies.values())
+
+    def detach_from_files(self) -> list[str]:
+        """Keep working from private memory after a file changed: tensors read into private
+        memory (or edited, cast, ...) stay; the others become unavailable (reading one raises
+        FileChangedError, the container holds a ``meta`` placeholder). Returns those names.
+        Files that were only replaced (renamed over) or deleted lose nothing: what they map is
+        still the file that was opened."""
+        self._damaged = self._damaged or bool(self.files.rewritten())
+        ranges = self._mapped_ranges()
+        lost = [n for n, e in self.tensors.items()
+                if self._damaged and (not e.is_loaded or self.file_backed(e.tensor(), ranges))]
+        ref = weakref.ref(self)
+        for n in lost:
+            e = self.tensors[n]
+            placeholder = torch.empty(e.shape, dtype=e.dtype, device="meta")
+            self._set_placeholder(e, placeholder)
+            e._tensor, e._loader = None, _guarded_loader(ref, e, _never)
+            self._lost.add(e)
+        self.detached = True
+        return lost
+
+    def restamp(self, written: str) -> None:
+        """After a save to ``written``: when that replaced the document's own file, watch what is
+        there now (the data read stays mapped from the replaced file, which nothing can change
+        any more). A save elsewhere changes nothing: the data still maps the old file."""
+        if os.path.abspath(written) in self.files.stamps:
+            self.files = FileStamps(source_files(written))
+
+
+def _never() -> torch.Tensor:
+    raise AssertionError("unreachable: the guard refuses first")
+
+
+def _guarded_loader(ref, entry: TensorEntry, loader: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """A lazy entry's loader that first checks the document's files (weak references: no cycle)."""
+    entry_ref = weakref.ref(entry)
+
+    def load() -> torch.Tensor:
+        doc, e = ref(), entry_ref()
+        if doc is not None and e is not None:
+            if e in doc._lost:
+                doc._refuse_changed(e.name, lost=True)
+            if doc.files.paths and doc._at_risk():
+                doc._refuse_changed(e.name)
+        return loader()
+    return load
+
+
+def _storage_ptr(t: torch.Tensor) -> int | None:
+    """Where a strided tensor's storage lives; None for what has no storage of its own (meta,
+    sparse layouts: their parts are separate tensors) and so is never moved to private memory."""
+    if t.device.type == "meta" or t.layout != torch.strided:
+        return None
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None

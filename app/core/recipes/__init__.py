@@ -1,0 +1,1 @@
+"""Recipes: recorded edits as JSON, checked as untrusted input, replayed headless (paramedit apply)."""
