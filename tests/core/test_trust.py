@@ -12,7 +12,7 @@ import torch
 from app.core.errors import CheckpointError, UnsafePickleError
 from app.core.formats import load_document
 from app.core.loading.open import open_document
-from app.core.loading.trust import load_trusted, pickle_globals, unsafe_globals
+from app.core.formats.pickle_trust import load_trusted, pickle_globals, unsafe_globals
 from tests.cli import assert_one_error_line, run_main
 
 MODULE = "pe_full_models"

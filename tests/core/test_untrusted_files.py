@@ -164,7 +164,10 @@ def test_numpy_arrays_open_without_trust_and_show_as_values(tmp_path, capsys):
                                             "m": np.ones((2, 2), dtype=np.float32)}}, path)
     before = list(torch.serialization.get_safe_globals())
     doc = load_document(path)
-    assert list(torch.serialization.get_safe_globals()) == before  # nothing left registered
+    # nothing of ours left registered (torch may add its own DTensor entries when it imports
+    # torch.distributed lazily, so compare what was added, not the whole list)
+    added = [g for g in torch.serialization.get_safe_globals() if g not in before]
+    assert not [g for g in added if "numpy" in repr(g)], added
     np.testing.assert_array_equal(doc.container["cfg"]["arr"], np.arange(3))
     rc, out, _ = run(capsys, path, "--json")
     entries = json.loads(out)["entries"]

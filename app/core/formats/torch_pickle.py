@@ -75,7 +75,7 @@ def weights_only_globals():
 
 def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document:
     """Weights-only unless ``trust``; refuses (without executing anything) a pickle needing code."""
-    from ..loading.trust import load_trusted, unsafe_globals  # static scan; trusted load
+    from .pickle_trust import load_trusted, unsafe_globals  # static scan; trusted load
     if trust:
         return load_trusted(path)
     with weights_only_globals():

@@ -15,6 +15,7 @@ import torch
 from ..model.document import Document
 from ..errors import UserError
 from ..formats import load_document
+from ..formats.pickle_trust import ensure_cwd_importable
 from ..model.nested import path_name
 from ..model.tensor_entry import TENSOR, TensorEntry
 from ..model.ties import link_aliases
@@ -121,16 +122,6 @@ def _import_file(path: str):
         raise UserError(f"importing {path} failed: {type(exc).__name__}: "
                         f"{_first_line(exc)}") from None
     return module
-
-
-def ensure_cwd_importable() -> None:
-    """Let modules in the current directory be imported (``main.py`` puts only its own folder on
-    ``sys.path``). Appended, so it never shadows installed packages; it stays: model code may
-    import lazily later."""
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)
-        importlib.invalidate_caches()
 
 
 def parse_model_args(model_args: Any) -> tuple[tuple, dict]:

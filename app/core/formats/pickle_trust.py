@@ -2,9 +2,11 @@
 and load them only when the user says the file is trusted."""
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import pickletools
+import sys
 import zipfile
 from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
@@ -12,7 +14,6 @@ import torch
 
 from ..model.document import Document
 from ..errors import CheckpointError
-from .model_code import ensure_cwd_importable  # a model's classes may live beside the user
 
 #: a STACK_GLOBAL whose module/name could not be read statically: never treated as safe
 UNRESOLVED = "<unresolved STACK_GLOBAL>"
@@ -142,3 +143,13 @@ def _unsafe(found: set[str]) -> list[str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def ensure_cwd_importable() -> None:
+    """Let modules in the current directory be imported (``main.py`` puts only its own folder on
+    ``sys.path``): a trusted pickle's or a model factory's classes may live beside the user.
+    Appended, so it never shadows installed packages; it stays: model code may import lazily."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+        importlib.invalidate_caches()
