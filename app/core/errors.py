@@ -42,3 +42,10 @@ class UntrustedCodeError(UnsafePickleError):
         self.path = path
         self.globals = [what]
         CheckpointError.__init__(self, message)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): errors from
+    torch, pickle or the regex engine can span many lines, and paramedit reports one."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -10,7 +10,7 @@ import time
 
 import regex
 
-from ..errors import UserError
+from ..errors import UserError, first_line as _first_line
 
 MAX_PATTERN = 1000       # characters of a pattern or a replacement
 BUDGET_S = 1.0           # seconds for one pass over all names
@@ -68,8 +68,3 @@ def search(compiled: regex.Pattern, text: str, deadline: Deadline, what: str = "
 
 def _short(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[:limit - 1] + "…")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -13,7 +13,7 @@ from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 import torch
 
 from ..model.document import Document
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line as _first_line
 
 #: a STACK_GLOBAL whose module/name could not be read statically: never treated as safe
 UNRESOLVED = "<unresolved STACK_GLOBAL>"
@@ -139,10 +139,6 @@ def _unsafe(found: set[str]) -> list[str]:
     safe = set(wo._get_allowed_globals()) | set(wo._get_user_allowed_globals())
     return [g for g in found if g not in safe]
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def ensure_cwd_importable() -> None:

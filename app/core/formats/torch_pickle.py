@@ -20,7 +20,7 @@ import zipfile
 import torch
 
 from ..model.document import Document
-from ..errors import CheckpointError, UnsafePickleError
+from ..errors import CheckpointError, UnsafePickleError, first_line as _first_line
 from . import restricted_pickle
 
 
@@ -126,8 +126,3 @@ def _torch_load(path: str, mmap: bool, pickle_module=None):
         with open(path, "rb") as f:
             return torch.load(f, map_location="cpu", **kw)
     return torch.load(path, map_location="cpu", mmap=mmap, **kw)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

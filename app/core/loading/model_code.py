@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..model.document import Document
-from ..errors import UserError
+from ..errors import UserError, first_line as _first_line
 from ..formats import load_document
 from ..formats.pickle_trust import ensure_cwd_importable
 from ..model.nested import path_name
@@ -272,8 +272,3 @@ class ModelDocument(Document):
 def _names(names: list[str], most: int = 12) -> str:
     more = f" ... and {len(names) - most} more" if len(names) > most else ""
     return ", ".join(names[:most]) + more
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
