@@ -13,6 +13,20 @@ from ..model.document import Document
 
 
 class Edit(ABC):
+    """One undoable change to a Document.
+
+    Subclasses implement ``label``, ``apply``, ``revert`` and ``recipe_step``; ``recipes/recipe.py``
+    builds the same edit back from its step, so the window, ``paramedit apply`` and Export
+    Recipe share one mapping.
+
+    Examples
+    --------
+    >>> edit = FillEdit(["head.bias"], 0.0)   # doctest: +SKIP
+    >>> edit.apply(doc); edit.revert(doc)     # in place, then bit for bit back
+    >>> edit.recipe_step()
+    {'op': 'fill', 'target': 'head.bias', 'value': 0.0}
+    """
+
     #: True when the edit changes names, dtypes or the set of tensors (the tree is rebuilt).
     structural: bool = False
 

@@ -36,11 +36,40 @@ class DocumentEvents:
 
 
 class Document(FileBacking):
-    """An open checkpoint or live model.
+    """An open checkpoint or live model: named tensors, their tree, and everything else it holds.
 
-    ``tensors`` maps full dotted names to entries in the file's own order. ``container`` is the
-    loaded object itself (dicts, lists, entries besides tensors), kept so that saving loses
-    nothing; ``module`` is set for live models and TorchScript. ``closers`` release file handles.
+    Build one with ``Document.from_object`` (a loaded checkpoint) or ``Document.from_module``
+    (a live ``nn.Module``); the readers in ``core/formats`` build it lazily from files.
+
+    Parameters
+    ----------
+    tensors : list of TensorEntry
+        Every tensor under every name it is reachable by, in the file's own order.
+    path : str, optional
+        The file or folder it was read from (None for a live model).
+    fmt : str
+        The format name (``torch``, ``safetensors``, ``safetensors-sharded``, ``torchscript``,
+        ``module``, ...).
+    container : object, optional
+        The loaded object itself (dicts, lists, non-tensor entries), kept so that saving loses
+        nothing.
+    module : torch.nn.Module, optional
+        Set for live models and TorchScript archives; edits change its own tensors.
+    metadata : dict of str to str, optional
+        safetensors ``__metadata__``.
+    entries : dict of str to str, optional
+        Top-level non-tensor entries, summarised.
+    closers : list of callables, optional
+        Called by ``close()`` to release file handles and mappings.
+
+    Attributes
+    ----------
+    tensors : dict of str to TensorEntry
+        Full dotted names to entries, in order.
+    root : Node
+        The module tree (``named_children``) or the tree of dotted names.
+    events : DocumentEvents
+        Structural changes are announced here, once per change or once per ``batch()``.
     """
 
     def __init__(self, tensors: list[TensorEntry], *, path: str | None = None, fmt: str = "torch",

@@ -18,11 +18,29 @@ from .dtypes import _element_size, dtype_name  # noqa: F401  (dtype_name: re-exp
 class TensorEntry:
     """A tensor known by name, shape and dtype; its data is read on the first ``tensor()`` call.
 
-    ``shared_with`` lists the other names aliasing the same storage (tied tensors).
-    ``owner``/``attr`` are set for tensors that live in an ``nn.Module`` (live models, TorchScript).
-    ``path`` is the tuple of keys locating the tensor inside a nested checkpoint container.
-    ``persistent`` is False for a module's non-persistent buffer: shown, never saved (as in
-    ``state_dict()``).
+    Build one with ``TensorEntry.of(name, tensor)`` (already in memory) or
+    ``TensorEntry.lazy(name, shape, dtype, loader)`` (read when first shown or edited).
+
+    Parameters
+    ----------
+    name : str
+        The full dotted name, as in ``state_dict()`` or the file.
+    kind : str
+        ``"parameter"``, ``"buffer"`` or ``"tensor"`` (when the file cannot tell).
+    shape : tuple of int
+    dtype : torch.dtype
+
+    Attributes
+    ----------
+    shared_with : list of str
+        The other names aliasing the same storage (tied tensors).
+    owner, attr : nn.Module, str
+        Set for tensors that live in a module (live models, TorchScript): ``owner.attr``.
+    path : tuple
+        The keys locating the tensor inside a nested checkpoint container; the key path, not
+        the name, is what saving writes back.
+    persistent : bool
+        False for a module's non-persistent buffer: shown, never saved (as ``state_dict()``).
     """
 
     name: str
