@@ -12,7 +12,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QInputDialog, QLabel, QMenu
 
 from ..core.edits.gradients import ClipGradEdit, GradEdit, ScaleGradEdit, ZeroGradEdit
-from ..core.model.grads import all_grad_info, distinct_parameters
+from ..core.model.grads import distinct_parameters, grad_info_of, grad_snapshot
 from ..core.edits.registration import TrainModeEdit, counts_text, plain_tensor_attributes, rescan
 from ..core.model.tensor_entry import BUFFER, PARAMETER
 from ..core.model.tree import module_entries
@@ -274,10 +274,12 @@ class ParamFlows(OwnershipActions, QObject):
             return
         if self._grad_task is not None:
             self._grad_task.cancel()
-        entries = list(doc.tensors.values())
+        # .grad is read here, on the thread that runs backward() / zero_grad(); the worker only
+        # computes norms of the tensors read (a worker reading .grad itself crashed the process)
+        snapshot = grad_snapshot(doc.tensors.values())
 
         def work(_progress, cancelled):
-            return all_grad_info(entries, cancelled)
+            return grad_info_of(snapshot, cancelled)
 
         task = Task(work)
         self._grad_task = task

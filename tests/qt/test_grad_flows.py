@@ -215,3 +215,25 @@ def test_a_layer_used_twice_has_one_gradient_counted_once(qtbot, open_live):
     before = shared.weight.grad.clone()
     win.param_flows.actionScaleGrad.trigger()
     assert torch.equal(shared.weight.grad, before * 0.5)  # scaled once, not once per place
+
+
+def test_gradients_are_read_on_the_gui_thread_not_in_the_worker(qtbot, open_live):
+    """backward() and zero_grad() rebind .grad from C++ without the GIL's protection: a worker
+    reading .grad while the user's session trains crashed the process. The window reads .grad
+    when it starts the computation; the worker only computes norms of what was read."""
+    from PySide6.QtCore import QThreadPool
+    from tests.qt.driving import PoolBlocked
+    model = Net()
+    backward(model)
+    win = open_live(model)
+    wait_grads(qtbot, win)
+    expected = format_norm(float(model.fc.weight.grad.norm()))
+    blocked = PoolBlocked()  # the norms task waits in the queue
+    try:
+        win.param_flows.refresh_grads()
+        model.zero_grad(set_to_none=True)  # what the user's session does meanwhile
+    finally:
+        blocked.release()
+    assert QThreadPool.globalInstance().waitForDone(20_000)
+    wait_grads(qtbot, win)  # the new result is delivered
+    assert cell(win, "fc.weight", GRAD).data() == expected  # as .grad was when it started

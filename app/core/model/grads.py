@@ -44,17 +44,56 @@ def _norm(t: torch.Tensor) -> float:
 
 def grad_info(entry: TensorEntry) -> GradInfo | None:
     """Norms of one parameter's gradient and value; None for what cannot have a gradient."""
+    snap = _snapshot_one(entry)
+    return None if snap is None else _info(*snap)
+
+
+def _snapshot_one(entry: TensorEntry):
     if entry.kind != PARAMETER or not entry.is_loaded:
         return None
     p = entry.tensor()
     if p.device.type == "meta" or p.dtype.is_complex:
         return None
-    g = p.grad
+    return p, p.grad
+
+
+def _info(p: torch.Tensor, g: torch.Tensor | None) -> GradInfo:
     weight = _norm(p)
     if g is None:
         return GradInfo(None, weight)
     bad = int((~torch.isfinite(g)).sum()) if g.is_floating_point() else 0
     return GradInfo(_norm(g), weight, bad)
+
+
+def grad_snapshot(entries: Iterable[TensorEntry]) -> list[tuple[str, int, torch.Tensor, torch.Tensor | None]]:
+    """``(name, parameter id, parameter, its .grad)`` for every parameter entry, read NOW.
+
+    Call it on the thread that runs the user's training code (the GUI thread): ``.grad`` is
+    rebound by ``backward()`` and ``zero_grad()`` without the GIL's protection (the autograd
+    engine writes it from C++), so reading it from a worker can crash the process. The worker
+    then computes norms of the tensors held here, which stay alive whatever happens to ``.grad``.
+    """
+    out = []
+    for e in entries:
+        snap = _snapshot_one(e)
+        if snap is not None:
+            out.append((e.name, id(snap[0]), *snap))
+    return out
+
+
+def grad_info_of(snapshot, cancelled=lambda: False) -> dict[str, GradInfo]:
+    """``{name: GradInfo}`` from a ``grad_snapshot``; tied names share one computation. Safe
+    off the GUI thread."""
+    by_id: dict[int, GradInfo] = {}
+    out: dict[str, GradInfo] = {}
+    for name, key, p, g in snapshot:
+        if cancelled():
+            from ..errors import Cancelled
+            raise Cancelled()
+        if key not in by_id:
+            by_id[key] = _info(p, g)
+        out[name] = by_id[key]
+    return out
 
 
 def distinct_parameters(entries: Iterable[TensorEntry]) -> list[torch.nn.Parameter]:
@@ -84,21 +123,8 @@ def pooled(infos: Iterable[GradInfo | None]) -> GradInfo | None:
 
 
 def all_grad_info(entries: Iterable[TensorEntry], cancelled=lambda: False) -> dict[str, GradInfo]:
-    """``{name: GradInfo}`` for every parameter entry; tied names share one computation."""
-    by_id: dict[int, GradInfo | None] = {}
-    out: dict[str, GradInfo] = {}
-    for e in entries:
-        if e.kind != PARAMETER or not e.is_loaded:
-            continue
-        if cancelled():
-            from ..errors import Cancelled
-            raise Cancelled()
-        key = id(e.tensor())
-        if key not in by_id:
-            by_id[key] = grad_info(e)
-        if by_id[key] is not None:
-            out[e.name] = by_id[key]
-    return out
+    """``{name: GradInfo}`` for every parameter entry, on the calling thread."""
+    return grad_info_of(grad_snapshot(entries), cancelled)
 
 
 def pooled_for(entries: Iterable[TensorEntry], infos: dict[str, GradInfo]) -> GradInfo | None:
