@@ -164,3 +164,13 @@ def test_replay_reads_the_documents_own_tensors():
     doc = doc_of({"a": torch.ones(2, 2), "b": torch.full((2, 2), 3.0)})
     replay({"version": 1, "steps": [{"op": "expr", "target": "a", "expr": 'w * t["b"]'}]}, doc)
     assert torch.equal(doc.tensor("a"), torch.full((2, 2), 3.0))
+
+
+def test_the_dialogs_preview_reads_the_document_and_the_reference():
+    from app.core.edits.specs import EditSpec, preview_edit
+    doc = doc_of({"x": torch.zeros(3), "y": torch.arange(3.0)})
+    ref = doc_of({"x": torch.full((3,), 2.0)})
+    p = preview_edit(EditSpec(op="expr", expr='t["y"] + ref["x"]'), "x", doc.tensor("x"),
+                     doc=doc, ref=ref)
+    assert torch.equal(p.after, torch.arange(3.0) + 2) and p.changed == 3
+    assert torch.equal(doc.tensor("x"), torch.zeros(3))  # a preview changes nothing
