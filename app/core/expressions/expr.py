@@ -4,15 +4,17 @@ The text is parsed with ``ast`` and interpreted node by node (``expr_interp``) â
 ``eval`` â€” against an allowlist (``expr_names``): the names ``w`` and ``torch``, listed torch functions,
 Tensor methods and attributes, numbers, arithmetic, comparisons, conditional expressions, tuples,
 lists and subscripts; other tensors as ``t["NAME"]`` (the document) and ``ref["NAME"]`` (the
-reference), read through an ``env.Env`` given to ``evaluate``. Text is allowed only as a direct argument of a call (``approximate="tanh"``),
-never as a value of its own, so ``"{0.os.environ}".format(torch)`` cannot even be written.
+reference), read through an ``env.Env`` given to ``evaluate``. Text is allowed only as a direct
+argument of a call (``approximate="tanh"``), never as a value of its own, so
+``"{0.os.environ}".format(torch)`` cannot even be written.
 Nothing an expression reaches can import, read files or change global state; the interpreter
 never builds a ``__builtins__`` of its own (PySide6's import hook aborts the process on one).
 
-While it runs, every torch operation passes ``expr_guard.Guard``: writes into ``w`` are refused
-(or into the tensors ``t``/``ref`` name) before they happen, no tensor may exceed a size bound related to ``w``, and a cancel callback is
-polled; ``w._version`` is compared afterwards as a backstop. Python integer arithmetic is bounded
-too (``(10**4096)**4096``). Errors become one-line UserErrors naming the expression.
+While it runs, every torch operation passes ``expr_guard.Guard``: writes into ``w`` (or into the
+tensors ``t``/``ref`` name) are refused before they happen, no tensor may exceed a size bound
+related to ``w`` and those tensors, and a cancel callback is polled; the version counters are
+compared afterwards as a backstop. Python integer arithmetic is bounded too
+(``(10**4096)**4096``). Errors become one-line UserErrors naming the expression.
 """
 from __future__ import annotations
 
