@@ -174,3 +174,16 @@ def test_the_dialogs_preview_reads_the_document_and_the_reference():
                      doc=doc, ref=ref)
     assert torch.equal(p.after, torch.arange(3.0) + 2) and p.changed == 3
     assert torch.equal(doc.tensor("x"), torch.zeros(3))  # a preview changes nothing
+
+
+def test_redo_works_after_the_reference_file_was_closed(tmp_path):
+    from app.core.formats import load_document
+    save_file({"a": torch.full((3,), 4.0)}, str(tmp_path / "ref.safetensors"))
+    ref = load_document(str(tmp_path / "ref.safetensors"))
+    doc = doc_of({"a": torch.zeros(3)})
+    edit = ExprEdit(["a"], 'w + 0.5 * (ref["a"] - w)', ref=ref)
+    edit.apply(doc)
+    edit.revert(doc)
+    ref.close()  # e.g. File > Compare With… another file
+    edit.apply(doc)
+    assert torch.equal(doc.tensor("a"), torch.full((3,), 2.0))
