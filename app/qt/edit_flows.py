@@ -294,12 +294,15 @@ class EditFlows(QObject):
         names = unique_names(node)
         if not names:
             return None
+        compare = getattr(self.window, "compare_flows", None)  # ref["NAME"] reads the reference
+        ref = {"reference": getattr(compare, "reference", None),
+               "reference_path": getattr(compare, "reference_path", None)}
         if node.entry is not None:
-            dialog = EditDialog(doc, [node.entry.name], node.entry.name, self.window)
+            dialog = EditDialog(doc, [node.entry.name], node.entry.name, self.window, **ref)
         else:
             title = node.full_name or self.controller.title
             dialog = EditDialog(doc, names, f"{title} ({len(names)} tensors)", self.window,
-                                module_prefix=node.full_name)
+                                module_prefix=node.full_name, **ref)
         return self._open(dialog, lambda: self._push_from(dialog), delete_on_close=False)
 
     def _push_from(self, dialog: EditDialog) -> None:

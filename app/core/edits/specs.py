@@ -66,7 +66,9 @@ def _value(text: str, what: str) -> float | complex:
         raise UserError(f"the {what} must be a number, not {text!r}") from None
 
 
-def edit_from_spec(spec: EditSpec, targets: list[str]) -> Edit:
+def edit_from_spec(spec: EditSpec, targets: list[str], ref: Document | None = None,
+                   ref_path: str | None = None) -> Edit:
+    """``ref`` (and its path, for recipes) is what ``ref["NAME"]`` reads: the open reference."""
     from .values import ExprEdit, FillEdit
     if not targets:
         raise UserError("no tensor to edit")
@@ -77,7 +79,7 @@ def edit_from_spec(spec: EditSpec, targets: list[str]) -> Edit:
     expr = spec.expression()
     if expr is None:  # a fill under a mask
         expr = f"torch.full_like(w, {_number(spec.value, 'value')})"
-    return ExprEdit(targets, expr, index=index, mask=mask)
+    return ExprEdit(targets, expr, index=index, mask=mask, ref=ref, ref_path=ref_path)
 
 
 class PreviewTooLarge(UserError):
@@ -106,16 +108,18 @@ PREVIEW_LIMIT = 1 << 24
 
 
 def preview_edit(spec: EditSpec, name: str, tensor: torch.Tensor, limit: int = PREVIEW_LIMIT,
-                 cancelled=None) -> Preview:
+                 cancelled=None, doc: Document | None = None, ref: Document | None = None) -> Preview:
     """Run the edit on a copy of ``tensor``; count the elements that change (NaN-aware).
-    ``cancelled()`` true stops an expression between torch operations (Cancelled)."""
+    ``cancelled()`` true stops an expression between torch operations (Cancelled).
+    ``doc`` is what ``t["NAME"]`` reads and ``ref`` what ``ref["NAME"]`` reads."""
     from .values import ExprEdit
     if tensor.numel() > limit:
         raise PreviewTooLarge(f"no preview for tensors over {limit:,} elements")
     before = tensor.detach().to("cpu", copy=True)
     scratch = Document([TensorEntry.of(name, before.clone())])
-    edit = edit_from_spec(spec, [name])
+    edit = edit_from_spec(spec, [name], ref=ref)
     if isinstance(edit, ExprEdit):
+        edit.source = doc
         edit.apply(scratch, cancelled=cancelled)
     else:
         edit.apply(scratch)

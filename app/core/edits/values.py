@@ -17,6 +17,7 @@ import torch
 from ..model.document import Document
 from .base import Edit
 from ..errors import UserError
+from ..expressions.env import NO_REFERENCE, Env
 from ..expressions.expr import compile_expr, evaluate, evaluate_mask, fit_result
 from ..expressions.index_text import check_index, format_index, parse_index
 from ..model.dtypes import FLOAT8, edit_refusal, is_quantized, is_raw
@@ -309,15 +310,33 @@ class ExprEdit(_RegionEdit):
     """
 
     chunk_elements = 1 << 22  # 16 MiB of float32: smaller chunks cost time in page faults
+    _current_env: Env | None = None
 
     def __init__(self, targets, expr: str, index: str | None = None, mask: str | None = None,
-                 glob: str | None = None):
+                 glob: str | None = None, ref: Document | None = None, ref_path: str | None = None):
         super().__init__(targets, index, glob)
         self.expr = str(expr).strip()
         self._compiled = compile_expr(self.expr)
         self.mask = mask.strip() if isinstance(mask, str) and mask.strip() else None
         self._mask_compiled = compile_expr(self.mask) if self.mask is not None else None
         self._rng = _Rng()
+        #: the document ``t["NAME"]`` reads (default: the one edited; a preview sets the original)
+        self.source: Document | None = None
+        self.ref = ref
+        if "ref" in self.reads():
+            if ref is None:
+                raise UserError(f"expression `{self.expr}`: {NO_REFERENCE}")
+            self.inputs = {"ref": ref_path or ref.path or ""}  # recorded in exported recipes
+
+    def reads(self) -> set[str]:
+        """What the expression and mask read besides ``w``: ``"t"``, ``"ref"`` or neither."""
+        found = self._compiled.sources()
+        return found | (self._mask_compiled.sources() if self._mask_compiled is not None else set())
+
+    def _env(self, doc: Document) -> Env:
+        source = self.source or doc
+        ref = self.ref
+        return Env(tensors=source.tensor, ref=ref.tensor if ref is not None else None)
 
     @property
     def label(self) -> str:
@@ -327,6 +346,7 @@ class ExprEdit(_RegionEdit):
     def apply(self, doc: Document, progress=None, cancelled=None) -> None:
         """``progress(done, total)`` counts elements; ``cancelled()`` true raises Cancelled."""
         units, touched = self._prepare(doc)
+        self._current_env = self._env(doc)
         with torch.no_grad():
             saved = [(t, self.idx, _save_old(t, self.idx)) for _n, t in units]
         try:
@@ -345,6 +365,8 @@ class ExprEdit(_RegionEdit):
             return False
         if self._mask_compiled is not None and not self._mask_compiled.elementwise:
             return False
+        if self.reads():
+            return False  # other tensors are read whole: so is the region
         if any(isinstance(i, list) for i in self.idx):
             return False  # advanced indexing copies the region: no view to write chunks into
         keys = [_storage_key(t) for _n, t in units]
@@ -358,10 +380,11 @@ class ExprEdit(_RegionEdit):
         # fp8 has no arithmetic in torch: the expression sees float32 values, and its result is
         # rounded back to the tensor's dtype when written
         seen = region.to(torch.float32) if t.dtype in FLOAT8 else region
-        new = fit_result(self.expr, evaluate(self.expr, seen, cancelled), region.shape,
+        env = self._current_env
+        new = fit_result(self.expr, evaluate(self.expr, seen, cancelled, env=env), region.shape,
                          t.dtype, t.device)
         if self.mask is not None:
-            new = torch.where(evaluate_mask(self.mask, seen, cancelled), new, region)
+            new = torch.where(evaluate_mask(self.mask, seen, cancelled, env=env), new, region)
         if _storage_key(new) == _storage_key(t):
             new = new.clone()  # e.g. `w.t()`: never copy a tensor onto itself
         return new

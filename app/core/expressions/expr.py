@@ -3,15 +3,18 @@
 The text is parsed with ``ast`` and interpreted node by node (``expr_interp``) — never handed to
 ``eval`` — against an allowlist (``expr_names``): the names ``w`` and ``torch``, listed torch functions,
 Tensor methods and attributes, numbers, arithmetic, comparisons, conditional expressions, tuples,
-lists and subscripts. Text is allowed only as a direct argument of a call (``approximate="tanh"``),
-never as a value of its own, so ``"{0.os.environ}".format(torch)`` cannot even be written.
+lists and subscripts; other tensors as ``t["NAME"]`` (the document) and ``ref["NAME"]`` (the
+reference), read through an ``env.Env`` given to ``evaluate``. Text is allowed only as a direct
+argument of a call (``approximate="tanh"``), never as a value of its own, so
+``"{0.os.environ}".format(torch)`` cannot even be written.
 Nothing an expression reaches can import, read files or change global state; the interpreter
 never builds a ``__builtins__`` of its own (PySide6's import hook aborts the process on one).
 
-While it runs, every torch operation passes ``expr_guard.Guard``: writes into ``w`` are refused
-before they happen, no tensor may exceed a size bound related to ``w``, and a cancel callback is
-polled; ``w._version`` is compared afterwards as a backstop. Python integer arithmetic is bounded
-too (``(10**4096)**4096``). Errors become one-line UserErrors naming the expression.
+While it runs, every torch operation passes ``expr_guard.Guard``: writes into ``w`` (or into the
+tensors ``t``/``ref`` name) are refused before they happen, no tensor may exceed a size bound
+related to ``w`` and those tensors, and a cancel callback is polled; the version counters are
+compared afterwards as a backstop. Python integer arithmetic is bounded too
+(``(10**4096)**4096``). Errors become one-line UserErrors naming the expression.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from typing import Callable
 import torch
 
 from ..errors import Cancelled, UserError
+from .env import CURRENT, Env, label
 from .guard import Guard, Refused, _broadcast
 from .interp import NAMES, Fn, _Compiler, _fail  # noqa: F401 - NAMES is public here
 
@@ -40,6 +44,11 @@ class Compiled:
     text: str
     fn: Fn
     elementwise: bool  # every element of the result depends only on the same element of w
+    tensors: frozenset = frozenset()  # (source, name) of the t["NAME"] / ref["NAME"] it reads
+
+    def sources(self) -> set[str]:
+        """``{"t", "ref"}`` or part of it: what the expression reads besides ``w``."""
+        return {s for s, _n in self.tensors}
 
 
 @lru_cache(maxsize=256)
@@ -62,7 +71,7 @@ def compile_expr(text: str) -> Compiled:
         fn = compiler.compile(tree)
     except RecursionError:
         raise _fail(source, "too deeply nested") from None
-    return Compiled(source, fn, compiler.elementwise)
+    return Compiled(source, fn, compiler.elementwise, frozenset(compiler.tensors))
 
 
 def limit_bytes_for(w: torch.Tensor) -> int:
@@ -70,20 +79,55 @@ def limit_bytes_for(w: torch.Tensor) -> int:
     return max(32 * w.numel(), MIN_LIMIT_BYTES)
 
 
+def _seen(t: torch.Tensor) -> torch.Tensor:
+    """What the expression sees of a tensor: narrow integers widened (`w + 1000` on int8 must
+    not wrap before fit_result sees it); fp8, which has no arithmetic, as float32."""
+    if _narrow_int(t.dtype):
+        return t.to(torch.int64)
+    if str(t.dtype).startswith("torch.float8"):
+        return t.to(torch.float32)
+    return t
+
+
+def _read_tensors(compiled: Compiled, env: Env | None, w: torch.Tensor) -> dict:
+    """The tensors ``t[...]`` / ``ref[...]`` name, read now (only those), as (original, seen)."""
+    env = env or Env()
+    out = {}
+    for key in sorted(compiled.tensors):
+        try:
+            original = env.read(*key)
+        except UserError as exc:
+            raise _fail(compiled.text, str(exc)) from None
+        seen = _seen(original.detach())
+        if seen.device != w.device and w.device.type != "meta":
+            seen = seen.to(w.device)
+        out[key] = (original, seen)
+    return out
+
+
 def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = None,
-             limit_bytes: int | None = None):
+             limit_bytes: int | None = None, env: Env | None = None):
     """The value of ``text`` with ``w`` bound (under ``torch.no_grad``).
 
-    InPlaceChange when the expression changed ``w`` (the caller restores it); Cancelled when
+    ``env`` gives what ``t["NAME"]`` and ``ref["NAME"]`` read (only the tensors named are read);
+    they are protected like ``w`` and count toward the size bound. InPlaceChange when the
+    expression changed ``w`` (the caller restores it) or another tensor; Cancelled when
     ``cancelled()`` became true.
     """
     compiled = compile_expr(text)
     source = compiled.text
     original = w
     version = original._version
-    if _narrow_int(w.dtype):  # `w + 1000` on int8 must not wrap before fit_result sees it
-        w = w.to(torch.int64)
-    guard = Guard([original], limit_bytes or limit_bytes_for(original), cancelled)
+    others = _read_tensors(compiled, env, w) if compiled.tensors else {}
+    versions = {key: o._version for key, (o, _s) in others.items()}
+    w = _seen(w) if not str(w.dtype).startswith("torch.float8") else w
+    if limit_bytes is None:
+        limit_bytes = max(limit_bytes_for(original),
+                          32 * (original.numel() + sum(o.numel() for o, _s in others.values())))
+    protected = [original, *(o for o, _s in others.values())]
+    labels = ["w", *(label(*key) for key in others)]
+    guard = Guard(protected, limit_bytes, cancelled, labels=labels)
+    token = CURRENT.set({key: s for key, (_o, s) in others.items()})
     try:
         with torch.no_grad(), guard:
             result = compiled.fn(w)
@@ -99,9 +143,14 @@ def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = 
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _fail(source, f"{type(exc).__name__}: {msg}") from None
     finally:
+        CURRENT.reset(token)
         if original._version != version:
             raise InPlaceChange(f"expression `{source}`: it changed w in place, which is not "
                                 "allowed; the values were restored")
+        for key, (o, _s) in others.items():
+            if o._version != versions[key]:
+                raise InPlaceChange(f"expression `{source}`: it changed {label(*key)} in place, "
+                                    "which is not allowed")
     return result
 
 
@@ -151,9 +200,10 @@ def _check_integral(text: str, result: torch.Tensor, dtype: torch.dtype, what: s
                           f"{_name(dtype)} holds ([{lo}, {hi}])")
 
 
-def evaluate_mask(text: str, region: torch.Tensor, cancelled: Callable[[], bool] | None = None) -> torch.Tensor:
+def evaluate_mask(text: str, region: torch.Tensor, cancelled: Callable[[], bool] | None = None,
+                  env: Env | None = None) -> torch.Tensor:
     """A boolean mask of ``region``'s shape (and device) from ``text``."""
-    m = evaluate(text, region, cancelled)
+    m = evaluate(text, region, cancelled, env=env)
     if isinstance(m, bool):
         m = torch.tensor(m)
     if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:

@@ -91,9 +91,14 @@ class Guard(TorchDispatchMode):
         return False
 
     def __init__(self, protected: list[torch.Tensor], limit_bytes: int,
-                 cancelled: Callable[[], bool] | None = None):
+                 cancelled: Callable[[], bool] | None = None, labels: list[str] | None = None):
         super().__init__()
-        self.protected = {k for k in map(storage_key, protected) if k is not None}
+        labels = labels or ["w"] * len(protected)
+        self.protected: dict = {}
+        for t, name in zip(protected, labels):
+            k = storage_key(t)
+            if k is not None:
+                self.protected.setdefault(k, name)
         self.limit = int(limit_bytes)
         self.cancelled = cancelled
 
@@ -149,7 +154,8 @@ class Guard(TorchDispatchMode):
             value = kwargs.get(arg.name) if (arg.kwarg_only or i >= len(args)) else args[i]
             for t in tree_flatten(value)[0]:
                 if isinstance(t, torch.Tensor) and storage_key(t) in self.protected:
-                    raise Refused(f"{func.overloadpacket.__name__} would change w in place; an "
+                    what = self.protected[storage_key(t)]
+                    raise Refused(f"{func.overloadpacket.__name__} would change {what} in place; an "
                                   "expression must compute new values (drop inplace / out "
                                   "arguments and methods ending in _)")
 

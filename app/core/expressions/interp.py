@@ -10,9 +10,10 @@ from typing import Any, Callable
 import torch
 
 from . import names
+from .env import CURRENT, SOURCES
 from ..errors import UserError
 
-NAMES = ("w", "torch")
+NAMES = ("w", "torch")  # plus t["NAME"] and ref["NAME"] (env.SOURCES), only subscripted
 MAX_INT_BITS = 4096      # a Python integer an expression computes stays below 2**4096
 
 Fn = Callable[[torch.Tensor], Any]
@@ -59,6 +60,7 @@ class _Compiler:
     def __init__(self, text: str):
         self.text = text
         self.elementwise = True
+        self.tensors: set[tuple[str, str]] = set()  # (source, name) of t[...] / ref[...]
 
     def refuse(self, why: str) -> UserError:
         return _fail(self.text, why)
@@ -91,7 +93,11 @@ class _Compiler:
             return lambda w: w
         if node.id == "torch":
             raise self.refuse("torch on its own is not a value; use e.g. torch.abs(w)")
-        raise self.refuse(f"unknown name {node.id!r}; only w and torch can be used")
+        if node.id in SOURCES:
+            raise self.refuse(f'{node.id} on its own is not a value; name a tensor of '
+                              f'{SOURCES[node.id]}, e.g. {node.id}["head.weight"]')
+        raise self.refuse(f"unknown name {node.id!r}; only w, torch, t[\"NAME\"] and "
+                          "ref[\"NAME\"] can be used")
 
     # -- attributes and calls -------------------------------------------------------------------
     def _torch_path(self, node) -> list[str] | None:
@@ -278,8 +284,20 @@ class _Compiler:
         parts = [None if p is None else self.compile(p) for p in (node.lower, node.upper, node.step)]
         return lambda w: slice(*[None if p is None else p(w) for p in parts])
 
+    def _tensor_of(self, source: str, node):
+        """``t["NAME"]`` / ``ref["NAME"]``: a tensor read by ``evaluate`` before the expression runs."""
+        key = node.slice
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            raise self.refuse(f'{source}[...] takes a tensor name in quotes, e.g. '
+                              f'{source}["head.weight"], not {source}[{_source(key)}]')
+        ref = (source, key.value)
+        self.tensors.add(ref)
+        return lambda w: CURRENT.get()[ref]
+
     def _Subscript(self, node):
         self.elementwise = False
+        if isinstance(node.value, ast.Name) and node.value.id in SOURCES:
+            return self._tensor_of(node.value.id, node)
         value, index, text = self.compile(node.value), self.compile(node.slice), self.text
 
         def subscript(w):

@@ -80,10 +80,23 @@ def edit_for_step(step: dict, doc: Document, inputs: Inputs | None = None) -> Ed
     if op == "fill":
         return FillEdit(names, step["value"], index=step.get("index"), glob=glob)
     if op == "expr":
-        return ExprEdit(names, step["expr"], index=step.get("index"), mask=step.get("mask"), glob=glob)
+        return _expr_edit(step, names, glob, inputs)
     if op == "requires_grad":
         return RequiresGradEdit(names, step["value"], glob=glob)
     raise RecipeError(f"unknown op {op!r} (known: {', '.join(OPS)})")
+
+
+def _expr_edit(step: dict, names: list[str], glob, inputs: Inputs | None) -> Edit:
+    """An expr step; one that reads ``ref["NAME"]`` opens the input ``ref``."""
+    from ..edits.values import ExprEdit
+    from ..expressions.expr import compile_expr
+    texts = [step["expr"], *([step["mask"]] if step.get("mask") else [])]
+    ref = ref_path = None
+    if any("ref" in compile_expr(x).sources() for x in texts):
+        inputs = inputs if inputs is not None else Inputs()
+        ref, ref_path = inputs.document("ref"), inputs.path("ref")
+    return ExprEdit(names, step["expr"], index=step.get("index"), mask=step.get("mask"), glob=glob,
+                    ref=ref, ref_path=ref_path)
 
 
 def replay(recipe, doc: Document, progress=None, inputs: Inputs | None = None) -> list[Edit]:

@@ -73,8 +73,9 @@ def _histograms(before: torch.Tensor, after: torch.Tensor):
 
 class EditDialog(QDialog):
     def __init__(self, doc, names: list[str], title: str, parent: QWidget | None = None,
-                 module_prefix: str | None = None):
+                 module_prefix: str | None = None, reference=None, reference_path: str | None = None):
         super().__init__(parent)
+        self._reference, self._reference_path = reference, reference_path  # what ref["NAME"] reads
         self.setObjectName("editDialog")
         self.setWindowTitle(f"Edit {title}")
         self._doc = doc
@@ -172,7 +173,8 @@ class EditDialog(QDialog):
                 if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n[rel:], pattern)]
 
     def make_edit(self):
-        return edit_from_spec(self.spec(), self.targets())
+        return edit_from_spec(self.spec(), self.targets(), ref=self._reference,
+                              ref_path=self._reference_path)
 
     def _operation_changed(self) -> None:
         op = self.operation.currentData()
@@ -229,10 +231,11 @@ class EditDialog(QDialog):
             return True
         self.changed_label.setText("Previewing …")
         spec, doc, gen, many = self.spec(), self._doc, self._generation, len(targets) > 1
+        ref = self._reference
 
         def work(progress, cancelled):
             try:
-                p = preview_edit(spec, name, doc.tensor(name), cancelled=cancelled)
+                p = preview_edit(spec, name, doc.tensor(name), cancelled=cancelled, doc=doc, ref=ref)
                 return gen, name, many, p.before.numel(), p.changed, _histograms(p.before, p.after), None
             except Cancelled:
                 raise
