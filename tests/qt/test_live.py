@@ -269,8 +269,14 @@ def test_edit_blocks_until_the_window_is_closed(qtbot, qapp):
                 w.close()
 
     QTimer.singleShot(0, user)
-    QTimer.singleShot(5000, rescue)
-    assert app.edit(model) is None
+    # a rescue timer left running would close the windows of whatever test runs 5 s later
+    guard = QTimer(singleShot=True, interval=5000)
+    guard.timeout.connect(rescue)
+    guard.start()
+    try:
+        assert app.edit(model) is None
+    finally:
+        guard.stop()
     events.append("returned")
     assert events == [("open", True), ("kept", True), "closing", "returned"]
     assert torch.equal(model.fc.bias.detach(), torch.full((3,), 0.25))
