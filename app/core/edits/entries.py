@@ -133,7 +133,9 @@ def find_entry(doc: Document, name: str) -> tuple[tuple, Any]:
     value = get_at(doc.container, path)
     if scalar_kind(value) is None:
         what = type(value).__name__
-        raise UserError(f"{name} is a {what}, not a single value (int, float, bool, str or None)")
+        hint = f"; set one item as {brief(name + '.0', 60)}" if _is_flat_list(value) else ""
+        raise UserError(f"{name} is a {what}, not a single value (int, float, bool, str or "
+                        f"None){hint}")
     return path, value
 
 
