@@ -298,3 +298,37 @@ def test_failing_step_names_itself(tmp_path):
     with pytest.raises(RecipeError, match=r"step 1 \(set_entry\).*no entry"):
         replay_lean(load_recipe({"version": 1, "steps": [
             {"op": "set_entry", "target": "nope", "value": 1}]}), doc)
+
+
+def test_a_run_of_entry_steps_rebuilds_the_tree_once():
+    from app.core.recipes.apply_cli import replay_lean
+    doc = Document.from_object(checkpoint(named=False))
+    before = doc.announcements
+    steps = [{"op": "set_entry", "target": "epoch", "value": i} for i in range(50)]
+    replay_lean(load_recipe({"version": 1, "steps": steps}), doc)
+    assert doc.announcements == before + 1
+    assert doc.container["epoch"] == 49 and tree_value(doc, "epoch") == "int: 49"
+
+
+def test_paths_follow_structural_changes_between_steps():
+    from app.core.edits.surgery import DeleteEdit
+    from app.core.recipes.apply_cli import replay_lean
+    doc = Document.from_object(checkpoint(named=False))
+    SetEntryEdit("optimizer.param_groups.0.lr", 0.2).apply(doc)
+    DeleteEdit("optimizer").apply(doc)
+    with pytest.raises(UserError, match="no entry"):
+        SetEntryEdit("optimizer.param_groups.0.lr", 0.3).apply(doc)
+    doc = Document.from_object(checkpoint(named=False))
+    with pytest.raises(RecipeError, match=r"step 3 \(set_entry\).*no entry"):
+        replay_lean(load_recipe({"version": 1, "steps": [
+            {"op": "set_entry", "target": "epoch", "value": 4},
+            {"op": "delete", "target": "optimizer"},
+            {"op": "set_entry", "target": "optimizer.param_groups.0.lr", "value": 1.0}]}), doc)
+
+
+@pytest.mark.parametrize("name", ["optimizer.param_groups.0.betas.²", "optimizer.param_groups.0.betas.-1",
+                                  "optimizer.param_groups.0.betas." + "9" * 30, ".", "epoch.0"])
+def test_odd_item_names_refused(name):
+    doc = Document.from_object(checkpoint())
+    with pytest.raises(UserError):
+        SetEntryEdit(name, 1).apply(doc)

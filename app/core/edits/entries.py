@@ -11,6 +11,7 @@ that were there (the old value with its type, the old tuple). Names are the tree
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from ..errors import UserError
@@ -99,13 +100,36 @@ def check_scalar(value: Any, name: str = "the value") -> None:
 
 # -- where a name sits -------------------------------------------------------------------------
 
-def entry_paths(doc: Document) -> dict[str, tuple]:
+#: doc -> (revision, id(container), paths): a recipe of many set_entry steps walks the
+#: checkpoint once, not once per step (setting a scalar changes no path)
+_PATHS: "weakref.WeakKeyDictionary[Document, tuple[int, int, dict[str, tuple]]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def entry_paths(doc: Document, fresh: bool = False) -> dict[str, tuple]:
     """The tree's dotted name of every non-tensor value -> its key path in ``doc.container``."""
     if doc.module is not None or doc.container is None:
         return {}
+    cached = _PATHS.get(doc)
+    if not fresh and cached is not None and cached[:2] == (doc.revision, id(doc.container)):
+        return cached[2]
     found = value_paths(doc.container)
     names = distinct_names([p for p, _v, _c in found])
-    return {n: p for n, (p, _v, cycle) in zip(names, found) if not cycle}
+    paths = {n: p for n, (p, _v, cycle) in zip(names, found) if not cycle}
+    _PATHS[doc] = (doc.revision, id(doc.container), paths)
+    return paths
+
+
+def _still_current(doc: Document, was_current: bool) -> None:
+    """After a change of one scalar: the cached paths hold for the new revision too."""
+    cached = _PATHS.get(doc)
+    if was_current and cached is not None:
+        _PATHS[doc] = (doc.revision, id(doc.container), cached[2])
+
+
+def _cache_current(doc: Document) -> bool:
+    cached = _PATHS.get(doc)
+    return cached is not None and cached[:2] == (doc.revision, id(doc.container))
 
 
 def find_entry(doc: Document, name: str) -> tuple[tuple, Any]:
@@ -117,12 +141,18 @@ def find_entry(doc: Document, name: str) -> tuple[tuple, Any]:
                         "has no entries besides tensors)")
     if name in doc.tensors:
         raise UserError(f"{name} is a tensor; edit its values instead")
-    paths = entry_paths(doc)
+    try:
+        return _find(doc, name, entry_paths(doc))
+    except (KeyError, IndexError, TypeError, UserError):  # the cache may be stale: walk again
+        return _find(doc, name, entry_paths(doc, fresh=True))
+
+
+def _find(doc: Document, name: str, paths: dict[str, tuple]) -> tuple[tuple, Any]:
     path = paths.get(name)
     if path is None:  # an item of a list or tuple of plain values: betas.0
         head, _, tail = name.rpartition(".")
         holder = paths.get(head)
-        if holder is not None and tail.isdigit() and len(tail) < 12:
+        if holder is not None and tail.isascii() and tail.isdigit() and len(tail) < 12:
             seq = get_at(doc.container, holder)
             if _is_flat_list(seq) and int(tail) < len(seq):
                 path = holder + (int(tail),)
@@ -200,16 +230,20 @@ class SetEntryEdit(Edit):
 
     def apply(self, doc: Document) -> None:
         path, _old = find_entry(doc, self.name)
+        current = _cache_current(doc)
         record = _put(doc, path, self.value)
         self._record = record
         doc.mark_changed()
+        _still_current(doc, current)
 
     def revert(self, doc: Document) -> None:
         if self._record is None:
             return
+        current = _cache_current(doc)
         _restore(doc, self._record)
         self._record = None
         doc.mark_changed()
+        _still_current(doc, current)
 
     def recipe_step(self) -> dict:
         return {"op": "set_entry", "target": self.name, "value": self.value}
