@@ -7,8 +7,8 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
-from ..core.edits.entries import (METADATA_FORMATS, SetEntryEdit, SetMetadataEdit, find_entry,
-                                  scalar_kind)
+from ..core.edits.entries import (METADATA_FORMATS, SetEntryEdit, SetMetadataEdit,
+                                  editable_text, find_entry, scalar_kind)
 from ..core.errors import UserError
 from ..core.model.tree import ENTRY
 from .dialogs.entry_dialog import EntryDialog, MetadataDialog
@@ -80,10 +80,11 @@ class EntryFlows(QObject):
         name = node.full_name
         try:
             _path, old = find_entry(doc, name)
+            text = editable_text(old, name)
         except UserError as exc:
             self.window.edit_flows.show_error("Cannot edit this value", str(exc))
             return None
-        dialog = EntryDialog(name, old, scalar_kind(old), self.window)
+        dialog = EntryDialog(name, old, scalar_kind(old), text, self.window)
         return self._open(dialog, lambda: self._push_entry(name, dialog.value))
 
     def _push_entry(self, name: str, value) -> None:

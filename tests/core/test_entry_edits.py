@@ -332,3 +332,12 @@ def test_odd_item_names_refused(name):
     doc = Document.from_object(checkpoint())
     with pytest.raises(UserError):
         SetEntryEdit(name, 1).apply(doc)
+
+
+def test_editable_text_refuses_what_a_dialog_would_cut():
+    from app.core.edits.entries import brief, editable_text
+    assert editable_text(3e-4) == "0.0003" and editable_text(None) == "None"
+    for value in ("x" * 10_001, 10 ** 5000):
+        with pytest.raises(UserError, match="longer than"):
+            editable_text(value, "cfg.note")
+    assert "bits" in brief(10 ** 5000) and len(brief("z" * 10**6)) <= 40

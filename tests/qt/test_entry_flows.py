@@ -165,3 +165,31 @@ def test_metadata_action_disabled_for_torch_files(qtbot, window, tmp_path):
     window.open_path(path)
     wait_for_document(qtbot, window, path)
     assert not window.entry_flows.actionEditMetadata.isEnabled()
+
+
+def test_values_too_long_to_edit_as_text_are_never_cut(qtbot, window, tmp_path):
+    path = tmp_path / "long.pt"
+    torch.save({"w": torch.zeros(2), "cfg": {"note": "x" * 20_000}}, path)
+    window = shown(qtbot, window)
+    window.open_path(path)
+    wait_for_document(qtbot, window, path)
+    assert window.select_name("cfg.note")
+    window.entry_flows.actionEditEntry.trigger()
+    assert window.entry_flows.dialog is None
+    box = window.edit_flows.message_box
+    assert box is not None and "longer than" in box.text()
+    box.close()
+
+    meta = tmp_path / "long.safetensors"
+    save_file({"w": torch.zeros(2)}, str(meta), metadata={"big": "y" * 20_000})
+    window.open_path(meta)
+    wait_for_document(qtbot, window, meta)
+    window.entry_flows.actionEditMetadata.trigger()
+    dialog = window.entry_flows.dialog
+    qtbot.waitUntil(dialog.isVisible)
+    assert child(dialog, QComboBox, "metadataKey").currentText() == "big"
+    assert not ok_button(dialog).isEnabled()
+    assert "only be removed" in child(dialog, QLabel, "errorLabel").text()
+    qtbot.mouseClick(child(dialog, QCheckBox, "metadataRemove"), Qt.LeftButton)
+    click_ok(qtbot, dialog)
+    assert "big" not in window.controller.document.metadata

@@ -43,8 +43,26 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def editable_text(value: Any, name: str = "the value") -> str:
+    """``value_text`` for a dialog; UserError when it is too long to edit as text (a dialog
+    must never cut it short and write the cut value back)."""
+    try:
+        text = value_text(value)
+    except ValueError:  # an integer of more digits than Python converts
+        text = None
+    if text is None or len(text) > MAX_TEXT:
+        raise UserError(f"{name} is longer than {MAX_TEXT:,} characters; set it with a recipe "
+                        "step (set_entry) instead")
+    return text
+
+
 def brief(value: Any, limit: int = 40) -> str:
-    text = " ".join(repr(value).split()) if not isinstance(value, str) else repr(value)
+    if isinstance(value, str) and len(value) > 4 * limit:
+        value = value[: 4 * limit]
+    try:
+        text = " ".join(repr(value).split()) if not isinstance(value, str) else repr(value)
+    except ValueError:  # an integer of more digits than Python converts
+        text = f"<{type(value).__name__} of {value.bit_length():,} bits>"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
                                QLabel, QLineEdit, QVBoxLayout)
 
-from ...core.edits.entries import KINDS, MAX_KEY, MAX_TEXT, brief, parse_value, value_text
+from ...core.edits.entries import KINDS, MAX_KEY, MAX_TEXT, brief, editable_text, parse_value
 from ...core.errors import UserError
 
 
 class EntryDialog(QDialog):
-    """Shows ``name``'s current value and type; ``value`` is the parsed new value after OK."""
+    """Shows ``name``'s current value and type; ``value`` is the parsed new value after OK.
+    ``text`` is the value's text (``editable_text``: refused before when too long)."""
 
-    def __init__(self, name: str, old, kind: str, parent=None):
+    def __init__(self, name: str, old, kind: str, text: str, parent=None):
         super().__init__(parent)
         self.setObjectName("entryDialog")
         self.setWindowTitle("Edit Value")
@@ -22,7 +23,7 @@ class EntryDialog(QDialog):
         self.type_combo = QComboBox(self, objectName="entryType")
         self.type_combo.addItems(list(KINDS))
         self.type_combo.setCurrentText(kind)
-        self.edit = QLineEdit(value_text(old)[:MAX_TEXT], self, objectName="entryValue")
+        self.edit = QLineEdit(text, self, objectName="entryValue")
         self.edit.setMaxLength(MAX_TEXT)
         self.error = QLabel("", self, objectName="errorLabel")
         self.error.setStyleSheet("color: #b00020")
@@ -117,6 +118,8 @@ class MetadataDialog(QDialog):
             return "Type a key"
         if self.remove.isChecked():
             return ""
+        if len(self.metadata.get(key, "")) > MAX_TEXT:
+            return f"This value is longer than {MAX_TEXT:,} characters: it can only be removed"
         if self.metadata.get(key) == self.edit.text():
             return "The value is unchanged"
         return ""
