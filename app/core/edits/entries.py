@@ -201,7 +201,13 @@ def _rebuilt(seq: tuple, index: int, value: Any) -> tuple:
         return tuple(items)
     make = getattr(type(seq), "_make", None)  # a namedtuple
     if callable(make):
-        return make(items)
+        try:
+            rebuilt = make(items)
+        except Exception:
+            rebuilt = None
+        if (type(rebuilt) is type(seq) and len(rebuilt) == len(items)
+                and all(a is b for a, b in zip(rebuilt, items))):
+            return rebuilt
     raise UserError(f"the value sits in a {type(seq).__name__}, which cannot be rebuilt")
 
 
@@ -238,13 +244,16 @@ class SetEntryEdit(Edit):
     structural = True  # the tree shows entries' values: it is rebuilt
 
     def __init__(self, name: str, value: Any):
-        check_scalar(value, str(name))
+        if not isinstance(name, str) or not name:
+            raise UserError("set_entry: 'target' must be an entry's dotted name")
+        check_scalar(value, name)
         self.name, self.value = name, value
         self._record: tuple | None = None
 
     @property
     def label(self) -> str:
-        return f"Set {brief(self.name, 60).strip(chr(39))} = {brief(self.value)}"
+        name = self.name if len(self.name) <= 60 else self.name[:59] + "…"
+        return f"Set {name} = {brief(self.value)}"
 
     def apply(self, doc: Document) -> None:
         path, _old = find_entry(doc, self.name)
