@@ -341,3 +341,11 @@ def test_editable_text_refuses_what_a_dialog_would_cut():
         with pytest.raises(UserError, match="longer than"):
             editable_text(value, "cfg.note")
     assert "bits" in brief(10 ** 5000) and len(brief("z" * 10**6)) <= 40
+
+
+def test_keys_that_read_alike_are_refused_not_guessed():
+    ck = {1: 5, "1": 6, "w": torch.zeros(1)}
+    doc = Document.from_object(ck)
+    with pytest.raises(UserError, match="several top-level entries"):
+        SetEntryEdit("1", 7).apply(doc)
+    assert ck == {1: 5, "1": 6, "w": ck["w"]}
