@@ -44,6 +44,14 @@ def double_click(qtbot, window, name):
     return window.entry_flows.dialog
 
 
+def popped_menu(qtbot, window):
+    from PySide6.QtWidgets import QMenu
+    menus = []
+    qtbot.waitUntil(lambda: menus.extend(m for m in window.findChildren(QMenu) if m.isVisible())
+                    or bool(menus))
+    return menus[0]
+
+
 def saved(qtbot, window):
     window.actionSave.trigger()
     qtbot.waitUntil(lambda: not window.save_flows.is_saving, timeout=20_000)
@@ -70,10 +78,15 @@ def test_edit_epoch_and_lr_undo_redo_save_reload(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: type_text(window, "epoch") == "int: 12")
     assert window.isWindowModified()
 
-    # the tree's context-menu action on the learning rate's row
+    # right-click the learning rate's row: the tree's context menu offers Edit Value…
     lr = "optimizer.param_groups.0.lr"
     assert window.select_name(lr)
-    window.entry_flows.actionEditEntry.trigger()
+    view = window.tree_view
+    view.customContextMenuRequested.emit(view.visualRect(view.currentIndex()).center())
+    menu = popped_menu(qtbot, window)
+    assert menu.actions()[0] is window.entry_flows.actionEditEntry
+    menu.close()
+    menu.actions()[0].trigger()
     dialog = window.entry_flows.dialog
     qtbot.waitUntil(dialog.isVisible)
     assert child(dialog, QComboBox, "entryType").currentText() == "float"
