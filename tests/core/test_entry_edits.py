@@ -349,3 +349,17 @@ def test_keys_that_read_alike_are_refused_not_guessed():
     with pytest.raises(UserError, match="several top-level entries"):
         SetEntryEdit("1", 7).apply(doc)
     assert ck == {1: 5, "1": 6, "w": ck["w"]}
+
+
+def test_metadata_of_a_sharded_folder_round_trip(tmp_path):
+    from tests.checkpoints import save_sharded_safetensors
+    index = save_sharded_safetensors({f"l{i}.w": torch.full((2,), float(i)) for i in range(4)},
+                                     str(tmp_path / "in"))
+    doc = load_document(index)
+    assert doc.format == "safetensors-sharded"
+    SetMetadataEdit("note", "sharded").apply(doc)
+    out = tmp_path / "out"
+    written = save_document(doc, str(out), shard_size=16)
+    again = load_document(written)
+    assert again.metadata.get("note") == "sharded"
+    assert all(torch.equal(again.tensor(n), doc.tensor(n)) for n in doc.tensors)
