@@ -153,6 +153,8 @@ class EditFlows(QObject):
         self.add_to_menu(menu)
         if getattr(self.window, "param_flows", None) is not None:
             self.window.param_flows.add_to_menu(menu)
+        if getattr(self.window, "entry_flows", None) is not None:  # Edit Value… / Metadata…
+            self.window.entry_flows.add_to_menu(menu, self.controller.current_node)
         menu.popup(self.window.tree_view.viewport().mapToGlobal(pos))
 
     def _update_enabled(self) -> None:

@@ -131,6 +131,8 @@ class MainWindow(QMainWindow):
         self.actionCompare = self.compare_flows.actionCompare
         from .param_flows import ParamFlows
         self.param_flows = ParamFlows(self)  # gradients, registration, ties, train/eval
+        from .entry_flows import EntryFlows
+        self.entry_flows = EntryFlows(self)  # scalar entries and safetensors __metadata__
         self.setAcceptDrops(True)
         self._route_child_drops()
         self.resize(1400, 900)

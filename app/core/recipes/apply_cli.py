@@ -7,6 +7,7 @@ CLI prints one ``error:`` line and exits 2.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 
 from ..errors import UserError
 
@@ -55,18 +56,33 @@ def replay_lean(recipe: dict, doc, inputs=None) -> None:
     tensor's old and new values, beside what the recipe changes. Unchanged tensors stay mapped.
     """
     from .recipe import RecipeError, edit_for_step, resolve_targets
-    for i, step in enumerate(recipe["steps"], 1):
-        op = step["op"]
-        try:
-            for part in _parts(step, doc, resolve_targets):
-                edit_for_step(part, doc, inputs).apply(doc)
-        except Exception as exc:
-            if isinstance(exc, UserError):
-                msg = str(exc)
-            else:
-                first = str(exc).strip().splitlines()
-                msg = f"{type(exc).__name__}: {first[0] if first else ''}"
-            raise RecipeError(f"step {i} ({op}): {msg.removeprefix(f'{op}: ')}") from None
+    batch: ExitStack | None = None  # open over a run of set_entry / set_metadata steps
+    try:
+        for i, step in enumerate(recipe["steps"], 1):
+            op = step["op"]
+            if op in _SCALAR_OPS and batch is None:  # one tree rebuild for the run, not one a step
+                batch = ExitStack()
+                batch.enter_context(doc.batch())
+            elif op not in _SCALAR_OPS and batch is not None:
+                batch, run = None, batch
+                run.close()
+            try:
+                for part in _parts(step, doc, resolve_targets):
+                    edit_for_step(part, doc, inputs).apply(doc)
+            except Exception as exc:
+                if isinstance(exc, UserError):
+                    msg = str(exc)
+                else:
+                    first = str(exc).strip().splitlines()
+                    msg = f"{type(exc).__name__}: {first[0] if first else ''}"
+                raise RecipeError(f"step {i} ({op}): {msg.removeprefix(f'{op}: ')}") from None
+    finally:
+        if batch is not None:
+            batch.close()
+
+
+#: steps that change one plain value: no later step needs the tree rebuilt after each
+_SCALAR_OPS = ("set_entry", "set_metadata")
 
 
 def _parts(step: dict, doc, resolve_targets):

@@ -20,7 +20,7 @@ from ..compare.merge_ops import MERGE_OPS, check_inputs, check_merge_step
 from ..expressions.user_regex import check_replacement, compile_pattern
 
 OPS = ("init", "expr", "fill", "rename", "delete", "cast", "requires_grad", "reset_parameters",
-       "tie", "untie", *MERGE_OPS)  # tie / untie: tie_edits.py
+       "tie", "untie", "set_entry", "set_metadata", *MERGE_OPS)  # tie / untie: tie_edits.py
 MAX_BYTES = 16 * 2**20
 MAX_STEPS = 10_000
 MAX_NAME = 4096          # a tensor name or glob
@@ -39,6 +39,8 @@ KEYS = {
     "reset_parameters": {"op", "seed"} | _TARGETED,
     "tie": {"op", "target", "source"},
     "untie": {"op", "target"},
+    "set_entry": {"op", "target", "value"},
+    "set_metadata": {"op", "key", "value"},
     "transplant": {"op", "from"} | _TARGETED,
     "merge": {"op", "inputs", "weights"} | _TARGETED,
     "task_arithmetic": {"op", "finetuned", "lambdas"} | _TARGETED,
@@ -185,6 +187,25 @@ def _check_init(step: dict) -> None:
             raise UserError(f"init: 'seed' {brief(seed)} is out of range (0 to 2**64 - 1)")
 
 
+def _check_entry_step(step: dict) -> None:
+    """set_entry: an entry's dotted name and a JSON scalar; set_metadata: a key and text or null."""
+    from ..edits.entries import check_metadata_key, check_scalar
+    op = step["op"]
+    if "value" not in step:
+        what = ("a number, true/false, text or null" if op == "set_entry"
+                else "text, or null to remove the key")
+        raise UserError(f"{op} needs 'value' ({what})")
+    if op == "set_entry":
+        target = _text(step, "target", "an entry's dotted name such as optimizer.param_groups.0.lr",
+                       MAX_NAME)
+        if not target:
+            raise UserError("set_entry: 'target' must not be empty")
+        check_scalar(step["value"], "set_entry: 'value'")
+        return
+    check_metadata_key(_text(step, "key", "a __metadata__ key", MAX_NAME))
+    _text(step, "value", "text, or null to remove the key", 10_000, required=False)
+
+
 def check_step(step) -> None:
     """UserError when ``step`` is not a valid recipe step (checked before any document is opened)."""
     from ..edits.surgery import parse_dtype
@@ -203,6 +224,8 @@ def check_step(step) -> None:
             if key in step:
                 _text(step, key, "an exact tensor name", MAX_NAME)
         return check_tie_step(step)
+    if op in ("set_entry", "set_metadata"):
+        return _check_entry_step(step)
     if op in MERGE_OPS:
         if "targets" in step or "target" in step:
             _check_target(step)

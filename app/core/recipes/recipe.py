@@ -4,7 +4,9 @@ Besides the contract's keys, steps may carry ``targets`` (an explicit list of na
 precedence over ``target``) and expr steps a ``mask`` (a boolean expression in ``w``); two more
 ops exist: ``requires_grad`` (``value``: true/false) and ``reset_parameters`` (``target``: a
 module name or glob, ``""`` for the root; live models only); ``tie`` (``target`` becomes
-``source``'s very tensor) and ``untie`` (``target`` gets its own copy), exact names only.
+``source``'s very tensor) and ``untie`` (``target`` gets its own copy), exact names only;
+``set_entry`` (``target``: an entry's dotted name, ``value``: a JSON scalar) and ``set_metadata``
+(``key``, ``value``: text, or null to remove the key) (edits/entries.py).
 """
 from __future__ import annotations
 
@@ -59,6 +61,12 @@ def edit_for_step(step: dict, doc: Document, inputs: Inputs | None = None) -> Ed
         return merge_edit_for_step(step, doc, inputs)
     if op in ("rename", "delete", "cast"):
         return edit_from_step(step)
+    if op == "set_entry":
+        from ..edits.entries import SetEntryEdit
+        return SetEntryEdit(step["target"], step["value"])
+    if op == "set_metadata":
+        from ..edits.entries import SetMetadataEdit
+        return SetMetadataEdit(step["key"], step["value"])
     if op in ("tie", "untie"):
         from ..edits.tie_surgery import tie_edit_for_step
         return tie_edit_for_step(step, doc)
