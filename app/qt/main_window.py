@@ -22,6 +22,7 @@ from .edit_flows import EditFlows
 from .file_watch import FileWatch
 from .open_flows import OpenFlows
 from .save_flows import SaveFlows
+from .verify_flows import VerifyFlows
 
 from .views.stats_panel import StatsPanel
 from .views.tensor_view import TensorView
@@ -123,6 +124,7 @@ class MainWindow(QMainWindow):
         self.edit_flows = EditFlows(self)
         self.save_flows = SaveFlows(self)
         self.file_watch = FileWatch(self)
+        self.verify_flows = VerifyFlows(self)  # after OpenFlows: its marks survive the reset
         self._document: Document | None = None  # whose change announcements rebuild the tree
         self._build_menus()
         self._build_status_bar()
@@ -201,6 +203,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addActions([self.actionOpen, self.actionOpenFolder,
                               self.open_flows.actionOpenWithModel])
+        file_menu.addAction(self.verify_flows.actionVerify)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.setObjectName("recentMenu")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
@@ -316,6 +319,7 @@ class MainWindow(QMainWindow):
             return
         if self.confirm_discard():
             self.controller.cancel_load()
+            self.verify_flows.cancel()
             self.undo_stack.clear()  # before deletion, while the slots it signals still live
             event.accept()
         else:
