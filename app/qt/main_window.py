@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QL
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QTreeView,
                                QVBoxLayout, QWidget)
 
+from ..core.edits import surgery as _surgery  # noqa: F401  (at start-up: a first Delete
+#                                                     must not pay ~40 ms of imports on the GUI thread)
 from ..core.model.document import Document
 from .compare_flows import CompareFlows
 from .controller import Controller, document_summary, openable_path
@@ -24,12 +26,15 @@ from .open_flows import OpenFlows
 from .save_flows import SaveFlows
 from .verify_flows import VerifyFlows
 
+from .views.column_fit import fit_columns
 from .views.stats_panel import StatsPanel
 from .views.tensor_view import TensorView
 
 OPEN_FILTER = ("Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.index.json *.zip);;"
                "All files (*)")
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
+#: rows whose text sizes the tree's columns (the visible ones first): a screenful, never all
+FIT_ROWS = 48
 
 
 class ModuleTreePanel(QWidget):
@@ -51,6 +56,8 @@ class ModuleTreePanel(QWidget):
         header = self.view.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QHeaderView.Interactive)
+        # A double click on a divider fits to a screenful of rows, not to every row.
+        header.setResizeContentsPrecision(FIT_ROWS)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -69,8 +76,8 @@ class ModuleTreePanel(QWidget):
             self.fit_columns()
 
     def fit_columns(self) -> None:
-        for col in range(self.model.columnCount()):
-            self.view.resizeColumnToContents(col)
+        """Columns as wide as their text in the first screen of rows (``column_fit``)."""
+        fit_columns(self.view, FIT_ROWS)
         header = self.view.header()
         header.resizeSection(NAME, min(max(header.sectionSize(NAME), 160), 320))
 
