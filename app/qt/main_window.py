@@ -69,11 +69,29 @@ class ModuleTreePanel(QWidget):
         """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the
         widths, since fitting six columns is most of a rebuild's time)."""
         self.model.set_root(root)
-        self.view.expandToDepth(0)
-        if self._visible_rows() < 40:
-            self.view.expandToDepth(1)
+        self._expand_first_levels(root)
         if fit:
             self.fit_columns()
+
+    def _expand_first_levels(self, root, few: int = 40) -> None:
+        """The top level expanded, and the next one too when that shows fewer than ``few`` rows.
+
+        Decided from the nodes, and only module rows are expanded, while the view's layout is
+        still pending after the reset: ``expandToDepth`` would lay the whole tree out twice and
+        ask the model for every row (most of a structural edit's time on the GUI thread)."""
+        proxy = self.proxy
+        if proxy.pattern.strip() or proxy.extra_filter is not None:  # rows the filter decides
+            self.view.expandToDepth(0)
+            if self._visible_rows() < few:
+                self.view.expandToDepth(1)
+            return
+        top = root.children
+        shown = len(top) + sum(len(n.children) for n in top)
+        levels = [n for n in top if n.children]
+        if shown < few:
+            levels += [c for n in top for c in n.children if c.children]
+        for node in levels:
+            self.view.setExpanded(proxy.mapFromSource(self.model.index_of(node)), True)
 
     def fit_columns(self) -> None:
         """Columns as wide as their text in the first screen of rows (``column_fit``)."""

@@ -38,7 +38,7 @@ def _depth(index: QModelIndex) -> int:
 
 
 def fit_columns(view: QTreeView, rows: int) -> list[int]:
-    """Resize every section of ``view``'s header to its header text and the text of at most
+    """Resize every shown section of ``view``'s header to its header text and the text of at most
     ``rows`` rows; returns the widths."""
     model, header = view.model(), view.header()
     style = view.style()
@@ -49,12 +49,13 @@ def fit_columns(view: QTreeView, rows: int) -> list[int]:
         icon = style.pixelMetric(QStyle.PM_SmallIconSize, None, view)
     header_pad = 2 * style.pixelMetric(QStyle.PM_HeaderMargin, None, header) + 8
     columns = model.columnCount()
+    shown = [c for c in range(columns) if not view.isColumnHidden(c)]
     widths = [header_fm.horizontalAdvance(str(model.headerData(c, Qt.Horizontal) or "")) + header_pad
               for c in range(columns)]
     indent = view.indentation()
     for index in sample_rows(view, rows):
         row, parent = index.row(), index.parent()
-        for c in range(columns):
+        for c in shown:
             cell = index if c == 0 else model.index(row, c, parent)
             text = cell.data(Qt.DisplayRole)
             w = fm.horizontalAdvance(str(text)) + pad if text else 0
@@ -62,6 +63,6 @@ def fit_columns(view: QTreeView, rows: int) -> list[int]:
                 w += indent * (_depth(index) + (1 if view.rootIsDecorated() else 0)) + icon + 4
             widths[c] = max(widths[c], w)
     widths = [min(w, MAX_WIDTH) for w in widths]
-    for c, w in enumerate(widths):
-        header.resizeSection(c, w)
+    for c in shown:
+        header.resizeSection(c, widths[c])
     return widths
