@@ -68,3 +68,35 @@ def test_fitting_follows_the_text_of_the_first_screen(qtbot):
     narrow_widths = [header.sectionSize(c) for c in range(panel.model.columnCount())]
     assert wide_widths[NAME] > narrow_widths[NAME]
     assert wide_widths[5] > narrow_widths[5]  # "964.5 KiB" is wider than "4 B"
+
+
+class CountingIndexModel(CountingModel):
+    def __init__(self, parent=None):
+        super().__init__(parent=parent)
+        self.indexes = 0
+
+    def index(self, row, column, parent=None):
+        self.indexes += 1
+        return super().index(row, column, parent) if parent is not None \
+            else super().index(row, column)
+
+
+def test_rebuild_after_a_structural_edit_does_not_walk_every_row(qtbot):
+    """A rebuild expands the first levels from the nodes, without laying out or asking the
+    model for every row (``expandToDepth`` did both, twice)."""
+    panel = counting_panel(qtbot)
+    panel.model = CountingIndexModel(parent=panel)
+    panel.proxy.setSourceModel(panel.model)
+    sd = {f"m{i}.layer.{j}.w": torch.zeros(1) for i in range(10) for j in range(300)}
+    doc = Document.from_object(sd, path=None)
+    panel.model.indexes = 0
+    panel.show_root(doc.root, fit=False)
+    assert panel.model.indexes < 100 and panel.model.calls == 0
+    view = panel.view
+    top = [view.model().index(r, 0) for r in range(view.model().rowCount())]
+    assert len(top) == 10 and all(view.isExpanded(i) for i in top)  # ten modules: top level
+    small = Document.from_object({"a.b.w": torch.zeros(1), "a.c.w": torch.zeros(1)}, path=None)
+    panel.show_root(small.root, fit=False)
+    a = view.model().index(0, 0)
+    assert view.isExpanded(a)
+    assert all(view.isExpanded(view.model().index(r, 0, a)) for r in range(2))  # few: one more
