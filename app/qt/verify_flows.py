@@ -22,10 +22,13 @@ SHOWN = 8
 
 
 def _check(path: str, tensors: list):
-    """The background work: (bad lines, {tensor name: line}). Qt-free."""
+    """The background work: (bad lines, {tensor name: line}), or None for a format without
+    checksums (safetensors, legacy pickles). Qt-free."""
     def work(progress, cancelled):
         from ..core.formats import verify_document
-        from ..core.formats.verify_names import damaged_tensors
+        from ..core.formats.verify_names import damaged_tensors, has_checksums
+        if not has_checksums(path):
+            return None
         bad = verify_document(path, progress=progress, cancel=cancelled)
         return bad, damaged_tensors(path, bad, tensors)
     return work
@@ -57,13 +60,14 @@ class VerifyFlows(QObject):
         self.pool.setMaxThreadCount(1)
         self.task: Task | None = None
         self._doc = None               # the document the running check is for
+        self._asked = False            # started by the user (not after opening): say more
         self._running: dict[object, Task] = {}  # signals -> task, alive until it is done
         self.box: QMessageBox | None = None
         self.last: tuple[list[str], dict[str, str]] | None = None  # the latest result (tests)
         self.actionVerify = QAction("&Verify Checksums", window)
         self.actionVerify.setObjectName("actionVerify")
         self.actionVerify.setEnabled(False)
-        self.actionVerify.triggered.connect(self.verify)
+        self.actionVerify.triggered.connect(self._verify_clicked)
         self._build_status()
         window.controller.documentChanged.connect(self._on_document)
 
@@ -89,10 +93,14 @@ class VerifyFlows(QObject):
         self.cancel()
         self.actionVerify.setEnabled(bool(getattr(doc, "path", None)))
         if doc.path:
-            self.verify()
+            self.verify(asked=False)
 
-    def verify(self) -> Task | None:
-        """Check the open document's file(s) in the background (a running check restarts)."""
+    def _verify_clicked(self, _checked: bool = False) -> None:
+        self.verify()
+
+    def verify(self, asked: bool = True) -> Task | None:
+        """Check the open document's file(s) in the background (a running check restarts);
+        ``asked``: by the user, who is told even that the format has no checksums."""
         doc = self.window.controller.document
         self.cancel()
         if doc is None or not doc.path:
@@ -100,7 +108,7 @@ class VerifyFlows(QObject):
         tensors = [(e.name, e.tensor()) for e in doc.tensors.values() if e.is_loaded]
         task = Task(_check(os.fspath(doc.path), tensors))
         del tensors
-        self.task, self._doc = task, doc
+        self.task, self._doc, self._asked = task, doc, asked
         self._running[task.signals] = task
         task.signals.progress.connect(self._on_progress)
         task.signals.finished.connect(self._on_finished)
@@ -129,6 +137,12 @@ class VerifyFlows(QObject):
             return
         self.task, self._doc = None, None
         self._show_busy(False)
+        if result is None:
+            self.last = ([], {})
+            if self._asked:
+                self.window.statusBar().showMessage(
+                    "Nothing to verify: this format carries no checksums", 8000)
+            return
         bad, names = result
         self.last = (bad, names)
         if not bad:

@@ -157,3 +157,15 @@ def test_stop_button_and_closing_the_window_cancel(qtbot, window, damaged_file):
         blocked.release()
     flows.pool.waitForDone(10_000)
     assert flows.last is None and verify_box(window) is None
+
+
+def test_formats_without_checksums_have_nothing_to_verify(qtbot, window, sharded_folder):
+    folder, _tensors = sharded_folder  # safetensors shards: no CRCs to check
+    window.open_path(folder)
+    wait_for_document(qtbot, window, folder)
+    flows = window.verify_flows
+    qtbot.waitUntil(lambda: flows.last is not None and not flows.is_checking, timeout=10_000)
+    assert flows.last == ([], {}) and verify_box(window) is None
+    flows.actionVerify.trigger()
+    qtbot.waitUntil(lambda: not flows.is_checking, timeout=10_000)
+    assert "no checksums" in window.statusBar().currentMessage()

@@ -58,6 +58,11 @@ def damaged_tensors(path: str, bad: list[str],
     return found
 
 
+def has_checksums(path: str) -> bool:
+    """Whether ``verify_path`` has anything to check: a zip file, or a shard that is one."""
+    return any(os.path.isfile(f) and zipfile.is_zipfile(f) for _p, f in _files(path))
+
+
 def _files(path: str) -> list[tuple[str, str]]:
     """(line prefix, file) for the zip files ``verify_path`` checks."""
     try:
