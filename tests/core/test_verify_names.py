@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zipfile
 
 import torch
 
 from app.core.formats import load_document, verify_document
 from app.core.formats.verify_names import damaged_tensors, has_checksums, member_of
 from tests.checkpoints import save_sharded_safetensors, save_sharded_torch
-from tests.qt.test_verify_flows import flip_record
+
+
+def flip_record(path: str, tensor_name: str, sd: dict) -> str:
+    """Flip one byte inside the zip record holding ``sd[tensor_name]`` (the zip stays readable:
+    only the record's CRC no longer matches). Returns the member's name."""
+    target = sd[tensor_name].numpy().tobytes()
+    with zipfile.ZipFile(path) as z:
+        infos = [i for i in z.infolist() if "/data/" in i.filename]
+        info = next(i for i in infos if z.read(i) == target)
+    with open(path, "r+b") as f:
+        f.seek(info.header_offset)
+        head = f.read(30)
+        name_len, extra_len = struct.unpack("<HH", head[26:30])
+        at = info.header_offset + 30 + name_len + extra_len + 1
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x40]))
+    return info.filename
 
 
 def tensors_of(doc):

@@ -3,35 +3,15 @@ Checksums; a damaged record is named by its tensor and marked in the tree; a new
 the window cancels a running check."""
 from __future__ import annotations
 
-import struct
 import threading
-import zipfile
 
 import pytest
 import torch
 from PySide6.QtWidgets import QMessageBox
 
 from app.qt.workers import Task
+from tests.core.test_verify_names import flip_record
 from tests.qt.conftest import wait_for_document
-
-
-def flip_record(path: str, tensor_name: str, sd: dict) -> str:
-    """Flip one byte inside the zip record holding ``sd[tensor_name]`` (the zip stays readable:
-    only the record's CRC no longer matches). Returns the member's name."""
-    target = sd[tensor_name].numpy().tobytes()
-    with zipfile.ZipFile(path) as z:
-        infos = [i for i in z.infolist() if "/data/" in i.filename]
-        info = next(i for i in infos if z.read(i) == target)
-    with open(path, "r+b") as f:
-        f.seek(info.header_offset)
-        head = f.read(30)
-        name_len, extra_len = struct.unpack("<HH", head[26:30])
-        at = info.header_offset + 30 + name_len + extra_len + 1
-        f.seek(at)
-        byte = f.read(1)
-        f.seek(at)
-        f.write(bytes([byte[0] ^ 0x40]))
-    return info.filename
 
 
 @pytest.fixture
