@@ -23,6 +23,7 @@ from .models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeM
 from .edit_flows import EditFlows
 from .file_watch import FileWatch
 from .open_flows import OpenFlows
+from .progress import show_progress
 from .save_flows import SaveFlows
 from .verify_flows import VerifyFlows
 
@@ -439,9 +440,7 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, 0)  # indeterminate until the first progress report
 
     def _on_progress(self, done, total) -> None:
-        if total:
-            self.progress_bar.setRange(0, 1000)
-            self.progress_bar.setValue(int(1000 * done / total))
+        show_progress(self.progress_bar, done, total)
 
     def _tree_current_changed(self, current: QModelIndex, _previous=None) -> None:
         self.controller.select_node(current.data(NodeRole) if current.isValid() else None)

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Qt, QThreadPool
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QMessageBox, QProgressBar, QPushButton
 
+from .progress import show_progress
 from .workers import Task
 
 #: tensor names listed in the warning itself; the rest are in its details
@@ -128,9 +129,8 @@ class VerifyFlows(QObject):
         return self.task is not None and self.sender() is self.task.signals
 
     def _on_progress(self, done, total) -> None:
-        if self._current() and total:
-            self.progress_bar.setRange(0, 1000)
-            self.progress_bar.setValue(int(1000 * done / total))
+        if self._current():
+            show_progress(self.progress_bar, done, total)
 
     def _on_finished(self, result) -> None:
         if not self._current() or self._doc is not self.window.controller.document:
