@@ -81,6 +81,7 @@ def test_clean_file_gives_no_warning(qtbot, window, other_file):
     assert flows.is_checking
     qtbot.waitUntil(lambda: flows.last is not None, timeout=10_000)
     assert flows.last == ([], {}) and verify_box(window) is None
+    qtbot.waitUntil(lambda: not flows._running, timeout=5_000)  # finished tasks are let go
 
 
 def test_menu_action_reports_damage_on_demand(qtbot, window, damaged_file):
