@@ -4,7 +4,7 @@ the real window (offscreen), where it runs on the GUI thread.
 
 Prints each figure with its target and PASS/FAIL; exits 0 (it is a report).
 
-    python benchmarks/bench_surgery.py
+    python benchmarks/bench_surgery.py [--busy]
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from torch import nn  # noqa: E402
 from benchmarks._measure import verdict  # noqa: E402
 
 TARGET_S = 0.5
+STALL_S = 0.1   # issue 9: nothing on the GUI thread longer than ~100 ms
+ROUNDS = 5
 
 
 class Bottleneck(nn.Module):
@@ -74,7 +76,16 @@ def report(what: str, seconds: float) -> None:
           f"{verdict(seconds <= TARGET_S)}")
 
 
+def idle(app, window) -> None:
+    """Wait until no background task runs (checksum check, statistics), events delivered."""
+    from PySide6.QtCore import QThreadPool
+    QThreadPool.globalInstance().waitForDone()
+    window.verify_flows.pool.waitForDone()
+    app.processEvents()
+
+
 def main() -> None:
+    busy = "--busy" in sys.argv[1:]
     from app.core.formats import load_document
     from app.core.edits.surgery import DeleteEdit
     with tempfile.TemporaryDirectory() as folder:
@@ -102,13 +113,37 @@ def main() -> None:
         window.select_name("optimizer")
         app.processEvents()
         rebuilds = window.tree_model.resets
-        report("window: delete optimizer (GUI thread)",
-               timed(lambda: (window.edit_flows.actionDelete.trigger(), app.processEvents())))
-        report("window: undo", timed(lambda: (window.actionUndo.trigger(), app.processEvents())))
-        report("window: redo", timed(lambda: (window.actionRedo.trigger(), app.processEvents())))
-        print(f"  tree rebuilds for the three: {window.tree_model.resets - rebuilds}")
+        # Each gesture several times (the machine is shared: one sample is noise); the first
+        # delete also pays for whatever it imports.
+        times: dict[str, list[float]] = {"delete optimizer": [], "undo": [], "redo": []}
+        # Background work (the checksum check after opening, a module's exact statistics) is
+        # let finish before each gesture: on a 2-core machine it would time the CPU, not the
+        # GUI thread's own work. ``--busy`` times the gestures with it running.
+        settle = (lambda: None) if busy else (lambda: idle(app, window))
+        for _ in range(ROUNDS):
+            settle()
+            times["delete optimizer"].append(
+                timed(lambda: (window.edit_flows.actionDelete.trigger(), app.processEvents())))
+            settle()
+            times["undo"].append(timed(lambda: (window.actionUndo.trigger(), app.processEvents())))
+            settle()
+            times["redo"].append(timed(lambda: (window.actionRedo.trigger(), app.processEvents())))
+            window.actionUndo.trigger()
+            app.processEvents()
+            window.select_name("optimizer")
+            app.processEvents()
+        for what, samples in times.items():
+            first = samples[0]
+            samples.sort()
+            print(f"window: {what} (GUI thread): first {first * 1000:.0f} ms")
+            report(f"window: {what} (GUI thread), median of {ROUNDS}", samples[len(samples) // 2])
+            print(f"  slowest {samples[-1] * 1000:.0f} ms (stall target <= {STALL_S * 1000:.0f} ms):"
+                  f" {verdict(samples[-1] <= STALL_S)}")
+        window.controller.undo_stack.clear()
+        print(f"  tree rebuilds per gesture: {(window.tree_model.resets - rebuilds) / (4 * ROUNDS):.1f}")
         window.controller.undo_stack.setClean()
         window.close()
+        idle(app, window)
         doc.close()
 
 

@@ -14,6 +14,8 @@ from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QL
                                QMainWindow, QMessageBox, QProgressBar, QPushButton, QTreeView,
                                QVBoxLayout, QWidget)
 
+from ..core.edits import surgery as _surgery  # noqa: F401  (at start-up: a first Delete
+#                                                     must not pay ~40 ms of imports on the GUI thread)
 from ..core.model.document import Document
 from .compare_flows import CompareFlows
 from .controller import Controller, document_summary, openable_path
@@ -21,14 +23,19 @@ from .models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeM
 from .edit_flows import EditFlows
 from .file_watch import FileWatch
 from .open_flows import OpenFlows
+from .progress import show_progress
 from .save_flows import SaveFlows
+from .verify_flows import VerifyFlows
 
+from .views.column_fit import fit_columns
 from .views.stats_panel import StatsPanel
 from .views.tensor_view import TensorView
 
 OPEN_FILTER = ("Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.index.json *.zip);;"
                "All files (*)")
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
+#: rows whose text sizes the tree's columns (the visible ones first): a screenful, never all
+FIT_ROWS = 48
 
 
 class ModuleTreePanel(QWidget):
@@ -50,6 +57,8 @@ class ModuleTreePanel(QWidget):
         header = self.view.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QHeaderView.Interactive)
+        # A double click on a divider fits to a screenful of rows, not to every row.
+        header.setResizeContentsPrecision(FIT_ROWS)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -61,15 +70,33 @@ class ModuleTreePanel(QWidget):
         """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the
         widths, since fitting six columns is most of a rebuild's time)."""
         self.model.set_root(root)
-        self.view.expandToDepth(0)
-        if self._visible_rows() < 40:
-            self.view.expandToDepth(1)
+        self._expand_first_levels(root)
         if fit:
             self.fit_columns()
 
+    def _expand_first_levels(self, root, few: int = 40) -> None:
+        """The top level expanded, and the next one too when that shows fewer than ``few`` rows.
+
+        Decided from the nodes, and only module rows are expanded, while the view's layout is
+        still pending after the reset: ``expandToDepth`` would lay the whole tree out twice and
+        ask the model for every row (most of a structural edit's time on the GUI thread)."""
+        proxy = self.proxy
+        if proxy.pattern.strip() or proxy.extra_filter is not None:  # rows the filter decides
+            self.view.expandToDepth(0)
+            if self._visible_rows() < few:
+                self.view.expandToDepth(1)
+            return
+        top = root.children
+        shown = len(top) + sum(len(n.children) for n in top)
+        levels = [n for n in top if n.children]
+        if shown < few:
+            levels += [c for n in top for c in n.children if c.children]
+        for node in levels:
+            self.view.setExpanded(proxy.mapFromSource(self.model.index_of(node)), True)
+
     def fit_columns(self) -> None:
-        for col in range(self.model.columnCount()):
-            self.view.resizeColumnToContents(col)
+        """Columns as wide as their text in the first screen of rows (``column_fit``)."""
+        fit_columns(self.view, FIT_ROWS)
         header = self.view.header()
         header.resizeSection(NAME, min(max(header.sectionSize(NAME), 160), 320))
 
@@ -123,6 +150,7 @@ class MainWindow(QMainWindow):
         self.edit_flows = EditFlows(self)
         self.save_flows = SaveFlows(self)
         self.file_watch = FileWatch(self)
+        self.verify_flows = VerifyFlows(self)  # after OpenFlows: its marks survive the reset
         self._document: Document | None = None  # whose change announcements rebuild the tree
         self._build_menus()
         self._build_status_bar()
@@ -203,6 +231,7 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addActions([self.actionOpen, self.actionOpenFolder,
                               self.open_flows.actionOpenWithModel])
+        file_menu.addAction(self.verify_flows.actionVerify)
         self.recent_menu = file_menu.addMenu("Open &Recent")
         self.recent_menu.setObjectName("recentMenu")
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
@@ -318,6 +347,7 @@ class MainWindow(QMainWindow):
             return
         if self.confirm_discard():
             self.controller.cancel_load()
+            self.verify_flows.cancel()
             self.undo_stack.clear()  # before deletion, while the slots it signals still live
             event.accept()
         else:
@@ -412,9 +442,7 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, 0)  # indeterminate until the first progress report
 
     def _on_progress(self, done, total) -> None:
-        if total:
-            self.progress_bar.setRange(0, 1000)
-            self.progress_bar.setValue(int(1000 * done / total))
+        show_progress(self.progress_bar, done, total)
 
     def _tree_current_changed(self, current: QModelIndex, _previous=None) -> None:
         self.controller.select_node(current.data(NodeRole) if current.isValid() else None)
