@@ -100,3 +100,30 @@ def test_rebuild_after_a_structural_edit_does_not_walk_every_row(qtbot):
     a = view.model().index(0, 0)
     assert view.isExpanded(a)
     assert all(view.isExpanded(view.model().index(r, 0, a)) for r in range(2))  # few: one more
+
+
+def test_fitted_columns_show_their_text_whole(qtbot, window):
+    """Widths have room for the text at its fractional advance plus the delegate's margins:
+    a column exactly as wide as the rounded advance showed "float32" as "float..."."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QFontMetricsF
+    from PySide6.QtWidgets import QStyle
+    from app.qt.launch import demo_document
+    from app.qt.views.column_fit import sample_rows
+    window.open_document(demo_document(), "demo")
+    window.show()
+    qtbot.waitExposed(window)
+    view = window.tree_view
+    fm = QFontMetricsF(view.font())
+    margins = 2 * (view.style().pixelMetric(QStyle.PM_FocusFrameHMargin, None, view) + 1)
+    model = view.model()
+    checked = 0
+    for index in sample_rows(view, FIT_ROWS):
+        for c in range(1, 6):
+            cell = model.index(index.row(), c, index.parent())
+            text = cell.data(Qt.DisplayRole)
+            if text:
+                assert fm.horizontalAdvance(str(text)) + margins < view.header().sectionSize(c), \
+                    (text, view.header().sectionSize(c))
+                checked += 1
+    assert checked > 20

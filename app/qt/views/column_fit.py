@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QStyle, QTreeView
 
 #: the widest a column is made by fitting (the user can still drag it wider)
 MAX_WIDTH = 480
+SLACK = 8
 
 
 def sample_rows(view: QTreeView, rows: int) -> list[QModelIndex]:
@@ -43,7 +44,9 @@ def fit_columns(view: QTreeView, rows: int) -> list[int]:
     model, header = view.model(), view.header()
     style = view.style()
     fm, header_fm = view.fontMetrics(), header.fontMetrics()
-    pad = 2 * (style.pixelMetric(QStyle.PM_FocusFrameHMargin, None, view) + 1)
+    # the delegate's text margins, plus slack: advances are fractional and a text exactly as
+    # wide as its rect is elided ("float32" showed as "float...")
+    pad = 2 * (style.pixelMetric(QStyle.PM_FocusFrameHMargin, None, view) + 1) + SLACK
     icon = view.iconSize().width()
     if icon <= 0:
         icon = style.pixelMetric(QStyle.PM_SmallIconSize, None, view)
