@@ -9,7 +9,6 @@ the places where both sides are finite, ``n_diff`` counts every place that diffe
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled
+from ..threads import one_thread  # noqa: F401 - diff.py takes it from here
 
 CHUNK = 1 << 16  # elements per chunk: 512 KB per side in float64, so the passes stay in cache
 
@@ -70,20 +70,6 @@ def chunk_keys(shape: tuple[int, ...], n: int = CHUNK) -> Iterator[tuple]:
     for i in range(shape[0]):
         for k in chunk_keys(tuple(shape[1:]), n):
             yield (i, *k)
-
-
-@contextmanager
-def one_thread():
-    """Run the comparison on one core. The work is a few cheap passes per 512 KB chunk: an OpenMP
-    team waiting at a barrier per pass costs more than it gains, and with the cores busy
-    elsewhere it made a 1 GB comparison 10-40x slower (measured: 1.1-10 s vs 0.26 s for 8M
-    elements). ``set_num_threads`` in a worker thread leaves the GUI thread's setting alone."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _piece(t: torch.Tensor, key: tuple) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Iterable
 import torch
 
 from .detect import SHARDED, detect, read_index
+from ..model.file_stamps import file_mappings
 
 
 def member_of(line: str, prefix: str = "") -> str | None:
@@ -112,22 +113,4 @@ def _data_span(z: zipfile.ZipFile, f, member: str) -> tuple[int, int] | None:
 
 def _file_maps(inodes: set[int]) -> list[tuple[int, int, int, int]]:
     """(start, end, file offset, inode) of this process's mappings of those files."""
-    try:
-        with open("/proc/self/maps") as f:
-            lines = f.readlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        parts = line.split(None, 5)
-        if len(parts) < 5:
-            continue
-        try:
-            inode = int(parts[4])
-            if inode not in inodes:
-                continue
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            out.append((start, end, int(parts[2], 16), inode))
-        except ValueError:
-            continue
-    return out
+    return file_mappings(inodes) or []

@@ -89,28 +89,35 @@ class FileStamps:
         return {(s.device, s.inode) for s in self.stamps.values() if s is not None}
 
 
-def mapped_ranges(inodes: set[tuple[int, int]]) -> list[tuple[int, int]] | None:
-    """Address ranges of this process mapped from files with those (device, inode) pairs, read
-    from ``/proc/self/maps``; None where the system has no such table."""
+def file_mappings(inodes: set[int]) -> list[tuple[int, int, int, int]] | None:
+    """``(start, end, file offset, inode)`` of this process's mappings of files with those
+    inodes, read from ``/proc/self/maps``; None where the system has no such table."""
     try:
         with open("/proc/self/maps") as f:
             lines = f.readlines()
     except OSError:
         return None
-    wanted = {ino for _dev, ino in inodes}
-    ranges = []
+    out = []
     for line in lines:
         parts = line.split(None, 5)
         if len(parts) < 5:
             continue
         try:
             ino = int(parts[4])
+            if not ino or ino not in inodes:
+                continue
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            out.append((start, end, int(parts[2], 16), ino))
         except ValueError:
             continue
-        if ino and ino in wanted:
-            start, end = parts[0].split("-")
-            ranges.append((int(start, 16), int(end, 16)))
-    return ranges
+    return out
+
+
+def mapped_ranges(inodes: set[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    """Address ranges of this process mapped from files with those (device, inode) pairs; None
+    where the system has no table of its mappings."""
+    maps = file_mappings({ino for _dev, ino in inodes})
+    return None if maps is None else [(start, end) for start, end, _off, _ino in maps]
 
 
 def in_ranges(address: int, ranges: list[tuple[int, int]]) -> bool:

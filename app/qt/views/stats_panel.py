@@ -10,8 +10,6 @@ preview, ``gotoRequested(tuple)`` with the index of the first NaN/Inf when its c
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QTimer, Signal
@@ -21,6 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgr
 
 from ...core.stats import (COMPLEX_PARTS, Stats, compute_stats, compute_stats_many,
                             distinct_elements, find_first, preview_stats, preview_stats_many)
+from ...core.threads import one_thread
 from .histogram import Histogram
 from .stats_table import StatsTable
 from ..workers import Task
@@ -30,17 +29,7 @@ THROTTLE_MS = 120      # refresh() recomputes at most this often
 DEFAULT_BINS = 100
 
 
-@contextmanager
-def gui_thread_torch():
-    """Run small torch work on the GUI thread single-threaded: an OpenMP team competing with a
-    background computation (or any other busy process) for the cores turns a 6 ms preview into
-    80 ms of waiting at barriers."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+gui_thread_torch = one_thread  # small previews on the GUI thread: see core/threads.py
 
 
 class StatsPanel(QWidget):
