@@ -22,6 +22,7 @@ from .controller import Controller, document_summary, openable_path
 from .models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
 from .edit_flows import EditFlows
 from .file_watch import FileWatch
+from .help_flows import HelpFlows
 from .open_flows import OpenFlows
 from .progress import show_progress
 from .save_flows import SaveFlows
@@ -161,6 +162,7 @@ class MainWindow(QMainWindow):
         self.param_flows = ParamFlows(self)  # gradients, registration, ties, train/eval
         from .entry_flows import EntryFlows
         self.entry_flows = EntryFlows(self)  # scalar entries and safetensors __metadata__
+        self.help_flows = HelpFlows(self)  # Help menu, Ctrl+F, Redo on Ctrl+Shift+Z and Ctrl+Y
         self.setAcceptDrops(True)
         self._route_child_drops()
         self.resize(1400, 900)
