@@ -287,6 +287,7 @@ class Controller(QObject):
     def _on_read(self, task: Task, node: Node, tensors: list) -> None:
         if task is self._read_task and node is self.current_node:
             self._read_task = None
+            self.status.emit("")  # "Reading …" is over
             self._show(node, tensors)
 
     def _on_read_failed(self, task: Task, node: Node, exc: BaseException) -> None:

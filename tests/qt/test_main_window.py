@@ -221,3 +221,18 @@ def test_launch_opens_the_demo_or_the_given_path(qtbot, tied_file):
     loaded = build_window(Namespace(path=tied_file[0], model=None, model_args=None, trust=False))
     qtbot.addWidget(loaded)
     wait_for_document(qtbot, loaded, tied_file[0])
+
+
+def test_reading_message_goes_once_the_tensor_is_shown(qtbot, window, tmp_path):
+    from app.qt.controller import SYNC_PRIVATE
+    path = tmp_path / "big.pt"
+    n = SYNC_PRIVATE // 4 + 1024  # read by a worker
+    torch.save({"first": torch.zeros(n), "big": torch.ones(n)}, path)
+    window.open_path(str(path))
+    wait_for_document(qtbot, window, str(path))
+    messages = []
+    window.statusBar().messageChanged.connect(messages.append)
+    assert window.select_name("big")
+    qtbot.waitUntil(lambda: window.tensor_view.tensor is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.statusBar().currentMessage().startswith("Reading"))
+    assert any(m.startswith("Reading big") for m in messages)
