@@ -188,3 +188,19 @@ def test_clicking_a_header_selects_its_column(view, qtbot):
     sm = view.grid.selectionModel()
     assert sm.isColumnSelected(2) and not sm.isColumnSelected(1)
     assert view.grid.copy_selection() == "0\n0\n0\n0\n0"
+
+
+def test_default_axes_skip_trailing_size_one_axes(qtbot):
+    """A [2048, 512, 1, 1] convolution opens as 2048 x 512, not as one column."""
+    from app.core.model.slice2d import default_axes
+    from app.qt.views.tensor_view import TensorView
+    assert default_axes((2048, 512, 1, 1)) == (0, 1)
+    assert default_axes((2048, 512, 1)) == (0, 1)
+    assert default_axes((64, 3, 7, 7)) == (2, 3)   # a real kernel keeps the last two axes
+    assert default_axes((5,)) == (0, 1)
+    view = TensorView()
+    qtbot.addWidget(view)
+    view.show_tensor("conv.weight", torch.randn(32, 16, 1, 1))
+    model = view.model
+    assert (model.rowCount(), model.columnCount()) == (32, 16)
+    assert (view.row_combo.currentData(), view.col_combo.currentData()) == (0, 1)

@@ -118,3 +118,16 @@ class Slice2D:
         cols = ind[ca, sel] - c0 if ca is not None else torch.zeros_like(sel)
         out[ind[ra, sel] - r0, cols] = vals[sel]
         return out.numpy()
+
+
+def default_axes(shape) -> tuple[int, int]:
+    """The two axes a grid shows first: the last two, unless one of them has size 1 (a
+    ``[2048, 512, 1, 1]`` convolution would show one column); then the two largest, in order."""
+    nd = len(shape)
+    if nd < 2:
+        return 0, 1
+    last = (nd - 2, nd - 1)
+    if shape[last[0]] > 1 and shape[last[1]] > 1:
+        return last
+    largest = sorted(range(nd), key=lambda a: -shape[a])[:2]  # stable: earlier axes win ties
+    return min(largest), max(largest)

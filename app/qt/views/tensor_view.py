@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLay
                                QLabel, QSizePolicy, QSpinBox, QTableView, QVBoxLayout, QWidget)
 
 from ...core.model import dtypes
+from ...core.model.slice2d import default_axes
 from ..models.grid_model import DEFAULT_PRECISION, TensorTableModel
 
 COPY_LIMIT = 1 << 20  # cells copied at most; a larger selection is cut to its first rows
@@ -199,8 +200,7 @@ class TensorView(QWidget):
         self.raw_check.setChecked(False)
         self.raw_check.blockSignals(False)
         self.raw_check.setVisible(tensor.is_quantized)
-        nd = tensor.dim()  # like numpy's printing: the last two axes, the others fixed at 0
-        self.model.set_tensor(tensor, max(0, nd - 2), max(1, nd - 1))
+        self.model.set_tensor(tensor, *default_axes(tuple(tensor.shape)))
         self.grid.scrollToTop()
 
     def clear(self) -> None:
@@ -266,7 +266,8 @@ class TensorView(QWidget):
         self._set_axis_controls_visible(nd >= 2)
         if nd < 2:
             return
-        for combo, axis in ((self.row_combo, nd - 2), (self.col_combo, nd - 1)):
+        rows, cols = default_axes(tuple(tensor.shape))
+        for combo, axis in ((self.row_combo, rows), (self.col_combo, cols)):
             combo.blockSignals(True)
             combo.setCurrentIndex(axis)
             combo.blockSignals(False)
