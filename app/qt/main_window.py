@@ -66,6 +66,25 @@ class ModuleTreePanel(QWidget):
         layout.addWidget(self.filter)
         layout.addWidget(self.view)
         self.filter.textChanged.connect(self._filter_changed)
+        # An empty window says what to do instead of showing empty columns.
+        self.empty_hint = QLabel("Drop a checkpoint here,\nor File > Open (Ctrl+O)",
+                                 self.view.viewport(), objectName="emptyHint")
+        self.empty_hint.setAlignment(Qt.AlignCenter)
+        self.empty_hint.setEnabled(False)  # drawn in the palette's disabled (grey) text colour
+        self.empty_hint.setAttribute(Qt.WA_TransparentForMouseEvents)
+        self.view.viewport().installEventFilter(self)
+        for signal in (self.proxy.modelReset, self.proxy.rowsInserted, self.proxy.rowsRemoved):
+            signal.connect(self._update_hint)
+        self._update_hint()
+
+    def _update_hint(self, *_args) -> None:
+        """Shown while nothing is open (a filter that matches nothing is not "nothing open")."""
+        self.empty_hint.setVisible(self.model.rowCount() == 0)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Resize and obj is self.view.viewport():
+            self.empty_hint.setGeometry(obj.rect())
+        return False
 
     def show_root(self, root, fit: bool = True) -> None:
         """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the

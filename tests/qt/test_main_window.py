@@ -236,3 +236,15 @@ def test_reading_message_goes_once_the_tensor_is_shown(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: window.tensor_view.tensor is not None, timeout=10_000)
     assert any(m.startswith("Reading big") for m in messages)
     assert not window.statusBar().currentMessage().startswith("Reading")
+
+
+def test_an_empty_window_says_what_to_do(qtbot, window):
+    from app.core.model.document import Document
+    from PySide6.QtWidgets import QLabel, QPushButton
+    window.show()
+    qtbot.waitExposed(window)
+    hint = window.findChild(QLabel, "emptyHint")
+    assert hint.isVisible() and "Drop a checkpoint" in hint.text()
+    assert window.findChild(QPushButton, "nanButton").text() == "—"  # not "NaN 0" for nothing
+    window.open_document(Document.from_object({"w": torch.zeros(2)}), "t")
+    assert not hint.isVisible()

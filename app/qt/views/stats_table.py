@@ -42,7 +42,7 @@ class StatsTable(QWidget):
         self.fields: dict[str, QLabel | QPushButton] = {}
         for key, label in FIELDS:
             if key in ("nan", "inf"):
-                w = QPushButton("0", self, objectName=f"{key}Button", flat=True)
+                w = QPushButton("—", self, objectName=f"{key}Button", flat=True)
                 w.setStyleSheet(LINK_STYLE)
                 w.setCursor(Qt.PointingHandCursor)
                 w.setToolTip(f"Go to the first {label} element")
@@ -65,7 +65,7 @@ class StatsTable(QWidget):
         self.stats = s
         if s is None:
             for key, w in self.fields.items():
-                w.setText("0" if key in ("nan", "inf") else "—")
+                w.setText("—")  # nothing selected is not "no NaN"
                 if isinstance(w, QPushButton):
                     w.setEnabled(False)
             return
