@@ -10,12 +10,13 @@ import os
 from typing import Callable, Iterable
 
 import torch
-from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtCore import QObject, Signal
 
 from ..core.model.document import Document
 from ..core.errors import Cancelled, UnsafePickleError, UserError
 from ..core.report import human_count, human_size
 from ..core.model.tree import Node
+from .settings import settings
 from .undo import EditStack
 from .workers import Task
 
@@ -81,8 +82,8 @@ class RecentFiles:
     KEY, LIMIT = "recentFiles", 10
 
     @staticmethod
-    def _settings() -> QSettings:
-        return QSettings("paramedit", "paramedit")
+    def _settings():
+        return settings()
 
     def paths(self) -> list[str]:
         value = self._settings().value(self.KEY, [])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from PySide6.QtCore import QObject, QSettings, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
 
@@ -20,6 +20,7 @@ from ..core.model.tensor_entry import PARAMETER
 from ..core.model.tree import ENTRY, Node
 from .dialogs.edit_dialog import EditDialog
 from .models.tree_model import TYPE
+from .settings import settings
 
 class AlreadyApplied(Edit):
     """An edit applied off the GUI thread: its first ``apply`` (the push's redo) does nothing;
@@ -507,7 +508,7 @@ class EditFlows(QObject):
     @staticmethod
     def memory_cap_setting() -> int:
         from .undo import DEFAULT_MEMORY_CAP
-        value = QSettings("paramedit", "paramedit").value(MEMORY_CAP_KEY)
+        value = settings().value(MEMORY_CAP_KEY)
         try:
             return int(value) * 1024 ** 2 if value is not None else DEFAULT_MEMORY_CAP
         except (TypeError, ValueError):
@@ -519,5 +520,5 @@ class EditFlows(QObject):
                                         "Old values kept for undo, at most (MiB):",
                                         current, 16, 1 << 20, 256)
         if ok:
-            QSettings("paramedit", "paramedit").setValue(MEMORY_CAP_KEY, value)
+            settings().setValue(MEMORY_CAP_KEY, value)
             self.edits.memory_cap = value * 1024 ** 2

@@ -23,7 +23,9 @@ def application() -> QApplication:
 def build_window(args):
     """A main window opening ``args.path`` in the background, or the demo model at once."""
     from .main_window import MainWindow
+    from .settings import restore_layout
     window = MainWindow()
+    restore_layout(window)  # geometry and docks as the user left them
     if getattr(args, "path", None):
         window.open_path(args.path, model=getattr(args, "model", None),
                          model_args=getattr(args, "model_args", None),

@@ -26,6 +26,7 @@ from .help_flows import HelpFlows
 from .open_flows import OpenFlows
 from .progress import show_progress
 from .save_flows import SaveFlows
+from .settings import save_layout
 from .verify_flows import VerifyFlows
 
 from .views.column_fit import fit_columns
@@ -370,6 +371,7 @@ class MainWindow(QMainWindow):
             self.controller.cancel_load()
             self.verify_flows.cancel()
             self.undo_stack.clear()  # before deletion, while the slots it signals still live
+            save_layout(self)
             event.accept()
         else:
             event.ignore()

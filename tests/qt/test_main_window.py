@@ -248,3 +248,20 @@ def test_an_empty_window_says_what_to_do(qtbot, window):
     assert window.findChild(QPushButton, "nanButton").text() == "—"  # not "NaN 0" for nothing
     window.open_document(Document.from_object({"w": torch.zeros(2)}), "t")
     assert not hint.isVisible()
+
+
+def test_window_layout_is_kept_between_runs(qtbot, window):
+    from app.qt.launch import build_window
+    from app.qt.settings import restore_layout
+    window.show()
+    window.resize(640, 480)  # within the offscreen screen: restoreGeometry keeps windows on it
+    window.stats_dock.hide()
+    qtbot.waitUntil(lambda: window.width() == 640)
+    window.close()  # no edits: closes and saves the layout
+    again = build_window(type("Args", (), {"path": None})())
+    qtbot.addWidget(again)
+    again.ask_save_changes = lambda: "discard"
+    again.show()
+    qtbot.waitUntil(lambda: again.width() == 640 and again.height() == 480)
+    assert again.stats_dock.isHidden()
+    assert restore_layout(again)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
                                QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget)
+
+from ..settings import settings
 
 
 class ModelCodeDialog(QDialog):
@@ -14,16 +15,16 @@ class ModelCodeDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("modelCodeDialog")
         self.setWindowTitle("Open with model code")
-        settings = QSettings()
+        stored = settings()
         self.path = QLineEdit(path, objectName="checkpointPath")
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
         row.addWidget(self.path)
         row.addWidget(browse)
-        self.factory = QLineEdit(str(settings.value("modelCode/factory", "")), objectName="factory")
+        self.factory = QLineEdit(str(stored.value("modelCode/factory", "")), objectName="factory")
         self.factory.setPlaceholderText("package.module:factory   (e.g. torchvision.models:resnet18)")
-        self.args = QLineEdit(str(settings.value("modelCode/args", "")), objectName="factoryArgs")
+        self.args = QLineEdit(str(stored.value("modelCode/args", "")), objectName="factoryArgs")
         self.args.setPlaceholderText('optional keyword arguments as JSON, e.g. {"num_classes": 10}')
         self.error = QLabel(objectName="errorLabel")
         self.error.setStyleSheet("color: #b00020")
@@ -66,7 +67,7 @@ class ModelCodeDialog(QDialog):
                 problem = f"the arguments are not JSON: {exc.msg}"
         self.error.setText(problem)
         if not problem:
-            settings = QSettings()
-            settings.setValue("modelCode/factory", factory)
-            settings.setValue("modelCode/args", args or "")
+            stored = settings()
+            stored.setValue("modelCode/factory", factory)
+            stored.setValue("modelCode/args", args or "")
             self.accept()
