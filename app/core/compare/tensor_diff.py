@@ -103,6 +103,8 @@ class _Acc:
         reused buffer (no fresh allocation, so no page faults, per chunk)."""
         if p.dtype == self.work and p.is_contiguous():
             return p
+        if p.device.type != "cpu":
+            return p.to(self.work)
         return self._buf(i, p.numel()).copy_(p)
 
     def _buf(self, i: int, n: int) -> torch.Tensor:
@@ -172,8 +174,11 @@ class _Acc:
     def _add_finite(self, pa, pb, xa, xb, a2: float, b2: float) -> None:
         # d goes into a reused buffer (xa's own when xa is a copy and not needed after)
         keep_xa = not (pa.dtype.is_floating_point and pb.dtype.is_floating_point)
-        d = xa if (xa is not pa and not keep_xa) else self._buf(2, xa.numel())
-        torch.sub(xa, xb, out=d)
+        if xa.device.type != "cpu":
+            d = xa - xb
+        else:
+            d = xa if (xa is not pa and not keep_xa) else self._buf(2, xa.numel())
+            torch.sub(xa, xb, out=d)
         lo, hi = torch.aminmax(d)
         self.max_abs = max(self.max_abs, -float(lo), float(hi))
         d2 = _dot(d, d)
