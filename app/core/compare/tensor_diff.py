@@ -18,7 +18,11 @@ import torch
 from ..errors import Cancelled
 from ..threads import one_thread  # noqa: F401 - diff.py takes it from here
 
-CHUNK = 1 << 16  # elements per chunk: 512 KB per side in float64, so the passes stay in cache
+CHUNK = 1 << 16  # elements per chunk: 512 KB per side in float64; one thread, so the passes of a
+# chunk stay in cache, and the float64 copies go into buffers reused from chunk to chunk
+
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_NP_CAST = (torch.float32, torch.float64)  # numpy casts these to float64 faster than torch
 
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.int64}
 
@@ -91,10 +95,28 @@ class _Acc:
         self.n_diff = self.nan_a = self.nan_b = 0
         self.max_abs = 0.0
         self.d2 = self.a2 = self.b2 = 0.0
+        self._bufs: list[torch.Tensor] = []
+        self._ne = np.empty(0, dtype=bool)
+
+    def _cast(self, p: torch.Tensor, i: int) -> torch.Tensor:
+        """``p`` in the work dtype: ``p`` itself when it already is, else a copy into the i-th
+        reused buffer (no fresh allocation, so no page faults, per chunk)."""
+        if p.dtype == self.work and p.is_contiguous():
+            return p
+        if p.device.type != "cpu":
+            return p.to(self.work)
+        return self._buf(i, p.numel()).copy_(p)
+
+    def _buf(self, i: int, n: int) -> torch.Tensor:
+        while len(self._bufs) <= i:
+            self._bufs.append(torch.empty(0, dtype=self.work))
+        if self._bufs[i].numel() < n:
+            self._bufs[i] = torch.empty(n, dtype=self.work)
+        return self._bufs[i][:n]
 
     def norms_only(self, pa: torch.Tensor, pb: torch.Tensor) -> None:
         """A chunk known to be bit-equal: only its norms count."""
-        x = pa.to(self.work)
+        x = self._cast(pa, 0)
         s = _dot(x, x)
         if not math.isfinite(s):
             s = float(_sq(torch.where(torch.isfinite(x), x, 0)).sum())
@@ -104,7 +126,11 @@ class _Acc:
     def add(self, pa: torch.Tensor, pb: torch.Tensor) -> None:
         if pa.numel() == 0:
             return
-        xa, xb = pa.to(self.work), pb.to(self.work)
+        if (pa.dtype in _FLOATS and pb.dtype in _FLOATS and not (self.atol or self.rtol)
+                and pa.device.type == "cpu" and pb.device.type == "cpu"):
+            self._add_floats(pa, pb)
+            return
+        xa, xb = self._cast(pa, 0), self._cast(pb, 1)
         if not xa.is_complex():
             a2, b2 = _dot(xa, xa), _dot(xb, xb)
             if math.isfinite(a2) and math.isfinite(b2):  # no NaN / Inf on either side
@@ -112,8 +138,47 @@ class _Acc:
                 return
         self._add_masked(pa, pb, xa, xb)
 
+    def _add_floats(self, pa: torch.Tensor, pb: torch.Tensor) -> None:
+        """Real floats, no tolerance: the fewest passes, over reused float64 buffers.
+
+        numpy casts float32 to float64 faster than torch (torch is faster from 16-bit floats);
+        the dot products stay in torch (one thread, see ``one_thread``). a - b is computed in
+        float64 over a's copy: a difference of two floats is rounded once there, and is nonzero
+        iff they differ (subnormals included)."""
+        n = pa.numel()
+        xa, xb = self._buf(0, n), self._buf(1, n)
+        ua, ub = xa.numpy(), xb.numpy()
+        for p, x, u in ((pa, xa, ua), (pb, xb, ub)):
+            if p.dtype in _NP_CAST:
+                np.copyto(u, p.numpy())
+            else:
+                x.copy_(p)
+        a2, b2 = _dot(xa, xa), _dot(xb, xb)
+        if not (math.isfinite(a2) and math.isfinite(b2)):  # NaN / Inf on a side (or overflow)
+            self._add_masked(pa, pb, xa, xb)
+            return
+        self.a2 += a2
+        self.b2 += b2
+        native = pa.dtype == pb.dtype and pa.dtype in _NP_CAST
+        if native:  # count on the narrower inputs (finite: == is value equality, -0 == 0)
+            if self._ne.shape[0] < n:
+                self._ne = np.empty(n, dtype=bool)
+            ne = np.not_equal(pa.numpy(), pb.numpy(), out=self._ne[:n])
+            self.n_diff += int(np.count_nonzero(ne))
+        np.subtract(ua, ub, out=ua)
+        if not native:
+            self.n_diff += int(np.count_nonzero(ua))
+        self.d2 += _dot(xa, xa)
+        self.max_abs = max(self.max_abs, -float(ua.min()), float(ua.max()))
+
     def _add_finite(self, pa, pb, xa, xb, a2: float, b2: float) -> None:
-        d = xa - xb
+        # d goes into a reused buffer (xa's own when xa is a copy and not needed after)
+        keep_xa = not (pa.dtype.is_floating_point and pb.dtype.is_floating_point)
+        if xa.device.type != "cpu":
+            d = xa - xb
+        else:
+            d = xa if (xa is not pa and not keep_xa) else self._buf(2, xa.numel())
+            torch.sub(xa, xb, out=d)
         lo, hi = torch.aminmax(d)
         self.max_abs = max(self.max_abs, -float(lo), float(hi))
         d2 = _dot(d, d)
@@ -122,7 +187,7 @@ class _Acc:
         self.b2 += b2
         if self.atol or self.rtol:
             self.n_diff += int((d.abs() > self.atol + self.rtol * xb.abs()).sum())
-        elif pa.dtype.is_floating_point and pb.dtype.is_floating_point:
+        elif not keep_xa:
             self.n_diff += int(torch.count_nonzero(d))  # exact: both sides are exact in float64
         else:  # integers beyond 2**53 are not exact in float64
             self.n_diff += int(((pa != pb) if self.same_dtype else (xa != xb)).sum())
