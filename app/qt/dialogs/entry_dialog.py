@@ -9,6 +9,17 @@ from ...core.edits.entries import KINDS, MAX_KEY, MAX_TEXT, brief, editable_text
 from ...core.errors import UserError
 
 
+def _error_and_buttons(dialog: QDialog) -> tuple[QLabel, QDialogButtonBox]:
+    """The red one-line reason under a form, and OK / Cancel wired to the dialog."""
+    error = QLabel("", dialog, objectName="errorLabel")
+    error.setStyleSheet("color: #b00020")
+    error.setWordWrap(True)
+    buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, dialog)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    return error, buttons
+
+
 class EntryDialog(QDialog):
     """Shows ``name``'s current value and type; ``value`` is the parsed new value after OK.
     ``text`` is the value's text (``editable_text``: refused before when too long)."""
@@ -25,12 +36,7 @@ class EntryDialog(QDialog):
         self.type_combo.setCurrentText(kind)
         self.edit = QLineEdit(text, self, objectName="entryValue")
         self.edit.setMaxLength(MAX_TEXT)
-        self.error = QLabel("", self, objectName="errorLabel")
-        self.error.setStyleSheet("color: #b00020")
-        self.error.setWordWrap(True)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, self)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
+        self.error, self.buttons = _error_and_buttons(self)
         form = QFormLayout()
         form.addRow("Type", self.type_combo)
         form.addRow("Value", self.edit)
@@ -83,12 +89,7 @@ class MetadataDialog(QDialog):
         self.edit = QLineEdit(self, objectName="metadataValue")
         self.edit.setMaxLength(MAX_TEXT)
         self.remove = QCheckBox("Remove this key", self, objectName="metadataRemove")
-        self.error = QLabel("", self, objectName="errorLabel")
-        self.error.setStyleSheet("color: #b00020")
-        self.error.setWordWrap(True)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, self)
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
+        self.error, self.buttons = _error_and_buttons(self)
         form = QFormLayout()
         form.addRow("Key", self.key_combo)
         form.addRow("Value", self.edit)
