@@ -175,3 +175,22 @@ def test_node_changed_refreshes_row_and_ancestors(qtbot, demo):
     assert model.find("head.weight").siblingAtColumn(SHAPE).data() == "3 × 3"
     assert model.data(model.find("head"), Qt.DisplayRole) == "head"
     assert NAME == 0
+
+
+def test_many_changed_tensors_repaint_with_one_signal_per_parent(qtbot):
+    """A cast of every tensor used to send one dataChanged per tensor and per ancestor."""
+    import torch
+    from app.core.model.document import Document
+    from app.qt.models.tree_model import TreeModel
+    names = [f"enc.{i}.weight" for i in range(200)] + [f"dec.{i}.bias" for i in range(100)]
+    doc = Document.from_object({n: torch.zeros(1) for n in names})
+    model = TreeModel()
+    model.set_root(doc.root)
+    spans = []
+    model.dataChanged.connect(lambda a, b: spans.append((a, b)))
+    model.tensors_changed(names)
+    # parents: enc.0 .. enc.199, dec.0 .. dec.99 (one each), enc and dec (one), the root (one)
+    assert len(spans) == 300 + 2 + 1
+    assert model.modified == set(names)
+    top = [s for s in spans if not s[0].parent().isValid()]
+    assert len(top) == 1 and (top[0][0].row(), top[0][1].row()) == (0, 1)

@@ -102,13 +102,32 @@ class TreeModel(QAbstractItemModel):
         return self._by_name.get(full_name)
 
     def tensors_changed(self, names, modified: bool = True) -> None:
-        """Tensors were edited (or an edit undone): repaint their rows and their ancestors'."""
+        """Tensors were edited (or an edit undone): repaint their rows and their ancestors'.
+
+        One ``dataChanged`` per parent whose children changed, over the span of those rows: a
+        cast of every tensor sent one signal per tensor and ancestor through the filter proxy
+        (hundreds of milliseconds on the GUI thread), and finding each row by its position in a
+        wide parent was quadratic."""
+        changed: set[int] = set()
+        parents: dict[int, Node] = {}
         for name in names:
             if modified:
                 self.modified.add(name)
             node = self.node_for(name)
-            if node is not None:
-                self.node_changed(node)
+            if node is None:
+                continue
+            node.invalidate_totals()
+            while node is not None and node is not self._root and id(node) not in changed:
+                changed.add(id(node))
+                parents[id(node.parent)] = node.parent
+                node = node.parent
+        last_column = len(HEADERS) - 1
+        for parent in parents.values():
+            rows = [i for i, c in enumerate(parent.children) if id(c) in changed]
+            if rows:
+                first, last = rows[0], rows[-1]
+                self.dataChanged.emit(self.createIndex(first, 0, parent.children[first]),
+                                      self.createIndex(last, last_column, parent.children[last]))
 
     def node(self, index: QModelIndex) -> Node:
         return index.internalPointer() if index.isValid() else self._root
