@@ -110,6 +110,7 @@ class Controller(QObject):
     busy = Signal(bool)
     progress = Signal(object, object)        # done, total (may exceed 2**31)
     status = Signal(str)                     # a transient status-bar message
+    statusDone = Signal(str)                 # that message no longer holds (clear it if shown)
     tensorSelected = Signal(str, object)     # full name, torch.Tensor
     moduleSelected = Signal(str, object)     # full name ("" for the root), list of tensors
     selectionCleared = Signal()
@@ -282,13 +283,14 @@ class Controller(QObject):
         task.signals.finished.connect(lambda tensors, task=task: self._on_read(task, node, tensors))
         task.signals.failed.connect(lambda exc, tb, task=task: self._on_read_failed(task, node, exc))
         task.signals.done.connect(lambda task=task: self._on_done(task))
-        self.status.emit(f"Reading {node.full_name or self.title} …")
+        task.reading = f"Reading {node.full_name or self.title} …"
+        self.status.emit(task.reading)
         task.start()
 
     def _on_read(self, task: Task, node: Node, tensors: list) -> None:
         if task is self._read_task and node is self.current_node:
             self._read_task = None
-            self.status.emit("")  # "Reading …" is over
+            self.statusDone.emit(task.reading)
             self._show(node, tensors)
 
     def _on_read_failed(self, task: Task, node: Node, exc: BaseException) -> None:

@@ -290,6 +290,7 @@ class MainWindow(QMainWindow):
         c.busy.connect(self._set_busy)
         c.progress.connect(self._on_progress)
         c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        c.statusDone.connect(self._status_done)
         c.tensorSelected.connect(self._show_tensor)
         c.moduleSelected.connect(self._show_module)
         c.selectionCleared.connect(self._clear_views)
@@ -361,6 +362,11 @@ class MainWindow(QMainWindow):
         if choice == SAVE:
             return self.save_flows.save(wait=True) and not self.controller.is_modified
         return choice == DISCARD
+
+    def _status_done(self, text: str) -> None:
+        """Clear a transient message that no longer holds, but never another one shown since."""
+        if self.statusBar().currentMessage() == text:
+            self.statusBar().clearMessage()
 
     def closeEvent(self, event) -> None:
         if self.save_flows.is_saving:

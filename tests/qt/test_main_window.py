@@ -265,3 +265,13 @@ def test_window_layout_is_kept_between_runs(qtbot, window):
     qtbot.waitUntil(lambda: again.width() == 640 and again.height() == 480)
     assert again.stats_dock.isHidden()
     assert restore_layout(again)
+
+
+def test_the_end_of_a_read_never_clears_another_message(qtbot, window):
+    window.controller.status.emit("Reading big …")
+    window.statusBar().showMessage("this format carries no checksums")
+    window.controller.statusDone.emit("Reading big …")
+    assert window.statusBar().currentMessage() == "this format carries no checksums"
+    window.controller.status.emit("Reading big …")
+    window.controller.statusDone.emit("Reading big …")
+    assert window.statusBar().currentMessage() == ""
