@@ -8,6 +8,10 @@
    ``torch.aminmax`` on the same tensor (target <= 1.5), best of 3 each, measured before the
    GUI part so that both run in the same quiet process.
 
+3. Single gestures that once froze the window for seconds (target <= 1000 ms each): select all
+   on a 50000 x 4096 expanded tensor and repaint the grid and its headers; the rename preview's
+   clash check over 20,001 names.
+
 Prints each figure with its target and PASS/FAIL; exits 0 (it is a report).
 
     python benchmarks/bench_gui.py [--rows 50000] [--cols 4096] [--numel 1e8]
@@ -35,6 +39,7 @@ from app.qt.views.tensor_view import TensorView  # noqa: E402
 from benchmarks._measure import verdict  # noqa: E402
 
 GRID_TARGET_MS, STALL_TARGET_MS, RATIO_TARGET = 25.0, 50.0, 1.5
+GESTURE_TARGET_MS = 1000.0
 
 
 def report(name: str, value: float, unit: str, target: float) -> None:
@@ -129,6 +134,35 @@ def bench_stats(app: QApplication, panel: StatsPanel, numel: int):
     return call_ms, wall_ms, stall, len(gaps), exact, floor, ours
 
 
+def bench_gestures(app: QApplication) -> tuple[float, float]:
+    """(select-all repaint ms, rename preview ms)."""
+    from app.core.model.document import Document
+    from app.qt.dialogs.rename_dialog import RenameDialog
+    view = TensorView()
+    view.resize(1400, 900)
+    view.show()
+    view.show_tensor("huge", torch.ones(1, 4096).expand(50_000, 4096))
+    app.processEvents()
+    start = time.perf_counter()
+    view.grid.selectAll()
+    view.grid.repaint()
+    view.grid.horizontalHeader().viewport().repaint()
+    view.grid.verticalHeader().viewport().repaint()
+    select_ms = (time.perf_counter() - start) * 1000
+    view.close()
+    sd = {f"a.{i}": torch.zeros(1) for i in range(20_000)}
+    sd["b.0"] = torch.zeros(1)  # b.0 -> a.0 clashes
+    dialog = RenameDialog(Document.from_object(sd), [])
+    dialog.pattern.setText("^b")
+    dialog.replacement.setText("a")
+    dialog._timer.stop()
+    start = time.perf_counter()
+    dialog._update_preview()
+    rename_ms = (time.perf_counter() - start) * 1000
+    dialog.close()
+    return select_ms, rename_ms
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=50_000)
@@ -174,6 +208,11 @@ def main() -> int:
     print(f"{'ratio to floor':<46} {ratio:9.2f}     (target <= {RATIO_TARGET:g})      "
           f"{verdict(ratio <= RATIO_TARGET)}")
     panel.close()
+
+    select_ms, rename_ms = bench_gestures(app)
+    print("\n[gestures]")
+    report("select all on 50000 x 4096 + repaint", select_ms, "ms", GESTURE_TARGET_MS)
+    report("rename preview over 20,001 names", rename_ms, "ms", GESTURE_TARGET_MS)
     return 0
 
 

@@ -91,7 +91,9 @@ class Soak:
         w, end = self.window, time.monotonic() + timeout
         QApplication.processEvents()
         while (w.controller.is_loading or w.save_flows.is_saving
-               or w.controller._read_task is not None) and time.monotonic() < end:
+               or w.controller._read_task is not None):
+            if time.monotonic() > end:  # a hang is a failure, never silently skipped
+                raise TimeoutError(f"background work still running after {timeout:g} s")
             QApplication.processEvents()
             time.sleep(0.002)
         QApplication.processEvents()
@@ -102,7 +104,9 @@ class Soak:
         old = self.doc
         self.window.open_path(self.path)
         end = time.monotonic() + 60
-        while (self.doc is old or self.window.controller.is_loading) and time.monotonic() < end:
+        while self.doc is old or self.window.controller.is_loading:
+            if time.monotonic() > end:
+                raise TimeoutError(f"{self.path} did not open within 60 s")
             QApplication.processEvents()
             time.sleep(0.002)
         del old

@@ -168,16 +168,16 @@ def test_refresh_after_in_place_edit_and_clear(view):
     view.goto_index((0, 0))  # nothing shown: no error
 
 
-def test_select_all_on_a_huge_grid_repaints_quickly(view):
-    import time
+def test_select_all_on_a_huge_grid_selects_every_cell(view):
+    """The repaint time of this case is measured by benchmarks/bench_gui.py (it took seconds
+    when the headers walked every cell); here: the whole grid is selected, as one range."""
     view.show_tensor("huge", torch.ones(1, 4096).expand(50_000, 4096))
     QApplication.processEvents()
-    start = time.perf_counter()
     view.grid.selectAll()
     view.grid.repaint()
-    view.grid.horizontalHeader().viewport().repaint()
-    view.grid.verticalHeader().viewport().repaint()
-    assert time.perf_counter() - start < 1.0  # was seconds: headers walked every cell
+    ranges = view.grid.selectionModel().selection()
+    assert len(ranges) == 1
+    assert (ranges[0].height(), ranges[0].width()) == (50_000, 4096)
 
 
 def test_clicking_a_header_selects_its_column(view, qtbot):
