@@ -296,3 +296,20 @@ def test_a_name_in_two_shards_keeps_both(tmp_path):
     assert doc.names() == ["w", "b", "w~2"]
     assert torch.equal(doc.tensor("w"), torch.ones(2))  # from the shard the index names
     assert torch.equal(doc.tensor("w~2"), torch.zeros(2))
+
+
+@pytest.mark.parametrize("payload", [
+    b"cbuiltins\nopen\n(S'{m}'\nS'w'\ntR.",            # GLOBAL + REDUCE
+    b"(S'{m}'\nS'w'\nibuiltins\nopen\n.",               # INST
+    b"(cbuiltins\nopen\nS'{m}'\nS'w'\no.",              # OBJ
+    b"cposix\nsystem\n(S'touch {m}'\ntR.",              # os.system by its real module name
+])
+def test_the_restricted_unpickler_itself_runs_no_code(tmp_path, payload):
+    """It is handed to ``torch.load(weights_only=False, pickle_module=...)``: whatever the static
+    scan would catch first, the unpickler on its own must refuse every call outside torch's
+    allowlist before making it."""
+    marker = tmp_path / "MARKER"
+    data = payload.replace(b"{m}", str(marker).encode())
+    with pytest.raises(restricted_pickle.NeedsGlobal):
+        restricted_pickle.loads(data)
+    assert not marker.exists()
