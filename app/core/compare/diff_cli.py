@@ -56,22 +56,20 @@ def _num(x: float | None, fmt: str = ".4g") -> str:
     return "inf" if x is None else format(x, fmt)
 
 
+def _section(lines: list[str], title: str, items: list[str]) -> None:
+    if items:
+        lines.append(f"{title} ({len(items)}):")
+        lines += [f"  {item}" for item in items]
+
+
 def diff_text(res: DiffResult, hint: bool = True) -> str:
     lines = [f"A: {res.a}", f"B: {res.b}"]
     if res.atol or res.rtol:
         lines.append(f"tolerance: |A-B| <= {res.atol:g} + {res.rtol:g}*|B|")
-    if res.only_a:
-        lines.append(f"only in A ({len(res.only_a)}):")
-        lines += [f"  {n}" for n in res.only_a]
-    if res.only_b:
-        lines.append(f"only in B ({len(res.only_b)}):")
-        lines += [f"  {n}" for n in res.only_b]
-    if res.shape_changed:
-        lines.append(f"shape changed ({len(res.shape_changed)}):")
-        lines += [f"  {s['name']}  {s['a']} -> {s['b']}" for s in res.shape_changed]
-    if res.dtype_changed:
-        lines.append(f"dtype changed ({len(res.dtype_changed)}):")
-        lines += [f"  {s['name']}  {s['a']} -> {s['b']}" for s in res.dtype_changed]
+    _section(lines, "only in A", res.only_a)
+    _section(lines, "only in B", res.only_b)
+    _section(lines, "shape changed", [f"{s['name']}  {s['a']} -> {s['b']}" for s in res.shape_changed])
+    _section(lines, "dtype changed", [f"{s['name']}  {s['a']} -> {s['b']}" for s in res.dtype_changed])
     if res.changed:
         lines.append(f"changed ({len(res.changed)}):")
         rows = [("name", "max|A-B|", "rel_l2", "cosine", "differ", "numel")]

@@ -17,6 +17,7 @@ import os
 import re
 import stat
 import tempfile
+from contextlib import contextmanager
 from typing import Callable
 
 try:
@@ -152,10 +153,10 @@ def step(name: str) -> None:
         STEP_HOOK(name)
 
 
-def _space_message(exc: OSError) -> str:
-    if exc.errno == errno.ENOSPC:
-        return "No space left on device"
-    return exc.strerror or str(exc)
+def _cannot_save(path: str | None, exc: OSError) -> UserError:
+    """One line for an OSError of a save: a full disk said in words, not as a torch RuntimeError."""
+    why = "No space left on device" if exc.errno == errno.ENOSPC else exc.strerror or str(exc)
+    return UserError(f"cannot save {path}: {why}" if path else f"cannot save: {why}")
 
 
 class _Progress:
@@ -220,12 +221,12 @@ class Stager:
         try:
             fd, tmp = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp", dir=folder)
         except OSError as exc:
-            raise UserError(f"cannot save {path}: {_space_message(exc)}") from None
+            raise _cannot_save(path, exc) from None
         f = os.fdopen(fd, "wb")
         _lock(f.fileno())
         self.staged.append((tmp, path, f))
         step(f"created {tmp}")
-        try:
+        with self._discarded_on_failure(path):
             try:
                 write(self.wrapper.attach(f))
                 f.flush()
@@ -236,14 +237,9 @@ class Stager:
                     raise self.wrapper.error from None
                 raise
             step(f"written {tmp}")
-        except BaseException as exc:
-            self.discard()
-            if isinstance(exc, OSError):
-                raise UserError(f"cannot save {path}: {_space_message(exc)}") from None
-            raise
 
     def commit(self) -> None:
-        try:
+        with self._discarded_on_failure(None):
             for tmp, _path, f in self.staged:
                 os.fsync(f.fileno())
                 step(f"synced {tmp}")
@@ -262,10 +258,16 @@ class Stager:
                 # each rename durable before the next: an index never lands before its shards
                 _fsync_dir(os.path.dirname(os.path.abspath(path)))
                 step(f"renamed {path}")
+
+    @contextmanager
+    def _discarded_on_failure(self, path: str | None):
+        """Any failure removes every temporary; an OSError becomes one line for the user."""
+        try:
+            yield
         except BaseException as exc:
             self.discard()
             if isinstance(exc, OSError):
-                raise UserError(f"cannot save: {_space_message(exc)}") from None
+                raise _cannot_save(path, exc) from None
             raise
 
     def discard(self) -> None:
