@@ -21,9 +21,11 @@ from .compare_flows import CompareFlows
 from .controller import Controller, document_summary, openable_path
 from .models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
 from .edit_flows import EditFlows
+from .entry_flows import EntryFlows
 from .file_watch import FileWatch
 from .help_flows import HelpFlows
 from .open_flows import OpenFlows
+from .param_flows import ParamFlows
 from .progress import show_progress
 from .save_flows import SaveFlows
 from .settings import save_layout
@@ -178,9 +180,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.compare_flows = CompareFlows(self)  # after _connect: its views follow the window's
         self.actionCompare = self.compare_flows.actionCompare
-        from .param_flows import ParamFlows
         self.param_flows = ParamFlows(self)  # gradients, registration, ties, train/eval
-        from .entry_flows import EntryFlows
         self.entry_flows = EntryFlows(self)  # scalar entries and safetensors __metadata__
         self.help_flows = HelpFlows(self)  # Help menu, Ctrl+F, Redo on Ctrl+Shift+Z and Ctrl+Y
         self.setAcceptDrops(True)
