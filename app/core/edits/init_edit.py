@@ -95,6 +95,7 @@ class InitEdit(Edit):
 
     def revert(self, doc: Document) -> None:
         _restore(doc, self._saved)
+        self._saved = {}  # undone: the old values are back in the tensors, the copy can go
 
     def recipe_step(self) -> dict:
         step = {"op": "init", "target": self.glob or self.targets[0], "fn": self.fn,

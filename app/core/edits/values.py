@@ -11,7 +11,7 @@ from __future__ import annotations
 
 # The edits live in files of one job each; these names stay importable from here.
 from .module_edits import RequiresGradEdit, ResetParametersEdit
-from .region_edits import CellEdit, ExprEdit, FillEdit, _chunks, _RegionEdit
+from .region_edits import CellEdit, ExprEdit, FillEdit, _chunk_pairs, _RegionEdit
 from .undo_buffers import (_nbytes, _restore, _Rng, _save_old, _step_target, _storage_key, _units,
                            _write)
 from .value_parsing import _fmt, _json_value, _not_a_number, _short, coerce_value, parse_cell_value
