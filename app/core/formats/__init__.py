@@ -38,6 +38,10 @@ def load_document(path: str, progress=None, trust: bool = False) -> Document:
 
 def _load(path: str, progress, trust: bool) -> Document:
     mode = require_regular(path)
+    from .dcp import is_dcp
+    if is_dcp(path):  # torch.distributed.checkpoint: .metadata + .distcp files
+        from .dcp import load_dcp
+        return load_dcp(path, progress=progress)
     try:
         kind = detect(path)
     except ValueError as exc:
