@@ -137,7 +137,7 @@ def load_dcp(path: str, progress=None) -> Document:
         if t is not None:
             entries.append(TensorEntry.lazy(name, t.shape, t.dtype,
                                             lambda t=t: read_tensor(files, t), path=meta.paths[name]))
-    doc = Document(entries, path=path, fmt=DCP, entries={n: summarise(v) for n, v in values.items()},
+    doc = Document(entries, path=folder, fmt=DCP, entries={n: summarise(v) for n, v in values.items()},
                    closers=[files.close])
     #: what saving needs beyond the tensors: the non-tensor values, their key paths, the files
     doc.dcp = DcpState(files, values, {n: meta.paths[n] for n in meta.values})
