@@ -95,16 +95,22 @@ def _load_record(data: bytes, what: str):
 
 def read_tensor(files: DcpFiles, meta: TensorMeta) -> torch.Tensor:
     """The whole tensor, assembled from its chunks (only its own byte ranges are read)."""
+    if len(meta.chunks) == 1 and meta.chunks[0].sizes == meta.shape:  # saved whole: no copy
+        return _read_chunk(files, meta, meta.chunks[0])
     out = torch.empty(meta.shape, dtype=meta.dtype)
     for c in meta.chunks:
-        piece = _load_record(files.read(c.file, c.offset, c.length), f"{meta.name} (a chunk)")
-        if not isinstance(piece, torch.Tensor) or tuple(piece.shape) != c.sizes:
-            raise ContentError(f"{meta.name}: a chunk holds something else than the "
-                               f"{list(c.sizes)} piece its metadata announces")
-        if piece.dtype != meta.dtype:
-            raise ContentError(f"{meta.name}: a chunk is {piece.dtype}, not {meta.dtype}")
-        out[tuple(slice(o, o + s) for o, s in zip(c.offsets, c.sizes))] = piece
+        out[tuple(slice(o, o + s) for o, s in zip(c.offsets, c.sizes))] = _read_chunk(files, meta, c)
     return out
+
+
+def _read_chunk(files: DcpFiles, meta: TensorMeta, c) -> torch.Tensor:
+    piece = _load_record(files.read(c.file, c.offset, c.length), f"{meta.name} (a chunk)")
+    if not isinstance(piece, torch.Tensor) or tuple(piece.shape) != c.sizes:
+        raise ContentError(f"{meta.name}: a chunk holds something else than the "
+                           f"{list(c.sizes)} piece its metadata announces")
+    if piece.dtype != meta.dtype:
+        raise ContentError(f"{meta.name}: a chunk is {piece.dtype}, not {meta.dtype}")
+    return piece
 
 
 def read_value(files: DcpFiles, meta: BytesMeta):
