@@ -25,7 +25,7 @@ MAX_VALUE_BYTES = 16 * 1024 * 1024
 
 
 def is_dcp(path: str) -> bool:
-    """A folder holding ``.metadata`` and at least one ``.distcp`` file (or that ``.metadata``)."""
+    """A folder holding ``.metadata`` and at least one ``.distcp`` file, or one of those files."""
     folder = dcp_folder(path)
     if folder is None:
         return False
@@ -38,8 +38,10 @@ def is_dcp(path: str) -> bool:
 def dcp_folder(path: str) -> str | None:
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, METADATA_NAME)):
         return path
-    if os.path.basename(path) == METADATA_NAME and os.path.isfile(path):
-        return os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    if (name == METADATA_NAME or name.endswith(".distcp")) and os.path.isfile(path):
+        folder = os.path.dirname(os.path.abspath(path))  # one of its files: the whole folder
+        return folder if os.path.isfile(os.path.join(folder, METADATA_NAME)) else None
     return None
 
 
