@@ -426,6 +426,13 @@ def dcp_metadata_truncated(d, m):
 @case(opens=True)
 def dcp_valid(d, m):
     return _dcp(d, values={"step": 3})
+@case(says="config.json")
+def hf_folder_config_not_json(d, m):
+    folder = d / "hf"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(valid_safetensors())
+    (folder / "config.json").write_bytes(b"[" * 100_000)
+    return folder
 
 def generate(out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)

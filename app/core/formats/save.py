@@ -86,6 +86,11 @@ def save_document(doc: Document, out_path: str, fmt: str | None = None,
     out_path = os.fspath(out_path)
     if tied not in (TIED_ONCE, TIED_EVERY):
         raise UserError(f"tied must be {TIED_ONCE!r} or {TIED_EVERY!r}, not {tied!r}")
+    if (fmt is None and getattr(doc, "hf", None) is not None and not os.path.isfile(out_path)
+            and not os.path.splitext(out_path)[1]):  # a Hugging Face folder to a folder
+        from .hf_writer import save_hf_folder
+        return save_hf_folder(doc, out_path, progress=progress, cancelled=cancelled,
+                              drop_non_tensor=drop_non_tensor, tied=tied)
     if fmt is None:
         fmt = format_for(out_path, shard_size)
         if fmt == TORCH and doc.format == TORCHSCRIPT:
