@@ -22,6 +22,10 @@ def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
            "entries": all_entries(doc), "total_numel": doc.total_numel()}
     if doc.load_report is not None:
         out["load_report"] = doc.load_report
+    from .formats.hf_folder import config_fields
+    hf = config_fields(doc)
+    if hf is not None:  # a Hugging Face model or adapter folder: what its config says
+        out["hf_config"] = hf
     return out
 
 
