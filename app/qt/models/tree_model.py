@@ -218,9 +218,11 @@ class TreeModel(QAbstractItemModel):
             return _RIGHT
         if role == _DECORATION and col == NAME:
             return self._icon(node)
-        if role == _TOOLTIP:
+        if role == _TOOLTIP:  # every cell's full text first: narrow columns elide it
+            cell = self._text(node, col) if col != NAME else ""
+            cell = f"{HEADERS[col]}: {cell}" if cell else ""
             text, extra = self._tooltip(node), self.params.tooltip(node)
-            return "\n".join(t for t in (text, extra) if t) or None
+            return "\n".join(t for t in (cell, text, extra) if t) or None
         if col == GRAD and role == _FOREGROUND and self.params.nonfinite(node):
             return NOTE_COLOR
         if node.entry is not None and (role == _FOREGROUND or role == _FONT):

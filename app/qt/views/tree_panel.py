@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPro
 from ...core.errors import UserError, first_line
 from ...core.model.name_filter import SYNTAX_HELP, NameIndex, parse_filter
 from ...core.model.nonfinite import nonfinite_names
-from ..models.tree_model import NAME, NodeRole, TreeFilterProxy, TreeModel
+from ..models.tree_model import NAME, TYPE, NodeRole, TreeFilterProxy, TreeModel
 from ..progress import show_progress
 from ..workers import Task
 from .column_fit import fit_columns
@@ -26,6 +26,11 @@ FIT_ROWS = 48
 DEBOUNCE_MS = 150
 #: at most this many matches have their ancestors expanded
 EXPAND_CAP = 200
+#: fitted widths: the name column between these; Type (long module class names) capped, so
+#: that Shape, Dtype and Elements keep their room
+NAME_WIDTH, TYPE_WIDTH = (160, 320), 150
+#: the narrowest the name and type columns are squeezed to when the dock is narrow
+SQUEEZED = {NAME: 110, TYPE: 64}
 
 
 class ModuleTreePanel(QWidget):
@@ -84,6 +89,7 @@ class ModuleTreePanel(QWidget):
         self.cancel_button.setVisible(False)
         self.filter_message.setVisible(False)
 
+        self._fitted: dict[int, int] = {}  # fitted widths of Name and Type (before squeezing)
         self._index: NameIndex | None = None
         self._index_task: Task | None = None
         self._scan_task: Task | None = None
@@ -111,6 +117,7 @@ class ModuleTreePanel(QWidget):
     def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
         if event.type() == QEvent.Resize and obj is self.view.viewport():
             self.empty_hint.setGeometry(obj.rect())
+            self._squeeze()
         return False
 
     # -- showing a tree ------------------------------------------------------------------------
@@ -149,15 +156,35 @@ class ModuleTreePanel(QWidget):
             self.view.setExpanded(proxy.mapFromSource(self.model.index_of(node)), True)
 
     def fit_columns(self) -> None:
-        """Columns as wide as their text in the first screen of rows (``column_fit``)."""
-        fit_columns(self.view, FIT_ROWS)
+        """Columns as wide as their text in the first screen of rows (``column_fit``), Type
+        capped; when the view is narrower than that, Type and then Name give way (their text
+        elides in the middle; tooltips show it whole), so the numbers stay visible."""
+        fit_columns(self.view, FIT_ROWS, {TYPE: TYPE_WIDTH, NAME: NAME_WIDTH[1]})
         header = self.view.header()
-        header.resizeSection(NAME, min(max(header.sectionSize(NAME), 160), 320))
+        header.resizeSection(NAME, min(max(header.sectionSize(NAME), NAME_WIDTH[0]), NAME_WIDTH[1]))
+        self._fitted = {c: header.sectionSize(c) for c in (NAME, TYPE)}
+        self._squeeze()
+
+    def _squeeze(self) -> None:
+        """Give the fitted Name and Type columns back or take from them to fit the viewport."""
+        if not self._fitted:
+            return
+        header = self.view.header()
+        for c, w in self._fitted.items():
+            header.resizeSection(c, w)
+        excess = header.length() - self.view.viewport().width()
+        for c in (TYPE, NAME):
+            if excess <= 0:
+                break
+            give = max(0, min(excess, header.sectionSize(c) - SQUEEZED[c]))
+            header.resizeSection(c, header.sectionSize(c) - give)
+            excess -= give
 
     def preferred_width(self) -> int:
         """Wide enough for every column without a horizontal scroll bar."""
         header = self.view.header()
-        columns = sum(header.sectionSize(c) for c in range(header.count()))
+        columns = sum(self._fitted.get(c, header.sectionSize(c)) for c in range(header.count())
+                      if not header.isSectionHidden(c))
         return columns + self.view.verticalScrollBar().sizeHint().width() + 2 * self.view.frameWidth()
 
     def _visible_rows(self) -> int:
