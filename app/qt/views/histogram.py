@@ -41,6 +41,8 @@ class Histogram(QObject):
         self.item = plot.getPlotItem()
         self.item.setAxisItems({"left": CountAxis("left"), "bottom": ValueAxis("bottom")})
         self.item.showGrid(x=True, y=True, alpha=0.2)
+        for name in ("left", "bottom"):  # "value (x0.001)" hides the scale next to the ticks
+            self.item.getAxis(name).enableAutoSIPrefix(False)
         self.item.setLabel("left", "count")
         self.item.setLabel("bottom", "value")
         self.item.setMenuEnabled(False)

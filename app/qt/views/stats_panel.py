@@ -343,8 +343,8 @@ class StatsPanel(QWidget):
                               else "no finite values (all NaN or Inf)")
             return
         self.view_stack.setCurrentWidget(self.plot)
-        for w in (self.bins_spin, self.log_check, self.range_combo):
-            w.setEnabled(True)
+        for w in (self.controls, self.range_label, self.hover_label):
+            w.setVisible(True)
         integer = is_integer_dtype(stats.dtype) and not stats.part
         mode, sample, robust = self.range_mode, None, None
         try:
@@ -375,9 +375,8 @@ class StatsPanel(QWidget):
         self.scalar_label.setText(f"<div style='font-size:20pt'>{value}</div>"
                                   f"<div style='color:palette(mid)'>{what}</div>")
         self.view_stack.setCurrentWidget(self.scalar_label)
-        for w in (self.bins_spin, self.log_check, self.range_combo):
-            w.setEnabled(False)
-        self.range_label.setText("")
+        for w in (self.controls, self.range_label, self.hover_label):
+            w.setVisible(False)
 
     def _show_counts(self, counts, integer, shown, lo, hi, auto, approximate) -> None:
         self.histogram.set_data(counts.edges, counts.counts, counts.below, counts.above, integer)
@@ -388,12 +387,12 @@ class StatsPanel(QWidget):
         """Which range is shown, in words (and why, when "auto" chose it)."""
         about = "≈ " if approximate else ""
         if shown == "robust":
-            text = (f"{'Outliers: showing the ' if auto else 'Showing the '}"
-                    f"{RANGE_TEXTS['robust']} range {lo:.4g} … {hi:.4g}")
+            text = (f"{'Outliers: showing ' if auto else ''}{RANGE_TEXTS['robust']}: "
+                    f"{lo:.4g} … {hi:.4g}")
             if below or above:
-                text += f"; {about}{below:,} below and {about}{above:,} above, at the edges"
+                text += f" ({about}{below:,} below, {about}{above:,} above)"
         else:
-            text = f"Full range {lo:.4g} … {hi:.4g}"
+            text = f"Full range: {lo:.4g} … {hi:.4g}"
         self.range_label.setText(text)
 
     def _count_exactly(self, edges, integer, shown, lo, hi, auto) -> None:
