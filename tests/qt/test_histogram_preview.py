@@ -34,8 +34,10 @@ def test_a_syntax_error_clears_the_stale_after_curve(qtbot, dialog):
     assert dialog._after.yData.sum() == 2000
     dialog.findChild(QLineEdit, "expression").setText("w *")
     qtbot.waitUntil(lambda: dialog.findChild(QLabel, "errorLabel").text() != "", timeout=10_000)
-    assert dialog._after.yData.sum() == 0          # no "after" of an edit that cannot run
+    assert dialog._after.yData is None or dialog._after.yData.sum() == 0  # no "after" to show
     assert dialog._before.yData.sum() == 2000      # "before" is still what the tensor holds
+    x_lo, x_hi = dialog.plot.getPlotItem().getViewBox().viewRange()[0]
+    assert x_hi < 1.5 * float(dialog._before.xData[-1])  # the range is still that of "before"
 
 
 def test_before_stays_visible_next_to_a_spike(qtbot, dialog):
@@ -49,3 +51,18 @@ def test_before_stays_visible_next_to_a_spike(qtbot, dialog):
     assert dialog._before.zValue() > dialog._after.zValue()
     set_expression(qtbot, dialog, "w * 0.9")  # no spike: the axis fits both again
     qtbot.waitUntil(lambda: not dialog._spike.isVisible(), timeout=10_000)
+
+
+def test_outliers_do_not_squash_the_preview(qtbot):
+    t = torch.randn(5000, generator=torch.Generator().manual_seed(1)) * 0.02
+    t[:3] = torch.tensor([250.0, -180.0, 90.0])
+    d = EditDialog(Document.from_object({"w": t}), ["w"], "w")
+    qtbot.addWidget(d)
+    d.show()
+    set_expression(qtbot, d, "w * 0.5")
+    qtbot.waitUntil(lambda: d.changed_count == 5000, timeout=10_000)
+    edges = d._before.xData
+    assert edges[-1] - edges[0] < 1.0
+    assert "outliers not shown" in d.plot.getPlotItem().titleLabel.text
+    d.reject()
+    QThreadPool.globalInstance().waitForDone(10_000)

@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout
 from ...core.edits.specs import (OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes,
                                  edit_from_spec, preview_edit)
 from ...core.errors import Cancelled, UserError
+from ...core.stats_range import outliers_dominate, percentile_range, value_sample
+from ..views.histogram_axes import CountAxis, ValueAxis
 from ..workers import Task
 
 BINS = 60
@@ -59,7 +61,9 @@ def run_task(task: Task) -> Task:
 
 
 def _histograms(before: torch.Tensor, after: torch.Tensor):
-    """Edges and counts of before / after on shared bins (computed on the worker)."""
+    """Edges and counts of before / after on shared bins, and a note on the range shown
+    (computed on the worker). A few outliers would squash both into one bar: then the bins
+    span the 0.1–99.9th percentiles of both, and the note says how many lie outside."""
     b = before.double().flatten()
     a = after.double().flatten()
     b, a = b[torch.isfinite(b)], a[torch.isfinite(a)]
@@ -67,10 +71,16 @@ def _histograms(before: torch.Tensor, after: torch.Tensor):
     if both.numel() == 0:
         return None
     lo, hi = float(both.min()), float(both.max())
+    note = ""
+    robust = percentile_range(value_sample([both]))
+    if outliers_dominate((lo, hi), robust) and robust[1] > robust[0]:
+        lo, hi = robust
+        outside = int(((b < lo) | (b > hi)).sum()) + int(((a < lo) | (a > hi)).sum())
+        note = f"0.1–99.9th percentile; {outside:,} outliers not shown"
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, BINS + 1)
-    return edges, np.histogram(b.numpy(), edges)[0], np.histogram(a.numpy(), edges)[0]
+    return edges, np.histogram(b.numpy(), edges)[0], np.histogram(a.numpy(), edges)[0], note
 
 
 class EditDialog(QDialog):
@@ -125,7 +135,10 @@ class EditDialog(QDialog):
         form.addRow("Only where:", self.mask)
         self._form = form
 
-        self.plot = pg.PlotWidget()
+        self.plot = pg.PlotWidget(axisItems={"left": CountAxis("left"),
+                                             "bottom": ValueAxis("bottom")})
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).enableAutoSIPrefix(False)
         self.plot.setObjectName("previewPlot")
         self.plot.setMinimumHeight(160)
         self.plot.setMenuEnabled(False)
@@ -284,9 +297,11 @@ class EditDialog(QDialog):
         if hist is None:
             self._before.setData([0, 1], [0])
             self._after.setData([0, 1], [0])
+            self.plot.setTitle(None)
             self.plot.enableAutoRange()
             return
-        edges, before, after = hist
+        edges, before, after, note = hist
+        self.plot.setTitle(note or None, size="8pt", color=self.palette().color(QPalette.Text))
         self._before.setData(edges, before)
         self._after.setData(edges, after)
         top_before = float(np.max(before)) if len(before) else 0.0
@@ -303,7 +318,8 @@ class EditDialog(QDialog):
             self.plot.enableAutoRange()
 
     def _clear_after(self) -> None:
-        self._after.setData([0, 1], [0])
+        self._after.clear()  # no data at all: the x range stays that of "before"
+        self.plot.enableAutoRange()
         self._spike.setVisible(False)
 
     def _style_preview_plot(self) -> None:
