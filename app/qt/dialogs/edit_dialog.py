@@ -16,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QPalette
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
@@ -333,6 +333,9 @@ class EditDialog(QDialog):
             axis.setTextPen(text)
             axis.label.setDefaultTextColor(text)
         self._spike.setColor(text)
+        outline = QColor(text)
+        outline.setAlpha(190)
+        self._before.setPen(pg.mkPen(outline, width=2))  # readable on light and dark
         legend = self.plot.getPlotItem().legend
         if legend is not None:
             legend.setLabelTextColor(text)
