@@ -28,9 +28,9 @@ def test_percentiles_of_a_small_tensor_are_exact_and_ignore_the_outliers():
 
 
 def test_a_big_tensor_is_sampled_in_bounded_size_and_counts_estimated():
-    t = torch.randn(3_000_000, generator=torch.Generator().manual_seed(1))
-    sample = sr.value_sample([t], want=1 << 16)
-    assert not sample.exact and sample.values.numel() <= 1 << 17
+    t = torch.randn(400_000, generator=torch.Generator().manual_seed(1))
+    sample = sr.value_sample([t], want=1 << 14)
+    assert not sample.exact and sample.values.numel() <= 1 << 15
     assert sample.total == pytest.approx(t.numel(), rel=1e-6)
     edges = sr.float_edges(-1.0, 1.0, 20)
     est = sr.sample_histogram(sample, edges)
