@@ -15,16 +15,20 @@ import math
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QObject, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from ...core.edits.specs import (OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes,
                                  edit_from_spec, preview_edit)
 from ...core.errors import Cancelled, UserError
+from ...core.stats_range import outliers_dominate, percentile_range, value_sample
+from ..views.histogram_axes import CountAxis, ValueAxis
 from ..workers import Task
 
 BINS = 60
+SPIKE = 4.0   # an "after" bar this many times the tallest "before" bar is drawn clipped
 
 
 class _Keeper(QObject):
@@ -57,7 +61,9 @@ def run_task(task: Task) -> Task:
 
 
 def _histograms(before: torch.Tensor, after: torch.Tensor):
-    """Edges and counts of before / after on shared bins (computed on the worker)."""
+    """Edges and counts of before / after on shared bins, and a note on the range shown
+    (computed on the worker). A few outliers would squash both into one bar: then the bins
+    span the 0.1–99.9th percentiles of both, and the note says how many lie outside."""
     b = before.double().flatten()
     a = after.double().flatten()
     b, a = b[torch.isfinite(b)], a[torch.isfinite(a)]
@@ -65,10 +71,16 @@ def _histograms(before: torch.Tensor, after: torch.Tensor):
     if both.numel() == 0:
         return None
     lo, hi = float(both.min()), float(both.max())
+    note = ""
+    robust = percentile_range(value_sample([both]))
+    if outliers_dominate((lo, hi), robust) and robust[1] > robust[0]:
+        lo, hi = robust
+        outside = int(((b < lo) | (b > hi)).sum()) + int(((a < lo) | (a > hi)).sum())
+        note = f"0.1–99.9th percentile; {outside:,} outliers not shown"
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, BINS + 1)
-    return edges, np.histogram(b.numpy(), edges)[0], np.histogram(a.numpy(), edges)[0]
+    return edges, np.histogram(b.numpy(), edges)[0], np.histogram(a.numpy(), edges)[0], note
 
 
 class EditDialog(QDialog):
@@ -123,14 +135,27 @@ class EditDialog(QDialog):
         form.addRow("Only where:", self.mask)
         self._form = form
 
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget(axisItems={"left": CountAxis("left"),
+                                             "bottom": ValueAxis("bottom")})
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).enableAutoSIPrefix(False)
         self.plot.setObjectName("previewPlot")
         self.plot.setMinimumHeight(160)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", "value")
+        self.plot.setLabel("left", "count")
         self.plot.addLegend(offset=(-10, 10))
-        self._before = self.plot.plot(name="before", stepMode="center", fillLevel=0,
-                                      brush=(120, 120, 120, 90), pen=pg.mkPen((90, 90, 90)))
         self._after = self.plot.plot(name="after", stepMode="center", fillLevel=0,
                                      brush=(230, 120, 20, 90), pen=pg.mkPen((210, 100, 0), width=2))
+        # "before" is drawn over "after": a tall "after" spike never hides it
+        self._before = self.plot.plot(name="before", stepMode="center", fillLevel=0,
+                                      brush=(120, 120, 120, 70), pen=pg.mkPen((90, 90, 90), width=2))
+        self._before.setZValue(1)
+        self._spike = pg.TextItem(anchor=(0.5, 0))
+        self._spike.setVisible(False)
+        self.plot.addItem(self._spike, ignoreBounds=True)
+        self._style_preview_plot()
         self.changed_label = QLabel(objectName="changedLabel")
         self.error_label = QLabel(objectName="errorLabel")
         self.error_label.setStyleSheet("color: #b00020")
@@ -206,6 +231,7 @@ class EditDialog(QDialog):
         return targets
 
     def _show_error(self, message: str) -> None:
+        self._clear_after()  # a stale "after" would claim the broken edit's result
         self.changed_label.setText("")
         self.changed_count = None
         self.error_label.setText(message)
@@ -264,13 +290,60 @@ class EditDialog(QDialog):
         self.changed_count = changed
 
     def _set_plot(self, hist) -> None:
+        """Draw before / after on shared bins. When "after" piles up in a spike far above
+        "before" (a fill, a clamp), the y axis stops above "before" and the spike's count is
+        written on it, so "before" stays readable."""
+        self._spike.setVisible(False)
         if hist is None:
             self._before.setData([0, 1], [0])
             self._after.setData([0, 1], [0])
+            self.plot.setTitle(None)
+            self.plot.enableAutoRange()
             return
-        edges, before, after = hist
+        edges, before, after, note = hist
+        self.plot.setTitle(note or None, size="8pt", color=self.palette().color(QPalette.Text))
         self._before.setData(edges, before)
         self._after.setData(edges, after)
+        top_before = float(np.max(before)) if len(before) else 0.0
+        top_after = float(np.max(after)) if len(after) else 0.0
+        if top_before > 0 and top_after > SPIKE * top_before:
+            ceiling = 1.25 * top_before
+            self.plot.enableAutoRange(x=True, y=False)
+            self.plot.setYRange(0, ceiling, padding=0)
+            i = int(np.argmax(after))
+            self._spike.setText(f"▲ {int(after[i]):,}")
+            self._spike.setPos((edges[i] + edges[i + 1]) / 2, ceiling)
+            self._spike.setVisible(True)
+        else:
+            self.plot.enableAutoRange()
+
+    def _clear_after(self) -> None:
+        self._after.clear()  # no data at all: the x range stays that of "before"
+        self.plot.enableAutoRange()
+        self._spike.setVisible(False)
+
+    def _style_preview_plot(self) -> None:
+        """The plot in the palette's colours (a dark palette gets a dark plot)."""
+        pal = self.palette()
+        text = pal.color(QPalette.Text)
+        self.plot.setBackground(pal.color(QPalette.Base))
+        for name in ("left", "bottom"):
+            axis = self.plot.getAxis(name)
+            axis.setPen(text)
+            axis.setTextPen(text)
+            axis.label.setDefaultTextColor(text)
+        self._spike.setColor(text)
+        outline = QColor(text)
+        outline.setAlpha(190)
+        self._before.setPen(pg.mkPen(outline, width=2))  # readable on light and dark
+        legend = self.plot.getPlotItem().legend
+        if legend is not None:
+            legend.setLabelTextColor(text)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange:
+            self._style_preview_plot()
 
     # -- applying -------------------------------------------------------------------------------
     def _accept_if_valid(self) -> None:
