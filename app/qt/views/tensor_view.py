@@ -165,6 +165,8 @@ class TensorView(QWidget):
         self.grid.copied.connect(self.message)
         self.name = ""
         self._spins: list[QSpinBox] = []
+        #: the widget Tab reaches after the grid (the window sets the statistics panel)
+        self.tab_next: QWidget | None = None
 
         self.title = TensorTitle("No tensor selected", self)
         self.row_combo = QComboBox(self, objectName="rowAxisCombo")
@@ -243,10 +245,12 @@ class TensorView(QWidget):
         self._set_wrap_controls_visible(False)
 
     def _chain_tab_order(self) -> None:
-        """Tab walks the controls as laid out: settings, axes (or wrap), the grid."""
+        """Tab walks the controls as laid out: settings, axes and slice spin boxes (or wrap),
+        the grid, then ``tab_next`` (again after the spin boxes are made for a new tensor: new
+        widgets join the end of the window's chain)."""
         chain = [self.precision_spin, self.scientific_check, self.heatmap_check, self.raw_check,
-                 self.wrap_check, self.wrap_combo, self.row_combo, self.col_combo, self.slice_box,
-                 self.grid]
+                 self.wrap_check, self.wrap_combo, self.row_combo, self.col_combo, *self._spins,
+                 self.grid] + ([self.tab_next] if self.tab_next is not None else [])
         for a, b in zip(chain, chain[1:]):
             QWidget.setTabOrder(a, b)
 
@@ -433,6 +437,7 @@ class TensorView(QWidget):
             self.slice_layout.addWidget(spin)
             self._spins.append(spin)
         self._update_spin_visibility()
+        self._chain_tab_order()
 
     def _axis_changed(self, combo: QComboBox) -> None:
         other = self.col_combo if combo is self.row_combo else self.row_combo
