@@ -30,6 +30,7 @@ from .save_flows import SaveFlows
 from .settings import save_layout
 from .verify_flows import VerifyFlows
 
+from .views.drop_overlay import DropOverlay
 from .views.tree_panel import FIT_ROWS, ModuleTreePanel  # noqa: F401  (FIT_ROWS: re-exported)
 from .views.stats_panel import StatsPanel
 from .views.tensor_view import TensorView
@@ -65,7 +66,9 @@ class MainWindow(QMainWindow):
         self.entry_flows = EntryFlows(self)  # scalar entries and safetensors __metadata__
         self.help_flows = HelpFlows(self)  # Help menu, Ctrl+F, Redo on Ctrl+Shift+Z and Ctrl+Y
         self.setAcceptDrops(True)
+        self.drop_overlay = DropOverlay(self)  # shown while an openable file is dragged over
         self._route_child_drops()
+        self._chain_tab_order()
         self.resize(1400, 900)
         self._update_title()
 
@@ -274,13 +277,31 @@ class MainWindow(QMainWindow):
         return openable_path([u.toLocalFile() for u in urls])
 
     def dragEnterEvent(self, event) -> None:
-        if self.dropped_path(event.mimeData()) is not None:
+        path = self.dropped_path(event.mimeData())
+        if path is not None:
             event.acceptProposedAction()
+            if not self.drop_overlay.isVisible():
+                self.drop_overlay.show_for(path)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event) -> None:
         self.dragEnterEvent(event)
+
+    def dragLeaveEvent(self, event) -> None:
+        self.drop_overlay.hide()
+        super().dragLeaveEvent(event)
+
+    def _chain_tab_order(self) -> None:
+        """Tab follows the layout: filter, tree, the grid's controls, the grid, the statistics
+        (Qt's default order is the order the widgets were made in: grid, tree, statistics)."""
+        view = self.tensor_view
+        view.grid.setTabKeyNavigation(False)  # Tab leaves the grid; arrows move between cells
+        stats = [w for w in self.stats_panel.findChildren(QWidget) if w.focusPolicy() & Qt.TabFocus]
+        view.tab_next = stats[0] if stats else None
+        QWidget.setTabOrder(self.tree_panel.filter, self.tree_view)
+        QWidget.setTabOrder(self.tree_view, view.precision_spin)
+        view._chain_tab_order()
 
     def _route_child_drops(self) -> None:
         """Children that accept drops themselves (pyqtgraph's QGraphicsView does) would swallow a
@@ -291,16 +312,19 @@ class MainWindow(QMainWindow):
 
     def eventFilter(self, watched, event) -> bool:
         kind = event.type()
-        if kind in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop) \
+        if kind == QEvent.DragLeave:
+            self.drop_overlay.hide()
+        elif kind in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop) \
                 and self.dropped_path(event.mimeData()) is not None:
             if kind == QEvent.Drop:
                 self.dropEvent(event)
             else:
-                event.acceptProposedAction()
+                self.dragEnterEvent(event)
             return True
         return super().eventFilter(watched, event)
 
     def dropEvent(self, event) -> None:
+        self.drop_overlay.hide()
         path = self.dropped_path(event.mimeData())
         if path is None:
             event.ignore()
