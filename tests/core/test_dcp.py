@@ -234,3 +234,15 @@ def test_chunks_that_do_not_cover_the_tensor_are_refused(tmp_path):
     folder = write_chunked(tmp_path / "big", {"w": torch.ones(4)}, metadata_hook=grow)
     with pytest.raises(CheckpointError, match="chunk"):
         load_document(folder)
+
+
+def test_a_cancelled_dcp_save_leaves_nothing_behind(chunked):
+    from app.core.errors import Cancelled
+    folder, tensors = chunked
+    doc = load_document(folder)
+    before = {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)}
+    calls = []
+    with pytest.raises(Cancelled):
+        save_document(doc, folder, cancelled=lambda: calls.append(1) or len(calls) > 1)
+    assert {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)} == before
+    assert sorted(os.listdir(os.path.dirname(folder))) == ["fsdp"]
