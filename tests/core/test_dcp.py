@@ -246,3 +246,18 @@ def test_a_cancelled_dcp_save_leaves_nothing_behind(chunked):
         save_document(doc, folder, cancelled=lambda: calls.append(1) or len(calls) > 1)
     assert {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)} == before
     assert sorted(os.listdir(os.path.dirname(folder))) == ["fsdp"]
+
+
+def test_scalars_empty_tensors_and_odd_dtypes_round_trip(tmp_path):
+    sd = {"scalar": torch.tensor(3.5), "empty": torch.zeros(0, 4), "mask": torch.tensor([True, False]),
+          "fp8": torch.ones(3).to(torch.float8_e4m3fn), "ids": torch.arange(5)}
+    folder = save_whole(sd, tmp_path / "odd")
+    doc = load_document(folder)
+    assert {n: (e.shape, e.dtype) for n, e in doc.tensors.items()} == {
+        n: (tuple(t.shape), t.dtype) for n, t in sd.items()}
+    for n, t in sd.items():
+        assert torch.equal(doc.tensor(n).view(torch.uint8) if t.dtype == torch.float8_e4m3fn
+                           else doc.tensor(n), t.view(torch.uint8) if t.dtype == torch.float8_e4m3fn else t)
+    save_document(doc, str(tmp_path / "again"))
+    back = load_document(str(tmp_path / "again"))
+    assert back.tensor("scalar").item() == 3.5 and back.entry("empty").shape == (0, 4)
