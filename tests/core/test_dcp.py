@@ -261,3 +261,12 @@ def test_scalars_empty_tensors_and_odd_dtypes_round_trip(tmp_path):
     save_document(doc, str(tmp_path / "again"))
     back = load_document(str(tmp_path / "again"))
     assert back.tensor("scalar").item() == 3.5 and back.entry("empty").shape == (0, 4)
+
+
+def test_a_folder_replaced_after_open_still_reads_as_it_was(chunked, tmp_path):
+    import shutil
+    folder, tensors = chunked
+    doc = load_document(folder)
+    shutil.rmtree(folder)  # a training job writing the next checkpoint under the same name
+    write_chunked(folder, {n: t + 1 for n, t in tensors.items()}, ranks=3, values={"step": 6})
+    assert torch.equal(doc.tensor("layer.weight"), tensors["layer.weight"])
