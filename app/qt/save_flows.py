@@ -26,6 +26,7 @@ SAFETENSORS_EVERY_FILTER = ("safetensors, every tied name written: for load_file
 SHARDED_EVERY_FILTER = "Sharded safetensors folder, every tied name written (index.json)"
 TORCHSCRIPT_FILTER = "TorchScript archive, edited values written back (*.pt *.pth)"
 DCP_FILTER = "torch.distributed.checkpoint folder (.metadata + .distcp)"
+HF_FILTER = "Hugging Face folder, same layout (config.json and tokenizer copied)"
 SAVE_FILTER = ";;".join([SAFETENSORS_FILTER, TORCH_FILTER])
 SAVE_AS_FILTER = ";;".join([TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER])
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -40,6 +41,8 @@ def save_as_filters(doc) -> str:
     if doc is not None and doc.format == core_save.DCP:
         filters.insert(0, DCP_FILTER)  # a DCP checkpoint stays one unless asked otherwise
         filters.pop()
+    if doc is not None and getattr(doc, "hf", None) is not None:
+        filters.insert(0, HF_FILTER)
     if doc is not None and doc.format == TORCHSCRIPT and can_save_in_place(doc):
         filters.insert(0, TORCHSCRIPT_FILTER)
     if doc is not None and has_ties(doc):
@@ -56,6 +59,8 @@ def format_from_choice(path: str, chosen_filter: str) -> tuple[str, str]:
         return (root if ext else path), SHARDED
     if chosen_filter == TORCHSCRIPT_FILTER:
         return (path if ext else path + ".pt"), TORCHSCRIPT
+    if chosen_filter == HF_FILTER:
+        return (root if ext else path), core_save.HF_FOLDER
     if chosen_filter == DCP_FILTER and ext not in (".safetensors", *TORCH_SUFFIXES):
         return path, core_save.DCP
     if ext == ".safetensors":

@@ -234,3 +234,39 @@ def test_chunks_that_do_not_cover_the_tensor_are_refused(tmp_path):
     folder = write_chunked(tmp_path / "big", {"w": torch.ones(4)}, metadata_hook=grow)
     with pytest.raises(CheckpointError, match="chunk"):
         load_document(folder)
+
+
+def test_a_cancelled_dcp_save_leaves_nothing_behind(chunked):
+    from app.core.errors import Cancelled
+    folder, tensors = chunked
+    doc = load_document(folder)
+    before = {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)}
+    calls = []
+    with pytest.raises(Cancelled):
+        save_document(doc, folder, cancelled=lambda: calls.append(1) or len(calls) > 1)
+    assert {n: open(os.path.join(folder, n), "rb").read() for n in os.listdir(folder)} == before
+    assert sorted(os.listdir(os.path.dirname(folder))) == ["fsdp"]
+
+
+def test_scalars_empty_tensors_and_odd_dtypes_round_trip(tmp_path):
+    sd = {"scalar": torch.tensor(3.5), "empty": torch.zeros(0, 4), "mask": torch.tensor([True, False]),
+          "fp8": torch.ones(3).to(torch.float8_e4m3fn), "ids": torch.arange(5)}
+    folder = save_whole(sd, tmp_path / "odd")
+    doc = load_document(folder)
+    assert {n: (e.shape, e.dtype) for n, e in doc.tensors.items()} == {
+        n: (tuple(t.shape), t.dtype) for n, t in sd.items()}
+    for n, t in sd.items():
+        assert torch.equal(doc.tensor(n).view(torch.uint8) if t.dtype == torch.float8_e4m3fn
+                           else doc.tensor(n), t.view(torch.uint8) if t.dtype == torch.float8_e4m3fn else t)
+    save_document(doc, str(tmp_path / "again"))
+    back = load_document(str(tmp_path / "again"))
+    assert back.tensor("scalar").item() == 3.5 and back.entry("empty").shape == (0, 4)
+
+
+def test_a_folder_replaced_after_open_still_reads_as_it_was(chunked, tmp_path):
+    import shutil
+    folder, tensors = chunked
+    doc = load_document(folder)
+    shutil.rmtree(folder)  # a training job writing the next checkpoint under the same name
+    write_chunked(folder, {n: t + 1 for n, t in tensors.items()}, ranks=3, values={"step": 6})
+    assert torch.equal(doc.tensor("layer.weight"), tensors["layer.weight"])

@@ -169,3 +169,4 @@ def test_a_broken_config_is_one_error(model_folder, text):
     (folder / "config.json").write_bytes(text)
     with pytest.raises(CheckpointError, match="config.json"):
         load_document(str(folder))
+

@@ -22,6 +22,8 @@ from .dcp_metadata import METADATA_NAME, BytesMeta, DcpMetadata, TensorMeta, rea
 DCP = "dcp"
 #: a non-tensor value larger than this is not read at open (a step counter is a few hundred bytes)
 MAX_VALUE_BYTES = 16 * 1024 * 1024
+#: up to this many storage files (ranks) are opened at once when the folder is opened
+PIN_AT_OPEN = 256
 
 
 def is_dcp(path: str) -> bool:
@@ -135,6 +137,8 @@ def load_dcp(path: str, progress=None) -> Document:
     names |= {v.file for v in meta.values.values()}
     files = DcpFiles(folder, names)
     try:
+        if len(files.names) <= PIN_AT_OPEN:  # later reads see the files as they were at open,
+            files.pin()                      # even if a training job replaces them meanwhile
         values = {n: read_value(files, v) for n, v in meta.values.items()}
     except BaseException:
         files.close()

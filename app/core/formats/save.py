@@ -33,6 +33,7 @@ from .lost_entries import entries_lost_in_safetensors  # noqa: F401  (public her
 TORCH, SAFETENSORS, SHARDED = "torch", "safetensors", "safetensors-sharded"
 TORCHSCRIPT = "torchscript"
 DCP = "dcp"  # torch.distributed.checkpoint folder (dcp_writer.py)
+HF_FOLDER = "hf-folder"  # a Hugging Face folder's layout, config copied (hf_writer.py)
 DEFAULT_SHARD_SIZE = 2 * 1024 ** 3
 #: Tied tensors in safetensors: stored once, the other names recorded in metadata (what
 #: ``safetensors.torch.save_model`` does; ``load_model`` and paramedit restore them), or every
@@ -86,8 +87,10 @@ def save_document(doc: Document, out_path: str, fmt: str | None = None,
     out_path = os.fspath(out_path)
     if tied not in (TIED_ONCE, TIED_EVERY):
         raise UserError(f"tied must be {TIED_ONCE!r} or {TIED_EVERY!r}, not {tied!r}")
-    if (fmt is None and getattr(doc, "hf", None) is not None and not os.path.isfile(out_path)
-            and not os.path.splitext(out_path)[1]):  # a Hugging Face folder to a folder
+    if fmt == HF_FOLDER or (fmt is None and getattr(doc, "hf", None) is not None
+                            and not os.path.isfile(out_path) and not os.path.splitext(out_path)[1]):
+        if getattr(doc, "hf", None) is None:
+            raise UserError("only a document opened from a Hugging Face folder saves as one")
         from .hf_writer import save_hf_folder
         return save_hf_folder(doc, out_path, progress=progress, cancelled=cancelled,
                               drop_non_tensor=drop_non_tensor, tied=tied)
