@@ -168,7 +168,9 @@ def range_histogram(tensors: list[torch.Tensor], edges: np.ndarray, part: str | 
     cache-sized chunks: each chunk becomes bin codes (0 below, 1..n inside; the top edge
     belongs to the last bin, as in ``np.histogram``) in reused buffers and one ``bincount``;
     the elements above are counted apart and taken out of the last bin. Values are placed in
-    float32 unless the tensor is float64 or a wide integer (float32 would round them)."""
+    float32 unless the tensor is float64 or a wide integer (float32 would round them); as in
+    ``stats.compute_stats``, a value within a float32 rounding of an edge may land in the
+    neighbouring bin."""
     sources = [_Source(t, part) for t in tensors]
     total, done = sum(s.distinct for s in sources), 0
     n = len(edges) - 1

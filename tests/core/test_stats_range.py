@@ -38,7 +38,8 @@ def test_a_big_tensor_is_sampled_in_bounded_size_and_counts_estimated():
     assert est.approximate and not exact.approximate
     assert exact.counts.sum() + exact.below + exact.above == t.numel()
     ref = np.histogram(t.numpy(), edges)[0]
-    assert (exact.counts == ref).all()
+    assert np.abs(exact.counts - ref).sum() <= 1e-4 * t.numel()  # float32 binning at the edges
+    assert (sr.range_histogram([t.double()], edges).counts == ref).all()  # float64: exact
     assert exact.below == int((t < -1).sum()) and exact.above == int((t > 1).sum())
     assert abs(est.counts.sum() - exact.counts.sum()) < 0.02 * t.numel()
     top = sr.range_histogram([torch.tensor([0.0, 0.5, 1.0, 1.5, float("inf"), float("nan")])],

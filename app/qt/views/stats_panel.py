@@ -74,6 +74,7 @@ class StatsPanel(QWidget):
         self.approx_label = QLabel("≈ sampled — computing exact statistics…", self,
                                    objectName="approxLabel")
         self.approx_label.setStyleSheet("color: #a05a00;")
+        self.approx_label.setWordWrap(True)  # a long error message wraps, never widens the dock
         self.progress = QProgressBar(self, objectName="statsProgress", textVisible=False)
         self.progress.setMaximumHeight(8)
         self.progress.setRange(0, 1000)
