@@ -153,23 +153,104 @@ def compute_stats(t: torch.Tensor, bins: int = 100, progress: Progress | None = 
     return out
 
 
+#: dtypes whose contiguous tensors pool by plain concatenation (no conversion, no weights)
+_PLAIN = {torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.uint8,
+          torch.int16, torch.int32, torch.int64, torch.bool}
+#: pooled small tensors are concatenated into batches of about this many elements, and kept
+#: for the second pass when all of them together stay under ``KEEP_BATCHES`` elements
+BATCH = 1 << 22
+KEEP_BATCHES = 1 << 25
+
+
+def _plain(t: torch.Tensor) -> bool:
+    return t.dtype in _PLAIN and t.layout == torch.strided and t.is_cpu and t.is_contiguous()
+
+
 def compute_stats_many(tensors: list[torch.Tensor], bins: int = 100, progress: Progress | None = None,
                        cancelled: Callable[[], bool] | None = None, part: str | None = None) -> Stats:
-    """Pooled statistics of several tensors (a module's), as if concatenated."""
-    sources = [_Source(t, part) for t in tensors]
-    total = sum(s.numel for s in sources)
-    kinds = {s.value_dtype for s in sources}
-    work = kinds.pop() if len(kinds) == 1 else torch.float64
+    """Pooled statistics of several tensors (a module's), as if concatenated.
+
+    Plain contiguous tensors (most of them) are concatenated into batches of ``BATCH`` elements
+    (a module of 100k tiny tensors is a handful of chunks, not 100k of them, each paying its
+    own passes); the rest go through ``_Source`` one by one."""
+    plain: list[torch.Tensor] = []
+    others: list[_Source] = []
+    for t in tensors:
+        if _plain(t):
+            plain.append(t)
+        else:
+            others.append(_Source(t, part))
+    plain_dtypes = {t.dtype for t in plain}
+    total = sum(t.numel() for t in plain) + sum(s.numel for s in others)
+    kinds = {s.value_dtype for s in others} | plain_dtypes
+    work = next(iter(kinds)) if len(kinds) == 1 else torch.float64
+    batches = _Batches(plain, work, cancelled)
 
     def chunks() -> Iterable[tuple[torch.Tensor, int]]:
-        for s in sources:
+        for b in batches:
+            yield b, 1
+        for s in others:
             yield from s.chunks(CHUNK)()
     out = _stats_of_chunks(chunks, total, work, bins, progress, cancelled,
-                           sum(s.distinct for s in sources))
-    names = {dtypes.dtype_name(t.dtype) for t in tensors}
+                           batches.numel + sum(s.distinct for s in others))
+    names = {dtypes.dtype_name(d) for d in plain_dtypes | {s.dtype for s in others}}
     out.dtype = names.pop() if len(names) == 1 else "float64"
-    out.part = next((s.part for s in sources if s.part), None)
+    out.part = next((s.part for s in others if s.part), None)
     return out
+
+
+class _Batches:
+    """Plain tensors as flat batches of about ``BATCH`` elements (big ones as their own flat
+    chunks); iterable once per pass, the concatenated batches kept for the next pass when small."""
+
+    def __init__(self, tensors: list[torch.Tensor], mixed: torch.dtype, cancelled):
+        self.tensors, self.cancelled = tensors, cancelled
+        self.same = len({t.dtype for t in tensors}) <= 1  # (cat would promote; be explicit)
+        self.mixed = mixed
+        self.numel = sum(t.numel() for t in tensors)
+        self.kept: list[torch.Tensor] | None = None
+
+    def __iter__(self):
+        if self.kept is None and self.numel <= KEEP_BATCHES:
+            with torch.no_grad():  # a view of a parameter would otherwise record a graph
+                self.kept = list(self._make())
+        if self.kept is not None:
+            yield from self.kept
+        else:
+            yield from self._make_detached()
+
+    def _make_detached(self):
+        with torch.no_grad():
+            yield from self._make()
+
+    def _make(self):
+        group: list[torch.Tensor] = []
+        size = 0
+        for t in self.tensors:
+            n = t.numel()
+            if not n:
+                continue
+            if n >= BATCH:
+                flat = t.view(-1)
+                for s in range(0, n, CHUNK):
+                    yield flat[s:s + CHUNK]
+                continue
+            group.append(t.view(-1))
+            size += n
+            if size >= BATCH:
+                yield self._cat(group)
+                group, size = [], 0
+        if group:
+            yield self._cat(group)
+
+    def _cat(self, group: list[torch.Tensor]) -> torch.Tensor:
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled()
+        if len(group) == 1:
+            return group[0]
+        if self.same:
+            return torch.cat(group)
+        return torch.cat([g.to(self.mixed) for g in group])
 
 
 def preview_stats(t: torch.Tensor, bins: int = 100, part: str | None = None) -> Stats:

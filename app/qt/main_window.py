@@ -10,16 +10,15 @@ import os
 import shiboken6
 from PySide6.QtCore import QEvent, QModelIndex, Qt
 from PySide6.QtGui import QAction, QIcon, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHeaderView, QLabel, QLineEdit,
-                               QMainWindow, QMessageBox, QProgressBar, QPushButton, QTreeView,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QPushButton, QWidget)
 
 from ..core.edits import surgery as _surgery  # noqa: F401  (at start-up: a first Delete
 #                                                     must not pay ~40 ms of imports on the GUI thread)
 from ..core.model.document import Document
 from .compare_flows import CompareFlows
 from .controller import Controller, document_summary, openable_path
-from .models.tree_model import NAME, RESOURCES, NodeRole, TreeFilterProxy, TreeModel
+from .models.tree_model import RESOURCES, NodeRole
 from .edit_flows import EditFlows
 from .entry_flows import EntryFlows
 from .file_watch import FileWatch
@@ -31,131 +30,14 @@ from .save_flows import SaveFlows
 from .settings import save_layout
 from .verify_flows import VerifyFlows
 
-from .views.column_fit import fit_columns
+from .views.drop_overlay import DropOverlay
+from .views.tree_panel import FIT_ROWS, ModuleTreePanel  # noqa: F401  (FIT_ROWS: re-exported)
 from .views.stats_panel import StatsPanel
 from .views.tensor_view import TensorView
 
 OPEN_FILTER = ("Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.index.json *.zip);;"
                "All files (*)")
 SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
-#: rows whose text sizes the tree's columns (the visible ones first): a screenful, never all
-FIT_ROWS = 48
-
-
-class ModuleTreePanel(QWidget):
-    """The filter box (``treeFilter``) above the module tree (``moduleTree``)."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.model = TreeModel(parent=self)
-        self.proxy = TreeFilterProxy(self)
-        self.proxy.setSourceModel(self.model)
-        self.filter = QLineEdit(self, objectName="treeFilter", clearButtonEnabled=True)
-        self.filter.setPlaceholderText("Filter names: text or glob (encoder.*.weight)")
-        self.view = QTreeView(self, objectName="moduleTree")
-        self.view.setModel(self.proxy)
-        self.view.setUniformRowHeights(True)
-        self.view.setIndentation(14)  # deep module paths need the width more than the steps
-        self.view.setAlternatingRowColors(True)
-        self.view.setSelectionBehavior(QTreeView.SelectRows)
-        header = self.view.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(QHeaderView.Interactive)
-        # A double click on a divider fits to a screenful of rows, not to every row.
-        header.setResizeContentsPrecision(FIT_ROWS)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
-        layout.addWidget(self.filter)
-        layout.addWidget(self.view)
-        self.filter.textChanged.connect(self._filter_changed)
-        # An empty window says what to do instead of showing empty columns.
-        self.empty_hint = QLabel("Drop a checkpoint here,\nor File > Open (Ctrl+O)",
-                                 self.view.viewport(), objectName="emptyHint")
-        self.empty_hint.setAlignment(Qt.AlignCenter)
-        self.empty_hint.setEnabled(False)  # drawn in the palette's disabled (grey) text colour
-        self.empty_hint.setAttribute(Qt.WA_TransparentForMouseEvents)
-        self.view.viewport().installEventFilter(self)
-        for signal in (self.proxy.modelReset, self.proxy.rowsInserted, self.proxy.rowsRemoved):
-            signal.connect(self._update_hint)
-        self._update_hint()
-
-    def _update_hint(self, *_args) -> None:
-        """Shown while nothing is open (a filter that matches nothing is not "nothing open")."""
-        self.empty_hint.setVisible(self.model.rowCount() == 0)
-
-    def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Resize and obj is self.view.viewport():
-            self.empty_hint.setGeometry(obj.rect())
-        return False
-
-    def show_root(self, root, fit: bool = True) -> None:
-        """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the
-        widths, since fitting six columns is most of a rebuild's time)."""
-        self.model.set_root(root)
-        self._expand_first_levels(root)
-        if fit:
-            self.fit_columns()
-
-    def _expand_first_levels(self, root, few: int = 40) -> None:
-        """The top level expanded, and the next one too when that shows fewer than ``few`` rows.
-
-        Decided from the nodes, and only module rows are expanded, while the view's layout is
-        still pending after the reset: ``expandToDepth`` would lay the whole tree out twice and
-        ask the model for every row (most of a structural edit's time on the GUI thread)."""
-        proxy = self.proxy
-        if proxy.pattern.strip() or proxy.extra_filter is not None:  # rows the filter decides
-            self.view.expandToDepth(0)
-            if self._visible_rows() < few:
-                self.view.expandToDepth(1)
-            return
-        top = root.children
-        shown = len(top) + sum(len(n.children) for n in top)
-        levels = [n for n in top if n.children]
-        if shown < few:
-            levels += [c for n in top for c in n.children if c.children]
-        for node in levels:
-            self.view.setExpanded(proxy.mapFromSource(self.model.index_of(node)), True)
-
-    def fit_columns(self) -> None:
-        """Columns as wide as their text in the first screen of rows (``column_fit``)."""
-        fit_columns(self.view, FIT_ROWS)
-        header = self.view.header()
-        header.resizeSection(NAME, min(max(header.sectionSize(NAME), 160), 320))
-
-    def preferred_width(self) -> int:
-        """Wide enough for every column without a horizontal scroll bar."""
-        header = self.view.header()
-        columns = sum(header.sectionSize(c) for c in range(header.count()))
-        return columns + self.view.verticalScrollBar().sizeHint().width() + 2 * self.view.frameWidth()
-
-    def _visible_rows(self) -> int:
-        count, index = 0, self.view.indexAt(self.view.rect().topLeft())
-        index = self.proxy.index(0, 0) if not index.isValid() else index
-        while index.isValid() and count < 1000:
-            count, index = count + 1, self.view.indexBelow(index)
-        return count
-
-    def _filter_changed(self, text: str) -> None:
-        self.proxy.set_pattern(text)
-        if text.strip():
-            self.view.expandAll()
-
-    def current_node(self):
-        index = self.view.currentIndex()
-        return index.data(NodeRole) if index.isValid() else None
-
-    def select(self, full_name: str) -> bool:
-        source = self.model.find(full_name)
-        if not source.isValid():
-            return False
-        index = self.proxy.mapFromSource(source)
-        if not index.isValid():  # hidden by the filter
-            self.filter.clear()
-            index = self.proxy.mapFromSource(source)
-        self.view.scrollTo(index)  # expands collapsed ancestors
-        self.view.setCurrentIndex(index)
-        return True
 
 
 class MainWindow(QMainWindow):
@@ -184,7 +66,9 @@ class MainWindow(QMainWindow):
         self.entry_flows = EntryFlows(self)  # scalar entries and safetensors __metadata__
         self.help_flows = HelpFlows(self)  # Help menu, Ctrl+F, Redo on Ctrl+Shift+Z and Ctrl+Y
         self.setAcceptDrops(True)
+        self.drop_overlay = DropOverlay(self)  # shown while an openable file is dragged over
         self._route_child_drops()
+        self._chain_tab_order()
         self.resize(1400, 900)
         self._update_title()
 
@@ -393,13 +277,31 @@ class MainWindow(QMainWindow):
         return openable_path([u.toLocalFile() for u in urls])
 
     def dragEnterEvent(self, event) -> None:
-        if self.dropped_path(event.mimeData()) is not None:
+        path = self.dropped_path(event.mimeData())
+        if path is not None:
             event.acceptProposedAction()
+            if not self.drop_overlay.isVisible():
+                self.drop_overlay.show_for(path)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event) -> None:
         self.dragEnterEvent(event)
+
+    def dragLeaveEvent(self, event) -> None:
+        self.drop_overlay.hide()
+        super().dragLeaveEvent(event)
+
+    def _chain_tab_order(self) -> None:
+        """Tab follows the layout: filter, tree, the grid's controls, the grid, the statistics
+        (Qt's default order is the order the widgets were made in: grid, tree, statistics)."""
+        view = self.tensor_view
+        view.grid.setTabKeyNavigation(False)  # Tab leaves the grid; arrows move between cells
+        stats = [w for w in self.stats_panel.findChildren(QWidget) if w.focusPolicy() & Qt.TabFocus]
+        view.tab_next = stats[0] if stats else None
+        QWidget.setTabOrder(self.tree_panel.filter, self.tree_view)
+        QWidget.setTabOrder(self.tree_view, view.precision_spin)
+        view._chain_tab_order()
 
     def _route_child_drops(self) -> None:
         """Children that accept drops themselves (pyqtgraph's QGraphicsView does) would swallow a
@@ -410,16 +312,19 @@ class MainWindow(QMainWindow):
 
     def eventFilter(self, watched, event) -> bool:
         kind = event.type()
-        if kind in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop) \
+        if kind == QEvent.DragLeave:
+            self.drop_overlay.hide()
+        elif kind in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop) \
                 and self.dropped_path(event.mimeData()) is not None:
             if kind == QEvent.Drop:
                 self.dropEvent(event)
             else:
-                event.acceptProposedAction()
+                self.dragEnterEvent(event)
             return True
         return super().eventFilter(watched, event)
 
     def dropEvent(self, event) -> None:
+        self.drop_overlay.hide()
         path = self.dropped_path(event.mimeData())
         if path is None:
             event.ignore()

@@ -25,6 +25,7 @@ SAFETENSORS_EVERY_FILTER = ("safetensors, every tied name written: for load_file
                             "load_state_dict (*.safetensors)")
 SHARDED_EVERY_FILTER = "Sharded safetensors folder, every tied name written (index.json)"
 TORCHSCRIPT_FILTER = "TorchScript archive, edited values written back (*.pt *.pth)"
+DCP_FILTER = "torch.distributed.checkpoint folder (.metadata + .distcp)"
 SAVE_FILTER = ";;".join([SAFETENSORS_FILTER, TORCH_FILTER])
 SAVE_AS_FILTER = ";;".join([TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER])
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
@@ -35,7 +36,10 @@ TIED_ONCE_NOTE = ("tied weights stored once: load with safetensors.torch.load_mo
 def save_as_filters(doc) -> str:
     """The Save As choices for ``doc``: TorchScript first for an archive that can take its edits
     back, the 'every tied name' safetensors layouts where the document has tied tensors."""
-    filters = [TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER]
+    filters = [TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER, DCP_FILTER]
+    if doc is not None and doc.format == core_save.DCP:
+        filters.insert(0, DCP_FILTER)  # a DCP checkpoint stays one unless asked otherwise
+        filters.pop()
     if doc is not None and doc.format == TORCHSCRIPT and can_save_in_place(doc):
         filters.insert(0, TORCHSCRIPT_FILTER)
     if doc is not None and has_ties(doc):
@@ -52,6 +56,8 @@ def format_from_choice(path: str, chosen_filter: str) -> tuple[str, str]:
         return (root if ext else path), SHARDED
     if chosen_filter == TORCHSCRIPT_FILTER:
         return (path if ext else path + ".pt"), TORCHSCRIPT
+    if chosen_filter == DCP_FILTER and ext not in (".safetensors", *TORCH_SUFFIXES):
+        return path, core_save.DCP
     if ext == ".safetensors":
         return path, SAFETENSORS
     if ext in TORCH_SUFFIXES:
@@ -166,7 +172,8 @@ class SaveFlows(QObject):
         if not self.controller.ensure_fresh("save"):  # a file changed on disk: ask first
             return False
         if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
-            lost = entries_lost_in_safetensors(doc)
+            from ..core.formats.dcp_writer import values_lost
+            lost = entries_lost_in_safetensors(doc) + values_lost(doc)
             agreed = self._agreed_drops.get(os.path.abspath(path), set())
             if lost and not set(lost) <= agreed:
                 if not self.ask_drop_entries(lost):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from app.core.model.document import Document
-from app.qt.main_window import FIT_ROWS, ModuleTreePanel
+from app.qt.views.tree_panel import FIT_ROWS, ModuleTreePanel
 from app.qt.models.tree_model import NAME, TreeModel
 
 
@@ -29,7 +29,7 @@ def counting_panel(qtbot) -> ModuleTreePanel:
     qtbot.addWidget(panel)
     panel.model = CountingModel(parent=panel)
     panel.proxy.setSourceModel(panel.model)
-    panel.resize(600, 700)
+    panel.resize(1400, 700)  # wide: fitting, not squeezing (tests/qt/test_tree_panel.py)
     panel.show()
     return panel
 

@@ -5,8 +5,8 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-from app.qt.models.grid_model import BAD_BG, BAD_FG, BLOCK_COLS, BLOCK_ROWS, TensorTableModel
-
+from app.qt.models.grid_model import (BAD_BG, BAD_FG, BLOCK_COLS, BLOCK_ROWS, TensorTableModel,
+                                      auto_digits)
 
 
 def texts(model):
@@ -22,7 +22,13 @@ def expected_values(t2d):
 
 
 def assert_cells_equal(model, t2d):
+    """Shown to the dtype's digits (bf16 and fp16 texts read back to the same value); the edit
+    text is the exact value."""
     got, want = texts(model), expected_values(t2d)
+    rel = 0.5 * 10.0 ** (1 - model.precision)
+    exact = [[model.index(r, c).data(Qt.EditRole) for c in range(model.columnCount())]
+             for r in range(model.rowCount())]
+    assert exact == [[repr(v) if isinstance(v, float) else str(v) for v in row] for row in want]
     assert len(got) == len(want) and all(len(g) == len(w) for g, w in zip(got, want))
     for grow, wrow in zip(got, want):
         for text, value in zip(grow, wrow):
@@ -31,7 +37,9 @@ def assert_cells_equal(model, t2d):
             elif isinstance(value, int):
                 assert text == str(value)
             else:
-                assert float(text) == pytest.approx(value, rel=1e-7, abs=0, nan_ok=True)
+                assert float(text) == pytest.approx(value, rel=rel, abs=0, nan_ok=True)
+                if t2d.dtype in (torch.bfloat16, torch.float16):
+                    assert torch.tensor(float(text)).to(t2d.dtype).item() == value
 
 
 @pytest.fixture
@@ -124,9 +132,25 @@ def test_heatmap_is_diverging_and_centred_at_zero(model):
     assert QColor(model.index(0, 3).data(Qt.BackgroundRole)) == pos
 
 
+def test_default_digits_follow_the_dtype(model):
+    x = 0.1234567891234
+    for dtype, text in ((torch.float64, "0.1234567891"), (torch.float32, "0.1234568"),
+                        (torch.float16, "0.12347"), (torch.bfloat16, "0.1235")):
+        model.set_tensor(torch.tensor([[x]], dtype=dtype))
+        assert model.index(0, 0).data() == text, dtype
+    assert (auto_digits(torch.float8_e4m3fn), auto_digits(torch.qint8)) == (3, 4)
+    model.set_tensor(torch.tensor([[2**62 + 1]]))
+    assert model.index(0, 0).data() == str(2**62 + 1)  # integers exact
+    model.set_precision(3)  # the user's choice overrides every dtype's
+    model.set_tensor(torch.tensor([[x]], dtype=torch.float64))
+    assert model.index(0, 0).data() == "0.123"
+    model.set_precision(0)  # back to auto
+    assert model.index(0, 0).data() == "0.1234567891"
+
+
 def test_precision_and_scientific(model):
     model.set_tensor(torch.tensor([[0.123456789, 12345.678]], dtype=torch.float64))
-    assert model.index(0, 0).data() == "0.12345679"
+    assert model.index(0, 0).data() == "0.123456789"
     model.set_precision(3)
     assert [model.index(0, c).data() for c in (0, 1)] == ["0.123", "1.23e+04"]
     model.set_scientific(True)

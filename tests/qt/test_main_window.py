@@ -88,7 +88,8 @@ def test_select_name_expands_to_a_deep_tensor(demo_window):
 
 
 def test_filter_box_narrows_the_tree(qtbot, demo_window):
-    qtbot.keyClicks(demo_window.findChild(QLineEdit, "treeFilter"), "bn.running_*")
+    with qtbot.waitSignal(demo_window.tree_panel.filterApplied, timeout=5000):
+        qtbot.keyClicks(demo_window.findChild(QLineEdit, "treeFilter"), "bn.running_*")
     proxy = demo_window.tree_view.model()
     conv = proxy.index(0, 0)
     assert proxy.rowCount() == 1 and conv.data() == "conv"

@@ -13,6 +13,8 @@ cannot hold (fp8, quantized, shell types such as ``int4``) or a sparse layout.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -45,7 +47,9 @@ def is_quantized(dtype: torch.dtype) -> bool:
     return dtype in QUANTIZED
 
 
+@functools.lru_cache(maxsize=None)
 def _element_size(dtype: torch.dtype) -> int:
+    """Bytes per element (cached: asked once per tensor when a 100k-tensor tree is totalled)."""
     try:
         return torch.empty((), dtype=dtype).element_size()
     except Exception:  # quantized dtypes cannot be made by torch.empty

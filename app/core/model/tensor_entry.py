@@ -14,7 +14,7 @@ TENSOR = "tensor"
 from .dtypes import _element_size, dtype_name  # noqa: F401  (dtype_name: re-exported)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class TensorEntry:
     """A tensor known by name, shape and dtype; its data is read on the first ``tensor()`` call.
 

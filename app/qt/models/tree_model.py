@@ -218,9 +218,11 @@ class TreeModel(QAbstractItemModel):
             return _RIGHT
         if role == _DECORATION and col == NAME:
             return self._icon(node)
-        if role == _TOOLTIP:
+        if role == _TOOLTIP:  # every cell's full text first: narrow columns elide it
+            cell = self._text(node, col) if col != NAME else ""
+            cell = f"{HEADERS[col]}: {cell}" if cell else ""
             text, extra = self._tooltip(node), self.params.tooltip(node)
-            return "\n".join(t for t in (text, extra) if t) or None
+            return "\n".join(t for t in (cell, text, extra) if t) or None
         if col == GRAD and role == _FOREGROUND and self.params.nonfinite(node):
             return NOTE_COLOR
         if node.entry is not None and (role == _FOREGROUND or role == _FONT):
@@ -318,22 +320,49 @@ def name_matches(full_name: str, pattern: str) -> bool:
 
 
 class TreeFilterProxy(QSortFilterProxyModel):
-    """Keeps rows whose full name matches the filter text, and their ancestors."""
+    """Keeps the rows a filter pass matched (``set_matches``: indices into a ``NameIndex``) and
+    their ancestors; ``extra_filter`` (compare's "only changed") is applied recursively.
+
+    Whether a row is kept is one bisection over the matches (``NameIndex.shown``): rows are
+    never matched through the view one by one, and recursive filtering (which walks every
+    descendant of a rejected row) is on only for ``extra_filter``."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._pattern = ""
+        self._index = None      # the NameIndex the matches refer to
+        self._matches = None    # sorted indices, or None: no name filter
         self.extra_filter = None  # callable(Node) -> bool, e.g. "only changed" while comparing
-        self.setRecursiveFilteringEnabled(True)
+        self.setRecursiveFilteringEnabled(False)
 
     @property
     def pattern(self) -> str:
         return self._pattern
 
+    @property
+    def matches(self) -> list[int] | None:
+        return self._matches
+
     def set_pattern(self, text: str) -> None:
-        self._set_filter(_pattern=text)
+        """Filter by ``text`` at once (``name_filter`` syntax) over an index built here."""
+        from ...core.model.name_filter import NameIndex, parse_filter
+        if not text.strip():
+            self._set_filter(_pattern=text, _index=None, _matches=None)
+            return
+        index = self._index
+        if index is None or index.root is not self.sourceModel().root:
+            index = NameIndex(self.sourceModel().root)
+        self._set_filter(_pattern=text, _index=index, _matches=index.matches(parse_filter(text)))
+
+    def set_matches(self, index, matches: list[int], text: str = "") -> None:
+        self._set_filter(_pattern=text, _index=index, _matches=matches)
+
+    def clear_matches(self) -> None:
+        if self._matches is not None:
+            self._set_filter(_pattern="", _index=None, _matches=None)
 
     def set_extra_filter(self, accepts) -> None:
+        self.setRecursiveFilteringEnabled(accepts is not None)
         self._set_filter(extra_filter=accepts)
 
     def _set_filter(self, **attrs) -> None:
@@ -348,10 +377,14 @@ class TreeFilterProxy(QSortFilterProxyModel):
             self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
-        if not self._pattern.strip() and self.extra_filter is None:
+        if self._matches is None and self.extra_filter is None:
             return True
         model = self.sourceModel()
-        node = model.node(model.index(source_row, 0, source_parent))
+        parent = model.node(source_parent)
+        children = parent.children
+        if source_row >= len(children):
+            return False
+        node = children[source_row]
         if self.extra_filter is not None and not self.extra_filter(node):
             return False
-        return name_matches(node.full_name, self._pattern)
+        return self._matches is None or self._index.shown(node, self._matches)

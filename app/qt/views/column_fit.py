@@ -38,9 +38,9 @@ def _depth(index: QModelIndex) -> int:
     return depth
 
 
-def fit_columns(view: QTreeView, rows: int) -> list[int]:
+def fit_columns(view: QTreeView, rows: int, caps: dict[int, int] | None = None) -> list[int]:
     """Resize every shown section of ``view``'s header to its header text and the text of at most
-    ``rows`` rows; returns the widths."""
+    ``rows`` rows, each at most ``caps[column]`` (else ``MAX_WIDTH``) wide; returns the widths."""
     model, header = view.model(), view.header()
     style = view.style()
     fm, header_fm = view.fontMetrics(), header.fontMetrics()
@@ -65,7 +65,8 @@ def fit_columns(view: QTreeView, rows: int) -> list[int]:
             if c == 0:
                 w += indent * (_depth(index) + (1 if view.rootIsDecorated() else 0)) + icon + 4
             widths[c] = max(widths[c], w)
-    widths = [min(w, MAX_WIDTH) for w in widths]
+    caps = caps or {}
+    widths = [min(w, caps.get(c, MAX_WIDTH)) for c, w in enumerate(widths)]
     for c in shown:
         header.resizeSection(c, widths[c])
     return widths

@@ -16,6 +16,8 @@ preview, ``gotoRequested(tuple)`` with the index of the first NaN/Inf when its c
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
@@ -36,6 +38,7 @@ from ..settings import settings
 from ..workers import Task
 
 SYNC_LIMIT = 1 << 20   # elements computed on the GUI thread (a few ms); more go to a Task
+SYNC_TENSORS = 64      # and at most this many tensors: a module of 100k tensors goes to a Task
 THROTTLE_MS = 120      # refresh() recomputes at most this often
 DEFAULT_BINS = 100
 RANGE_TEXTS = {"auto": "Range: auto", "full": "Full range",
@@ -43,7 +46,9 @@ RANGE_TEXTS = {"auto": "Range: auto", "full": "Full range",
 BINS_KEY, LOG_KEY, RANGE_KEY = "histogram/bins", "histogram/logY", "histogram/range"
 
 
-gui_thread_torch = one_thread  # small previews on the GUI thread: see core/threads.py
+# Small previews on the GUI thread run with torch's thread count as it is: setting it there
+# would change it for the whole process. Workers run single-threaded (``one_thread``).
+gui_thread_torch = nullcontext
 
 
 class StatsPanel(QWidget):
@@ -194,9 +199,10 @@ class StatsPanel(QWidget):
     def show_tensors(self, label: str, tensors: list[torch.Tensor]) -> None:
         """Statistics of one tensor, or of several pooled (a module's)."""
         self.label = label
-        self.tensors = [t.detach() for t in tensors]
+        many = len(tensors) > SYNC_TENSORS  # no per-tensor loop on the GUI thread for these
+        self.tensors = list(tensors) if many else [t.detach() for t in tensors]
         self._show_empty(False)
-        self.part_combo.setVisible(any(t.is_complex() for t in self.tensors))
+        self.part_combo.setVisible(not many and any(t.is_complex() for t in self.tensors))
         self._refresh_timer.stop()
         self._recompute()
 
@@ -244,6 +250,13 @@ class StatsPanel(QWidget):
             self._set_pending(False)
             return
         single = len(tensors) == 1
+        if len(tensors) > SYNC_TENSORS:  # nothing per tensor here: all of it in the worker
+            self.title.setText(f"<b>{self.label}</b> &nbsp; ({len(tensors)} tensors)")
+            self.histogram.clear()
+            self.table.set_stats(None)
+            self._start_exact(gen, tensors, bins, part, single)
+            self.approx_label.setText(f"computing statistics of {len(tensors):,} tensors…")
+            return
         try:
             with gui_thread_torch():
                 # what is read: an expanded tensor's distinct elements, a sparse one's values
@@ -258,10 +271,15 @@ class StatsPanel(QWidget):
             self._show_error(exc)
             return
 
+        self._start_exact(gen, tensors, bins, part, single)
+
+    def _start_exact(self, gen: int, tensors: list, bins: int, part, single: bool) -> None:
+        """Exact statistics in a worker, on one thread (chunked passes: see core/threads.py)."""
         def work(progress, cancelled):
-            if single:
-                return gen, compute_stats(tensors[0], bins, progress, cancelled, part=part)
-            return gen, compute_stats_many(tensors, bins, progress, cancelled, part=part)
+            with one_thread():
+                if single:
+                    return gen, compute_stats(tensors[0], bins, progress, cancelled, part=part)
+                return gen, compute_stats_many(tensors, bins, progress, cancelled, part=part)
         task = Task(work)
         task.signals.finished.connect(self._on_exact)
         task.signals.failed.connect(self._on_failed)
@@ -285,6 +303,8 @@ class StatsPanel(QWidget):
         if gen != self._generation:  # superseded while it ran
             return
         self._task = None
+        if stats.part is not None:  # many tensors: found complex ones in the worker
+            self.part_combo.setVisible(True)
         self._show(stats)
 
     def _show_error(self, exc) -> None:

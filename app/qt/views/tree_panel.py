@@ -1,0 +1,343 @@
+"""The module tree dock's content: the filter box (``treeFilter``) above the tree (``moduleTree``).
+
+The filter runs over a flat index of names (``core.model.name_filter.NameIndex``), built in a
+background task once per tree, never through the view: typing is debounced (``DEBOUNCE_MS``),
+each pass answers with the matching rows, and only the first ``EXPAND_CAP`` matches are expanded
+(``expandAll`` on 100k rows took tens of seconds). "NaN/Inf" scans every tensor in a worker, with
+progress and Cancel, and filters the tree to the tensors holding NaN or Inf.
+"""
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar,
+                               QToolButton, QTreeView, QVBoxLayout, QWidget)
+
+from ...core.errors import UserError, first_line
+from ...core.model.name_filter import SYNTAX_HELP, NameIndex, parse_filter
+from ...core.model.nonfinite import nonfinite_names
+from ..models.tree_model import NAME, TYPE, NodeRole, TreeFilterProxy, TreeModel
+from ..progress import show_progress
+from ..workers import Task
+from .column_fit import fit_columns
+
+#: rows whose text sizes the tree's columns (the visible ones first): a screenful, never all
+FIT_ROWS = 48
+#: typing waits this long for the next key before the filter runs
+DEBOUNCE_MS = 150
+#: at most this many matches have their ancestors expanded
+EXPAND_CAP = 200
+#: fitted widths: the name column between these; Type (long module class names) capped, so
+#: that Shape, Dtype and Elements keep their room
+NAME_WIDTH, TYPE_WIDTH = (160, 320), 150
+#: the narrowest the name and type columns are squeezed to when the dock is narrow
+SQUEEZED = {NAME: 110, TYPE: 64}
+
+
+class ModuleTreePanel(QWidget):
+    """The filter box (``treeFilter``) above the module tree (``moduleTree``).
+
+    Signals
+    -------
+    filterApplied(int)
+        After each filter pass, with the number of matching rows (-1 for no filter).
+    """
+
+    filterApplied = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model = TreeModel(parent=self)
+        self.proxy = TreeFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.filter = QLineEdit(self, objectName="treeFilter", clearButtonEnabled=True)
+        self.filter.setPlaceholderText("Filter: name, glob, re:…, dtype:, shape:, kind:")
+        self.filter.setToolTip(SYNTAX_HELP)
+        self.nonfinite_button = QToolButton(self, objectName="nonfiniteButton", text="NaN/Inf")
+        self.nonfinite_button.setToolTip("Scan every tensor for NaN or Inf values and filter "
+                                         "the tree to those that have any")
+        self.cancel_button = QToolButton(self, objectName="nonfiniteCancel", text="Cancel")
+        self.scan_progress = QProgressBar(self, objectName="nonfiniteProgress", textVisible=False)
+        self.scan_progress.setMaximumHeight(8)
+        self.filter_message = QLabel("", self, objectName="treeFilterMessage")
+        self.filter_message.setWordWrap(False)
+        self.view = QTreeView(self, objectName="moduleTree")
+        self.view.setModel(self.proxy)
+        self.view.setUniformRowHeights(True)
+        self.view.setIndentation(14)  # deep module paths need the width more than the steps
+        self.view.setAlternatingRowColors(True)
+        self.view.setSelectionBehavior(QTreeView.SelectRows)
+        # weight_ih_l0 / weight_ih_l1 stay distinguishable when narrow; tooltips say it all
+        self.view.setTextElideMode(Qt.ElideMiddle)
+        header = self.view.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        # A double click on a divider fits to a screenful of rows, not to every row.
+        header.setResizeContentsPrecision(FIT_ROWS)
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.filter, 1)
+        top.addWidget(self.nonfinite_button)
+        top.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(top)
+        layout.addWidget(self.scan_progress)
+        layout.addWidget(self.filter_message)
+        layout.addWidget(self.view)
+        self.scan_progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self.filter_message.setVisible(False)
+
+        self._fitted: dict[int, int] = {}  # fitted widths of Name and Type (before squeezing)
+        self._index: NameIndex | None = None
+        self._index_task: Task | None = None
+        self._scan_task: Task | None = None
+        self._running: set[Task] = set()
+        self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
+        self._debounce.timeout.connect(self.apply_filter)
+        self.filter.textChanged.connect(self._filter_changed)
+        self.nonfinite_button.clicked.connect(self.scan_nonfinite)
+        self.cancel_button.clicked.connect(self.cancel_scan)
+        # An empty window says what to do instead of showing empty columns.
+        self.empty_hint = QLabel("Drop a checkpoint here,\nor File > Open (Ctrl+O)",
+                                 self.view.viewport(), objectName="emptyHint")
+        self.empty_hint.setAlignment(Qt.AlignCenter)
+        self.empty_hint.setEnabled(False)  # drawn in the palette's disabled (grey) text colour
+        self.empty_hint.setAttribute(Qt.WA_TransparentForMouseEvents)
+        self.view.viewport().installEventFilter(self)
+        for signal in (self.proxy.modelReset, self.proxy.rowsInserted, self.proxy.rowsRemoved):
+            signal.connect(self._update_hint)
+        self._update_hint()
+
+    def _update_hint(self, *_args) -> None:
+        """Shown while nothing is open (a filter that matches nothing is not "nothing open")."""
+        self.empty_hint.setVisible(self.model.rowCount() == 0)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Resize and obj is self.view.viewport():
+            self.empty_hint.setGeometry(obj.rect())
+            self._squeeze()
+        return False
+
+    # -- showing a tree ------------------------------------------------------------------------
+    def show_root(self, root, fit: bool = True) -> None:
+        """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the
+        widths, since fitting six columns is most of a rebuild's time)."""
+        self.cancel_scan()
+        self._index = None
+        self.proxy.clear_matches()
+        self.model.set_root(root)
+        self._build_index()
+        if self.filter.text().strip():
+            self._debounce.start()
+        self._expand_first_levels(root)
+        if fit:
+            self.fit_columns()
+
+    def _expand_first_levels(self, root, few: int = 40) -> None:
+        """The top level expanded, and the next one too when that shows fewer than ``few`` rows.
+
+        Decided from the nodes, and only module rows are expanded, while the view's layout is
+        still pending after the reset: ``expandToDepth`` would lay the whole tree out twice and
+        ask the model for every row (most of a structural edit's time on the GUI thread)."""
+        proxy = self.proxy
+        if proxy.extra_filter is not None:  # rows the filter decides
+            self.view.expandToDepth(0)
+            if self._visible_rows() < few:
+                self.view.expandToDepth(1)
+            return
+        top = root.children
+        shown = len(top) + sum(len(n.children) for n in top)
+        levels = [n for n in top if n.children]
+        if shown < few:
+            levels += [c for n in top for c in n.children if c.children]
+        for node in levels:
+            self.view.setExpanded(proxy.mapFromSource(self.model.index_of(node)), True)
+
+    def fit_columns(self) -> None:
+        """Columns as wide as their text in the first screen of rows (``column_fit``), Type
+        capped; when the view is narrower than that, Type and then Name give way (their text
+        elides in the middle; tooltips show it whole), so the numbers stay visible."""
+        fit_columns(self.view, FIT_ROWS, {TYPE: TYPE_WIDTH, NAME: NAME_WIDTH[1]})
+        header = self.view.header()
+        header.resizeSection(NAME, min(max(header.sectionSize(NAME), NAME_WIDTH[0]), NAME_WIDTH[1]))
+        self._fitted = {c: header.sectionSize(c) for c in (NAME, TYPE)}
+        self._squeeze()
+
+    def _squeeze(self) -> None:
+        """Give the fitted Name and Type columns back or take from them to fit the viewport."""
+        if not self._fitted:
+            return
+        header = self.view.header()
+        for c, w in self._fitted.items():
+            header.resizeSection(c, w)
+        excess = header.length() - self.view.viewport().width()
+        for c in (TYPE, NAME):
+            if excess <= 0:
+                break
+            give = max(0, min(excess, header.sectionSize(c) - SQUEEZED[c]))
+            header.resizeSection(c, header.sectionSize(c) - give)
+            excess -= give
+
+    def preferred_width(self) -> int:
+        """Wide enough for every column without a horizontal scroll bar."""
+        header = self.view.header()
+        columns = sum(self._fitted.get(c, header.sectionSize(c)) for c in range(header.count())
+                      if not header.isSectionHidden(c))
+        return columns + self.view.verticalScrollBar().sizeHint().width() + 2 * self.view.frameWidth()
+
+    def _visible_rows(self) -> int:
+        count, index = 0, self.view.indexAt(self.view.rect().topLeft())
+        index = self.proxy.index(0, 0) if not index.isValid() else index
+        while index.isValid() and count < 1000:
+            count, index = count + 1, self.view.indexBelow(index)
+        return count
+
+    # -- the name index --------------------------------------------------------------------
+    def _build_index(self) -> None:
+        """Index the tree's names in a worker (100k tensors: ~0.5 s of Python off the GUI)."""
+        root = self.model.root
+        if not root.children:
+            self._index = NameIndex(root)
+            return
+        task = Task(lambda progress, cancelled: NameIndex(root))
+        task.signals.finished.connect(lambda index, root=root: self._index_ready(root, index))
+        self._index_task = task
+        self._start(task)
+
+    def _index_ready(self, root, index: NameIndex) -> None:
+        if root is not self.model.root:  # a newer tree replaced it meanwhile
+            return
+        self._index, self._index_task = index, None
+        if self.filter.text().strip() and not self._debounce.isActive():
+            self.apply_filter()
+
+    def name_index(self) -> NameIndex:
+        """The index of the tree shown (built here if its task has not finished yet)."""
+        if self._index is None or self._index.root is not self.model.root:
+            self._index = NameIndex(self.model.root)
+        return self._index
+
+    # -- filtering -----------------------------------------------------------------------------
+    def _filter_changed(self, _text: str) -> None:
+        self._debounce.start()
+
+    def apply_filter(self) -> None:
+        """Run the filter box's text now (the debounce timer calls it)."""
+        self._debounce.stop()
+        text = self.filter.text()
+        if not text.strip():
+            self._show_message("")
+            self.proxy.clear_matches()
+            self.filterApplied.emit(-1)
+            return
+        if self._index is None and self._index_task is not None:
+            return  # applied when the index is ready
+        try:
+            flt = parse_filter(text)
+            index = self.name_index()
+            matches = index.matches(flt)
+        except UserError as exc:
+            self._show_message(first_line(exc), error=True)
+            return
+        self._show_message("" if matches else "no match")
+        self._show_matches(index, matches)
+
+    def _show_matches(self, index: NameIndex, matches: list[int]) -> None:
+        self.proxy.set_matches(index, matches)
+        self._expand_matches(index, matches)
+        self.filterApplied.emit(len(matches))
+
+    def _expand_matches(self, index: NameIndex, matches: list[int]) -> None:
+        """Expand the ancestors of the first ``EXPAND_CAP`` matches, never the whole tree."""
+        expanded: set[int] = set()
+        for i in matches[:EXPAND_CAP]:
+            for node in index.ancestors(i):
+                if id(node) not in expanded:
+                    expanded.add(id(node))
+                    self.view.setExpanded(self.proxy.mapFromSource(self.model.index_of(node)), True)
+
+    def _show_message(self, text: str, error: bool = False) -> None:
+        self.filter_message.setText(text)
+        self.filter_message.setStyleSheet("color: #b00020;" if error else "")
+        self.filter_message.setVisible(bool(text))
+
+    # -- NaN / Inf -----------------------------------------------------------------------------
+    def scan_nonfinite(self) -> None:
+        """Scan every tensor for NaN/Inf in a worker; filter the tree to those that have any."""
+        self.cancel_scan()
+        root = self.model.root
+        entries = [n.entry for n in root.walk() if n.entry is not None]
+        if not entries:
+            return
+        task = Task(lambda progress, cancelled: nonfinite_names(entries, progress, cancelled))
+        task.signals.progress.connect(lambda done, total: show_progress(self.scan_progress, done, total))
+        task.signals.finished.connect(lambda names, root=root: self._scan_done(root, names))
+        task.signals.failed.connect(lambda exc, _tb: self._scan_failed(exc))
+        task.signals.done.connect(lambda task=task: self._scan_ended(task))
+        self._scan_task = task
+        self.scan_progress.setValue(0)
+        self.scan_progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.nonfinite_button.setEnabled(False)
+        self._start(task)
+
+    def cancel_scan(self) -> None:
+        if self._scan_task is not None:
+            self._scan_task.cancel()
+            self._scan_ended(self._scan_task)
+
+    @property
+    def is_scanning(self) -> bool:
+        return self._scan_task is not None
+
+    def _scan_ended(self, task: Task) -> None:
+        if task is self._scan_task:
+            self._scan_task = None
+            self.scan_progress.setVisible(False)
+            self.cancel_button.setVisible(False)
+            self.nonfinite_button.setEnabled(True)
+
+    def _scan_failed(self, exc) -> None:
+        self._show_message(f"NaN/Inf scan failed: {first_line(exc)}", error=True)
+
+    def _scan_done(self, root, names: list[str]) -> None:
+        if root is not self.model.root:
+            return
+        self.nonfinite = list(names)
+        index = self.name_index()
+        wanted = set(names)
+        matches = [i for i, n in enumerate(index.nodes) if n.entry is not None
+                   and n.entry.name in wanted]
+        self.filter.blockSignals(True)  # the box keeps its text; the message says what is shown
+        self._debounce.stop()
+        self.filter.blockSignals(False)
+        count = len(names)
+        self._show_message(f"{count} tensor{'s' if count != 1 else ''} with NaN/Inf"
+                           if count else "no tensor holds NaN or Inf")
+        if count:
+            self._show_matches(index, matches)
+
+    # -- selection -----------------------------------------------------------------------------
+    def current_node(self):
+        index = self.view.currentIndex()
+        return index.data(NodeRole) if index.isValid() else None
+
+    def select(self, full_name: str) -> bool:
+        source = self.model.find(full_name)
+        if not source.isValid():
+            return False
+        index = self.proxy.mapFromSource(source)
+        if not index.isValid():  # hidden by the filter
+            self.filter.clear()
+            self.apply_filter()
+            index = self.proxy.mapFromSource(source)
+        self.view.scrollTo(index)  # expands collapsed ancestors
+        self.view.setCurrentIndex(index)
+        return True
+
+    def _start(self, task: Task) -> None:
+        self._running.add(task)
+        task.signals.done.connect(lambda task=task: self._running.discard(task))
+        task.start()
