@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import Cancelled
-from .stats import CHUNK, _sample, _Scratch, _Source
+from .stats import CHUNK, Stats, _sample, _Scratch, _Source
 
 ROBUST_QUANTILES = (0.001, 0.999)   # the robust range: 0.1th to 99.9th percentile
 SAMPLE = 1 << 16                    # elements read for the percentiles (a few ms to sort)
@@ -211,6 +211,40 @@ def range_histogram(tensors: list[torch.Tensor], edges: np.ndarray, part: str | 
     return RangeCounts(edges, k[1:].copy(), int(k[0]), round(above))
 
 
-__all__ = ["RANGE_MODES", "ROBUST_QUANTILES", "RangeCounts", "ValueSample",
+@dataclass
+class ViewPlan:
+    """What the histogram shows: ``shown`` is "full" or "robust" (``lo`` … ``hi``); ``counts``
+    None means the statistics' own full-range histogram stands as it is."""
+    shown: str
+    lo: float
+    hi: float
+    integer: bool
+    counts: RangeCounts | None = None
+
+
+def plan_view(stats: Stats, tensors: list[torch.Tensor], part: str | None, mode: str, bins: int,
+              exact: bool = False, progress: Callable[[int, int], None] | None = None,
+              cancelled: Callable[[], bool] | None = None) -> ViewPlan:
+    """Pick the range (``mode``: "auto", "full" or "robust") and bins for ``stats`` (of
+    ``tensors``, which have finite values) and count over them: from the sample, or exactly
+    (``exact``, reading every element) when the sample is not all of them."""
+    integer = is_integer_dtype(stats.dtype) and not stats.part
+    if mode == "full" and not integer:
+        return ViewPlan("full", stats.min, stats.max, False)
+    sample = value_sample(tensors, part)
+    robust = percentile_range(sample) if mode != "full" else None
+    use_robust = robust is not None and (
+        mode == "robust" or (mode == "auto" and outliers_dominate((stats.min, stats.max), robust)))
+    if not (use_robust or integer):
+        return ViewPlan("full", stats.min, stats.max, False)
+    lo, hi = robust if use_robust else (stats.min, stats.max)
+    edges = view_edges(stats.dtype if integer else "float", lo, hi, bins)
+    counts = sample_histogram(sample, edges)
+    if exact and counts.approximate:
+        counts = range_histogram(tensors, edges, part, progress, cancelled)
+    return ViewPlan("robust" if use_robust else "full", lo, hi, integer, counts)
+
+
+__all__ = ["RANGE_MODES", "ROBUST_QUANTILES", "RangeCounts", "ValueSample", "ViewPlan", "plan_view",
            "float_edges", "integer_edges", "is_integer_dtype", "outliers_dominate",
            "percentile_range", "range_histogram", "sample_histogram", "value_sample", "view_edges"]

@@ -243,3 +243,28 @@ def test_long_figures_wrap_instead_of_widening_the_table(qtbot):
     table.set_stats(Stats(**figures, approximate=True, sampled=1_048_576))
     assert "sampled" in table.values()["numel"]
     assert table.minimumSizeHint().width() < exact + 60  # not + "  (≈ from 1,048,576 sampled)"
+
+
+def test_a_module_of_many_tensors_gets_its_range_in_a_worker(panel, qtbot):
+    from app.qt.views import stats_panel as sp
+    g = torch.Generator().manual_seed(5)
+    tensors = [torch.randn(200, generator=g) * 0.02 for _ in range(sp.SYNC_TENSORS + 6)]
+    tensors[0][0] = 500.0
+    with qtbot.waitSignal(panel.statsReady, timeout=30_000):
+        panel.show_tensors("many", tensors)
+    assert panel._view_task is not None  # nothing sampled per tensor on the GUI thread
+    qtbot.waitUntil(lambda: panel._view_task is None, timeout=30_000)
+    edges, counts, below, above = shown(panel)
+    assert edges[-1] < 1.0 and above >= 1
+    assert counts.sum() + below + above == sum(t.numel() for t in tensors)
+    title = panel.findChild(QLabel, "statsTitle")
+    assert "<b>" not in title.text() and title.text().startswith("many")
+
+
+def test_rich_text_titles_show_as_plain_text(qtbot):
+    from app.qt.views.elided_label import ElidedLabel
+    label = ElidedLabel()
+    qtbot.addWidget(label)
+    label.setText("<b>encoder</b> &nbsp; (70 tensors)")
+    assert label.full_text.startswith("encoder") and label.full_text.endswith("(70 tensors)")
+    assert "<" not in label.full_text and "&nbsp;" not in label.full_text
