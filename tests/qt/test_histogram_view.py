@@ -101,6 +101,8 @@ def test_bool_gets_two_bins(panel):
     panel.show_tensors("mask", [t])
     edges, counts, _, _ = shown(panel)
     assert list(edges) == [-0.5, 0.5, 1.5] and list(counts) == [int((~t).sum()), int(t.sum())]
+    ticks = [v for _s, vs in panel.plot.getAxis("bottom").tickValues(-0.5, 1.5, 300) for v in vs]
+    assert set(ticks) == {0.0, 1.0}  # integer ticks only
 
 
 def label_boxes(axis, lo, hi, size):
