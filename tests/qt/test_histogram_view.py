@@ -270,3 +270,20 @@ def test_rich_text_titles_show_as_plain_text(qtbot):
     label.setText("<b>encoder</b> &nbsp; (70 tensors)")
     assert label.full_text.startswith("encoder") and label.full_text.endswith("(70 tensors)")
     assert "<" not in label.full_text and "&nbsp;" not in label.full_text
+
+
+def test_the_statistics_dock_keeps_its_width_for_a_long_name(qtbot, window):
+    from app.core.model.document import Document
+    long_name = "a_very_long_module_name.with.many.levels.of.nesting." * 3 + "weight"
+    window.open_document(Document.from_object({"w": torch.randn(4, 4),
+                                               long_name: torch.randn(4, 4)}), "t")
+    window.resize(1024, 700)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.select_name("w")
+    qtbot.wait(50)
+    width = window.stats_dock.width()
+    assert window.select_name(long_name)
+    qtbot.wait(50)
+    assert window.stats_dock.width() == width
+    assert window.findChild(QLabel, "statsTitle").toolTip().startswith(long_name)
