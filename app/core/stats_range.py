@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from .errors import Cancelled
-from .stats import CHUNK, Stats, _sample, _Source
+from .stats import CHUNK, Stats, _sample, _Scratch, _Source
 
 ROBUST_QUANTILES = (0.001, 0.999)   # the robust range: 0.1th to 99.9th percentile
-SAMPLE = 1 << 18                    # elements read for the percentiles (a few ms to sort)
+SAMPLE = 1 << 16                    # elements read for the percentiles (a few ms to sort)
 SQUASH = 10.0                       # full range this many times the robust one: outliers dominate
 INTEGER_BINS_MIN = 256              # one bin per integer up to max(bins, this) integers (all of int8)
 
@@ -164,31 +164,87 @@ def sample_histogram(sample: ValueSample, edges: np.ndarray) -> RangeCounts:
 def range_histogram(tensors: list[torch.Tensor], edges: np.ndarray, part: str | None = None,
                     progress: Callable[[int, int], None] | None = None,
                     cancelled: Callable[[], bool] | None = None) -> RangeCounts:
-    """Exact counts of the finite elements of ``tensors`` over ``edges``, read in chunks."""
+    """Exact counts of the finite elements of ``tensors`` over ``edges`` (equal widths), read in
+    cache-sized chunks: each chunk becomes bin codes (0 below, 1..n inside; the top edge
+    belongs to the last bin, as in ``np.histogram``) in reused buffers and one ``bincount``;
+    the elements above are counted apart and taken out of the last bin. Values are placed in
+    float32 unless the tensor is float64 or a wide integer (float32 would round them); as in
+    ``stats.compute_stats``, a value within a float32 rounding of an edge may land in the
+    neighbouring bin."""
     sources = [_Source(t, part) for t in tensors]
     total, done = sum(s.distinct for s in sources), 0
-    counts = torch.zeros(len(edges) - 1, dtype=torch.float64)
-    below = above = 0.0
+    n = len(edges) - 1
+    lo, scale = float(edges[0]), n / (float(edges[-1]) - float(edges[0]))
+    hi = float(edges[-1])
+    counts = torch.zeros(n + 1, dtype=torch.float64)
+    above = 0.0
     for s in sources:
+        work = torch.float64 if s.value_dtype in (torch.float64, torch.int64, torch.uint64,
+                                                  torch.int32, torch.uint32) else torch.float32
+        cast, tmp, idx, over = (_Scratch(work), _Scratch(work), _Scratch(torch.int32),
+                                _Scratch(torch.bool))
         for c, wt in s.chunks(CHUNK)():
             if cancelled is not None and cancelled():
                 raise Cancelled()
-            v = c.detach().to("cpu", torch.float64).reshape(-1)
-            v = v[torch.isfinite(v)]
-            k, b, a = _count(v, float(wt), edges)
-            counts += k
-            below, above = below + b, above + a
             done += c.numel()
+            v = cast.cast(c.detach().reshape(-1))
+            if not v.numel():
+                continue
+            vmin, vmax = (float(x) for x in torch.aminmax(v))  # one pass, no allocation
+            if not (math.isfinite(vmin) and math.isfinite(vmax)):
+                v = v[torch.isfinite(v)]
+                vmax = float(v.max()) if v.numel() else -math.inf
+            if v.numel():
+                b = tmp.get(v.numel())
+                torch.sub(v, lo, out=b)
+                b.mul_(scale).floor_().clamp_(-1, n - 1).add_(1)
+                i = idx.get(v.numel())
+                i.copy_(b)
+                counts += float(wt) * torch.bincount(i, minlength=n + 1).double()
+                if vmax > hi:
+                    above += float(wt) * int(torch.count_nonzero(
+                        torch.gt(v, hi, out=over.get(v.numel()))))
             if progress is not None:
                 progress(done, total)
-    return RangeCounts(edges, np.rint(counts.numpy()).astype(np.int64), round(below), round(above))
+    counts[n] -= above
+    k = np.rint(counts.numpy()).astype(np.int64)
+    return RangeCounts(edges, k[1:].copy(), int(k[0]), round(above))
 
 
-def is_scalar(stats: Stats) -> bool:
-    """One element: shown as its value, not as a histogram."""
-    return stats.numel == 1
+@dataclass
+class ViewPlan:
+    """What the histogram shows: ``shown`` is "full" or "robust" (``lo`` … ``hi``); ``counts``
+    None means the statistics' own full-range histogram stands as it is."""
+    shown: str
+    lo: float
+    hi: float
+    integer: bool
+    counts: RangeCounts | None = None
 
 
-__all__ = ["RANGE_MODES", "ROBUST_QUANTILES", "RangeCounts", "ValueSample",
-           "float_edges", "integer_edges", "is_integer_dtype", "is_scalar", "outliers_dominate",
+def plan_view(stats: Stats, tensors: list[torch.Tensor], part: str | None, mode: str, bins: int,
+              exact: bool = False, progress: Callable[[int, int], None] | None = None,
+              cancelled: Callable[[], bool] | None = None) -> ViewPlan:
+    """Pick the range (``mode``: "auto", "full" or "robust") and bins for ``stats`` (of
+    ``tensors``, which have finite values) and count over them: from the sample, or exactly
+    (``exact``, reading every element) when the sample is not all of them."""
+    integer = is_integer_dtype(stats.dtype) and not stats.part
+    if mode == "full" and not integer:
+        return ViewPlan("full", stats.min, stats.max, False)
+    sample = value_sample(tensors, part)
+    robust = percentile_range(sample) if mode != "full" else None
+    use_robust = robust is not None and (
+        mode == "robust" or (mode == "auto" and outliers_dominate((stats.min, stats.max), robust)))
+    if not (use_robust or integer):
+        return ViewPlan("full", stats.min, stats.max, False)
+    lo, hi = robust if use_robust else (stats.min, stats.max)
+    edges = view_edges(stats.dtype if integer else "float", lo, hi, bins)
+    counts = sample_histogram(sample, edges)
+    if exact and counts.approximate:
+        counts = range_histogram(tensors, edges, part, progress, cancelled)
+    return ViewPlan("robust" if use_robust else "full", lo, hi, integer, counts)
+
+
+__all__ = ["RANGE_MODES", "ROBUST_QUANTILES", "RangeCounts", "ValueSample", "ViewPlan", "plan_view",
+           "float_edges", "integer_edges", "is_integer_dtype", "outliers_dominate",
            "percentile_range", "range_histogram", "sample_histogram", "value_sample", "view_edges"]

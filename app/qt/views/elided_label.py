@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import Qt as GuiQt, QTextDocumentFragment
 from PySide6.QtWidgets import QLabel, QSizePolicy
 
 
@@ -18,6 +19,8 @@ class ElidedLabel(QLabel):
         self.setText(text)
 
     def setText(self, text: str) -> None:  # noqa: N802 (Qt's name)
+        if GuiQt.mightBeRichText(text):  # "<b>name</b> &nbsp; (...)": shown as its plain text
+            text = QTextDocumentFragment.fromHtml(text).toPlainText()
         self.full_text = text
         self._elide()
 

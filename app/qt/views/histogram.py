@@ -85,6 +85,7 @@ class Histogram(QObject):
             self.clear()
             return
         self._edges, self._counts, self.integer = edges, counts, integer
+        self.item.getAxis("bottom").integer = integer  # no tick at 0.5 between two integers
         self.below, self.above = int(below), int(above)
         self._draw()
 

@@ -28,9 +28,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgr
 from ...core.stats import (COMPLEX_PARTS, Stats, compute_stats, compute_stats_many,
                             distinct_elements, find_first, preview_stats, preview_stats_many)
 from ...core.threads import one_thread
-from ...core.stats_range import (ROBUST_QUANTILES, is_integer_dtype, outliers_dominate,
-                                  percentile_range, range_histogram, sample_histogram,
-                                  value_sample, view_edges)
+from ...core.stats_range import ROBUST_QUANTILES, ViewPlan, plan_view
 from .elided_label import ElidedLabel
 from .histogram import Histogram
 from .stats_table import StatsTable
@@ -79,6 +77,7 @@ class StatsPanel(QWidget):
         self.approx_label = QLabel("≈ sampled — computing exact statistics…", self,
                                    objectName="approxLabel")
         self.approx_label.setStyleSheet("color: #a05a00;")
+        self.approx_label.setWordWrap(True)  # a long error message wraps, never widens the dock
         self.progress = QProgressBar(self, objectName="statsProgress", textVisible=False)
         self.progress.setMaximumHeight(8)
         self.progress.setRange(0, 1000)
@@ -365,31 +364,48 @@ class StatsPanel(QWidget):
         self.view_stack.setCurrentWidget(self.plot)
         for w in (self.controls, self.range_label, self.hover_label):
             w.setVisible(True)
-        integer = is_integer_dtype(stats.dtype) and not stats.part
-        mode, sample, robust = self.range_mode, None, None
-        try:
-            if mode != "full" or integer:
-                with gui_thread_torch():
-                    sample = value_sample(self.tensors, self.part)
-                    robust = percentile_range(sample) if mode != "full" else None
-        except (RuntimeError, ValueError, TypeError, MemoryError):
-            sample = robust = None  # the full-range histogram of the statistics still stands
-        use_robust = robust is not None and (
-            mode == "robust" or (mode == "auto" and outliers_dominate((stats.min, stats.max),
-                                                                      robust)))
-        if sample is None or not (use_robust or integer):
-            self.histogram.set_data(stats.edges, stats.counts)
-            self._say_range("full", stats.min, stats.max, 0, 0, mode == "auto", stats.approximate)
+        mode, auto = self.range_mode, self.range_mode == "auto"
+        if len(self.tensors) > SYNC_TENSORS:  # nothing per tensor on the GUI thread: a worker
+            self.histogram.set_data(stats.edges, stats.counts)  # meanwhile, the full range
+            self._say_range("full", stats.min, stats.max, 0, 0, auto, stats.approximate)
+            self._plan_in_worker(stats, mode, auto)
             return
-        lo, hi = robust if use_robust else (stats.min, stats.max)
-        edges = view_edges(stats.dtype if integer else "float", lo, hi, self.bins)
-        with gui_thread_torch():
-            counts = sample_histogram(sample, edges)
-        self._show_counts(counts, integer, "robust" if use_robust else "full", lo, hi,
-                          mode == "auto", stats.approximate)
-        if counts.approximate and not stats.approximate:  # exact counts over these edges, off-thread
-            self._count_exactly(edges, integer, "robust" if use_robust else "full", lo, hi,
-                                mode == "auto")
+        try:
+            with gui_thread_torch():
+                plan = plan_view(stats, self.tensors, self.part, mode, self.bins)
+        except (RuntimeError, ValueError, TypeError, MemoryError):
+            plan = ViewPlan("full", stats.min, stats.max, False)  # the statistics' own stands
+        self._show_plan(stats, plan, auto, stats.approximate)
+        if plan.counts is not None and plan.counts.approximate and not stats.approximate:
+            self._plan_in_worker(stats, mode, auto)  # exact counts over the same edges
+
+    def _show_plan(self, stats: Stats, plan: ViewPlan, auto: bool, approximate: bool) -> None:
+        if plan.counts is None:
+            self.histogram.set_data(stats.edges, stats.counts)
+            self._say_range("full", plan.lo, plan.hi, 0, 0, auto, approximate)
+            return
+        c = plan.counts
+        self.histogram.set_data(c.edges, c.counts, c.below, c.above, plan.integer)
+        self._say_range(plan.shown, plan.lo, plan.hi, c.below, c.above, auto,
+                        approximate or c.approximate)
+
+    def _plan_in_worker(self, stats: Stats, mode: str, auto: bool) -> None:
+        """The range and its exact counts off the GUI thread (many tensors, or many elements)."""
+        gen, tensors, part, bins = self._view_generation, list(self.tensors), self.part, self.bins
+
+        def work(progress, cancelled):
+            with one_thread():
+                return gen, plan_view(stats, tensors, part, mode, bins, True, progress, cancelled)
+
+        def done(payload):
+            g, plan = payload
+            if g == self._view_generation:
+                self._view_task = None
+                self._show_plan(stats, plan, auto, stats.approximate)
+        task = Task(work)
+        task.signals.finished.connect(done)
+        self._view_task = task
+        self._start(task)
 
     def _show_scalar(self, value: str, what: str) -> None:
         self.scalar_label.setText(f"<div style='font-size:20pt'>{value}</div>"
@@ -397,11 +413,6 @@ class StatsPanel(QWidget):
         self.view_stack.setCurrentWidget(self.scalar_label)
         for w in (self.controls, self.range_label, self.hover_label):
             w.setVisible(False)
-
-    def _show_counts(self, counts, integer, shown, lo, hi, auto, approximate) -> None:
-        self.histogram.set_data(counts.edges, counts.counts, counts.below, counts.above, integer)
-        self._say_range(shown, lo, hi, counts.below, counts.above, auto,
-                        approximate or counts.approximate)
 
     def _say_range(self, shown, lo, hi, below, above, auto, approximate) -> None:
         """Which range is shown, in words (and why, when "auto" chose it)."""
@@ -414,22 +425,6 @@ class StatsPanel(QWidget):
         else:
             text = f"Full range: {lo:.4g} … {hi:.4g}"
         self.range_label.setText(text)
-
-    def _count_exactly(self, edges, integer, shown, lo, hi, auto) -> None:
-        gen, tensors, part = self._view_generation, list(self.tensors), self.part
-
-        def work(progress, cancelled):
-            return gen, range_histogram(tensors, edges, part, progress, cancelled)
-
-        def done(payload):
-            g, counts = payload
-            if g == self._view_generation:
-                self._view_task = None
-                self._show_counts(counts, integer, shown, lo, hi, auto, False)
-        task = Task(work)
-        task.signals.finished.connect(done)
-        self._view_task = task
-        self._start(task)
 
     def _cancel_view(self) -> None:
         self._view_generation += 1
