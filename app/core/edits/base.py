@@ -59,6 +59,18 @@ class Edit(ABC):
         """The edit as recipe steps (one, except for composite edits)."""
         return [self.recipe_step()]
 
+    # -- the op registry (recipes/registry.py maps each op name to the class that builds it) --
+    def to_step(self) -> dict:
+        """The edit as one recipe step; ``type(edit).from_step(edit.to_step(), ...)`` builds
+        the same edit back, and exports the identical step."""
+        return self.recipe_step()
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "Edit":
+        """The edit that performs the (checked) recipe ``step`` on ``doc``, not applied yet.
+        ``inputs`` opens the other checkpoints the step names (``compare.merge_ops.Inputs``)."""
+        raise NotImplementedError(f"{cls.__name__} is not built from recipe steps")
+
 
 class CompositeEdit(Edit):
     """Several edits done and undone as one (e.g. weights xavier and biases zero in one go)."""

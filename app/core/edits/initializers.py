@@ -514,6 +514,11 @@ class InitEdit(Edit):
             step["targets"] = list(self.targets)
         return step
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "InitEdit":
+        from .steps import resolve_targets
+        return init_edit_from_step(step, resolve_targets(doc, step))
+
     def touched(self) -> list[str]:
         return list(self._touched)
 

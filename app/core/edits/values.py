@@ -298,6 +298,12 @@ class FillEdit(_RegionEdit):
     def recipe_step(self) -> dict:
         return self._step("fill", value=_json_value(self.value))
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "FillEdit":
+        from .steps import glob_of, resolve_targets
+        return cls(resolve_targets(doc, step), step["value"], index=step.get("index"),
+                   glob=glob_of(step))
+
 
 class ExprEdit(_RegionEdit):
     """``w[index] = expr(w[index])``, optionally only where ``mask(w[index])`` holds.
@@ -313,7 +319,8 @@ class ExprEdit(_RegionEdit):
     _current_env: Env | None = None
 
     def __init__(self, targets, expr: str, index: str | None = None, mask: str | None = None,
-                 glob: str | None = None, ref: Document | None = None, ref_path: str | None = None):
+                 glob: str | None = None, ref: Document | None = None, ref_path: str | None = None,
+                 ref_name: str = "ref"):
         super().__init__(targets, index, glob)
         self.expr = str(expr).strip()
         self._compiled = compile_expr(self.expr)
@@ -326,7 +333,8 @@ class ExprEdit(_RegionEdit):
         if "ref" in self.reads():
             if ref is None:
                 raise UserError(f"expression `{self.expr}`: {NO_REFERENCE}")
-            self.inputs = {"ref": ref_path or ref.path or ""}  # recorded in exported recipes
+            self.ref_name = ref_name  # the recipe input ref[...] reads (edits/steps.py)
+            self.inputs = {ref_name: ref_path or ref.path or ""}  # recorded in exported recipes
 
     def reads(self) -> set[str]:
         """What the expression and mask read besides ``w``: ``"t"``, ``"ref"`` or neither."""
@@ -404,7 +412,25 @@ class ExprEdit(_RegionEdit):
                     progress(done, total)
 
     def recipe_step(self) -> dict:
-        return self._step("expr", expr=self.expr, mask=self.mask)
+        step = self._step("expr", expr=self.expr, mask=self.mask)
+        if getattr(self, "ref_name", "ref") != "ref":  # edits/steps.py: the input ref[...] reads
+            step["ref"] = self.ref_name
+        return step
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "ExprEdit":
+        """An expr step; one that reads ``ref["NAME"]`` opens the input its ``ref`` key names
+        (``ref`` by default)."""
+        from .steps import glob_of, resolve_targets
+        names = resolve_targets(doc, step)
+        texts = [step["expr"], *([step["mask"]] if step.get("mask") else [])]
+        ref = ref_path = None
+        ref_name = step.get("ref", "ref")
+        if inputs is not None and any("ref" in compile_expr(x).sources() for x in texts):
+            ref, ref_path = inputs.document(ref_name), inputs.path(ref_name)
+        edit = cls(names, step["expr"], index=step.get("index"), mask=step.get("mask"),
+                   glob=glob_of(step), ref=ref, ref_path=ref_path, ref_name=ref_name)
+        return edit
 
 
 def _chunks(region: torch.Tensor, size: int):
@@ -492,6 +518,11 @@ class RequiresGradEdit(Edit):
     def recipe_step(self) -> dict:
         return _step_target({"op": "requires_grad"}, self.targets, self.glob) | {"value": self.flag}
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "RequiresGradEdit":
+        from .steps import glob_of, resolve_targets
+        return cls(resolve_targets(doc, step), step["value"], glob=glob_of(step))
+
     def touched(self) -> list[str]:
         return list(self._touched)
 
@@ -562,6 +593,18 @@ class ResetParametersEdit(Edit):
 
     def recipe_step(self) -> dict:
         return _step_target({"op": "reset_parameters"}, self.modules, self.glob)
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "ResetParametersEdit":
+        """A seeded step is an ``initializers.SeededResetEdit``."""
+        from .steps import glob_of, resolve_modules
+        seed = step.get("seed")
+        if seed is not None:
+            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+                raise UserError(f"reset_parameters: 'seed' must be a whole number >= 0, not {seed!r}")
+            from .initializers import SeededResetEdit
+            return SeededResetEdit(resolve_modules(doc, step), seed, glob=glob_of(step))
+        return ResetParametersEdit(resolve_modules(doc, step), glob=glob_of(step))
 
     def touched(self) -> list[str]:
         return list(self._touched)
