@@ -81,6 +81,10 @@ class _ValueEdit(Edit):
     def memory_cost(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._old.values())
 
+    def work_bytes(self, doc: Document) -> int:
+        from ..edits.base import names_bytes
+        return names_bytes(doc, self.names)
+
 
 # -- transplant ----------------------------------------------------------------------------------
 

@@ -525,6 +525,10 @@ class InitEdit(Edit):
     def memory_cost(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._saved.values())
 
+    def work_bytes(self, doc: Document) -> int:
+        from .base import names_bytes
+        return names_bytes(doc, self.targets)
+
 
 @contextlib.contextmanager
 def _seeded_global_rng(seed: int | None, needed: bool):

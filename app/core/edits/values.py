@@ -256,6 +256,10 @@ class _RegionEdit(Edit):
     def memory_cost(self) -> int:
         return sum(_nbytes(old) for _t, _i, old in self._saved)
 
+    def work_bytes(self, doc: Document) -> int:
+        from .base import names_bytes
+        return names_bytes(doc, self.targets)
+
     def _step(self, op: str, **keys) -> dict:
         step = _step_target({"op": op}, self.targets, self.glob)
         step.update({k: v for k, v in keys.items() if v is not None})
@@ -469,6 +473,9 @@ class CellEdit(_RegionEdit):
             raise UserError(f"{n}: {exc}") from None
         self._commit(units, touched, [value])
         self.value = value  # text typed in a cell becomes the number it stands for
+
+    def work_bytes(self, doc: Document) -> int:
+        return 0  # one element
 
     def recipe_step(self) -> dict:
         value = self.value.item() if isinstance(self.value, torch.Tensor) else self.value
