@@ -87,6 +87,7 @@ class EditStack(QObject):
         self._task: Task | None = None
         self._batch: ExitStack | None = None
         self.stack.cleanChanged.connect(self._clean_changed)
+        self.stack.indexChanged.connect(self._index_changed)
 
     # -- the history's state ---------------------------------------------------------------------
     @property
@@ -257,6 +258,15 @@ class EditStack(QObject):
     def _clean_index(self) -> int:
         import shiboken6
         return self.stack.cleanIndex() if shiboken6.isValid(self.stack) else -1
+
+    def _index_changed(self, _index: int) -> None:
+        """``QUndoStack.clear()`` called from outside (closing a window): the history forgets
+        its steps too (their old values go), keeping what is applied in the recipe."""
+        import shiboken6
+        if shiboken6.isValid(self.stack) and self.stack.count() == 0 and self._commands:
+            _forget(self._commands)
+            self._commands = []
+            self.history.drop_all()
 
     def _clean_changed(self, _clean: bool) -> None:
         index = self._clean_index()

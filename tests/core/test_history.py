@@ -154,3 +154,15 @@ def test_reset_forgets_everything():
     h.push(FillEdit(["a"], 2.0))
     h.reset(doc)
     assert h.edits == [] and h.index == 0 and h.is_clean and h.dropped_steps == []
+
+
+def test_drop_all_keeps_the_recipe_and_frees_the_old_values():
+    doc = doc_of(a=(256,))
+    h = EditHistory(doc)
+    h.push(FillEdit(["a"], 1.0))
+    h.push(FillEdit(["a"], 2.0))
+    h.undo()
+    h.drop_all()
+    assert h.edits == [] and h.memory_used() == 0 and not h.can_undo and not h.can_redo
+    assert h.recipe()["steps"] == [{"op": "fill", "target": "a", "value": 1.0}]
+    assert h.clean_index == -1 and h.touched_since_clean() == {"a"}

@@ -117,3 +117,16 @@ def test_a_second_edit_while_one_runs_is_refused(qtbot, win):
     qtbot.waitUntil(lambda: not edits.busy, timeout=10_000)
     assert torch.equal(win.controller.document.tensor("y"), torch.zeros(8))
     assert edits.stack.count() == 1
+
+
+def test_clearing_the_qundostack_clears_the_history_and_keeps_the_recipe(qtbot, win):
+    edits = win.controller.edits
+    edits.background_bytes = 1 << 40
+    assert win.edit_flows.push(FillEdit(["y"], 2.0))
+    win.undo_stack.clear()  # as closing a window does
+    assert edits.history.edits == [] and edits.memory_used() == 0
+    assert edits.recipe()["steps"] == [{"op": "fill", "target": "y", "value": 2.0}]
+    assert win.edit_flows.push(FillEdit(["y"], 3.0))
+    assert edits.stack.count() == 1 and len(edits.recipe()["steps"]) == 2
+    edits.stack.undo()
+    assert torch.equal(win.controller.document.tensor("y"), torch.full((8,), 2.0))

@@ -144,6 +144,17 @@ class EditHistory:
         self.index += 1
         return edit
 
+    def drop_all(self) -> None:
+        """Forget every step but keep what is applied in the recipe (as the memory cap does):
+        the document keeps its edits, and the old values kept for undo go."""
+        clean = self.clean_index == self.index
+        self.edits, gone = [], self.edits[: self.index]
+        self.index = 0
+        self.clean_index = 0 if clean else -1
+        for e in gone:
+            self._dropped.groups.append(_group(e))
+            self._dropped.touched.update(e.touched())
+
     def _enforce_cap(self) -> int:
         used, drop = self.memory_used(), 0
         while used > self.memory_cap and drop < len(self.edits) - 1 and drop < self.index - 1:
