@@ -1,6 +1,7 @@
 """While an edit, undo or redo runs on a worker (``EditStack.busyChanged``), nothing the user can
 do may touch the document: every action of the window is disabled (menus and shortcuts), the
-tree and the grid take no input, drops are refused, and the status bar's progress bar runs.
+tree and the grid take no input and do not paint (a paint would read the tensors the worker is
+changing), drops are refused, and the status bar's progress bar runs.
 Enabled states come back as they were; the flows then update them from the edit's outcome.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ class EditBusy(QObject):
                 a.setEnabled(False)
             self._widgets = [x for x in (w.tree_view, w.tensor_view) if x.isEnabled()]
             for x in self._widgets:
+                x.setUpdatesEnabled(False)  # no paint reads a tensor the worker is changing
                 x.setEnabled(False)
             self._drops = w.acceptDrops()
             w.setAcceptDrops(False)
@@ -54,6 +56,7 @@ class EditBusy(QObject):
         widgets, self._widgets = self._widgets, []
         for x in widgets:
             x.setEnabled(True)
+            x.setUpdatesEnabled(True)
         w.setAcceptDrops(self._drops)
         bar = getattr(w, "progress_bar", None)
         if bar is not None:

@@ -39,7 +39,8 @@ def blocked_run(qtbot, win, gesture):
         seen = {"busy": edits.busy, "dtype": dtype(win), "undo": win.actionUndo.isEnabled(),
                 "redo": win.actionRedo.isEnabled(), "save": win.actionSaveAs.isEnabled(),
                 "cast": win.edit_flows.cast_actions["float16"].isEnabled(),
-                "tree": win.tree_view.isEnabled(), "grid": win.tensor_view.isEnabled()}
+                "tree": win.tree_view.isEnabled(), "grid": win.tensor_view.isEnabled(),
+                "paint": win.tree_view.updatesEnabled() or win.tensor_view.updatesEnabled()}
     finally:
         pool.release()
     qtbot.waitUntil(lambda: not edits.busy, timeout=10_000)
@@ -49,11 +50,12 @@ def blocked_run(qtbot, win, gesture):
 def test_a_cast_runs_off_the_gui_thread_and_blocks_the_window(qtbot, win):
     seen = blocked_run(qtbot, win, win.edit_flows.cast_actions["float16"].trigger)
     assert seen["busy"] and seen["dtype"] == torch.float32  # not run yet: the GUI thread is free
-    assert not any(seen[k] for k in ("undo", "redo", "save", "cast", "tree", "grid"))
+    assert not any(seen[k] for k in ("undo", "redo", "save", "cast", "tree", "grid", "paint"))
     assert dtype(win) == torch.float16
     assert win.actionUndo.isEnabled() and win.actionUndo.text().replace("&", "") == \
         "Undo Cast x to float16"
     assert win.tree_view.isEnabled() and win.tensor_view.isEnabled()
+    assert win.tree_view.updatesEnabled() and win.tensor_view.updatesEnabled()
     assert win.edit_flows.cast_actions["float32"].isEnabled()
     assert win.isWindowModified()
     assert win.controller.edits.recipe()["steps"] == [{"op": "cast", "target": "x",
