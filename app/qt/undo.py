@@ -86,6 +86,7 @@ class EditStack(QObject):
         self._commands: list[EditCommand] = []  # Python owns the commands the stack shows
         self._task: Task | None = None
         self._batch: ExitStack | None = None
+        self._generation = 0  # bumped when the history is forgotten (a step running is then dropped)
         self.stack.cleanChanged.connect(self._clean_changed)
         self.stack.indexChanged.connect(self._index_changed)
 
@@ -127,6 +128,7 @@ class EditStack(QObject):
         return self.history.touched_since_clean()
 
     def reset(self, doc) -> None:
+        self._generation += 1
         self.stack.clear()
         _forget(self._commands)
         self._commands.clear()
@@ -230,29 +232,25 @@ class EditStack(QObject):
         outcome: list = []
         task.signals.finished.connect(lambda _r: outcome.append(None))
         task.signals.failed.connect(lambda exc, _tb: outcome.append(exc))
-        task.signals.done.connect(lambda: self._ended(outcome, commit, finished, failed))
+        generation = self._generation
+        task.signals.done.connect(lambda: self._ended(outcome, commit, finished, failed,
+                                                      generation))
         self.busyChanged.emit(True)
         task.start()
 
-    def _ended(self, outcome, commit, finished, failed) -> None:
+    def _ended(self, outcome, commit, finished, failed, generation: int) -> None:
         batch, self._batch, self._task = self._batch, None, None
         error = outcome[0] if outcome else UserError("the edit was stopped")
         try:
             batch.close()  # the document announces its change here, on the GUI thread
         finally:
             self.busyChanged.emit(False)
+        if generation != self._generation:  # the history was forgotten meanwhile (a close)
+            return
         if error is None:
             finished(commit())
         else:
             failed(error)
-
-    def wait(self, timeout_ms: int = 60_000) -> bool:
-        """Tests and the close of the window: run the event loop until no edit runs."""
-        from PySide6.QtCore import QDeadlineTimer, QCoreApplication, QEventLoop
-        deadline = QDeadlineTimer(timeout_ms)
-        while self.busy and not deadline.hasExpired():
-            QCoreApplication.processEvents(QEventLoop.AllEvents, 20)
-        return not self.busy
 
     # -- clean state and the memory cap ----------------------------------------------------------
     def _clean_index(self) -> int:
@@ -267,6 +265,7 @@ class EditStack(QObject):
             _forget(self._commands)
             self._commands = []
             self.history.drop_all()
+            self._generation += 1
 
     def _clean_changed(self, _clean: bool) -> None:
         index = self._clean_index()
