@@ -14,7 +14,6 @@ from app.core.model.document import Document
 from app.core.recipes.check import OPS, load_recipe
 from app.core.recipes.recipe import edit_for_step
 from app.core.recipes.registry import REGISTRY, edit_class
-from tests.checkpoints import training_checkpoint, tied_lm
 
 
 def tensors(seed: int) -> dict:
@@ -29,7 +28,7 @@ def files(tmp_path):
     save_file(tensors(0), str(tmp_path / "doc.safetensors"), metadata={"format": "pt"})
     save_file(tensors(1), str(tmp_path / "a.safetensors"))
     save_file(tensors(2), str(tmp_path / "b.safetensors"))
-    torch.save(training_checkpoint(tied_lm()), tmp_path / "ck.pt")
+    torch.save({"model": tensors(3), "epoch": 12}, tmp_path / "ck.pt")  # a training checkpoint
     adapter = tmp_path / "lora"
     adapter.mkdir()
     g = torch.Generator().manual_seed(9)
