@@ -10,7 +10,9 @@ Big edits (``Edit.work_bytes`` at least ``background_bytes``) run on a worker th
 (``submit``): the document is inside one ``Document.batch()`` entered and left on the GUI
 thread, so its change is announced there once the work is done; the QUndoStack gets the
 command only then; ``busyChanged`` tells the window to block what could touch the document
-meanwhile. Undo and redo of such a step run on a worker likewise.
+meanwhile. Its redo runs on a worker likewise, and so does an undo that copies big old values
+back (a structural step's undo only puts the kept tensors back: it stays on the GUI thread).
+A delete moves no bytes (``DeleteEdit.work_bytes`` is 0): it runs at once.
 """
 from __future__ import annotations
 
@@ -202,7 +204,7 @@ class EditStack(QObject):
         """QUndoStack's undo / redo of ``cmd`` (it moves its index as soon as this returns)."""
         edit = cmd.edit
         step = self.history.undo if undo else self.history.redo
-        if not cmd.background and edit.memory_cost() < self.background_bytes:
+        if not self._move_in_background(cmd, undo):
             with self.doc.batch():
                 step()
             self.edited.emit(edit)
@@ -218,6 +220,13 @@ class EditStack(QObject):
             self.failed.emit(str(error) if isinstance(error, UserError)
                              else f"{type(error).__name__}: {first[0] if first else ''}")
         self._run(work, lambda: step(run=False), lambda _r: self.edited.emit(edit), failed)
+
+    def _move_in_background(self, cmd: EditCommand, undo: bool) -> bool:
+        """A redo repeats the push's work; an undo copies the kept old values back, except for a
+        structural step (a cast, a delete), whose undo puts the kept tensors back in place."""
+        if not undo:
+            return cmd.background
+        return not cmd.edit.structural and cmd.edit.memory_cost() >= self.background_bytes
 
     # -- the worker ------------------------------------------------------------------------------
     def _run(self, work: Callable[[], None], commit: Callable[[], object],

@@ -63,19 +63,36 @@ def test_a_cast_runs_off_the_gui_thread_and_blocks_the_window(qtbot, win):
     assert win.tree_model.root is win.controller.document.root  # announced and shown
 
 
+def x_value(win) -> float:
+    return float(win.controller.document.tensor("x")[0, 0])
+
+
 def test_undo_and_redo_of_a_big_step_run_off_the_gui_thread(qtbot, win):
     edits = win.controller.edits
-    win.edit_flows.cast_actions["float16"].trigger()
+    assert win.edit_flows.push(FillEdit(["x"], 5.0))
     qtbot.waitUntil(lambda: not edits.busy, timeout=10_000)
+    x = win.controller.document.tensor("x")
     seen = blocked_run(qtbot, win, win.actionUndo.trigger)
-    assert seen["busy"] and seen["dtype"] == torch.float16 and not seen["redo"]
-    assert dtype(win) == torch.float32
+    assert seen["busy"] and not seen["redo"] and not seen["paint"]
+    assert x_value(win) == 1.0 and win.controller.document.tensor("x") is x
     assert not win.isWindowModified() and edits.recipe()["steps"] == []
     assert win.actionRedo.isEnabled() and not win.actionUndo.isEnabled()
     seen = blocked_run(qtbot, win, win.actionRedo.trigger)
+    assert seen["busy"] and not seen["undo"]
+    assert x_value(win) == 5.0 and win.isWindowModified()
+    assert edits.recipe()["steps"] == [{"op": "fill", "target": "x", "value": 5.0}]
+    assert edits.stack.index() == 1
+
+
+def test_the_undo_of_a_cast_puts_the_tensors_back_at_once_and_its_redo_runs_off(qtbot, win):
+    edits = win.controller.edits
+    win.edit_flows.cast_actions["float16"].trigger()
+    qtbot.waitUntil(lambda: not edits.busy, timeout=10_000)
+    win.actionUndo.trigger()  # the kept float32 tensors go back: no conversion to wait for
+    assert not edits.busy and dtype(win) == torch.float32 and not win.isWindowModified()
+    seen = blocked_run(qtbot, win, win.actionRedo.trigger)  # converts again: on the worker
     assert seen["busy"] and seen["dtype"] == torch.float32
     assert dtype(win) == torch.float16 and win.isWindowModified()
-    assert len(edits.recipe()["steps"]) == 1 and edits.stack.index() == 1
 
 
 def test_a_failing_edit_leaves_the_document_unchanged_and_says_one_line(qtbot, win):

@@ -159,10 +159,6 @@ class DeleteEdit(Edit):
     def memory_cost(self) -> int:
         return 0  # removed tensors are kept by reference, not copied
 
-    def work_bytes(self, doc: Document) -> int:
-        from .base import names_bytes
-        return names_bytes(doc, match_names(doc, self.target))
-
 
 class CastEdit(Edit):
     """Change the dtype of matching tensors; tied tensors stay tied; revert restores the originals."""
