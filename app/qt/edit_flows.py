@@ -19,6 +19,7 @@ from ..core.errors import UserError
 from ..core.model.tensor_entry import PARAMETER
 from ..core.model.tree import ENTRY, Node
 from .dialogs.edit_dialog import EditDialog
+from .edit_busy import EditBusy
 from .models.tree_model import TYPE
 from .settings import settings
 
@@ -83,6 +84,8 @@ class EditFlows(QObject):
         self.edits.memory_cap = self.memory_cap_setting()
         self.edits.edited.connect(self._on_edited)
         self.edits.dropped.connect(self._on_dropped)
+        self.edits.failed.connect(lambda message: self.show_error("Undo failed", message))
+        self._busy = EditBusy(window, self.edits)  # blocks the window while an edit runs
         self.edits.stack.cleanChanged.connect(self._clean_changed)
         # QUndoStack runs redo()/undo() before it moves its index (and EditStack records a pushed
         # command only after that): the marks are right once the index has moved.
@@ -190,8 +193,14 @@ class EditFlows(QObject):
 
     # -- running edits ------------------------------------------------------------------------
     def push(self, edit: Edit) -> bool:
-        """Apply ``edit`` as one undoable step; say why when it cannot be applied."""
-        error = self._push(edit)
+        """Apply ``edit`` as one undoable step; say why when it cannot be applied. A big edit
+        runs on a worker (undo.py): True then says it started; its end is said when it comes."""
+        if self._saving():
+            return self._pushed(edit, UserError("a save is running; edit again when it has finished"))
+        self._drop_note = None
+        return self.edits.submit(edit, lambda error, edit=edit: self._pushed(edit, error))
+
+    def _pushed(self, edit: Edit, error: Exception | None) -> bool:
         if error is None:
             self._show_pushed(f"{edit.label} — Ctrl+Z undoes it", 6000)
             return True

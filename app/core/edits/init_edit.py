@@ -104,11 +104,20 @@ class InitEdit(Edit):
             step["targets"] = list(self.targets)
         return step
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "InitEdit":
+        from .steps import resolve_targets
+        return init_edit_from_step(step, resolve_targets(doc, step))
+
     def touched(self) -> list[str]:
         return list(self._touched)
 
     def memory_cost(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._saved.values())
+
+    def work_bytes(self, doc: Document) -> int:
+        from .base import names_bytes
+        return names_bytes(doc, self.targets)
 
 
 @contextlib.contextmanager

@@ -51,6 +51,11 @@ class RequiresGradEdit(Edit):
     def recipe_step(self) -> dict:
         return _step_target({"op": "requires_grad"}, self.targets, self.glob) | {"value": self.flag}
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "RequiresGradEdit":
+        from .steps import glob_of, resolve_targets
+        return cls(resolve_targets(doc, step), step["value"], glob=glob_of(step))
+
     def touched(self) -> list[str]:
         return list(self._touched)
 
@@ -121,6 +126,18 @@ class ResetParametersEdit(Edit):
 
     def recipe_step(self) -> dict:
         return _step_target({"op": "reset_parameters"}, self.modules, self.glob)
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "ResetParametersEdit":
+        """A seeded step is an ``initializers.SeededResetEdit``."""
+        from .steps import glob_of, resolve_modules
+        seed = step.get("seed")
+        if seed is not None:
+            if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 63:
+                raise UserError(f"reset_parameters: 'seed' must be a whole number >= 0, not {seed!r}")
+            from .init_edit import SeededResetEdit
+            return SeededResetEdit(resolve_modules(doc, step), seed, glob=glob_of(step))
+        return ResetParametersEdit(resolve_modules(doc, step), glob=glob_of(step))
 
     def touched(self) -> list[str]:
         return list(self._touched)

@@ -61,6 +61,10 @@ class _RegionEdit(Edit):
     def memory_cost(self) -> int:
         return sum(_nbytes(old) for _t, _i, old in self._saved)
 
+    def work_bytes(self, doc: Document) -> int:
+        from .base import names_bytes
+        return names_bytes(doc, self.targets)
+
     def _step(self, op: str, **keys) -> dict:
         step = _step_target({"op": op}, self.targets, self.glob)
         step.update({k: v for k, v in keys.items() if v is not None})
@@ -103,6 +107,12 @@ class FillEdit(_RegionEdit):
     def recipe_step(self) -> dict:
         return self._step("fill", value=_json_value(self.value))
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "FillEdit":
+        from .steps import glob_of, resolve_targets
+        return cls(resolve_targets(doc, step), step["value"], index=step.get("index"),
+                   glob=glob_of(step))
+
 
 class ExprEdit(_RegionEdit):
     """``w[index] = expr(w[index])``, optionally only where ``mask(w[index])`` holds.
@@ -118,7 +128,8 @@ class ExprEdit(_RegionEdit):
     _current_env: Env | None = None
 
     def __init__(self, targets, expr: str, index: str | None = None, mask: str | None = None,
-                 glob: str | None = None, ref: Document | None = None, ref_path: str | None = None):
+                 glob: str | None = None, ref: Document | None = None, ref_path: str | None = None,
+                 ref_name: str = "ref"):
         super().__init__(targets, index, glob)
         self.expr = str(expr).strip()
         self._compiled = compile_expr(self.expr)
@@ -131,7 +142,8 @@ class ExprEdit(_RegionEdit):
         if "ref" in self.reads():
             if ref is None:
                 raise UserError(f"expression `{self.expr}`: {NO_REFERENCE}")
-            self.inputs = {"ref": ref_path or ref.path or ""}  # recorded in exported recipes
+            self.ref_name = ref_name  # the recipe input ref[...] reads (edits/steps.py)
+            self.inputs = {ref_name: ref_path or ref.path or ""}  # recorded in exported recipes
 
     def reads(self) -> set[str]:
         """What the expression and mask read besides ``w``: ``"t"``, ``"ref"`` or neither."""
@@ -230,7 +242,25 @@ class ExprEdit(_RegionEdit):
         self._saved = saved
 
     def recipe_step(self) -> dict:
-        return self._step("expr", expr=self.expr, mask=self.mask)
+        step = self._step("expr", expr=self.expr, mask=self.mask)
+        if getattr(self, "ref_name", "ref") != "ref":  # edits/steps.py: the input ref[...] reads
+            step["ref"] = self.ref_name
+        return step
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "ExprEdit":
+        """An expr step; one that reads ``ref["NAME"]`` opens the input its ``ref`` key names
+        (``ref`` by default)."""
+        from .steps import glob_of, resolve_targets
+        names = resolve_targets(doc, step)
+        texts = [step["expr"], *([step["mask"]] if step.get("mask") else [])]
+        ref = ref_path = None
+        ref_name = step.get("ref", "ref")
+        if inputs is not None and any("ref" in compile_expr(x).sources() for x in texts):
+            ref, ref_path = inputs.document(ref_name), inputs.path(ref_name)
+        edit = cls(names, step["expr"], index=step.get("index"), mask=step.get("mask"),
+                   glob=glob_of(step), ref=ref, ref_path=ref_path, ref_name=ref_name)
+        return edit
 
 
 def _chunk_pairs(region: torch.Tensor, old: torch.Tensor, size: int):
@@ -270,6 +300,9 @@ class CellEdit(_RegionEdit):
             raise UserError(f"{n}: {exc}") from None
         self._commit(units, touched, [value])
         self.value = value  # text typed in a cell becomes the number it stands for
+
+    def work_bytes(self, doc: Document) -> int:
+        return 0  # one element
 
     def recipe_step(self) -> dict:
         value = self.value.item() if isinstance(self.value, torch.Tensor) else self.value
