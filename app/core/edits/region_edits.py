@@ -8,6 +8,7 @@ from ..expressions.env import NO_REFERENCE, Env
 from ..expressions.expr import compile_expr, evaluate, evaluate_mask, fit_result
 from ..expressions.index_text import check_index, format_index, parse_index
 from ..model.document import Document
+from ..threads import one_thread
 from ..model.dtypes import FLOAT8, edit_refusal
 from .base import Edit
 from .undo_buffers import _nbytes, _restore, _Rng, _save_old, _step_target, _storage_key, _units, _write
@@ -225,7 +226,8 @@ class ExprEdit(_RegionEdit):
         total = sum(old.numel() for _t, _i, old in saved)
         done, written = 0, []
         try:
-            with torch.no_grad(), self._rng([t.device for _n, t in units]):
+            # one thread: an OpenMP barrier per operation per chunk costs more than it gains
+            with torch.no_grad(), one_thread(), self._rng([t.device for _n, t in units]):
                 for t, idx, old in saved:
                     for view, old_view in _chunk_pairs(t[idx], old, self.chunk_elements):
                         old_view.copy_(view)
