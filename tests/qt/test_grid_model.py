@@ -236,3 +236,21 @@ def test_showing_reads_only_blocks_never_the_whole_tensor(qtbot, monkeypatch):
         QApplication.processEvents()  # lays out and paints the grid
         assert read and max(read) <= BLOCK_ROWS * BLOCK_COLS, (t.shape, max(read))
         assert view.model.index(0, 0).data(Qt.BackgroundRole) is not None
+
+
+def test_heatmap_in_a_dark_palette_is_centred_on_the_dark_base(model):
+    from PySide6.QtGui import QGuiApplication, QPalette
+    old = QGuiApplication.palette()
+    dark = QPalette(old)
+    dark.setColor(QPalette.Base, QColor(30, 30, 32))
+    QGuiApplication.setPalette(dark)
+    try:
+        model.set_tensor(torch.tensor([[-1.0, 0.0, 0.3, 1.0]]))
+        model.set_heatmap(True)
+        cells = [(QColor(model.index(0, c).data(Qt.BackgroundRole)),
+                  QColor(model.index(0, c).data(Qt.ForegroundRole))) for c in range(4)]
+    finally:
+        QGuiApplication.setPalette(old)
+    assert cells[1][0] == QColor(30, 30, 32)  # zero: the dark base, not a white glare
+    assert cells[1][1] == QColor(255, 255, 255)
+    assert all(contrast(fg, bg) >= 4.5 for bg, fg in cells)
