@@ -6,7 +6,7 @@ import torch
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt
 
 from app.qt.models.grid_model import TensorTableModel
-from app.qt.views.tensor_view import NICE_WIDTHS, WRAP_MIN, TensorView
+from app.qt.views.tensor_view import WRAP_MIN, TensorView, auto_wrap
 
 
 @pytest.fixture
@@ -63,7 +63,8 @@ def test_a_long_vector_wraps_by_default_a_short_one_does_not(view):
     assert m.columnCount() == m.wrap and m.rowCount() == -(-3000 // m.wrap)
     # as many as fit the pane (no horizontal scrolling), a round number
     assert view.grid.horizontalHeader().length() <= view.grid.viewport().width()
-    assert m.wrap in NICE_WIDTHS and m.wrap * 2 * view.cell_width() > view.grid.viewport().width()
+    assert m.wrap * 2 * view.cell_width() > view.grid.viewport().width()
+    assert auto_wrap(1000, 100) == 10 and auto_wrap(900, 100) == 8 and auto_wrap(700, 100) == 7 and auto_wrap(1900, 100) == 16
     view.show_tensor("short", torch.arange(float(WRAP_MIN)))
     assert (m.rowCount(), m.columnCount()) == (WRAP_MIN, 1)
     assert not view.wrap_check.isEnabled()

@@ -25,15 +25,15 @@ from .tensor_title import TensorTitle
 COPY_LIMIT = 1 << 20  # cells copied at most; a larger selection is cut to its first rows
 WRAP_MIN = 32         # a vector this short stays one column: it needs no wrapping
 WRAP_WIDTHS = (8, 10, 16, 32, 64)
-#: widths "auto" picks from: the largest that fits, so row starts are easy to read
-NICE_WIDTHS = (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 40, 50, 64, 100, 128, 200, 256)
+#: widths "auto" picks from beyond 8 per row: the largest that fits, so row starts are easy to read
+NICE_WIDTHS = (8, 10, 16, 20, 25, 32, 40, 50, 64, 100, 128, 200, 256)
 CELL_PAD = 14         # pixels around a cell's text
 
 
 def auto_wrap(room: int, cell: int) -> int:
     """Elements per row for ``room`` pixels and cells ``cell`` pixels wide."""
     fit = max(1, room // max(1, cell))
-    return max(w for w in NICE_WIDTHS if w <= fit)
+    return fit if fit <= NICE_WIDTHS[0] else max(w for w in NICE_WIDTHS if w <= fit)
 
 
 class IndexHeader(QHeaderView):
