@@ -139,7 +139,7 @@ def test_default_digits_follow_the_dtype(model):
                         (torch.float16, "0.12347"), (torch.bfloat16, "0.1235")):
         model.set_tensor(torch.tensor([[x]], dtype=dtype))
         assert model.index(0, 0).data() == text, dtype
-    assert (auto_digits(torch.float8_e4m3fn), auto_digits(torch.qint8)) == (3, 4)
+    assert (auto_digits(torch.float8_e4m3fn), auto_digits(torch.qint8)) == (4, 7)
     model.set_tensor(torch.tensor([[2**62 + 1]]))
     assert model.index(0, 0).data() == str(2**62 + 1)  # integers exact
     model.set_precision(3)  # the user's choice overrides every dtype's

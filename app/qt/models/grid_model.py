@@ -44,7 +44,7 @@ DEFAULT_PRECISION = AUTO_PRECISION
 #: stay narrow (the edit text of a cell is always the exact value)
 DTYPE_DIGITS = {torch.bfloat16: 4, torch.float16: 5, torch.complex32: 5, torch.float32: 7,
                 torch.complex64: 7, torch.float64: 10, torch.complex128: 10}
-FP8_DIGITS, QUANTIZED_DIGITS, OTHER_DIGITS = 3, 4, 7
+FP8_DIGITS, QUANTIZED_DIGITS, OTHER_DIGITS = 4, 7, 7  # dequantized: float32 values
 INT_CHARS = {torch.int8: 4, torch.uint8: 3, torch.int16: 6, torch.int32: 11, torch.bool: 5}
 
 
