@@ -164,6 +164,8 @@ class TensorTableModel(QAbstractTableModel):
         self.beginResetModel()
         self._wrap = max(0, int(wrap))
         self._tensor = tensor.detach() if tensor is not None else None
+        if self._heatmap:  # the palette may have changed since the heatmap was turned on
+            self._lut, self._lut_text = palette_lut()
         self._raw = False
         self._heat_scale, self._heat_external = None, False
         self._apply_slice(row_axis, col_axis, fixed or {})
