@@ -213,3 +213,5 @@ def test_default_axes_skip_trailing_size_one_axes(qtbot):
     model = view.model
     assert (model.rowCount(), model.columnCount()) == (32, 16)
     assert (view.row_combo.currentData(), view.col_combo.currentData()) == (0, 1)
+    view.show()
+    assert [s.isVisible() for s in view._spins] == [False] * 4  # size-1 axes: nothing to pick

@@ -28,7 +28,7 @@ import math
 import numpy as np
 import torch
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication
 
 from ...core.model import dtypes
 from ...core.model.slice2d import Slice2D
@@ -44,7 +44,7 @@ DEFAULT_PRECISION = AUTO_PRECISION
 #: stay narrow (the edit text of a cell is always the exact value)
 DTYPE_DIGITS = {torch.bfloat16: 4, torch.float16: 5, torch.complex32: 5, torch.float32: 7,
                 torch.complex64: 7, torch.float64: 10, torch.complex128: 10}
-FP8_DIGITS, QUANTIZED_DIGITS, OTHER_DIGITS = 3, 4, 7
+FP8_DIGITS, QUANTIZED_DIGITS, OTHER_DIGITS = 4, 7, 7  # dequantized: float32 values
 INT_CHARS = {torch.int8: 4, torch.uint8: 3, torch.int16: 6, torch.int32: 11, torch.bool: 5}
 
 
@@ -79,10 +79,10 @@ def text_on(colour: QColor) -> QColor:
     return DARK_TEXT if lum > 0.179 else LIGHT_TEXT
 
 
-def _diverging_lut(n: int = 257) -> list[QColor]:
-    """Blue - white - red (coolwarm-like, kept light so that black text stays readable);
-    odd length, so that zero is exactly white."""
-    lo, mid, hi = np.array([70, 110, 215]), np.array([255, 255, 255]), np.array([215, 60, 50])
+def _diverging_lut(n: int = 257, zero=(255, 255, 255)) -> list[QColor]:
+    """Blue - ``zero`` - red (coolwarm-like); odd length, so that zero is exactly ``zero`` (the
+    palette's base colour: white, or dark in a dark palette)."""
+    lo, mid, hi = np.array([70, 110, 215]), np.array(zero, dtype=float), np.array([215, 60, 50])
     out = []
     for i in range(n):
         f = i / (n - 1) * 2 - 1
@@ -93,6 +93,18 @@ def _diverging_lut(n: int = 257) -> list[QColor]:
 
 LUT = _diverging_lut()
 LUT_TEXT = [text_on(c) for c in LUT]
+_LUTS: dict[tuple, tuple[list[QColor], list[QColor]]] = {(255, 255, 255): (LUT, LUT_TEXT)}
+
+
+def palette_lut() -> tuple[list[QColor], list[QColor]]:
+    """The heatmap colours centred on the application palette's base colour, and the text
+    colour that reads on each."""
+    base = QGuiApplication.palette().base().color()
+    key = (base.red(), base.green(), base.blue())
+    if key not in _LUTS:
+        lut = _diverging_lut(zero=key)
+        _LUTS[key] = (lut, [text_on(c) for c in lut])
+    return _LUTS[key]
 
 
 def numpy_block(view: torch.Tensor) -> np.ndarray:
@@ -125,6 +137,7 @@ class TensorTableModel(QAbstractTableModel):
         self._precision, self._scientific = DEFAULT_PRECISION, False
         self._fmt = self._make_fmt()
         self._heatmap = False
+        self._lut, self._lut_text = LUT, LUT_TEXT
         self._heat_scale: float | None = None
         self._heat_external = False
 
@@ -151,6 +164,8 @@ class TensorTableModel(QAbstractTableModel):
         self.beginResetModel()
         self._wrap = max(0, int(wrap))
         self._tensor = tensor.detach() if tensor is not None else None
+        if self._heatmap:  # the palette may have changed since the heatmap was turned on
+            self._lut, self._lut_text = palette_lut()
         self._raw = False
         self._heat_scale, self._heat_external = None, False
         self._apply_slice(row_axis, col_axis, fixed or {})
@@ -313,6 +328,7 @@ class TensorTableModel(QAbstractTableModel):
 
     def set_heatmap(self, on: bool) -> None:
         self._heatmap = bool(on)
+        self._lut, self._lut_text = palette_lut()
         self._changed_all()
 
     def set_heat_scale(self, scale: float | None) -> None:
@@ -410,7 +426,7 @@ class TensorTableModel(QAbstractTableModel):
                     return BAD_FG
             if self._heatmap:
                 i = self._heat_index(index.row(), index.column())
-                return None if i is None else LUT_TEXT[i]
+                return None if i is None else self._lut_text[i]
             return None
         if role == BACKGROUND:
             return self._background(index.row(), index.column())
@@ -434,7 +450,7 @@ class TensorTableModel(QAbstractTableModel):
         if not self._heatmap:
             return None
         i = self._heat_index(row, col)
-        return None if i is None else LUT[i]
+        return None if i is None else self._lut[i]
 
     def _heat_index(self, row: int, col: int) -> int | None:
         """The heatmap colour of a finite cell as an index into ``LUT``, None when uncoloured."""

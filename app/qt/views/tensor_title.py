@@ -65,7 +65,10 @@ class TensorTitle(QLabel):
     def _layout_text(self) -> None:
         if self._parts is None:
             return
-        shown, parts = self.fitted(self.width())
+        if self.isVisible():
+            shown, parts = self.fitted(self.width())
+        else:  # not laid out yet: its width means nothing; fitted when shown
+            shown, parts = self._parts[0], self._parts[2]
         text = f"<b>{html.escape(shown)}</b>" + "".join(
             SEP + html.escape(p) for p in (self._parts[1],) + parts)
         super().setText(text)
@@ -82,4 +85,8 @@ class TensorTitle(QLabel):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
+        self._layout_text()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
         self._layout_text()

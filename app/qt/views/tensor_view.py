@@ -25,15 +25,15 @@ from .tensor_title import TensorTitle
 COPY_LIMIT = 1 << 20  # cells copied at most; a larger selection is cut to its first rows
 WRAP_MIN = 32         # a vector this short stays one column: it needs no wrapping
 WRAP_WIDTHS = (8, 10, 16, 32, 64)
-#: widths "auto" picks from: the largest that fits, so row starts are easy to read
-NICE_WIDTHS = (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 40, 50, 64, 100, 128, 200, 256)
+#: widths "auto" picks from beyond 8 per row: the largest that fits, so row starts are easy to read
+NICE_WIDTHS = (8, 10, 16, 20, 25, 32, 40, 50, 64, 100, 128, 200, 256)
 CELL_PAD = 14         # pixels around a cell's text
 
 
 def auto_wrap(room: int, cell: int) -> int:
     """Elements per row for ``room`` pixels and cells ``cell`` pixels wide."""
     fit = max(1, room // max(1, cell))
-    return max(w for w in NICE_WIDTHS if w <= fit)
+    return fit if fit <= NICE_WIDTHS[0] else max(w for w in NICE_WIDTHS if w <= fit)
 
 
 class IndexHeader(QHeaderView):
@@ -242,7 +242,7 @@ class TensorView(QWidget):
             lambda _: grid_settings.save(grid_settings.WRAP_WIDTH, self.wrap_combo.currentData()))
         self.grid.resized.connect(self._grid_resized)
         self._set_axis_controls_visible(False)
-        self._set_wrap_controls_visible(False)
+        self._set_wrap_controls_visible(None)
 
     def _chain_tab_order(self) -> None:
         """Tab walks the controls as laid out: settings, axes and slice spin boxes (or wrap),
@@ -283,7 +283,7 @@ class TensorView(QWidget):
         self.raw_check.setChecked(False)
         self.raw_check.blockSignals(False)
         self.raw_check.setVisible(tensor.is_quantized)
-        self._set_wrap_controls_visible(tensor.dim() == 1)
+        self._set_wrap_controls_visible(tensor)
         self.model.set_tensor(tensor, *default_axes(tuple(tensor.shape)), wrap=0)
         self._fit_cells()
         self.model.set_wrap(self._wrap_width())
@@ -295,7 +295,7 @@ class TensorView(QWidget):
         self.title.setToolTip("")
         self._build_slice_controls(None)
         self.raw_check.setVisible(False)
-        self._set_wrap_controls_visible(False)
+        self._set_wrap_controls_visible(None)
         self.model.set_tensor(None)
 
     def refresh(self) -> None:
@@ -355,10 +355,10 @@ class TensorView(QWidget):
             self._update_wrap()  # auto: as many per row as now fit
 
     # -- wrapping a vector into rows -----------------------------------------------------------
-    def _set_wrap_controls_visible(self, on: bool) -> None:
+    def _set_wrap_controls_visible(self, t: torch.Tensor | None) -> None:
+        """Shown for a vector; enabled when it is long enough to wrap."""
         for w in (self.wrap_check, self.wrap_combo):
-            w.setVisible(on)
-        t = self.model.tensor if on else None
+            w.setVisible(t is not None and t.dim() == 1)
         short = t is not None and t.dim() == 1 and t.shape[0] <= WRAP_MIN
         self.wrap_check.setEnabled(not short)
         self.wrap_combo.setEnabled(not short and self.wrap_check.isChecked())
