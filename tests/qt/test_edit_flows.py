@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox,
                                QLabel, QLineEdit, QSpinBox)
 
 from app.qt.models.tree_model import TYPE
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 from tests.qt.driving import child, click_ok, ok_button, open_dialog, pick, retype
 
 
@@ -420,7 +420,7 @@ def fill(qtbot, window, name, value, index=""):
 
 def export(window, tmp_path, name="recipe.json") -> dict:
     path = tmp_path / name
-    window.edit_flows.ask_recipe_path = lambda: str(path)
+    window.prompts.answer(save_file=(str(path), ""))
     assert window.actionExportRecipe.isEnabled()
     window.actionExportRecipe.trigger()
     return json.loads(path.read_text())

@@ -24,8 +24,8 @@ def test_tie_and_untie_through_the_window(qtbot, open_live):
     numel = sum(p.numel() for p in model.parameters())
 
     assert win.select_name("head.weight")
-    win.param_flows.ask_tie_source = lambda name, candidates: (
-        "embed.weight" if "embed.weight" in candidates else None)
+    win.prompts.answer(choice=lambda title, label, candidates: (
+        "embed.weight" if "embed.weight" in candidates else None))
     win.param_flows.actionTie.trigger()
     assert model.head.weight is model.embed.weight
     for name, other in (("head.weight", "embed.weight"), ("embed.weight", "head.weight")):
@@ -58,7 +58,7 @@ def test_shape_mismatch_and_shared_layer_refusals(qtbot, open_live):
     assert box is not None and "module is used at several places" in box.text()
     box.close()
     win.select_name("3.bias")
-    win.param_flows.ask_tie_source = lambda name, candidates: candidates[0] if candidates else None
+    win.prompts.answer(choice=lambda title, label, candidates: candidates[0] if candidates else None)
     assert win.param_flows.tie_candidates("3.bias") == []
     win.param_flows.actionTie.trigger()
     assert "no other tensor has the shape [2]" in win.edit_flows.message_box.text()
@@ -144,7 +144,7 @@ def test_module_info_and_eval_on_a_subtree(qtbot, open_live):
 
 
 def test_file_documents_hide_the_live_columns(qtbot, window, tied_file):
-    from tests.qt.conftest import wait_for_document
+    from tests.helpers.qt import wait_for_document
     window.open_path(tied_file[0])
     wait_for_document(qtbot, window, tied_file[0])
     assert window.tree_view.isColumnHidden(GRAD) and window.tree_view.isColumnHidden(DEVICE)
@@ -153,7 +153,7 @@ def test_file_documents_hide_the_live_columns(qtbot, window, tied_file):
 
 
 def test_tie_in_a_file_is_shared_storage_when_saved(qtbot, window, tmp_path):
-    from tests.qt.conftest import wait_for_document
+    from tests.helpers.qt import wait_for_document
     sd = {"embed.weight": torch.randn(10, 4), "head.weight": torch.randn(10, 4),
           "head.bias": torch.zeros(10)}
     path = tmp_path / "lm.pt"
@@ -163,7 +163,7 @@ def test_tie_in_a_file_is_shared_storage_when_saved(qtbot, window, tmp_path):
     assert window.select_name("head.weight")
     flows = window.param_flows
     assert flows.tie_candidates("head.weight") == ["embed.weight"]
-    flows.ask_tie_source = lambda name, candidates: candidates[0]
+    window.prompts.answer(choice=lambda title, label, candidates: candidates[0])
     flows.actionTie.trigger()
     assert "Tied" in cell(window, "embed.weight", 0).data(Qt.ToolTipRole)
     assert "(2 tied)" in window.summary_label.text()
@@ -211,7 +211,7 @@ def test_a_plain_tensor_attribute_becomes_a_parameter(qtbot, open_live):
     assert not win.tree_model.find("norm.scale").isValid()
     win.select_name("norm")
     assert win.param_flows.actionPromoteAttribute.isEnabled()
-    win.param_flows.ask_attribute = lambda path, names: names[0] if names == ["scale"] else None
+    win.prompts.answer(choice=lambda title, label, names: names[0] if names == ["scale"] else None)
     win.param_flows.actionPromoteAttribute.trigger()
     assert isinstance(model.norm.scale, torch.nn.Parameter)
     assert model.norm.scale.data_ptr() == mask.data_ptr()
@@ -222,7 +222,7 @@ def test_a_plain_tensor_attribute_becomes_a_parameter(qtbot, open_live):
 
 
 def test_torchscript_documents_get_no_live_actions(qtbot, window, tmp_path):
-    from tests.qt.conftest import wait_for_document
+    from tests.helpers.qt import wait_for_document
     path = tmp_path / "scripted.pt"
     torch.jit.script(Net()).save(str(path))
     window.open_path(str(path))

@@ -7,7 +7,7 @@ import torch
 from PySide6.QtWidgets import QLabel, QLineEdit
 
 from tests.checkpoints import tied_lm, training_checkpoint
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 from tests.qt.driving import child, ok_button, open_dialog, retype
 
 
@@ -110,8 +110,7 @@ def test_extract_is_busy_like_a_save(qtbot, window, tied_file, tmp_path, monkeyp
     doc = wait_for_document(qtbot, window, path)
     out = tmp_path / "body.pt"
     flows = window.edit_flows
-    flows.ask_extract_path = lambda prefix: str(out)
-    flows.ask_relative_names = lambda prefix: True
+    window.prompts.answer(save_file=(str(out), ""), relative_names=True)
     window.select_name("body")
     flows.actionExtract.trigger()
     try:
