@@ -12,7 +12,7 @@ APP_NAME = ORGANIZATION = "paramedit"
 
 def application() -> QApplication:
     """The running QApplication, created (and named, for QSettings) if there is none."""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance() or QApplication(sys.argv[:1] or [APP_NAME])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(ORGANIZATION)
     from .models.tree_model import RESOURCES

@@ -5,13 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMenu, QPushButton
 
 from app.core.model.grads import format_norm
-from app.qt.models.tree_model import DEVICE, GRAD, RATIO, TYPE
-from tests.qt.driving import child, click_ok, ok_button, open_dialog, pick, retype
-from tests.qt.live_models import Net, TiedLM, backward, cell, open_live, shows, wait_grads  # noqa: F401
+from app.qt.models.tree_model import DEVICE, GRAD, RATIO
+from tests.qt.live_models import Net, backward, cell, open_live, shows, wait_grads  # noqa: F401
 
 def test_grad_column_pooled_norms_and_the_gradient_switch(qtbot, open_live):
     torch.manual_seed(0)

@@ -2,16 +2,14 @@
 train / eval and module info, on models built like the tutorials' examples."""
 from __future__ import annotations
 
-import pytest
 import torch
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QApplication, QMenu, QPushButton
+from PySide6.QtWidgets import QMenu
 
-from app.core.model.grads import format_norm
-from app.qt.models.tree_model import DEVICE, GRAD, RATIO, TYPE
+from app.qt.models.tree_model import DEVICE, GRAD, TYPE
 from tests.qt.driving import child, click_ok, ok_button, open_dialog, pick, retype
-from tests.qt.live_models import Net, TiedLM, backward, cell, open_live, shows, wait_grads  # noqa: F401
+from tests.qt.live_models import Net, TiedLM, cell, open_live  # noqa: F401  (open_live: a fixture)
 
 
 def test_tie_and_untie_through_the_window(qtbot, open_live):
@@ -68,7 +66,6 @@ def test_add_parameter_dialog_validates_like_register_parameter(qtbot, open_live
     model = Net()
     win = open_live(model)
     win.select_name("fc")
-    menu_actions = []
     win.param_flows.add_to_menu(QMenu(win))
     dialog = open_dialog(qtbot, win, win.param_flows.actionAddParameter, "addParameterDialog")
     name, error = child(dialog, type(dialog.name_edit), "parameterName"), dialog.error

@@ -64,7 +64,6 @@ class WithRope(nn.Module):
 
 def test_live_model_tree_marks_non_persistent_and_save_skips_it(qtbot, window, tmp_path):
     from app.core.model.document import Document
-    from app.core.formats.save import TORCH
     model = WithRope()
     window.open_document(Document.from_module(model), "rope")
     tree = window.tree_view.model()
