@@ -26,7 +26,6 @@ SAFETENSORS_EVERY_FILTER = ("safetensors, every tied name written: for load_file
 SHARDED_EVERY_FILTER = "Sharded safetensors folder, every tied name written (index.json)"
 TORCHSCRIPT_FILTER = "TorchScript archive, edited values written back (*.pt *.pth)"
 SAVE_FILTER = ";;".join([SAFETENSORS_FILTER, TORCH_FILTER])
-SAVE_AS_FILTER = ";;".join([TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER])
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 TIED_ONCE_NOTE = ("tied weights stored once: load with safetensors.torch.load_model or paramedit; "
                   "for a plain load_file + load_state_dict choose 'every tied name written'")
