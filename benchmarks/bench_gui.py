@@ -152,7 +152,8 @@ def bench_gestures(app: QApplication) -> tuple[float, float]:
     view.close()
     sd = {f"a.{i}": torch.zeros(1) for i in range(20_000)}
     sd["b.0"] = torch.zeros(1)  # b.0 -> a.0 clashes
-    dialog = RenameDialog(Document.from_object(sd), [])
+    doc = Document.from_object(sd)
+    dialog = RenameDialog(list(doc.tensors), [], lambda edit: edit.plan(doc))
     dialog.pattern.setText("^b")
     dialog.replacement.setText("a")
     dialog._timer.stop()

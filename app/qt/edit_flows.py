@@ -70,6 +70,32 @@ def unique_names(node: Node) -> list[str]:
     return [e.name for e in unique_entries(node.tensor_entries())]
 
 
+def shapes_of(doc, names: list[str]) -> dict[str, tuple]:
+    """Each tensor's shape from its entry (the header: nothing is read)."""
+    return {n: tuple(doc.entry(n).shape) for n in names}
+
+
+def edit_dialog_hooks(doc, reference=None, reference_path: str | None = None) -> dict:
+    """The edit dialog's ``build``, ``preview`` and ``apply`` over ``doc`` (and a comparison's
+    reference, which ``ref["NAME"]`` reads)."""
+    from ..core.edits.specs import edit_from_spec, preview_edit
+    from ..core.edits.values import ExprEdit
+
+    def build(spec, targets):
+        return edit_from_spec(spec, targets, ref=reference, ref_path=reference_path)
+
+    def preview(spec, name, cancelled):
+        return preview_edit(spec, name, doc.tensor(name), cancelled=cancelled, doc=doc,
+                            ref=reference)
+
+    def apply(edit, progress, cancelled):
+        if isinstance(edit, ExprEdit):  # the one edit long enough to report and stop
+            edit.apply(doc, progress=progress, cancelled=cancelled)
+        else:
+            edit.apply(doc)
+    return {"build": build, "preview": preview, "apply": apply}
+
+
 class EditFlows(QObject):
     """The editing presenter.
 
@@ -312,14 +338,14 @@ class EditFlows(QObject):
         names = unique_names(node)
         if not names:
             return None
-        reference, reference_path = self.reference()  # ref["NAME"] reads the reference
-        ref = {"reference": reference, "reference_path": reference_path}
+        hooks = edit_dialog_hooks(doc, *self.reference())  # ref["NAME"] reads the reference
         if node.entry is not None:
-            dialog = EditDialog(doc, [node.entry.name], node.entry.name, self.window, **ref)
+            names = [node.entry.name]
+            dialog = EditDialog(shapes_of(doc, names), node.entry.name, self.window, **hooks)
         else:
             title = node.full_name or self.controller.title
-            dialog = EditDialog(doc, names, f"{title} ({len(names)} tensors)", self.window,
-                                module_prefix=node.full_name, **ref)
+            dialog = EditDialog(shapes_of(doc, names), f"{title} ({len(names)} tensors)",
+                                self.window, module_prefix=node.full_name, **hooks)
         return self._open(dialog, lambda: self._push_from(dialog), delete_on_close=False)
 
     def _push_from(self, dialog: EditDialog) -> None:
@@ -457,7 +483,7 @@ class EditFlows(QObject):
             return None
         node = self.controller.current_node
         selection = unique_names(node) if node is not None and node.full_name else []
-        dialog = RenameDialog(doc, selection, self.window)
+        dialog = RenameDialog(list(doc.tensors), selection, lambda edit: edit.plan(doc), self.window)
         return self._open(dialog, lambda: self.push(dialog.make_edit()))
 
     def extract_selection(self) -> None:

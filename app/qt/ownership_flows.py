@@ -14,7 +14,11 @@ class OwnershipActions:
         node = self._module_node()
         if node is None or not self.live:
             return None
-        dialog = AddParameterDialog(node.module, node.full_name, self.window)
+        from ..core.edits.registration import validate_name
+        module = node.module
+        dialog = AddParameterDialog(node.full_name, node.full_name or type(module).__name__,
+                                    lambda name, kind: validate_name(module, name, kind),
+                                    self.window)
         return self.edit_flows._open(dialog, lambda: self._push(dialog.make_edit()))
 
     def promote(self) -> None:
