@@ -170,7 +170,8 @@ def main() -> int:
     ap.add_argument("--cols", type=int, default=4096)
     ap.add_argument("--numel", type=float, default=1e8)
     args = ap.parse_args()
-    app = QApplication.instance() or QApplication([])
+    from app.qt.launch import application
+    app = application()
     view = TensorView()
     view.resize(1400, 900)
     view.show()
