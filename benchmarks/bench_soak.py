@@ -19,7 +19,6 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
 from benchmarks._measure import verdict  # noqa: E402
 from tests.qt.soak import Soak, StallProbe, rss_mib, soak_checkpoint  # noqa: E402
 
