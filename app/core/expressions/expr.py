@@ -27,7 +27,6 @@ from typing import Callable
 import torch
 
 from ..errors import Cancelled, UserError
-from ..model.dtypes import dtype_name
 from .env import CURRENT, Env, label
 from .guard import Guard, Refused, _broadcast
 from .interp import NAMES, Fn, _Compiler, _fail  # noqa: F401 - NAMES is public here
@@ -163,7 +162,7 @@ def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str =
     if not isinstance(result, torch.Tensor):
         raise _fail(text, f"the {what} is a {type(result).__name__}, not a tensor or a number")
     if result.is_complex() and not dtype.is_complex:
-        raise _fail(text, f"the {what} is complex, but the tensor is {dtype_name(dtype)}")
+        raise _fail(text, f"the {what} is complex, but the tensor is {_name(dtype)}")
     fits = _broadcast([tuple(result.shape), tuple(shape)]) == list(shape)
     if not fits:
         raise _fail(text, f"the {what} has shape {list(result.shape)}, which does not fit "
@@ -174,7 +173,7 @@ def fit_result(text: str, result, shape, dtype: torch.dtype, device, what: str =
     try:
         return result.to(device=device, dtype=dtype).expand(shape)
     except (RuntimeError, NotImplementedError, TypeError) as exc:
-        raise _fail(text, f"the {what} cannot be written as {dtype_name(dtype)}: "
+        raise _fail(text, f"the {what} cannot be written as {_name(dtype)}: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
 
 
@@ -189,16 +188,16 @@ def _check_integral(text: str, result: torch.Tensor, dtype: torch.dtype, what: s
         return
     if result.is_floating_point():
         if not bool(torch.isfinite(result).all()):
-            raise _fail(text, f"the {what} has NaN or Inf values, which a {dtype_name(dtype)} tensor "
+            raise _fail(text, f"the {what} has NaN or Inf values, which a {_name(dtype)} tensor "
                               "cannot hold")
         if not bool((result == result.trunc()).all()):
-            raise _fail(text, f"the {what} has fractions, which a {dtype_name(dtype)} tensor cannot "
+            raise _fail(text, f"the {what} has fractions, which a {_name(dtype)} tensor cannot "
                               "hold; round it, e.g. torch.round(...)")
     lo, hi = (0, 1) if dtype == torch.bool else (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
     low, high = result.min().item(), result.max().item()  # two scalars for the whole region
     if low < lo or high > hi:
         raise _fail(text, f"the {what} ranges over [{low:g}, {high:g}], outside what "
-                          f"{dtype_name(dtype)} holds ([{lo}, {hi}])")
+                          f"{_name(dtype)} holds ([{lo}, {hi}])")
 
 
 def evaluate_mask(text: str, region: torch.Tensor, cancelled: Callable[[], bool] | None = None,
@@ -208,6 +207,10 @@ def evaluate_mask(text: str, region: torch.Tensor, cancelled: Callable[[], bool]
     if isinstance(m, bool):
         m = torch.tensor(m)
     if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
-        kind = dtype_name(m.dtype) if isinstance(m, torch.Tensor) else type(m).__name__
+        kind = _name(m.dtype) if isinstance(m, torch.Tensor) else type(m).__name__
         raise UserError(f"mask `{text.strip()}` must give booleans (e.g. w.abs() > 1), not {kind}")
     return fit_result(text.strip(), m, region.shape, torch.bool, region.device, what="mask")
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
