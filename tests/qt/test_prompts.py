@@ -2,6 +2,8 @@
 last one ended in (kept in QSettings between runs)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -77,3 +79,15 @@ def test_errors_are_real_boxes_and_recorded(qtbot, window, tmp_path):
                     timeout=10_000)
     assert [name for name, *_ in window.prompts.errors] == ["loadErrorBox"]
     window.error_box.close()
+
+
+def test_a_scripted_trust_answer_is_asked_with_the_globals(qtbot, demo_window, unsafe_file):
+    path, marker = unsafe_file
+    doc = demo_window.controller.document
+    demo_window.prompts.answer(trust=False)
+    demo_window.open_path(path)
+    qtbot.waitUntil(lambda: bool(demo_window.prompts.questions("trust")), timeout=10_000)
+    (asked_path, globals_), = demo_window.prompts.questions("trust")
+    assert asked_path == path and globals_ and demo_window.open_flows.trust_box is None
+    qtbot.wait(50)
+    assert demo_window.controller.document is doc and not os.path.exists(marker)
