@@ -367,7 +367,8 @@ class EditFlows(QObject):
         doc, node = self.controller.document, self.controller.current_node
         if doc is None or node is None:
             return None
-        dialog = InitializerDialog(doc, node.full_name, self.window)
+        from .init_targets import InitTargets
+        dialog = InitializerDialog(InitTargets(doc), node.full_name, self.window)
 
         def accepted():
             edits = dialog.make_edits()
