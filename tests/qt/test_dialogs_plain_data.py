@@ -77,3 +77,40 @@ def test_add_parameter_dialog_asks_its_validate_callback(qtbot):
     except UserError as exc:
         assert str(exc) == "taken"
     assert asked[-1][0] == "weight" and dialog.windowTitle() == "Add to fc"
+
+
+class OneTensor:
+    """An ``InitTargets`` of one 3 x 4 tensor named "w", without any document."""
+
+    live = False
+
+    def locate(self, name):
+        return "w", "", True
+
+    def module_filter_available(self):
+        return False
+
+    def module_types_under(self, root, recursive):
+        return []
+
+    def select_tensors(self, root, module_types, which, recursive):
+        return ["w"]
+
+    def split_applicable(self, names, fn, args):
+        return list(names), []
+
+    def tied_names(self, names):
+        return 0
+
+    def norm_weights_left_out(self, root, recursive):
+        return []
+
+
+def test_initializer_dialog_works_from_its_targets_alone(qtbot):
+    from app.qt.dialogs.initializer_dialog import InitializerDialog
+    dialog = InitializerDialog(OneTensor(), "w")
+    qtbot.addWidget(dialog)
+    assert dialog.windowTitle() == "Initialize w" and dialog.targets() == ["w"]
+    assert dialog.reset_check.isHidden()
+    (edit,) = dialog.make_edits()
+    assert edit.targets == ["w"]
