@@ -158,7 +158,8 @@ def bench_gestures(app: QApplication) -> tuple[float, float]:
     view.close()
     sd = {f"a.{i}": torch.zeros(1) for i in range(20_000)}
     sd["b.0"] = torch.zeros(1)  # b.0 -> a.0 clashes
-    dialog = RenameDialog(Document.from_object(sd), [])
+    doc = Document.from_object(sd)
+    dialog = RenameDialog(list(doc.tensors), [], lambda edit: edit.plan(doc))
     dialog.pattern.setText("^b")
     dialog.replacement.setText("a")
     dialog._timer.stop()
@@ -253,7 +254,8 @@ def main() -> int:
     ap.add_argument("--edit-mb", type=int, default=400)
     ap.add_argument("--only", choices=("edits",), default=None)
     args = ap.parse_args()
-    app = QApplication.instance() or QApplication([])
+    from app.qt.launch import application
+    app = application()
     if args.only == "edits":
         print_edits(app, args.edit_mb)
         return 0

@@ -19,7 +19,7 @@ def application(icon: bool = True) -> QApplication:
 
     ``icon=False`` leaves the window icon for later (loading the SVG plugin delays a first paint).
     """
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app = QApplication.instance() or QApplication(sys.argv[:1] or [APP_NAME])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(ORGANIZATION)
     if icon:

@@ -1,8 +1,10 @@
 """The edit dialog: set / add / multiply / clamp / expression, with index, mask and a preview.
 
-It returns a plain spec and the target names (``spec()``, ``targets()``, ``make_edit()``). The
-preview runs the edit on a copy of the first target, and Apply runs the edit itself, both on a
-worker thread (``app.qt.workers.Task``): the window stays responsive, Stop (or Cancel) ends either
+It takes plain data — the tensors' names and shapes — and three callbacks from whoever opens it
+(``build``: spec and targets to an Edit; ``preview``: the edit on a copy of one tensor;
+``apply``: the edit itself); it never holds the document. It returns a plain spec and the target
+names (``spec()``, ``targets()``, ``make_edit()``). The preview runs the edit on a copy of the
+first target, and Apply runs the edit itself, both on a worker thread (``app.qt.workers.Task``): the window stays responsive, Stop (or Cancel) ends either
 between torch operations, and a stopped or failed apply leaves the tensors as they were. The
 applied edit is handed over in ``applied_edit`` when the dialog is accepted; whoever opened the
 dialog pushes it on the undo stack as already applied.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -20,8 +23,7 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
-from ...core.edits.specs import (OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes,
-                                 edit_from_spec, preview_edit)
+from ...core.edits.specs import OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes
 from ...core.errors import Cancelled, UserError
 from ...core.stats_range import outliers_dominate, percentile_range, value_sample
 from ..views.histogram_axes import CountAxis, ValueAxis
@@ -84,14 +86,35 @@ def _histograms(before: torch.Tensor, after: torch.Tensor):
 
 
 class EditDialog(QDialog):
-    def __init__(self, doc, names: list[str], title: str, parent: QWidget | None = None,
-                 module_prefix: str | None = None, reference=None, reference_path: str | None = None):
+    """Set / add / multiply / clamp / expression over one tensor or a module's tensors.
+
+    Parameters
+    ----------
+    shapes
+        The tensors it may edit, in order, with their shapes (checked before any is read).
+    title
+        What is edited, for the window title and the Target row.
+    build
+        ``build(spec, targets)``: the core Edit (raises ``UserError`` for a bad spec).
+    preview
+        ``preview(spec, name, cancelled)``: the core ``Preview`` of the spec on a copy of
+        ``name`` (run on a worker thread).
+    apply
+        ``apply(edit, progress, cancelled)``: run the edit (on a worker thread; a cancelled or
+        failed run leaves the tensors as they were).
+    module_prefix
+        The module's name when a module was selected: a glob then narrows the tensors.
+    """
+
+    def __init__(self, shapes: dict[str, tuple], title: str, parent: QWidget | None = None, *,
+                 build: Callable, preview: Callable, apply: Callable,
+                 module_prefix: str | None = None):
         super().__init__(parent)
-        self._reference, self._reference_path = reference, reference_path  # what ref["NAME"] reads
+        self._build_edit, self._preview_edit, self._apply_edit = build, preview, apply
         self.setObjectName("editDialog")
         self.setWindowTitle(f"Edit {title}")
-        self._doc = doc
-        self._all_names = list(names)
+        self._shapes = dict(shapes)
+        self._all_names = list(shapes)
         self._prefix = module_prefix
         self.changed_count: int | None = None  # elements the previewed edit changes
         self.applied_edit = None                # set when Apply has run the edit
@@ -198,8 +221,7 @@ class EditDialog(QDialog):
                 if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n[rel:], pattern)]
 
     def make_edit(self):
-        return edit_from_spec(self.spec(), self.targets(), ref=self._reference,
-                              ref_path=self._reference_path)
+        return self._build_edit(self.spec(), self.targets())
 
     def _operation_changed(self) -> None:
         op = self.operation.currentData()
@@ -222,7 +244,7 @@ class EditDialog(QDialog):
             if not targets:
                 raise UserError("no tensor matches")
             self.make_edit()
-            check_shapes(self.spec(), {n: self._doc.entry(n).shape for n in targets})
+            check_shapes(self.spec(), {n: self._shapes[n] for n in targets})
         except UserError as exc:
             self._show_error(str(exc))
             return None
@@ -249,19 +271,18 @@ class EditDialog(QDialog):
             return False
         name = targets[0]
         self.changed_count = None
-        if math.prod(self._doc.entry(name).shape) > PREVIEW_LIMIT:
+        if math.prod(self._shapes[name]) > PREVIEW_LIMIT:
             self._set_plot(None)  # a huge tensor can still be edited, unpreviewed
             self.changed_label.setText(f"no preview for tensors over {PREVIEW_LIMIT:,} elements; "
                                        "the edit is checked when applied")
             self._update_busy()
             return True
         self.changed_label.setText("Previewing …")
-        spec, doc, gen, many = self.spec(), self._doc, self._generation, len(targets) > 1
-        ref = self._reference
+        spec, preview, gen, many = self.spec(), self._preview_edit, self._generation, len(targets) > 1
 
         def work(progress, cancelled):
             try:
-                p = preview_edit(spec, name, doc.tensor(name), cancelled=cancelled, doc=doc, ref=ref)
+                p = preview(spec, name, cancelled)
                 return gen, name, many, p.before.numel(), p.changed, _histograms(p.before, p.after), None
             except Cancelled:
                 raise
@@ -350,20 +371,16 @@ class EditDialog(QDialog):
         self._timer.stop()
         if self._apply_task is not None or self._validate() is None:
             return
-        edit, doc = self.make_edit(), self._doc
+        edit, apply = self.make_edit(), self._apply_edit
         if self._preview_task is not None:  # the edit itself is what counts now
             self._preview_task.cancel()
             self._preview_task = None
             self._generation += 1
 
         def work(progress, cancelled):
-            from ...core.edits.values import ExprEdit
             if cancelled():
                 raise Cancelled()
-            if isinstance(edit, ExprEdit):
-                edit.apply(doc, progress=progress, cancelled=cancelled)
-            else:
-                edit.apply(doc)
+            apply(edit, progress, cancelled)
             return edit
         task = Task(work)
         task.signals.progress.connect(self._apply_progress)
