@@ -175,7 +175,7 @@ class LoraMergeEdit(_ValueEdit):
         return {"op": "lora_merge", "adapter": self.input_name}
 
     @classmethod
-    def from_step(cls, step: dict, doc: Document, inputs=None) -> Edit:
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> _ValueEdit:
         from .merge_ops import merge_edit_for_step
         return merge_edit_for_step(step, doc, inputs)
 
