@@ -239,7 +239,7 @@ class EditFlows(QObject):
     def push(self, edit: Edit) -> bool:
         """Apply ``edit`` as one undoable step; say why when it cannot be applied. A big edit
         runs on a worker (undo.py): True then says it started; its end is said when it comes."""
-        if self._saving():
+        if self.saving():
             return self._pushed(edit, UserError("a save is running; edit again when it has finished"))
         self._drop_note = None
         return self.edits.submit(edit, lambda error, edit=edit: self._pushed(edit, error))

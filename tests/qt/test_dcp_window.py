@@ -9,11 +9,11 @@ from PySide6.QtWidgets import QTableView
 import torch
 
 from app.core.formats import load_document
-from app.core.formats.save import DCP, SAFETENSORS, TORCH
+from app.core.formats.save import DCP, SAFETENSORS
 from app.qt.controller import openable_path
 from app.qt.save_flows import DCP_FILTER, SAFETENSORS_FILTER, format_from_choice, save_as_filters
 from tests.dcp_make import write_chunked
-from tests.qt.conftest import drop, mime_for, tree_rows, wait_for_document
+from tests.helpers.qt import drop, mime_for, tree_rows, wait_for_document
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_ctrl_s_writes_back_dcp_and_save_as_pt_converts(qtbot, window, fsdp_fold
     assert back.format == "dcp" and back.entry("encoder.bias").dtype == torch.float16
     assert back.entries == {"step": "int: 250"}
     out = tmp_path / "merged.pt"
-    window.save_flows.ask_save_path = lambda: (str(out), TORCH, None)
+    window.prompts.answer(save_file=(str(out), ""))
     window.actionSaveAs.trigger()
     qtbot.waitUntil(lambda: not window.save_flows.is_saving, timeout=20_000)
     got = torch.load(out, weights_only=True)

@@ -41,15 +41,17 @@ def test_splash_closes_when_the_main_window_shows(qtbot, monkeypatch):
     from argparse import Namespace
     from PySide6.QtWidgets import QApplication
     from app.qt import launch
+    from tests.helpers.prompts import FakePrompts
     shown = {}
+    before = set(QApplication.topLevelWidgets())  # windows other tests left for deletion
 
     def fake_exec():
-        shown["windows"] = sorted(w.objectName() for w in QApplication.topLevelWidgets()
-                                  if w.isVisible())
-        for w in QApplication.topLevelWidgets():
+        new = [w for w in QApplication.topLevelWidgets() if w not in before]
+        shown["windows"] = sorted(w.objectName() for w in new if w.isVisible())
+        for w in new:
             if w.objectName() == "mainWindow":
                 shown["title"] = w.windowTitle()
-                w.ask_save_changes = lambda: "discard"
+                w.prompts = FakePrompts(save_changes="discard")
                 w.close()
         return 0
     monkeypatch.setattr(QApplication, "exec", staticmethod(fake_exec))
