@@ -245,6 +245,10 @@ class TreeModel(QAbstractItemModel):
             return FROZEN_COLOR
         return None
 
+    def cell_text(self, node: Node, col: int) -> str:
+        """The text a cell of ``node`` shows in column ``col``."""
+        return self._text(node, col)
+
     def _text(self, node: Node, col: int) -> str:
         e = node.entry
         if col >= GRAD:

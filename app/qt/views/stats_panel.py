@@ -16,7 +16,7 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QSizePolicy,
                                QSpinBox, QVBoxLayout, QWidget)
 
 from ...core.stats import (COMPLEX_PARTS, Stats, compute_stats, compute_stats_many,
@@ -52,6 +52,9 @@ class StatsPanel(QWidget):
         self._running: set[Task] = set()  # keeps cancelled tasks alive until they end
 
         self.title = QLabel("", self, objectName="statsTitle")
+        # a long tensor name must not set the dock's minimum width (it squeezed the tree to
+        # 180 px at 1024 px wide); the label clips instead
+        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.approx_label = QLabel("≈ sampled — computing exact statistics…", self,
                                    objectName="approxLabel")
         self.approx_label.setStyleSheet("color: #a05a00;")
