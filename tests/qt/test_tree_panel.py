@@ -52,7 +52,7 @@ def test_a_filter_expands_only_the_first_matches(qtbot):
     panel.filter.setText("weight")
     panel.apply_filter()
     # 1200 matches: their 1800 group ancestors are never all expanded (no expandAll)
-    assert 0 < len(expanded) <= 2 * EXPAND_CAP
+    assert 0 < len(expanded) <= 3 * EXPAND_CAP
     assert panel.proxy.matches is not None and len(panel.proxy.matches) == 1200
 
 

@@ -26,7 +26,7 @@ FIT_ROWS = 48
 #: typing waits this long for the next key before the filter runs
 DEBOUNCE_MS = 150
 #: at most this many matches have their ancestors expanded
-EXPAND_CAP = 200
+EXPAND_CAP = 50
 #: fitted widths: the name column between these; Type (long module class names) capped, so
 #: that Shape, Dtype and Elements keep their room
 NAME_WIDTH, TYPE_WIDTH = (160, 320), 150
@@ -274,7 +274,8 @@ class ModuleTreePanel(QWidget):
         text = self.filter.text()
         if not text.strip():
             self._show_message("")
-            self.proxy.clear_matches()
+            if self.proxy.matches is not None:
+                self._show_matches(None, None)
             self.filterApplied.emit(-1)
             return
         if self._index is None and self._index_task is not None:
@@ -289,10 +290,29 @@ class ModuleTreePanel(QWidget):
         self._show_message("" if matches else "no match")
         self._show_matches(index, matches)
 
-    def _show_matches(self, index: NameIndex, matches: list[int]) -> None:
-        self.proxy.set_matches(index, matches)
-        self._expand_matches(index, matches)
-        self.filterApplied.emit(len(matches))
+    def _show_matches(self, index: NameIndex | None, matches: list[int] | None) -> None:
+        """Reset the proxy to the matches (None: every row), expand the first of them (or the
+        first levels) and keep the current row, without telling the controller: what it shows
+        does not change."""
+        current = self.current_node()
+        selection = self.view.selectionModel()
+        selection.blockSignals(True)
+        try:
+            self.proxy.set_matches(index, matches)
+            if matches is None:
+                self._expand_first_levels(self.model.root)
+            else:
+                self._expand_matches(index, matches)
+            if current is not None:
+                shown = self.proxy.mapFromSource(self.model.index_of(current))
+                if shown.isValid():
+                    self.view.setCurrentIndex(shown)
+                    self.view.scrollTo(shown)
+        finally:
+            selection.blockSignals(False)
+        self.view.viewport().update()
+        if matches is not None:
+            self.filterApplied.emit(len(matches))
 
     def _expand_matches(self, index: NameIndex, matches: list[int]) -> None:
         """Expand the ancestors of the first ``EXPAND_CAP`` matches, never the whole tree."""
