@@ -9,7 +9,7 @@ import torch
 
 from app.core.errors import UserError
 from app.core.model.document import Document
-from app.core.model.name_filter import NameIndex, parse_filter
+from app.core.tree_filter import NameIndex, parse_filter
 from app.core.model.nonfinite import nonfinite_names
 from app.core.model.tensor_entry import TensorEntry
 from app.core.model.tree import Node, tree_from_names

@@ -351,7 +351,7 @@ class TreeFilterProxy(QSortFilterProxyModel):
 
     def set_pattern(self, text: str) -> None:
         """Filter by ``text`` at once (``name_filter`` syntax) over an index built here."""
-        from ...core.model.name_filter import NameIndex, parse_filter
+        from ...core.tree_filter import NameIndex, parse_filter
         if not text.strip():
             self._set_filter(_pattern=text, _index=None, _matches=None)
             return

@@ -1,6 +1,6 @@
 """The module tree dock's content: the filter box (``treeFilter``) above the tree (``moduleTree``).
 
-The filter runs over a flat index of names (``core.model.name_filter.NameIndex``), built in a
+The filter runs over a flat index of names (``core.tree_filter.NameIndex``), built in a
 background task once per tree, never through the view: typing is debounced (``DEBOUNCE_MS``),
 each pass answers with the matching rows, and only the first ``EXPAND_CAP`` matches are expanded
 (``expandAll`` on 100k rows took tens of seconds). "NaN/Inf" scans every tensor in a worker, with
@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QLineEdit, QPro
                                QStyle, QToolButton, QTreeView, QVBoxLayout, QWidget)
 
 from ...core.errors import UserError, first_line
-from ...core.model.name_filter import SYNTAX_HELP, NameIndex, parse_filter
+from ...core.tree_filter import SYNTAX_HELP, NameIndex, parse_filter
 from ...core.model.nonfinite import nonfinite_names
 from ..models.tree_model import (BYTES, DTYPE, ELEMENTS, NAME, SHAPE, TYPE, NodeRole,
                                  TreeFilterProxy, TreeModel)

@@ -22,9 +22,9 @@ from operator import contains
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import UserError
-from ..expressions.user_regex import Deadline, compile_pattern, search
-from .tree import ENTRY, GROUP, MODULE, Node
+from .errors import UserError
+from .expressions.user_regex import Deadline, compile_pattern, search
+from .model.tree import ENTRY, GROUP, MODULE, Node
 
 KINDS = {"param": "parameter", "parameter": "parameter", "parameters": "parameter",
          "buffer": "buffer", "buffers": "buffer", "tensor": "tensor", "tensors": "tensor",
