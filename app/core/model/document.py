@@ -121,6 +121,7 @@ class Document(FileBacking):
         else:
             extra = {k: v for k, v in self.entries.items() if not self._has_tensors_under(k)}
             self.root = tree_from_names(list(self.tensors.values()), extra, self.container)
+        self.root.totals()  # here (a reader's worker), not on the GUI thread's first paint
         return self.root
 
     def _has_tensors_under(self, key: str) -> bool:
@@ -153,10 +154,21 @@ class Document(FileBacking):
         return unique_entries(self.tensors.values())
 
     def total_numel(self) -> int:
-        return sum(e.numel for e in self.unique_entries())
+        return self._totals()[0]
 
     def total_bytes(self) -> int:
-        return sum(e.nbytes for e in self.unique_entries())
+        return self._totals()[1]
+
+    def _totals(self) -> tuple[int, int]:
+        """(elements, bytes), tied storage once; one pass per revision (the status bar asks for
+        both at every open: two passes over 100k entries each)."""
+        key = (self.revision, id(self.root), len(self.tensors))
+        cached = getattr(self, "_totals_cache", None)
+        if cached is None or cached[0] != key:
+            uniq = self.unique_entries()
+            cached = self._totals_cache = (key, (sum(e.numel for e in uniq),
+                                                 sum(e.nbytes for e in uniq)))
+        return cached[1]
 
     def parameter_count(self) -> int:
         return sum(e.numel for e in self.unique_entries() if e.kind == PARAMETER)
