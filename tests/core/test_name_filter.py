@@ -134,6 +134,9 @@ def test_totals_add_up_children_and_count_ties_once():
     doc = Document.from_object(sd)
     root = doc.root
     assert root.totals() == (15, 68)           # w counted once
+    assert (doc.total_numel(), doc.total_bytes()) == (15, 68)
+    doc.remove_tensor("c.z")                   # a new revision: counted again
+    assert (doc.total_numel(), doc.total_bytes()) == (13, 52)
     assert root.find("a").totals() == (13, 52)
     assert root.find("c").totals() == (2, 16)
 

@@ -95,6 +95,7 @@ class Document(FileBacking):
         self._batch_depth = 0
         self._pending = False
         self.root: Node = self.build_tree()
+        self._seed_totals()
         self._watch_files()
 
     # -- construction -------------------------------------------------------------------------
@@ -121,7 +122,6 @@ class Document(FileBacking):
         else:
             extra = {k: v for k, v in self.entries.items() if not self._has_tensors_under(k)}
             self.root = tree_from_names(list(self.tensors.values()), extra, self.container)
-        self.root.totals()  # here (a reader's worker), not on the GUI thread's first paint
         return self.root
 
     def _has_tensors_under(self, key: str) -> bool:
@@ -158,6 +158,13 @@ class Document(FileBacking):
 
     def total_bytes(self) -> int:
         return self._totals()[1]
+
+    def _seed_totals(self) -> None:
+        """Sum the tree here (a reader's worker), not at the GUI thread's first paint; the tree
+        of names holds every tensor once, so its root's totals are the document's."""
+        totals = self.root.totals()
+        if self.module is None:
+            self._totals_cache = ((self.revision, id(self.root), len(self.tensors)), totals)
 
     def _totals(self) -> tuple[int, int]:
         """(elements, bytes), tied storage once; one pass per revision (the status bar asks for
