@@ -166,3 +166,16 @@ def test_odd_names_build_the_same_tree_as_splitting():
             node = nxt or Node(p, "group", parent=node)
         Node(parts[-1], "tensor", parent=node)
     assert shape(root) == shape(expected)
+
+
+def test_regex_over_joined_names_finds_what_each_name_would():
+    import regex
+    names = [f"model.layers.{i}.{p}.{leaf}" for i in range(300) for p in ("q", "fc1")
+             for leaf in ("weight", "bias")] + ["odd name with spaces", "x"]
+    index = index_of([(n, torch.zeros(1)) for n in names])
+    assert len(index) > 1000  # the joined search is used
+    for pattern in (r"layers\.1\d\.", r"^model", r"weight$", r"[^a-z]q", r"\bfc\d", r"(?i)FC1",
+                    r"\s", r"x*", r"\Ax\Z", r"s\.\d+\.q\.b", r"[\s\S]layers"):
+        got = found(index, "re:" + pattern)
+        want = [n for n in index.full if regex.search(pattern, n)]
+        assert got == want, pattern
