@@ -129,6 +129,7 @@ win.tree_view.viewport().repaint()
 app.processEvents()
 out["tree_shown"] = time.perf_counter() - t0
 panel = win.tree_panel
+panel._build_index()  # what focusing the filter box does
 while panel._index is None:
     pump(0.01)
 

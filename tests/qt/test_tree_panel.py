@@ -19,6 +19,9 @@ def panel_with(qtbot, sd, width=900) -> ModuleTreePanel:
     panel.resize(width, 600)
     panel.show()
     panel.show_root(Document.from_object(sd).root)
+    assert panel._index is None  # not built while the tree is laid out
+    panel.filter.setFocus()      # about to type: built in the background
+    panel._build_index()         # (offscreen windows may not take focus)
     qtbot.waitUntil(lambda: panel._index is not None, timeout=5000)
     return panel
 

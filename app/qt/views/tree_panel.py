@@ -94,6 +94,7 @@ class ModuleTreePanel(QWidget):
         self._fitted: dict[int, int] = {}  # fitted widths of Name and Type (before squeezing)
         self._index: NameIndex | None = None
         self._index_task: Task | None = None
+        self._index_root = None
         self._scan_task: Task | None = None
         self._running: set[Task] = set()
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -108,6 +109,7 @@ class ModuleTreePanel(QWidget):
         self.empty_hint.setEnabled(False)  # drawn in the palette's disabled (grey) text colour
         self.empty_hint.setAttribute(Qt.WA_TransparentForMouseEvents)
         self.view.viewport().installEventFilter(self)
+        self.filter.installEventFilter(self)
         for signal in (self.proxy.modelReset, self.proxy.rowsInserted, self.proxy.rowsRemoved):
             signal.connect(self._update_hint)
         self._update_hint()
@@ -117,7 +119,9 @@ class ModuleTreePanel(QWidget):
         self.empty_hint.setVisible(self.model.rowCount() == 0)
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Resize and obj is self.view.viewport():
+        if event.type() == QEvent.FocusIn and obj is self.filter:
+            self._build_index()  # about to type: have the index ready
+        elif event.type() == QEvent.Resize and obj is self.view.viewport():
             self.empty_hint.setGeometry(obj.rect())
             self._squeeze()
         return False
@@ -130,8 +134,9 @@ class ModuleTreePanel(QWidget):
         self._index = None
         self.proxy.clear_matches()
         self.model.set_root(root)
-        self._build_index()
+        self._index_task = None
         if self.filter.text().strip():
+            self._build_index()
             self._debounce.start()
         self._expand_first_levels(root)
         if fit:
@@ -238,8 +243,16 @@ class ModuleTreePanel(QWidget):
 
     # -- the name index --------------------------------------------------------------------
     def _build_index(self) -> None:
-        """Index the tree's names in a worker (100k tensors: ~0.5 s of Python off the GUI)."""
+        """Index the tree's names in a worker (100k tensors: ~0.5 s of Python off the GUI).
+
+        Started when the filter is first used, not on opening: a Python worker running while
+        the view lays out the new tree makes each of the view's calls into the model wait for
+        the interpreter lock (opening 100k tensors blocked the GUI thread for seconds)."""
         root = self.model.root
+        if (self._index is not None and self._index.root is root) or (
+                self._index_task is not None and self._index_root is root):
+            return
+        self._index_root = root
         if not root.children:
             self._index = NameIndex(root)
             return
@@ -263,6 +276,7 @@ class ModuleTreePanel(QWidget):
 
     # -- filtering -----------------------------------------------------------------------------
     def _filter_changed(self, _text: str) -> None:
+        self._build_index()
         if self.nonfinite_button.isChecked():  # typing leaves the NaN/Inf view
             self.cancel_scan()
             self.nonfinite_button.setChecked(False)
@@ -278,8 +292,10 @@ class ModuleTreePanel(QWidget):
                 self._show_matches(None, None)
             self.filterApplied.emit(-1)
             return
-        if self._index is None and self._index_task is not None:
-            return  # applied when the index is ready
+        if self._index is None or self._index.root is not self.model.root:
+            self._build_index()
+            if self._index_task is not None:
+                return  # applied when the index is ready
         try:
             flt = parse_filter(text)
             index = self.name_index()
