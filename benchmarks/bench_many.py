@@ -14,7 +14,7 @@ Rows ``case | ours | floor | ratio``, all measured in this run:
 - pooled stats: ``compute_stats_many`` of every tensor vs ``torch.cat`` + ``aminmax`` +
   ``histc`` + ``mean`` + ``std``.
 
-    python benchmarks/bench_many.py [--n 100000] [--keep DIR]
+    python benchmarks/bench_many.py [--n 100000] [--keep DIR] [--only build|gui]
 """
 from __future__ import annotations
 
@@ -186,6 +186,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=100_000, help="tensors (default 100000)")
     ap.add_argument("--keep", help="write the files here and keep them")
+    ap.add_argument("--only", choices=("build", "gui"), help="run one half of the cases")
     args = ap.parse_args()
     folder = args.keep or tempfile.mkdtemp(prefix="bench_many_")
     try:
@@ -193,10 +194,13 @@ def main() -> None:
         print(f"{args.n} tensors; torch zip {os.path.getsize(pt) / 2**20:.0f} MiB, "
               f"safetensors {os.path.getsize(st) / 2**20:.0f} MiB")
         print(f"{'case':<34} | {'ours':>10} | {'floor':>10} | ratio")
-        for label, path, floor in (("torch zip", pt, "torch"), ("safetensors", st, "safetensors")):
+        for label, path, floor in (() if args.only == "gui" else
+                                   (("torch zip", pt, "torch"), ("safetensors", st, "safetensors"))):
             ours, base = run_child(BUILD, "ours", path), run_child(BUILD, floor, path)
             row(f"document build, {label}", ours["s"], base["s"])
             row(f"document build RSS, {label}", ours["mb"], max(base["mb"], 1), unit="MB")
+        if args.only == "build":
+            return
         g = run_child(GUI, st)
         row("tree shown (target 1 s)", g["tree_shown"], 1.0)
         row("GUI block while opening (100 ms)", g["open_block"], 0.1)
