@@ -80,10 +80,6 @@ class NameFilter:
     def empty(self) -> bool:
         return not (self.name or self.regex or self.dtype or self.shape or self.kind)
 
-    @property
-    def tensors_only(self) -> bool:
-        return self.dtype is not None or self.shape is not None
-
     def narrows(self, previous: "NameFilter") -> bool:
         """Whether every match of ``self`` is a match of ``previous`` (typing one more letter
         of a plain name): then only ``previous``'s matches need to be searched."""
