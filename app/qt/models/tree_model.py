@@ -169,7 +169,10 @@ class TreeModel(QAbstractItemModel):
         self.endResetModel()
 
     def hasChildren(self, parent: QModelIndex = QModelIndex()) -> bool:
-        return self.rowCount(parent) > 0
+        # asked for every row of every expanded parent while the view lays out: kept lean
+        if not parent.isValid():
+            return bool(self._root.children)
+        return parent.column() == 0 and bool(parent.internalPointer().children)
 
     def index_of(self, node: Node, column: int = 0) -> QModelIndex:
         if node is self._root or node.parent is None:
