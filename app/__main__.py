@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -112,7 +111,7 @@ def _verify(path: str) -> None:
 def _run(args) -> int:
     if args.command == "inspect":
         from .core.loading.open import open_document
-        from .core.report import inspect_json, inspect_text
+        from .core.report import inspect_json, inspect_text, write_json
         doc = open_document(args.path, model=args.model, model_args=args.model_args, trust=args.trust)
         if args.verify:
             _verify(args.path)
@@ -120,8 +119,7 @@ def _run(args) -> int:
             out = inspect_json(doc, args.stats)
             if args.verify:
                 out["verified"] = True
-            json.dump(out, sys.stdout, indent=2)
-            sys.stdout.write("\n")
+            write_json(out, sys.stdout)
         else:
             print(inspect_text(doc, args.stats))
             if args.verify:

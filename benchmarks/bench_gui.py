@@ -11,10 +11,15 @@
 3. Single gestures that once froze the window for seconds (target <= 1000 ms each): select all
    on a 50000 x 4096 expanded tensor and repaint the grid and its headers; the rename preview's
    clash check over 20,001 names.
+4. Edits on a ~400 MB document in the main window: the longest GUI-thread stall (5 ms probe)
+   during a cast of everything to float16, its undo, a delete of one 100 MB tensor and its
+   undo, with big steps on a worker (ours) and, as before, on the GUI thread
+   (``case | ours | before | ratio``, medians of 3 rounds; target <= 50 ms).
 
 Prints each figure with its target and PASS/FAIL; exits 0 (it is a report).
 
-    python benchmarks/bench_gui.py [--rows 50000] [--cols 4096] [--numel 1e8]
+    python benchmarks/bench_gui.py [--rows 50000] [--cols 4096] [--numel 1e8] [--edit-mb 400]
+    python benchmarks/bench_gui.py --only edits
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from benchmarks._measure import verdict  # noqa: E402
 
 GRID_TARGET_MS, STALL_TARGET_MS, RATIO_TARGET = 25.0, 50.0, 1.5
 GESTURE_TARGET_MS = 1000.0
+REPEATS = 3  # rounds of the edit gestures (median printed)
 
 
 def report(name: str, value: float, unit: str, target: float) -> None:
@@ -152,7 +158,8 @@ def bench_gestures(app: QApplication) -> tuple[float, float]:
     view.close()
     sd = {f"a.{i}": torch.zeros(1) for i in range(20_000)}
     sd["b.0"] = torch.zeros(1)  # b.0 -> a.0 clashes
-    dialog = RenameDialog(Document.from_object(sd), [])
+    doc = Document.from_object(sd)
+    dialog = RenameDialog(list(doc.tensors), [], lambda edit: edit.plan(doc))
     dialog.pattern.setText("^b")
     dialog.replacement.setText("a")
     dialog._timer.stop()
@@ -163,13 +170,95 @@ def bench_gestures(app: QApplication) -> tuple[float, float]:
     return select_ms, rename_ms
 
 
+def bench_edits(app: QApplication, total_mb: int, select: bool,
+                refresh: bool = True) -> list[tuple[str, float, float]]:
+    """(gesture, ours ms, before ms): the longest GUI-thread stall of each edit gesture on a
+    document of four float32 tensors of ``total_mb`` MB together, in the main window, with a
+    100 MB tensor selected (re-shown after each structural step: grid, statistics preview,
+    histogram) or nothing selected (the flows then select the first tensor). ``refresh=False``
+    disconnects the flows' view refresh after a step (re-selection, statistics): the step's own
+    GUI-thread cost."""
+    from app.core.edits.surgery import CastEdit, DeleteEdit
+    from app.core.model.document import Document
+    from app.qt.main_window import MainWindow
+    side = int((total_mb * 2 ** 20 / 4 / 4) ** 0.5)
+    rows = []
+    results: dict[str, dict[str, float]] = {}
+    for mode in ("ours", "before"):
+        win = MainWindow()
+        win.ask_save_changes = lambda: "discard"
+        win.resize(1400, 900)
+        win.show()
+        doc = Document.from_object({f"layer{i}.weight": torch.ones(side, side) for i in range(4)})
+        win.open_document(doc, "bench.pt")
+        if select:
+            win.select_name("layer0.weight")
+        else:
+            win.controller.select_node(None)
+        app.processEvents()
+        edits = win.controller.edits
+        if not refresh:
+            edits.edited.disconnect(win.edit_flows._on_edited)
+        if mode == "before":
+            edits.background_bytes = 1 << 62  # every step on the GUI thread, as before
+        gestures = [("cast * to float16", lambda: win.edit_flows.push(CastEdit("*", "float16"))),
+                    ("undo the cast", edits.stack.undo),
+                    ("delete layer3.weight", lambda: win.edit_flows.push(DeleteEdit("layer3.weight"))),
+                    ("undo the delete", edits.stack.undo)]
+        for _ in range(REPEATS):  # each round ends where it began: the median is printed
+            for name, gesture in gestures:
+                results.setdefault(name, {}).setdefault(mode, []).append(
+                    _stall_during(app, gesture, edits))
+        win.controller.undo_stack.setClean()
+        win.close()
+        win.deleteLater()
+        del doc, win, edits
+        app.processEvents()
+    for name, r in results.items():
+        rows.append((name, statistics.median(r["ours"]), statistics.median(r["before"])))
+    return rows
+
+
+def _stall_during(app: QApplication, gesture, edits) -> float:
+    """The longest gap between 5 ms probe ticks from the gesture until its work is done."""
+    timer, clock = QTimer(), QElapsedTimer()
+    gaps: list[float] = []
+    last = [0.0]
+
+    def probe():
+        now = clock.nsecsElapsed() / 1e6
+        gaps.append(now - last[0])
+        last[0] = now
+    timer.timeout.connect(probe)
+    timer.start(5)
+    clock.start()
+    QTimer.singleShot(20, gesture)
+    end = time.perf_counter() + 60
+    loop = QEventLoop()
+    while time.perf_counter() < end:
+        loop.processEvents(QEventLoop.AllEvents, 5)
+        if len(gaps) > 10 and clock.elapsed() > 100 and not edits.busy:
+            break
+    settle = time.perf_counter() + 0.1  # the announcement and repaint after the work
+    while time.perf_counter() < settle:
+        loop.processEvents(QEventLoop.AllEvents, 5)
+    timer.stop()
+    return max(gaps[1:]) if len(gaps) > 1 else 0.0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=50_000)
     ap.add_argument("--cols", type=int, default=4096)
     ap.add_argument("--numel", type=float, default=1e8)
+    ap.add_argument("--edit-mb", type=int, default=400)
+    ap.add_argument("--only", choices=("edits",), default=None)
     args = ap.parse_args()
-    app = QApplication.instance() or QApplication([])
+    from app.qt.launch import application
+    app = application()
+    if args.only == "edits":
+        print_edits(app, args.edit_mb)
+        return 0
     view = TensorView()
     view.resize(1400, 900)
     view.show()
@@ -213,7 +302,21 @@ def main() -> int:
     print("\n[gestures]")
     report("select all on 50000 x 4096 + repaint", select_ms, "ms", GESTURE_TARGET_MS)
     report("rename preview over 20,001 names", rename_ms, "ms", GESTURE_TARGET_MS)
+    print_edits(app, args.edit_mb)
     return 0
+
+
+def print_edits(app: QApplication, total_mb: int) -> None:
+    for select, refresh in ((False, False), (False, True), (True, True)):
+        what = "median of 3, " + ("a 100 MB tensor selected" if select else "nothing selected") + (
+            "" if refresh else ", views not refreshed after the step (the step alone)")
+        print(f"\n[edits] longest GUI-thread stall, {total_mb} MB document (4 float32 tensors), "
+              f"{what}")
+        print(f"{'case':<26} | {'ours ms':>8} | {'before ms':>9} | {'ratio':>6} | target <= "
+              f"{STALL_TARGET_MS:g} ms")
+        for name, ours, before in bench_edits(app, total_mb, select, refresh):
+            print(f"{name:<26} | {ours:8.1f} | {before:9.1f} | "
+                  f"{ours / before if before else 0:6.2f} | {verdict(ours <= STALL_TARGET_MS)}")
 
 
 if __name__ == "__main__":

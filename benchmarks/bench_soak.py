@@ -19,8 +19,6 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
 from benchmarks._measure import verdict  # noqa: E402
 from tests.qt.soak import Soak, StallProbe, rss_mib, soak_checkpoint  # noqa: E402
 
@@ -33,10 +31,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--width", type=int, default=512, help="MLP width: the checkpoint's size")
     args = ap.parse_args()
-    app = QApplication.instance() or QApplication([])
+    from app.qt.launch import application
+    app = application()
     from app.qt.main_window import MainWindow
-    window = MainWindow()
-    window.ask_save_changes = lambda: "discard"
+    from tests.helpers.prompts import FakePrompts
+    window = MainWindow(prompts=FakePrompts(save_changes="discard"))
     window.show()
     with tempfile.TemporaryDirectory() as folder:
         path = soak_checkpoint(os.path.join(folder, "train.pt"), width=args.width)

@@ -101,8 +101,8 @@ def main() -> None:
         report("core: undo it", timed(lambda: edit.revert(doc)))
         print(f"  announcements (tree rebuilds): {doc.announcements}")
 
-        from PySide6.QtWidgets import QApplication
-        app = QApplication.instance() or QApplication([])
+        from app.qt.launch import application
+        app = application()
         from app.qt.main_window import MainWindow
         window = MainWindow()
         window.show()

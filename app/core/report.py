@@ -1,7 +1,8 @@
 """What ``main.py inspect`` prints: CONTRACT.md's JSON, or an indented tree for people."""
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, TextIO
 
 from .model.document import Document
 from .stats import compute_stats
@@ -21,7 +22,34 @@ def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
            "entries": all_entries(doc), "total_numel": doc.total_numel()}
     if doc.load_report is not None:
         out["load_report"] = doc.load_report
+    from .formats.hf_folder import config_fields
+    hf = config_fields(doc)
+    if hf is not None:  # a Hugging Face model or adapter folder: what its config says
+        out["hf_config"] = hf
     return out
+
+
+def write_json(out: dict[str, Any], stream: TextIO) -> None:
+    """``out`` as JSON, laid out for people: one top-level key a line, one list item a line.
+
+    Every value goes through json's C encoder (``json.dump(indent=2)`` runs the pure-Python one,
+    seconds at 100k tensors); only the outer layout is written here."""
+    encode = json.JSONEncoder().encode
+    stream.write("{\n")
+    for i, (key, value) in enumerate(out.items()):
+        stream.write(f"  {encode(key)}: ")
+        if isinstance(value, list) and value:
+            stream.write("[\n    ")
+            stream.write(",\n    ".join(map(encode, value)))
+            stream.write("\n  ]")
+        elif isinstance(value, dict) and value:
+            stream.write("{\n    ")
+            stream.write(",\n    ".join(f"{encode(k)}: {encode(v)}" for k, v in value.items()))
+            stream.write("\n  }")
+        else:
+            stream.write(encode(value))
+        stream.write(",\n" if i < len(out) - 1 else "\n")
+    stream.write("}\n")
 
 
 def all_entries(doc: Document) -> dict[str, str]:
@@ -37,7 +65,9 @@ def all_entries(doc: Document) -> dict[str, str]:
 def _stats_dict(entry) -> dict:
     """The values' statistics (dequantized, sparse zeros counted, fp8 as floats); for complex
     tensors those of abs, with "real" and "imag" beside them. ``std`` is torch's (Bessel)."""
-    t = entry.tensor().detach()
+    from .compare.diff import read_entry  # here: the window imports this module at start-up
+    # read without keeping it in the entry: inspecting a 40 GB file holds one tensor at a time
+    t = read_entry(entry).detach()
     try:
         s = compute_stats(t, bins=0)
     except ValueError as exc:  # e.g. an overlapping view far larger than its memory

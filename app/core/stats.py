@@ -365,7 +365,7 @@ def _stats_of_chunks(chunks, numel: int, dtype: torch.dtype, bins: int, progress
     and the sum and sum of squares accumulated in float64 (float32 products are exact there).
     Pass 2: the histogram over the finite range. ``reads`` is the element count the passes read
     (progress), ``numel`` the count they stand for."""
-    out = Stats(numel=numel, dtype=str(dtype).removeprefix("torch."))
+    out = Stats(numel=numel, dtype=dtypes.dtype_name(dtype))
     if numel == 0:
         return out
     if dtype.is_complex:

@@ -39,17 +39,17 @@ def transplant_selection(flows) -> str | None:
     why = "; ".join(f"{n}: {r}" for n, r in refused[:3]) + (
         f" (and {len(refused) - 3} more)" if len(refused) > 3 else "")
     if not copy and not add:
-        flows.window.statusBar().showMessage(
+        flows.status(
             "Nothing to transplant" + (f" — refused: {why}" if why else ""), 15000)
         return why
     edit = TransplantEdit(flows.reference, [s for _t, s in copy + add], input_name(flows),
                           flows.reference_path)
-    error = flows.window.edit_flows._push(edit)
+    error = flows.edit_flows._push(edit)
     if error is not None:
-        flows.window.statusBar().showMessage(f"Not transplanted: {error}", 15000)
+        flows.status(f"Not transplanted: {error}", 15000)
         return str(error)
     text = f"Transplanted {len(copy)} tensor(s) in place, added {len(add)}"
-    flows.window.statusBar().showMessage(text + (f"; refused {why}" if why else ""), 15000)
+    flows.status(text + (f"; refused {why}" if why else ""), 15000)
     return why
 
 
@@ -63,15 +63,15 @@ def interpolate(flows, t: float) -> str | None:
     names = [na for k, (na, nb) in flows.result.pairs.items()
              if k not in shapes and na == nb and doc.entry(na).dtype.is_floating_point]
     if not names:
-        flows.window.statusBar().showMessage("No tensors to interpolate", 8000)
+        flows.status("No tensors to interpolate", 8000)
         return "nothing to interpolate"
     name = input_name(flows)
     edit = LinearMergeEdit({name: flows.reference}, [1.0 - t, t], names, doc,
                            paths={name: flows.reference_path})
-    error = flows.window.edit_flows._push(edit)
+    error = flows.edit_flows._push(edit)
     if error is not None:
-        flows.window.statusBar().showMessage(f"Not interpolated: {error}", 15000)
+        flows.status(f"Not interpolated: {error}", 15000)
         return str(error)
-    flows.window.statusBar().showMessage(
+    flows.status(
         f"Interpolated {len(names)} tensors with the reference (t = {t:g})", 8000)
     return None

@@ -13,8 +13,7 @@ import os
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QLabel,
-                               QMessageBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QMessageBox,
                                QProgressBar, QPushButton, QToolBar)
 
 from ..core.compare.diff import DiffResult, diff_documents
@@ -23,15 +22,35 @@ from . import compare_actions
 from .compare_views import MODE_A, MODE_B, MODE_DIFF, CompareViews  # noqa: F401
 from .models.compare_columns import SORT_ROLE, ChangeColumn
 from .models.tree_model import HEADERS
+from .settings import remember_folder
 from .workers import Task
 
 
 
 class CompareFlows(QObject):
-    def __init__(self, window):
+    """The comparison presenter.
+
+    Parameters
+    ----------
+    window
+        The tree, grid and histogram it shows the comparison in; its toolbar and status bar.
+    controller
+        The document and the selection.
+    edit_flows
+        Pushes transplants and interpolations.
+    prompts
+        The reference file dialog and the error box.
+    status
+        ``status(text, timeout_ms)``: a transient message.
+    """
+
+    def __init__(self, window, *, controller, edit_flows, prompts, status):
         super().__init__(window)
         self.window = window
-        self.controller = window.controller
+        self.controller = controller
+        self.edit_flows = edit_flows
+        self.prompts = prompts
+        self.status = status
         self.reference = None              # the reference Document
         self.reference_path: str | None = None
         self.result: DiffResult | None = None
@@ -119,18 +138,18 @@ class CompareFlows(QObject):
         return self._task is not None
 
     def choose_reference(self) -> None:
-        folder = self.controller.recent.last_folder()
         from .main_window import OPEN_FILTER
-        path, _ = QFileDialog.getOpenFileName(self.window, "Compare with checkpoint", folder,
-                                              OPEN_FILTER)
+        path = self.prompts.open_file("Compare with checkpoint", self.window.dialog_folder(),
+                                      OPEN_FILTER)
         if path:
+            remember_folder(path)
             self.compare_with(path)
 
     def compare_with(self, path, rules=()) -> Task | None:
         """Open ``path`` as the reference and compare the document with it, in the background."""
         doc = self.controller.document
         if doc is None:
-            self.window.statusBar().showMessage("Open a document before comparing", 8000)
+            self.status("Open a document before comparing", 8000)
             return None
         self.cancel()
         path = os.fspath(path)
@@ -155,7 +174,7 @@ class CompareFlows(QObject):
         task.signals.failed.connect(lambda exc, tb, task=task: self._on_failed(task, path, exc))
         task.signals.done.connect(lambda task=task: self._on_done(task))
         self._set_busy(True)
-        self.window.statusBar().showMessage(f"Comparing with {path} …")
+        self.status(f"Comparing with {path} …")
         return task.start()
 
     def cancel(self) -> None:
@@ -163,7 +182,7 @@ class CompareFlows(QObject):
             self._task.cancel()
             self._task = None
             self._set_busy(False)
-            self.window.statusBar().showMessage("Comparison cancelled", 5000)
+            self.status("Comparison cancelled", 5000)
 
     def close_comparison(self) -> None:
         self.cancel()
@@ -217,7 +236,7 @@ class CompareFlows(QObject):
         self._update_label()
         self._update_enabled()
         s = res.to_json()["summary"]
-        self.window.statusBar().showMessage(
+        self.status(
             f"Compared with {os.path.basename(path)}: {s['changed']} changed, {s['equal']} equal, "
             f"{s['only_a']} only here, {s['only_b']} only in the reference", 15000)
 
@@ -227,16 +246,12 @@ class CompareFlows(QObject):
         self._task = None
         self._set_busy(False)
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        self.window.statusBar().showMessage(f"Cannot compare with {path}: {message}", 15000)
+        self.status(f"Cannot compare with {path}: {message}", 15000)
         if self.error_box is not None:
             self.error_box.close()
-        box = QMessageBox(QMessageBox.Warning, "Cannot compare", message, QMessageBox.Ok,
-                          self.window)
-        box.setObjectName("compareErrorBox")
-        box.setAttribute(Qt.WA_DeleteOnClose)
+        box = self.prompts.error("Cannot compare", message, "compareErrorBox")
         box.finished.connect(lambda _=0: setattr(self, "error_box", None))
         self.error_box = box
-        box.open()
 
     def _on_done(self, task: Task) -> None:
         self._running.discard(task)

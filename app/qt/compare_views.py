@@ -71,7 +71,7 @@ class CompareViews(QObject):
             return
         nb = self.reference_name(name)
         if nb is None:
-            self.window.statusBar().showMessage(f"{name} has no match in the reference", 5000)
+            self.flows.status(f"{name} has no match in the reference", 5000)
             return
         entry_b, mode = self.reference.entry(nb), self.mode
         label = f"{name}  [{'reference' if mode == MODE_B else 'A − B'}]"
@@ -116,7 +116,7 @@ class CompareViews(QObject):
     def _on_view_failed(self, task: Task, exc: BaseException) -> None:
         if task is self._view_task:
             self._view_task = None
-            self.window.statusBar().showMessage(f"Cannot show the reference: {exc}", 8000)
+            self.flows.status(f"Cannot show the reference: {exc}", 8000)
 
     def _on_stats_ready(self, stats) -> None:
         """A's histogram is shown: overlay the reference's over the same bins. (For a small

@@ -33,6 +33,9 @@ def openable_path(paths: Iterable[str]) -> str | None:
     if len(folders) != 1:
         return None
     folder = folders.pop()
+    from ..core.formats.dcp import dcp_folder
+    if all(dcp_folder(p) == folder for p in paths):  # files of one DCP checkpoint
+        return folder
     from ..core.formats.detect import read_index
     try:
         _, index = read_index(folder)

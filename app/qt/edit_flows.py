@@ -12,15 +12,16 @@ import os
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
+from PySide6.QtWidgets import QMenu, QMessageBox
 
 from ..core.edits.base import CompositeEdit, Edit
 from ..core.errors import UserError
 from ..core.model.tensor_entry import PARAMETER
 from ..core.model.tree import ENTRY, Node
 from .dialogs.edit_dialog import EditDialog
+from .edit_busy import EditBusy
 from .models.tree_model import TYPE
-from .settings import settings
+from .settings import remember_folder, settings
 
 class AlreadyApplied(Edit):
     """An edit applied off the GUI thread: its first ``apply`` (the push's redo) does nothing;
@@ -70,12 +71,62 @@ def unique_names(node: Node) -> list[str]:
     return [e.name for e in unique_entries(node.tensor_entries())]
 
 
+def shapes_of(doc, names: list[str]) -> dict[str, tuple]:
+    """Each tensor's shape from its entry (the header: nothing is read)."""
+    return {n: tuple(doc.entry(n).shape) for n in names}
+
+
+def edit_dialog_hooks(doc, reference=None, reference_path: str | None = None) -> dict:
+    """The edit dialog's ``build``, ``preview`` and ``apply`` over ``doc`` (and a comparison's
+    reference, which ``ref["NAME"]`` reads)."""
+    from ..core.edits.specs import edit_from_spec, preview_edit
+    from ..core.edits.values import ExprEdit
+
+    def build(spec, targets):
+        return edit_from_spec(spec, targets, ref=reference, ref_path=reference_path)
+
+    def preview(spec, name, cancelled):
+        return preview_edit(spec, name, doc.tensor(name), cancelled=cancelled, doc=doc,
+                            ref=reference)
+
+    def apply(edit, progress, cancelled):
+        if isinstance(edit, ExprEdit):  # the one edit long enough to report and stop
+            edit.apply(doc, progress=progress, cancelled=cancelled)
+        else:
+            edit.apply(doc)
+    return {"build": build, "preview": preview, "apply": apply}
+
+
 class EditFlows(QObject):
-    def __init__(self, window):
+    """The editing presenter.
+
+    Parameters
+    ----------
+    window
+        The views it reads and updates (tree, grid, statistics, actions) and the dialogs' parent.
+    controller
+        The open document, the selection and ``edits`` (the ``EditStack``).
+    prompts
+        The questions (extract / recipe paths, memory limit) and error boxes.
+    status
+        ``status(text, timeout_ms)``: a transient message.
+
+    The window sets the hooks to its other presenters: ``saving()`` (a save is running),
+    ``reference()`` (the comparison's reference document and path), ``extract(prefix, path,
+    relative)`` and ``menu_parts`` (callables ``(menu, node)`` adding to the tree's menu).
+    """
+
+    def __init__(self, window, *, controller, prompts, status):
         super().__init__(window)
         self.window = window
-        self.controller = window.controller
-        self.edits = self.controller.edits
+        self.controller = controller
+        self.prompts = prompts
+        self.status = status
+        self.edits = controller.edits
+        self.saving = lambda: False
+        self.reference = lambda: (None, None)
+        self.extract = None
+        self.menu_parts: list = []
         self.dialog = None          # the open edit / initializer / rename dialog
         self._drop_note: str | None = None  # the memory cap's message during a push
         self.message_box: QMessageBox | None = None
@@ -83,6 +134,8 @@ class EditFlows(QObject):
         self.edits.memory_cap = self.memory_cap_setting()
         self.edits.edited.connect(self._on_edited)
         self.edits.dropped.connect(self._on_dropped)
+        self.edits.failed.connect(lambda message: self.show_error("Undo failed", message))
+        self._busy = EditBusy(window, self.edits)  # blocks the window while an edit runs
         self.edits.stack.cleanChanged.connect(self._clean_changed)
         # QUndoStack runs redo()/undo() before it moves its index (and EditStack records a pushed
         # command only after that): the marks are right once the index has moved.
@@ -152,16 +205,14 @@ class EditFlows(QObject):
         menu = QMenu(self.window)
         menu.addActions([self.window.actionEdit, self.window.actionInitialize])
         self.add_to_menu(menu)
-        if getattr(self.window, "param_flows", None) is not None:
-            self.window.param_flows.add_to_menu(menu)
-        if getattr(self.window, "entry_flows", None) is not None:  # Edit Value… / Metadata…
-            self.window.entry_flows.add_to_menu(menu, self.controller.current_node)
+        for add in self.menu_parts:  # gradients, registration; Edit Value… / Metadata…
+            add(menu, self.controller.current_node)
         menu.popup(self.window.tree_view.viewport().mapToGlobal(pos))
 
     def _update_enabled(self) -> None:
         doc = self.controller.document
         node = self.controller.current_node
-        if self._saving():  # the save worker reads the tensors: no edit until it is done
+        if self.saving():  # the save worker reads the tensors: no edit until it is done
             doc = node = None
         has_doc, has_node = doc is not None, node is not None
         names = unique_names(node) if has_node else []
@@ -178,10 +229,6 @@ class EditFlows(QObject):
         self.actionFreeze.setEnabled(any(f is not False for f in flags))
         self.actionUnfreeze.setEnabled(any(f is not True for f in flags))
 
-    def _saving(self) -> bool:
-        save_flows = getattr(self.window, "save_flows", None)
-        return save_flows is not None and save_flows.is_saving
-
     def _trainable_flags(self, names: list[str]) -> list[bool | None]:
         """requires_grad of each parameter among ``names``; None where not read yet (selecting a
         module must not read its tensors)."""
@@ -190,8 +237,14 @@ class EditFlows(QObject):
 
     # -- running edits ------------------------------------------------------------------------
     def push(self, edit: Edit) -> bool:
-        """Apply ``edit`` as one undoable step; say why when it cannot be applied."""
-        error = self._push(edit)
+        """Apply ``edit`` as one undoable step; say why when it cannot be applied. A big edit
+        runs on a worker (undo.py): True then says it started; its end is said when it comes."""
+        if self._saving():
+            return self._pushed(edit, UserError("a save is running; edit again when it has finished"))
+        self._drop_note = None
+        return self.edits.submit(edit, lambda error, edit=edit: self._pushed(edit, error))
+
+    def _pushed(self, edit: Edit, error: Exception | None) -> bool:
         if error is None:
             self._show_pushed(f"{edit.label} — Ctrl+Z undoes it", 6000)
             return True
@@ -200,7 +253,7 @@ class EditFlows(QObject):
         return False
 
     def _push(self, edit: Edit) -> Exception | None:
-        if self._saving():
+        if self.saving():
             return UserError("a save is running; edit again when it has finished")
         self._drop_note = None
         return self.edits.push(edit)
@@ -208,21 +261,18 @@ class EditFlows(QObject):
     def _show_pushed(self, text: str, timeout: int) -> None:
         """Say what was applied, keeping the memory cap's note when this push dropped steps."""
         if self._drop_note:
-            self.window.statusBar().showMessage(f"{text}. {self._drop_note}", 15000)
+            self.status(f"{text}. {self._drop_note}", 15000)
         else:
-            self.window.statusBar().showMessage(text, timeout)
+            self.status(text, timeout)
         self._drop_note = None
 
     def show_error(self, title: str, message: str) -> QMessageBox:
         if self.message_box is not None:
             self.message_box.close()
-        box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self.window)
-        box.setObjectName("editErrorBox")
-        box.setAttribute(Qt.WA_DeleteOnClose)
+        box = self.prompts.error(title, message, "editErrorBox")
         box.finished.connect(lambda _=0: setattr(self, "message_box", None))
         self.message_box = box
-        box.open()
-        self.window.statusBar().showMessage(f"{title}: {message}", 10000)
+        self.status(f"{title}: {message}", 10000)
         return box
 
     def _on_edited(self, edit: Edit) -> None:
@@ -287,7 +337,7 @@ class EditFlows(QObject):
         self._drop_note = (f"Undo history over its {cap:,.0f} MiB limit: the oldest {count} step"
                            f"{'s' if count != 1 else ''} can no longer be undone "
                            "(Edit > Undo Memory Limit)")
-        self.window.statusBar().showMessage(self._drop_note, 15000)
+        self.status(self._drop_note, 15000)
 
     # -- the edit dialog ----------------------------------------------------------------------
     def open_edit_dialog(self) -> EditDialog | None:
@@ -297,15 +347,14 @@ class EditFlows(QObject):
         names = unique_names(node)
         if not names:
             return None
-        compare = getattr(self.window, "compare_flows", None)  # ref["NAME"] reads the reference
-        ref = {"reference": getattr(compare, "reference", None),
-               "reference_path": getattr(compare, "reference_path", None)}
+        hooks = edit_dialog_hooks(doc, *self.reference())  # ref["NAME"] reads the reference
         if node.entry is not None:
-            dialog = EditDialog(doc, [node.entry.name], node.entry.name, self.window, **ref)
+            names = [node.entry.name]
+            dialog = EditDialog(shapes_of(doc, names), node.entry.name, self.window, **hooks)
         else:
             title = node.full_name or self.controller.title
-            dialog = EditDialog(doc, names, f"{title} ({len(names)} tensors)", self.window,
-                                module_prefix=node.full_name, **ref)
+            dialog = EditDialog(shapes_of(doc, names), f"{title} ({len(names)} tensors)",
+                                self.window, module_prefix=node.full_name, **hooks)
         return self._open(dialog, lambda: self._push_from(dialog), delete_on_close=False)
 
     def _push_from(self, dialog: EditDialog) -> None:
@@ -316,7 +365,7 @@ class EditFlows(QObject):
         """Record an edit the edit dialog has already applied on its worker thread."""
         if edit is None:
             return False
-        if self._saving():  # cannot happen while the dialog is modal; never keep an unrecorded edit
+        if self.saving():  # cannot happen while the dialog is modal; never keep an unrecorded edit
             edit.revert(self.controller.document)
             self.show_error("Edit not applied", "a save is running; edit again when it has finished")
             return False
@@ -327,7 +376,8 @@ class EditFlows(QObject):
         doc, node = self.controller.document, self.controller.current_node
         if doc is None or node is None:
             return None
-        dialog = InitializerDialog(doc, node.full_name, self.window)
+        from .init_targets import InitTargets
+        dialog = InitializerDialog(InitTargets(doc), node.full_name, self.window)
 
         def accepted():
             edits = dialog.make_edits()
@@ -393,7 +443,7 @@ class EditFlows(QObject):
         return None
 
     def _cell_refused(self, message: str) -> None:
-        self.window.statusBar().showMessage(f"Not changed: {message}", 10000)
+        self.status(f"Not changed: {message}", 10000)
         self.window.tensor_view.grid.setToolTip(message)
 
     # -- trainable / frozen -------------------------------------------------------------------
@@ -443,7 +493,7 @@ class EditFlows(QObject):
             return None
         node = self.controller.current_node
         selection = unique_names(node) if node is not None and node.full_name else []
-        dialog = RenameDialog(doc, selection, self.window)
+        dialog = RenameDialog(list(doc.tensors), selection, lambda edit: edit.plan(doc), self.window)
         return self._open(dialog, lambda: self.push(dialog.make_edit()))
 
     def extract_selection(self) -> None:
@@ -451,39 +501,28 @@ class EditFlows(QObject):
         if node is None:
             return
         prefix = node.full_name
-        path = self.ask_extract_path(prefix)
-        if not path:
-            return
-        relative = self.ask_relative_names(prefix) if prefix else True
-        if relative is None:
-            return
-        self.window.save_flows.extract(prefix, path, relative)
-
-    def ask_extract_path(self, prefix: str) -> str:
-        """Tests replace this to answer without a dialog."""
         from .save_flows import SAVE_FILTER
         stem = (prefix or self.controller.title).replace(".", "_")
-        path, _ = QFileDialog.getSaveFileName(
-            self.window, f"Extract {prefix or 'everything'} as a state_dict",
-            os.path.join(self.controller.recent.last_folder(), f"{stem}.safetensors"), SAVE_FILTER)
-        return path
-
-    def ask_relative_names(self, prefix: str) -> bool | None:
-        box = QMessageBox(QMessageBox.Question, "Names in the extracted file",
-                          f"Name the tensors relative to {prefix} (e.g. 0.weight), or keep the "
-                          f"full names ({prefix}.0.weight)?", QMessageBox.Cancel, self.window)
-        relative = box.addButton("Relative names", QMessageBox.AcceptRole)
-        box.addButton("Full names", QMessageBox.AcceptRole)
-        box.exec()
-        if box.clickedButton() is box.button(QMessageBox.Cancel):
-            return None
-        return box.clickedButton() is relative
+        path, _ = self.prompts.save_file(
+            f"Extract {prefix or 'everything'} as a state_dict",
+            os.path.join(self.window.dialog_folder(), f"{stem}.safetensors"), SAVE_FILTER)
+        if not path:
+            return
+        remember_folder(path)
+        relative = self.prompts.relative_names(prefix) if prefix else True
+        if relative is None:
+            return
+        self.extract(prefix, path, relative)
 
     # -- recipe and settings ------------------------------------------------------------------
     def export_recipe(self) -> str | None:
-        path = self.ask_recipe_path()
+        stem = os.path.splitext(self.controller.title or "edits")[0]
+        path, _ = self.prompts.save_file(
+            "Export recipe", os.path.join(self.window.dialog_folder(), f"{stem}.recipe.json"),
+            "Recipes (*.json);;All files (*)")
         if not path:
             return None
+        remember_folder(path)
         text = json.dumps(self.edits.recipe(), indent=2) + "\n"
         from ..core.formats.save import atomic_write
         try:
@@ -492,17 +531,7 @@ class EditFlows(QObject):
             self.show_error("Recipe not written", f"{path}: {exc.strerror or exc}")
             return None
         steps = len(self.edits.recipe()["steps"])
-        self.window.statusBar().showMessage(f"Wrote {steps} recipe step{'s' if steps != 1 else ''}"
-                                            f" to {path}", 8000)
-        return path
-
-    def ask_recipe_path(self) -> str:
-        """Tests replace this to answer without a dialog."""
-        stem = os.path.splitext(self.controller.title or "edits")[0]
-        path, _ = QFileDialog.getSaveFileName(
-            self.window, "Export recipe",
-            os.path.join(self.controller.recent.last_folder(), f"{stem}.recipe.json"),
-            "Recipes (*.json);;All files (*)")
+        self.status(f"Wrote {steps} recipe step{'s' if steps != 1 else ''} to {path}", 8000)
         return path
 
     @staticmethod
@@ -516,9 +545,8 @@ class EditFlows(QObject):
 
     def ask_memory_cap(self) -> None:
         current = self.edits.memory_cap // 1024 ** 2
-        value, ok = QInputDialog.getInt(self.window, "Undo memory limit",
-                                        "Old values kept for undo, at most (MiB):",
-                                        current, 16, 1 << 20, 256)
-        if ok:
+        value = self.prompts.integer("Undo memory limit", "Old values kept for undo, at most (MiB):",
+                                     current, 16, 1 << 20, 256)
+        if value is not None:
             settings().setValue(MEMORY_CAP_KEY, value)
             self.edits.memory_cap = value * 1024 ** 2

@@ -21,10 +21,27 @@ def is_value(node) -> bool:
 
 
 class EntryFlows(QObject):
-    def __init__(self, window):
+    """The presenter of scalar entries and ``__metadata__``.
+
+    Parameters
+    ----------
+    window
+        The tree (double-click), the File menu, the dialogs' parent, ``select_name``.
+    controller
+        The document and the selection.
+    edit_flows
+        Pushes its edits and shows their errors.
+    prompts, status
+        The questions and transient messages (unused so far: its dialogs are its own).
+    """
+
+    def __init__(self, window, *, controller, edit_flows, prompts, status):
         super().__init__(window)
         self.window = window
-        self.controller = window.controller
+        self.controller = controller
+        self.edit_flows = edit_flows
+        self.prompts = prompts
+        self.status = status
         self.dialog = None
         self.actionEditEntry = QAction("Edit &Value…", window, objectName="actionEditEntry")
         self.actionEditEntry.triggered.connect(lambda: self.edit_entry())
@@ -82,13 +99,13 @@ class EntryFlows(QObject):
             _path, old = find_entry(doc, name)
             text = editable_text(old, name)
         except UserError as exc:
-            self.window.edit_flows.show_error("Cannot edit this value", str(exc))
+            self.edit_flows.show_error("Cannot edit this value", str(exc))
             return None
         dialog = EntryDialog(name, old, scalar_kind(old), text, self.window)
         return self._open(dialog, lambda: self._push_entry(name, dialog.value))
 
     def _push_entry(self, name: str, value) -> None:
-        if self.window.edit_flows.push(SetEntryEdit(name, value)):
+        if self.edit_flows.push(SetEntryEdit(name, value)):
             self.window.select_name(name)
 
     # -- metadata -----------------------------------------------------------------------------
@@ -97,7 +114,7 @@ class EntryFlows(QObject):
         if doc is None or not self.actionEditMetadata.isEnabled():
             return None
         dialog = MetadataDialog(doc.metadata, self.window)
-        return self._open(dialog, lambda: self.window.edit_flows.push(
+        return self._open(dialog, lambda: self.edit_flows.push(
             SetMetadataEdit(dialog.key, dialog.value)))
 
     def _open(self, dialog, on_accept):
@@ -110,7 +127,7 @@ class EntryFlows(QObject):
             try:
                 on_accept()
             except UserError as exc:
-                self.window.edit_flows.show_error("Edit not applied", str(exc))
+                self.edit_flows.show_error("Edit not applied", str(exc))
 
         def finished(_=0):
             dialog.setObjectName("")  # findChild finds the next dialog, never this closed one

@@ -3,23 +3,38 @@
 ``QFileSystemWatcher`` tells us soon, but the decision waits for the moment it matters: before
 a read of a tensor not read yet, or a save, ``Controller.ensure_fresh`` asks here — reload the
 file (dropping the edits), or keep working from what was read (kept in private memory; tensors
-never read become unavailable). ``ask_file_changed`` is the one prompt; tests replace it.
+never read become unavailable). ``Prompts.file_changed`` is the one question.
 """
 from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QFileSystemWatcher, QObject, Qt
+from PySide6.QtCore import QFileSystemWatcher, QObject
 from PySide6.QtWidgets import QMessageBox
 
-RELOAD, KEEP, CANCEL = "reload", "keep", "cancel"
+from .prompts import CANCEL, KEEP, RELOAD  # noqa: F401  (the answers)
 
 
 class FileWatch(QObject):
-    def __init__(self, window):
+    """Watches the document's files; asks before a read or save of a file that changed.
+
+    Parameters
+    ----------
+    window
+        The tree whose notes mark tensors that became unavailable.
+    saving
+        ``saving()``: a save of ours is running (its own writes are not news).
+    controller, prompts, status
+        The document; the Reload / Keep question and the notice; transient messages.
+    """
+
+    def __init__(self, window, *, controller, prompts, status, saving=lambda: False):
         super().__init__(window)
         self.window = window
-        self.controller = window.controller
+        self.controller = controller
+        self.prompts = prompts
+        self.status = status
+        self.saving = saving
         self.watcher = QFileSystemWatcher(self)
         self.watcher.fileChanged.connect(self._on_path_changed)
         self.watcher.directoryChanged.connect(self._on_path_changed)
@@ -46,11 +61,10 @@ class FileWatch(QObject):
                    if p not in self.watcher.files() and os.path.exists(p)]
         if missing:  # replaced by a rename: watch the new file under the same name
             self.watcher.addPaths(missing)
-        saving = getattr(getattr(self.window, "save_flows", None), "is_saving", False)
         changed = doc.files_changed()
-        if changed and not saving:
+        if changed and not self.saving():
             names = ", ".join(os.path.basename(p) for p in changed[:3])
-            self.window.statusBar().showMessage(
+            self.status(
                 f"{names} changed on disk: you will be asked before anything is read from it "
                 "or saved", 15000)
 
@@ -60,7 +74,7 @@ class FileWatch(QObject):
         doc = self.controller.document
         changed = doc.files_changed()
         if changed:
-            answer = self.ask_file_changed(changed, what)
+            answer = self.prompts.file_changed(changed, what)
             if answer == RELOAD:
                 self.controller.undo_stack.setClean()  # the user chose to drop the edits
                 self.controller.load(doc.path)
@@ -86,37 +100,16 @@ class FileWatch(QObject):
             model = self.window.tree_model
             model.notes.update({n: note for n in lost})
             model.tensors_changed(lost, modified=False)
-        self.window.statusBar().showMessage(
+        self.status(
             f"Working from what was read; {len(lost)} tensor{'s' if len(lost) != 1 else ''} "
             "not read before the change are unavailable", 15000)
-
-    def ask_file_changed(self, paths: list[str], what: str) -> str:
-        """RELOAD, KEEP or CANCEL. Tests replace this method to answer without a dialog."""
-        names = ", ".join(os.path.basename(p) for p in paths[:3]) or "The file"
-        box = QMessageBox(QMessageBox.Warning, "File changed on disk",
-                          f"{names} changed on disk since it was opened (another program wrote "
-                          f"it). Before anything is {'saved' if what == 'save' else 'read'}:",
-                          QMessageBox.Cancel, self.window)
-        box.setObjectName("fileChangedBox")
-        box.setInformativeText("Reload: open the new file; your edits are dropped.\n"
-                               "Keep: go on with what was already read (with your edits); "
-                               "tensors not read yet become unavailable.")
-        reload_button = box.addButton("Reload", QMessageBox.DestructiveRole)
-        keep_button = box.addButton("Keep What Was Read", QMessageBox.AcceptRole)
-        box.setDefaultButton(keep_button)
-        box.exec()
-        clicked = box.clickedButton()
-        return RELOAD if clicked is reload_button else KEEP if clicked is keep_button else CANCEL
 
     def show_notice(self, text: str) -> QMessageBox:
         if self.notice_box is not None:
             self.notice_box.close()
-        box = QMessageBox(QMessageBox.Warning, "Not saved", text, QMessageBox.Ok, self.window)
-        box.setObjectName("fileChangedNotice")
-        box.setAttribute(Qt.WA_DeleteOnClose)
+        box = self.prompts.error("Not saved", text, "fileChangedNotice")
         box.finished.connect(self._notice_closed)
         self.notice_box = box
-        box.open()
         return box
 
     def _notice_closed(self, _result: int = 0) -> None:

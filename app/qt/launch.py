@@ -1,4 +1,8 @@
-"""Start the GUI: ``main.py [PATH]`` (CONTRACT.md section 1)."""
+"""Start the GUI: ``main.py [PATH]`` (CONTRACT.md section 1).
+
+Only QtWidgets is imported at module level: ``run_gui`` paints a splash window first, then
+imports torch and the main window (seconds), then builds the document.
+"""
 from __future__ import annotations
 
 import os
@@ -10,14 +14,22 @@ from PySide6.QtWidgets import QApplication
 APP_NAME = ORGANIZATION = "paramedit"
 
 
-def application() -> QApplication:
-    """The running QApplication, created (and named, for QSettings) if there is none."""
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+def application(icon: bool = True) -> QApplication:
+    """The running QApplication, created (and named, for QSettings) if there is none.
+
+    ``icon=False`` leaves the window icon for later (loading the SVG plugin delays a first paint).
+    """
+    app = QApplication.instance() or QApplication(sys.argv[:1] or [APP_NAME])
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(ORGANIZATION)
-    from .models.tree_model import RESOURCES
-    app.setWindowIcon(QIcon(os.path.join(RESOURCES, "paramedit.svg")))
+    if icon:
+        set_icon(app)
     return app
+
+
+def set_icon(app: QApplication) -> None:
+    from .icons import resource_dir  # not the tree model's: that one imports torch
+    app.setWindowIcon(QIcon(os.path.join(resource_dir(), "paramedit.svg")))
 
 
 def build_window(args):
@@ -47,7 +59,18 @@ def run_gui(args) -> int:
     problem = display_problem()
     if problem:
         raise UserError(problem)
-    app = application()
+    app = application(icon=False)
+    from .splash import Splash
+    splash = Splash("Loading PyTorch…")
+    splash.show_now()  # painted before torch is imported; the demo model is built after
+    set_icon(app)
+    from . import main_window  # noqa: F401 - torch, pyqtgraph, the editor: what the splash covers
+    path = getattr(args, "path", None)
+    splash.set_message(f"Opening {os.path.basename(path.rstrip(os.sep)) or path}…" if path
+                       else "Building the demo model…")
+    splash.repaint()
     window = build_window(args)
     window.show()
+    splash.close()
+    splash.deleteLater()
     return app.exec()

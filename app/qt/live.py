@@ -20,12 +20,8 @@ _open_windows: list = []  # windows opened from a Python session stay alive unti
 
 def ensure_app() -> QApplication:
     """The running QApplication (IPython's ``%gui qt`` makes one), or a new one."""
-    app = QApplication.instance()
-    if app is None:
-        app = QApplication(sys.argv[:1] or ["paramedit"])
-        app.setApplicationName("paramedit")
-        app.setOrganizationName("paramedit")
-    return app
+    from .launch import application
+    return QApplication.instance() or application()  # IPython's application keeps its name
 
 
 def open_editor(model, title: str | None = None):

@@ -10,7 +10,7 @@ import os
 import shiboken6
 from PySide6.QtCore import QEvent, QModelIndex, Qt
 from PySide6.QtGui import QAction, QIcon, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QPushButton, QWidget)
 
 from ..core.edits import surgery as _surgery  # noqa: F401  (at start-up: a first Delete
@@ -26,46 +26,77 @@ from .help_flows import HelpFlows
 from .open_flows import OpenFlows
 from .param_flows import ParamFlows
 from .progress import show_progress
+from .prompts import CANCEL, DISCARD, SAVE, Prompts  # noqa: F401  (the answers, as before)
 from .save_flows import SaveFlows
-from .settings import save_layout
+from .settings import last_folder, remember_folder, save_layout
 from .verify_flows import VerifyFlows
 
+from .views.drop_overlay import DropOverlay
 from .views.tree_panel import FIT_ROWS, ModuleTreePanel  # noqa: F401  (FIT_ROWS: re-exported)
 from .views.stats_panel import StatsPanel
 from .views.tensor_view import TensorView
 
 OPEN_FILTER = ("Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.index.json *.zip);;"
                "All files (*)")
-SAVE, DISCARD, CANCEL = "save", "discard", "cancel"
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, controller: Controller | None = None, parent=None):
+    """The window: views, actions, menus; the presenters (``*_flows``) hold the conversations.
+
+    Parameters
+    ----------
+    controller
+        The open document and the selection (a new ``Controller`` by default).
+    prompts
+        Every question the window asks (``Prompts(self)``, the real dialogs, by default); tests
+        pass ``tests.helpers.prompts.FakePrompts`` with scripted answers.
+    """
+
+    def __init__(self, controller: Controller | None = None, parent=None,
+                 prompts: Prompts | None = None):
         super().__init__(parent)
         self.setObjectName("mainWindow")
         self.controller = controller or Controller(self)
         self.undo_stack = self.controller.undo_stack
+        self._prompts = prompts if prompts is not None else Prompts(self)
+        if self._prompts.parent is None:  # made before the window: its boxes belong here
+            self._prompts.parent = self
         self.error_box: QMessageBox | None = None
         self.last_unsafe: tuple[str, list[str]] | None = None  # hook for a "trust this file" flow
         self.setWindowIcon(QIcon(os.path.join(RESOURCES, "paramedit.svg")))
         self._build_views()
         self._build_actions()
-        self.open_flows = OpenFlows(self)
-        self.edit_flows = EditFlows(self)
-        self.save_flows = SaveFlows(self)
-        self.file_watch = FileWatch(self)
-        self.verify_flows = VerifyFlows(self)  # after OpenFlows: its marks survive the reset
+        # The presenters get what they use: the controller, the prompts, the status sink and
+        # the views (this window); each other only where one needs another's answer.
+        deps = dict(controller=self.controller, prompts=self.prompts, status=self.show_status)
+        self.open_flows = OpenFlows(self, **deps)
+        self.edit_flows = EditFlows(self, **deps)
+        self.save_flows = SaveFlows(self, edit_flows=self.edit_flows, **deps)
+        self.edit_flows.saving = lambda: self.save_flows.is_saving
+        self.edit_flows.extract = self.save_flows.extract
+        self.file_watch = FileWatch(self, saving=self.edit_flows.saving, **deps)
+        # after OpenFlows: its marks survive the reset
+        self.verify_flows = VerifyFlows(self, **deps)
         self._document: Document | None = None  # whose change announcements rebuild the tree
         self._build_menus()
         self._build_status_bar()
         self._connect()
-        self.compare_flows = CompareFlows(self)  # after _connect: its views follow the window's
+        # after _connect: its views follow the window's
+        self.compare_flows = CompareFlows(self, edit_flows=self.edit_flows, **deps)
         self.actionCompare = self.compare_flows.actionCompare
-        self.param_flows = ParamFlows(self)  # gradients, registration, ties, train/eval
-        self.entry_flows = EntryFlows(self)  # scalar entries and safetensors __metadata__
+        self.edit_flows.reference = lambda: (self.compare_flows.reference,
+                                             self.compare_flows.reference_path)
+        # gradients, registration, ties, train/eval
+        self.param_flows = ParamFlows(self, edit_flows=self.edit_flows, **deps)
+        # scalar entries and safetensors __metadata__
+        self.entry_flows = EntryFlows(self, edit_flows=self.edit_flows, **deps)
+        self.edit_flows.menu_parts += [lambda menu, _node: self.param_flows.add_to_menu(menu),
+                                       self.entry_flows.add_to_menu]
         self.help_flows = HelpFlows(self)  # Help menu, Ctrl+F, Redo on Ctrl+Shift+Z and Ctrl+Y
         self.setAcceptDrops(True)
+        self.drop_overlay = DropOverlay(self)  # shown while an openable file is dragged over
         self._route_child_drops()
+        self._chain_tab_order()
         self.resize(1400, 900)
         self._update_title()
 
@@ -198,10 +229,33 @@ class MainWindow(QMainWindow):
         self.controller.set_document(doc, title)
         return True
 
+    @property
+    def prompts(self) -> Prompts:
+        """Where every question goes; setting it hands the new one to every presenter."""
+        return self._prompts
+
+    @prompts.setter
+    def prompts(self, prompts: Prompts) -> None:
+        if prompts.parent is None:
+            prompts.parent = self
+        self._prompts = prompts
+        for presenter in (self.open_flows, self.edit_flows, self.save_flows, self.file_watch,
+                          self.verify_flows, self.compare_flows, self.param_flows,
+                          self.entry_flows):
+            presenter.prompts = prompts
+
+    def show_status(self, text: str, timeout: int = 0) -> None:
+        """The presenters' status sink: a transient message in the status bar."""
+        self.statusBar().showMessage(text, timeout)
+
+    def dialog_folder(self) -> str:
+        """Where the Open, Save As and Compare dialogs start: the folder the last one ended in."""
+        return last_folder(self.controller.recent.last_folder())
+
     def choose_file(self) -> None:
-        folder = self.controller.recent.last_folder()
-        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", folder, OPEN_FILTER)
+        path = self.prompts.open_file("Open checkpoint", self.dialog_folder(), OPEN_FILTER)
         if path:
+            remember_folder(path)
             self.open_path(path)
 
     def compare_with(self, path) -> None:
@@ -209,9 +263,9 @@ class MainWindow(QMainWindow):
         self.compare_flows.compare_with(path)
 
     def choose_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open sharded checkpoint folder",
-                                                self.controller.recent.last_folder())
+        path = self.prompts.open_folder("Open sharded checkpoint folder", self.dialog_folder())
         if path:
+            remember_folder(path)
             self.open_path(path)
 
     def select_name(self, full_name: str) -> bool:
@@ -219,27 +273,14 @@ class MainWindow(QMainWindow):
         return self.tree_panel.select(full_name)
 
     # -- unsaved changes ----------------------------------------------------------------------
-    def ask_save_changes(self) -> str:
-        """SAVE, DISCARD or CANCEL. Tests replace this method to answer without a dialog."""
-        doc, title = self.controller.document, self.controller.title
-        box = QMessageBox(QMessageBox.Question, "Unsaved changes", "", QMessageBox.Save
-                          | QMessageBox.Discard | QMessageBox.Cancel, self)
-        box.setDefaultButton(QMessageBox.Save)
-        if doc is not None and doc.module is not None and not doc.path:
-            # A live model: the edits are in its tensors already; only a file copy is missing.
-            box.setText(f"Your edits are in the model {title} itself. Also save them as a "
-                        "checkpoint file?")
-            box.button(QMessageBox.Discard).setText("Don't Save")
-        else:
-            box.setText(f"{title} has unsaved edits. Save them?")
-        answer = box.exec()
-        return {QMessageBox.Save: SAVE, QMessageBox.Discard: DISCARD}.get(answer, CANCEL)
-
     def confirm_discard(self) -> bool:
         """True when the current document may be replaced or closed."""
         if not self.controller.is_modified:
             return True
-        choice = self.ask_save_changes()
+        doc = self.controller.document
+        # A live model: the edits are in its tensors already; only a file copy is missing.
+        live = doc is not None and doc.module is not None and not doc.path
+        choice = self.prompts.save_changes(self.controller.title, live)
         if choice == SAVE:
             return self.save_flows.save(wait=True) and not self.controller.is_modified
         return choice == DISCARD
@@ -274,13 +315,31 @@ class MainWindow(QMainWindow):
         return openable_path([u.toLocalFile() for u in urls])
 
     def dragEnterEvent(self, event) -> None:
-        if self.dropped_path(event.mimeData()) is not None:
+        path = self.dropped_path(event.mimeData())
+        if path is not None:
             event.acceptProposedAction()
+            if not self.drop_overlay.isVisible():
+                self.drop_overlay.show_for(path)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event) -> None:
         self.dragEnterEvent(event)
+
+    def dragLeaveEvent(self, event) -> None:
+        self.drop_overlay.hide()
+        super().dragLeaveEvent(event)
+
+    def _chain_tab_order(self) -> None:
+        """Tab follows the layout: filter, tree, the grid's controls, the grid, the statistics
+        (Qt's default order is the order the widgets were made in: grid, tree, statistics)."""
+        view = self.tensor_view
+        view.grid.setTabKeyNavigation(False)  # Tab leaves the grid; arrows move between cells
+        stats = [w for w in self.stats_panel.findChildren(QWidget) if w.focusPolicy() & Qt.TabFocus]
+        view.tab_next = stats[0] if stats else None
+        QWidget.setTabOrder(self.tree_panel.filter, self.tree_view)
+        QWidget.setTabOrder(self.tree_view, view.precision_spin)
+        view._chain_tab_order()
 
     def _route_child_drops(self) -> None:
         """Children that accept drops themselves (pyqtgraph's QGraphicsView does) would swallow a
@@ -291,16 +350,19 @@ class MainWindow(QMainWindow):
 
     def eventFilter(self, watched, event) -> bool:
         kind = event.type()
-        if kind in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop) \
+        if kind == QEvent.DragLeave:
+            self.drop_overlay.hide()
+        elif kind in (QEvent.DragEnter, QEvent.DragMove, QEvent.Drop) \
                 and self.dropped_path(event.mimeData()) is not None:
             if kind == QEvent.Drop:
                 self.dropEvent(event)
             else:
-                event.acceptProposedAction()
+                self.dragEnterEvent(event)
             return True
         return super().eventFilter(watched, event)
 
     def dropEvent(self, event) -> None:
+        self.drop_overlay.hide()
         path = self.dropped_path(event.mimeData())
         if path is None:
             event.ignore()
@@ -335,12 +397,9 @@ class MainWindow(QMainWindow):
             self.last_unsafe = None
             self.open_flows.offer_trust(path, globals_)
             return
-        box = QMessageBox(QMessageBox.Warning, "Cannot open", message, QMessageBox.Ok, self)
-        box.setObjectName("loadErrorBox")
-        box.setAttribute(Qt.WA_DeleteOnClose)
+        box = self.prompts.error("Cannot open", message, "loadErrorBox")
         box.finished.connect(lambda _=0: setattr(self, "error_box", None))
         self.error_box = box
-        box.open()
 
     def _on_unsafe_file(self, path: str, globals_: list) -> None:
         self.last_unsafe = (path, list(globals_))

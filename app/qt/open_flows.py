@@ -7,7 +7,6 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox
 
 from .dialogs.model_code_dialog import ModelCodeDialog
-from .dialogs.trust_dialog import trust_dialog
 
 
 def report_notes(report: dict | None) -> dict[str, str]:
@@ -25,37 +24,49 @@ def report_notes(report: dict | None) -> dict[str, str]:
 
 
 class OpenFlows(QObject):
-    def __init__(self, window):
+    """Trusting a pickle, opening with model code, reporting what model code did not match.
+
+    Parameters
+    ----------
+    window
+        ``open_path`` and the tree whose marks it sets; the dialogs' parent.
+    controller
+        The document and loading.
+    prompts
+        The trust question and the report box.
+    status
+        ``status(text, timeout_ms)``: a transient message.
+    """
+
+    def __init__(self, window, *, controller, prompts, status):
         super().__init__(window)
         self.window = window
+        self.controller = controller
+        self.prompts = prompts
+        self.status = status
         self.dialog: ModelCodeDialog | None = None
         self.trust_box: QMessageBox | None = None
         self.report_box: QMessageBox | None = None
         self.actionOpenWithModel = QAction("Open with &Model Code…", window)
         self.actionOpenWithModel.setObjectName("actionOpenWithModel")
         self.actionOpenWithModel.triggered.connect(self.choose_model_code)
-        window.controller.documentChanged.connect(self._on_document)
+        controller.documentChanged.connect(self._on_document)
 
     # -- trust --------------------------------------------------------------------------------
     def offer_trust(self, path: str, globals_: list[str]) -> QMessageBox:
         """Instead of a plain error: what the file would import, and a way to load it anyway."""
         if self.trust_box is not None:
             self.trust_box.close()
-        box = trust_dialog(self.window, path, globals_)
-        box.setAttribute(Qt.WA_DeleteOnClose)
-        box.buttonClicked.connect(lambda button: self._trust_answer(box, button, path))
-        box.finished.connect(lambda _=0: setattr(self, "trust_box", None))
-        self.trust_box = box
-        box.open()
+        # discarding was confirmed already
+        box = self.prompts.trust(path, globals_, lambda: self.controller.load(path, trust=True))
+        if box is not None:  # a scripted answer has no box
+            box.finished.connect(lambda _=0: setattr(self, "trust_box", None))
+            self.trust_box = box
         return box
-
-    def _trust_answer(self, box, button, path: str) -> None:
-        if button is box.trust_button:
-            self.window.controller.load(path, trust=True)  # discarding was confirmed already
 
     # -- model code ---------------------------------------------------------------------------
     def choose_model_code(self) -> ModelCodeDialog:
-        doc = self.window.controller.document
+        doc = self.controller.document
         dialog = ModelCodeDialog(self.window, path=(doc.path or "") if doc is not None else "")
         dialog.setAttribute(Qt.WA_DeleteOnClose)
         dialog.accepted.connect(lambda: self._open_with_model(dialog))
@@ -75,15 +86,12 @@ class OpenFlows(QObject):
             return
         from ..core.loading.model_code import describe_report
         lines = describe_report(report)
-        self.window.statusBar().showMessage("Loaded into model code: " + "; ".join(lines[:2]), 15000)
+        self.status("Loaded into model code: " + "; ".join(lines[:2]), 15000)
         if self.report_box is not None:
             self.report_box.close()
-        box = QMessageBox(QMessageBox.Information, "Checkpoint and model differ",
-                          "The checkpoint does not match the model exactly. The affected tensors "
-                          "are marked in the tree.", QMessageBox.Ok, self.window)
-        box.setObjectName("loadReportBox")
-        box.setDetailedText("\n".join(lines))
-        box.setAttribute(Qt.WA_DeleteOnClose)
+        box = self.prompts.error("Checkpoint and model differ",
+                                 "The checkpoint does not match the model exactly. The affected "
+                                 "tensors are marked in the tree.", "loadReportBox",
+                                 details="\n".join(lines), icon=QMessageBox.Information)
         box.finished.connect(lambda _=0: setattr(self, "report_box", None))
         self.report_box = box
-        box.open()

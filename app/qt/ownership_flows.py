@@ -1,9 +1,7 @@
 """What a live module owns, from the window: add a parameter or buffer, promote / demote,
 tie / untie, train / eval. A mixin of ``ParamFlows`` (which gives ``_push``, ``_entry``,
-``_module_node`` and ``live``); every change is a core Edit on the undo stack."""
+``_module_node``, ``live``, ``prompts`` and ``edit_flows``); every change is a core Edit on the undo stack."""
 from __future__ import annotations
-
-from PySide6.QtWidgets import QInputDialog
 
 from ..core.edits.registration import (DemoteEdit, PromoteEdit, TrainModeEdit,
                                    plain_tensor_attributes)
@@ -16,27 +14,26 @@ class OwnershipActions:
         node = self._module_node()
         if node is None or not self.live:
             return None
-        dialog = AddParameterDialog(node.module, node.full_name, self.window)
-        return self.window.edit_flows._open(dialog, lambda: self._push(dialog.make_edit()))
+        from ..core.edits.registration import validate_name
+        module = node.module
+        dialog = AddParameterDialog(node.full_name, node.full_name or type(module).__name__,
+                                    lambda name, kind: validate_name(module, name, kind),
+                                    self.window)
+        return self.edit_flows._open(dialog, lambda: self._push(dialog.make_edit()))
 
     def promote(self) -> None:
         e = self._entry()
         if e is not None:
             self._push(PromoteEdit(e.name))
 
-    def ask_attribute(self, module_path: str, names: list[str]) -> str | None:
-        """Tests replace this to answer without a dialog."""
-        name, ok = QInputDialog.getItem(self.window, "Make a Parameter",
-                                        f"Tensor attribute of {module_path or 'the model'}:",
-                                        names, 0, False)
-        return name if ok and name else None
-
     def promote_attribute(self) -> None:
         node = self._module_node()
         if node is None:
             return
         names = plain_tensor_attributes(node.module)
-        name = self.ask_attribute(node.full_name, names) if names else None
+        name = self.prompts.choice("Make a Parameter",
+                                   f"Tensor attribute of {node.full_name or 'the model'}:",
+                                   names) if names else None
         if name:
             self._push(PromoteEdit(name, module_path=node.full_name))
 
@@ -52,23 +49,17 @@ class OwnershipActions:
                 if n != name and n not in e.shared_with and o.shape == e.shape
                 and o.dtype == e.dtype and (doc.module is None or o.kind == e.kind)]
 
-    def ask_tie_source(self, name: str, candidates: list[str]) -> str | None:
-        """Tests replace this to answer without a dialog."""
-        source, ok = QInputDialog.getItem(self.window, "Tie",
-                                          f"Make {name} the same tensor as:", candidates, 0, False)
-        return source if ok and source else None
-
     def tie(self) -> None:
         e = self._entry()
         if e is None:
             return
         candidates = self.tie_candidates(e.name)
         if not candidates:
-            self.window.edit_flows.show_error(
+            self.edit_flows.show_error(
                 "Nothing to tie to", f"no other tensor has the shape {list(e.shape)} and dtype "
                 f"{e.dtype_name} of {e.name}")
             return
-        source = self.ask_tie_source(e.name, candidates)
+        source = self.prompts.choice("Tie", f"Make {e.name} the same tensor as:", candidates)
         if source:
             self._push(TieEdit(e.name, source))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QInputDialog, QLabel, QMenu
+from PySide6.QtWidgets import QLabel, QMenu
 
 from ..core.edits.gradients import ClipGradEdit, GradEdit, ScaleGradEdit, ZeroGradEdit
 from ..core.model.grads import distinct_parameters, grad_info_of, grad_snapshot
@@ -21,6 +21,9 @@ from .ownership_flows import OwnershipActions
 from .workers import Task
 
 
+ALL_TOGETHER, EACH_TENSOR = "all selected tensors together", "each tensor"
+
+
 def is_live(doc) -> bool:
     import torch
     return doc is not None and isinstance(doc.module, torch.nn.Module) \
@@ -28,11 +31,30 @@ def is_live(doc) -> bool:
 
 
 class ParamFlows(OwnershipActions, QObject):
-    def __init__(self, window):
+    """The parameter-model presenter of a live model.
+
+    Parameters
+    ----------
+    window
+        The tree, grid and statistics it shows gradients in, the menu bar and status bar.
+    controller
+        The document and the selection; ``controller.edits`` is the ``EditStack``.
+    edit_flows
+        Pushes its edits (one undo stack, one error box).
+    prompts
+        Scale factor, clip norm, attribute and tie-source questions.
+    status
+        ``status(text, timeout_ms)``: a transient message.
+    """
+
+    def __init__(self, window, *, controller, edit_flows, prompts, status):
         super().__init__(window)
         self.window = window
-        self.controller = window.controller
-        self.edits = self.controller.edits
+        self.controller = controller
+        self.edit_flows = edit_flows
+        self.prompts = prompts
+        self.status = status
+        self.edits = controller.edits
         self.dialog = None
         self._grad_task: Task | None = None
         self._running: dict = {}
@@ -208,7 +230,7 @@ class ParamFlows(OwnershipActions, QObject):
             w.stats_panel.clear()
             why = "it is a buffer" if entry.kind != PARAMETER else ".grad is None"
             w.tensor_view.title.setText(f"<b>{name}</b> has no gradient ({why})")
-            w.statusBar().showMessage(f"{name} has no gradient ({why})", 8000)
+            self.status(f"{name} has no gradient ({why})", 8000)
             return
         self._shown_grad = grad
         w.tensor_view.show_tensor(f"{name}.grad", grad)
@@ -229,7 +251,7 @@ class ParamFlows(OwnershipActions, QObject):
             self.window.stats_panel.show_tensors(label, grads)
         else:
             self.window.stats_panel.clear()
-            self.window.statusBar().showMessage(f"{label}: none (.grad is None)", 8000)
+            self.status(f"{label}: none (.grad is None)", 8000)
 
     # -- gradients: figures in the tree -------------------------------------------------------
     def refresh(self) -> None:
@@ -325,35 +347,30 @@ class ParamFlows(OwnershipActions, QObject):
 
     # -- gradient edits -----------------------------------------------------------------------
     def _push(self, edit) -> bool:
-        return self.window.edit_flows.push(edit)
+        return self.edit_flows.push(edit)
 
     def zero_grads(self, set_to_none: bool) -> None:
         names = self._param_names()
         if names:
             self._push(ZeroGradEdit(names, set_to_none))
 
-    def ask_scale_factor(self) -> float | None:
-        """Tests replace this to answer without a dialog."""
-        value, ok = QInputDialog.getDouble(self.window, "Scale gradients", "Multiply .grad by:",
-                                           0.5, -1e9, 1e9, 6)
-        return value if ok else None
-
     def scale_grads(self) -> None:
         names = self._param_names()
-        factor = self.ask_scale_factor() if names else None
+        factor = self.prompts.number("Scale gradients", "Multiply .grad by:", 0.5, -1e9, 1e9, 6) \
+            if names else None
         if factor is not None:
             self._push(ScaleGradEdit(names, factor))
 
     def ask_clip(self) -> tuple[float, bool] | None:
-        """(max_norm, per_tensor) or None. Tests replace this to answer without a dialog."""
-        value, ok = QInputDialog.getDouble(self.window, "Clip gradient norm",
-                                           "Largest 2-norm (clip_grad_norm_ max_norm):",
-                                           1.0, 1e-12, 1e12, 6)
-        if not ok:
+        """(max_norm, per_tensor), or None when cancelled."""
+        value = self.prompts.number("Clip gradient norm",
+                                    "Largest 2-norm (clip_grad_norm_ max_norm):",
+                                    1.0, 1e-12, 1e12, 6)
+        if value is None:
             return None
-        how, ok = QInputDialog.getItem(self.window, "Clip gradient norm", "Norm over:",
-                                       ["all selected tensors together", "each tensor"], 0, False)
-        return (value, how == "each tensor") if ok else None
+        how = self.prompts.choice("Clip gradient norm", "Norm over:",
+                                  [ALL_TOGETHER, EACH_TENSOR])
+        return (value, how == EACH_TENSOR) if how else None
 
     def clip_grads(self) -> None:
         names = self._param_names()

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QEventLoop, QObject, Qt
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+from PySide6.QtCore import QEventLoop, QObject
 
 from ..core.errors import UserError
 from ..core.formats import save as core_save
 from ..core.formats.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TIED_EVERY, TIED_ONCE,
                            TORCH, TORCHSCRIPT, can_save_in_place, entries_lost_in_safetensors,
                            has_ties)
+from .settings import remember_folder
 from .workers import Task
 
 TORCH_FILTER = "PyTorch checkpoint (*.pt *.pth *.bin *.ckpt)"
@@ -25,8 +25,9 @@ SAFETENSORS_EVERY_FILTER = ("safetensors, every tied name written: for load_file
                             "load_state_dict (*.safetensors)")
 SHARDED_EVERY_FILTER = "Sharded safetensors folder, every tied name written (index.json)"
 TORCHSCRIPT_FILTER = "TorchScript archive, edited values written back (*.pt *.pth)"
+DCP_FILTER = "torch.distributed.checkpoint folder (.metadata + .distcp)"
+HF_FILTER = "Hugging Face folder, same layout (config.json and tokenizer copied)"
 SAVE_FILTER = ";;".join([SAFETENSORS_FILTER, TORCH_FILTER])
-SAVE_AS_FILTER = ";;".join([TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER])
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 TIED_ONCE_NOTE = ("tied weights stored once: load with safetensors.torch.load_model or paramedit; "
                   "for a plain load_file + load_state_dict choose 'every tied name written'")
@@ -35,7 +36,12 @@ TIED_ONCE_NOTE = ("tied weights stored once: load with safetensors.torch.load_mo
 def save_as_filters(doc) -> str:
     """The Save As choices for ``doc``: TorchScript first for an archive that can take its edits
     back, the 'every tied name' safetensors layouts where the document has tied tensors."""
-    filters = [TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER]
+    filters = [TORCH_FILTER, SAFETENSORS_FILTER, SHARDED_FILTER, DCP_FILTER]
+    if doc is not None and doc.format == core_save.DCP:
+        filters.insert(0, DCP_FILTER)  # a DCP checkpoint stays one unless asked otherwise
+        filters.pop()
+    if doc is not None and getattr(doc, "hf", None) is not None:
+        filters.insert(0, HF_FILTER)
     if doc is not None and doc.format == TORCHSCRIPT and can_save_in_place(doc):
         filters.insert(0, TORCHSCRIPT_FILTER)
     if doc is not None and has_ties(doc):
@@ -52,6 +58,10 @@ def format_from_choice(path: str, chosen_filter: str) -> tuple[str, str]:
         return (root if ext else path), SHARDED
     if chosen_filter == TORCHSCRIPT_FILTER:
         return (path if ext else path + ".pt"), TORCHSCRIPT
+    if chosen_filter == HF_FILTER:
+        return (root if ext else path), core_save.HF_FOLDER
+    if chosen_filter == DCP_FILTER and ext not in (".safetensors", *TORCH_SUFFIXES):
+        return path, core_save.DCP
     if ext == ".safetensors":
         return path, SAFETENSORS
     if ext in TORCH_SUFFIXES:
@@ -66,10 +76,29 @@ def tied_from_choice(chosen_filter: str) -> str:
 
 
 class SaveFlows(QObject):
-    def __init__(self, window):
+    """The saving presenter.
+
+    Parameters
+    ----------
+    window
+        The actions and views a save disables meanwhile, and the status-bar progress.
+    controller
+        The open document and its ``EditStack``.
+    edit_flows
+        Told when a save starts or ends: every editing action waits for it.
+    prompts
+        Save As (path, format, shard size), dropping non-tensor entries, the error box.
+    status
+        ``status(text, timeout_ms)``: a transient message.
+    """
+
+    def __init__(self, window, *, controller, edit_flows, prompts, status):
         super().__init__(window)
         self.window = window
-        self.controller = window.controller
+        self.controller = controller
+        self.edit_flows = edit_flows
+        self.prompts = prompts
+        self.status = status
         self.task: Task | None = None
         self.last_error: str | None = None
         window.actionSave.triggered.connect(lambda: self.save())
@@ -120,8 +149,8 @@ class SaveFlows(QObject):
         return self.save_to(path, fmt, shard_size=shard_size, wait=wait, tied=tied)
 
     def ask_save_path(self) -> tuple[str, str, int | None, str] | None:
-        """(path, format, shard size, tied layout) from the file dialog; tests replace this
-        method (and may return the first three only)."""
+        """(path, format, shard size, tied layout) from the prompts' file dialog; None when
+        cancelled."""
         doc = self.controller.document
         if doc.path and can_save_in_place(doc):
             start = doc.path  # a TorchScript archive too: its edits go back into it
@@ -129,30 +158,21 @@ class SaveFlows(QObject):
             stem = os.path.splitext(os.path.basename(os.path.normpath(doc.path)))[0]
             start = os.path.join(os.path.dirname(doc.path), f"{stem}.state_dict.pt")
         else:
-            start = os.path.join(self.controller.recent.last_folder(), f"{self.controller.title}.pt")
-        path, chosen = QFileDialog.getSaveFileName(self.window, "Save as", start, save_as_filters(doc))
+            start = os.path.join(self.window.dialog_folder(), f"{self.controller.title}.pt")
+        path, chosen = self.prompts.save_file("Save as", start, save_as_filters(doc))
         if not path:
             return None
+        remember_folder(path)
         tied = tied_from_choice(chosen)
         path, fmt = format_from_choice(path, chosen)
         shard_size = None
         if fmt == SHARDED:
-            mib, ok = QInputDialog.getInt(self.window, "Shard size", "Largest shard (MiB):",
-                                          DEFAULT_SHARD_SIZE // 1024 ** 2, 1, 1 << 20, 256)
-            if not ok:
+            mib = self.prompts.integer("Shard size", "Largest shard (MiB):",
+                                       DEFAULT_SHARD_SIZE // 1024 ** 2, 1, 1 << 20, 256)
+            if mib is None:
                 return None
             shard_size = mib * 1024 ** 2
         return path, fmt, shard_size, tied
-
-    def ask_drop_entries(self, keys: list[str]) -> bool:
-        """Saving as safetensors would lose these entries; tests replace this method."""
-        answer = QMessageBox.warning(
-            self.window, "Entries safetensors cannot hold",
-            "safetensors holds only tensors. These entries of the checkpoint would not be saved:\n\n"
-            + "\n".join(f"  • {k}" for k in keys[:20]) + ("\n  …" if len(keys) > 20 else "")
-            + "\n\nSave without them? (Save as .pt to keep them.)",
-            QMessageBox.Save | QMessageBox.Cancel, QMessageBox.Cancel)
-        return answer == QMessageBox.Save
 
     # -- the work -----------------------------------------------------------------------------
     def save_to(self, path: str, fmt: str, shard_size: int | None = None, wait: bool = False,
@@ -166,10 +186,11 @@ class SaveFlows(QObject):
         if not self.controller.ensure_fresh("save"):  # a file changed on disk: ask first
             return False
         if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
-            lost = entries_lost_in_safetensors(doc)
+            from ..core.formats.dcp_writer import values_lost
+            lost = entries_lost_in_safetensors(doc) + values_lost(doc)
             agreed = self._agreed_drops.get(os.path.abspath(path), set())
             if lost and not set(lost) <= agreed:
-                if not self.ask_drop_entries(lost):
+                if not self.prompts.drop_entries(lost):
                     return False
                 self._agreed_drops[os.path.abspath(path)] = set(lost)  # not asked again per save
             drop_non_tensor = drop_non_tensor or bool(lost)
@@ -229,9 +250,9 @@ class SaveFlows(QObject):
         w.cancel_button.clicked.disconnect()
         w.cancel_button.clicked.connect(self.cancel if busy else self.controller.cancel_load)
         if message:
-            w.statusBar().showMessage(message)
+            self.status(message)
         self._update_enabled()
-        w.edit_flows._update_enabled()  # every editing action waits: the worker reads the tensors
+        self.edit_flows._update_enabled()  # every editing action waits: the worker reads the tensors
 
     def _saved(self, doc, written: str, index: int, note: str = "") -> None:
         doc.restamp(written)  # saved over its own file: that is not a change from elsewhere
@@ -243,25 +264,21 @@ class SaveFlows(QObject):
             self.controller.recent.add(written)
             self.window._update_title()
         self.window.summary_label.setText(self.controller.summary())
-        self.window.statusBar().showMessage(f"Saved {written}{note}", 15000 if note else 8000)
+        self.status(f"Saved {written}{note}", 15000 if note else 8000)
 
     def _failed(self, path: str, exc: BaseException, outcome: dict) -> None:
         outcome["ok"] = False
         message = str(exc) if isinstance(exc, (UserError, OSError)) else f"{type(exc).__name__}: {exc}"
         self.last_error = message
-        box = QMessageBox(QMessageBox.Warning, "Not saved",
-                          f"{path} was not written; the file on disk is unchanged.\n\n{message}",
-                          QMessageBox.Ok, self.window)
-        box.setObjectName("saveErrorBox")
-        box.setAttribute(Qt.WA_DeleteOnClose)
-        box.open()
-        self.window.statusBar().showMessage(f"Not saved: {message}", 10000)
+        self.prompts.error("Not saved", f"{path} was not written; the file on disk is unchanged."
+                           f"\n\n{message}", "saveErrorBox")
+        self.status(f"Not saved: {message}", 10000)
 
     def _done(self, outcome: dict) -> None:
         self.task = None
         self._set_busy(False)
         if "ok" not in outcome:
-            self.window.statusBar().showMessage("Save cancelled; the file on disk is unchanged", 8000)
+            self.status("Save cancelled; the file on disk is unchanged", 8000)
         self.window.actionUndo.setEnabled(self.controller.undo_stack.canUndo())
         self.window.actionRedo.setEnabled(self.controller.undo_stack.canRedo())
 
@@ -277,5 +294,4 @@ class SaveFlows(QObject):
         self._run(lambda progress, cancelled: save_subtree(
                       doc, prefix, path, relative, progress=progress, cancelled=cancelled),
                   path, f"Extracting {what} to {path} …",
-                  lambda written: self.window.statusBar().showMessage(
-                      f"Extracted {what} to {written}", 8000))
+                  lambda written: self.status(f"Extracted {what} to {written}", 8000))

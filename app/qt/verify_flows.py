@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import shiboken6
-from PySide6.QtCore import QObject, Qt, QThreadPool
+from PySide6.QtCore import QObject, QThreadPool
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QMessageBox, QProgressBar, QPushButton
 
@@ -54,9 +54,22 @@ def describe(bad: list[str], names: dict[str, str]) -> tuple[str, str]:
 
 
 class VerifyFlows(QObject):
-    def __init__(self, window):
+    """The checksum presenter.
+
+    Parameters
+    ----------
+    window
+        The status bar its progress sits in, the tree it marks, the warning's parent.
+    controller, prompts, status
+        The document; (unused: the warning is a non-modal notice of its own); transient messages.
+    """
+
+    def __init__(self, window, *, controller, prompts, status):
         super().__init__(window)
         self.window = window
+        self.controller = controller
+        self.prompts = prompts
+        self.status = status
         self.pool = QThreadPool(self)  # its own thread: loads and statistics never wait on it
         self.pool.setMaxThreadCount(1)
         self.task: Task | None = None
@@ -70,7 +83,7 @@ class VerifyFlows(QObject):
         self.actionVerify.setEnabled(False)
         self.actionVerify.triggered.connect(self._verify_clicked)
         self._build_status()
-        window.controller.documentChanged.connect(self._on_document)
+        controller.documentChanged.connect(self._on_document)
 
     def _build_status(self) -> None:
         bar = self.window.statusBar()
@@ -102,7 +115,7 @@ class VerifyFlows(QObject):
     def verify(self, asked: bool = True) -> Task | None:
         """Check the open document's file(s) in the background (a running check restarts);
         ``asked``: by the user, who is told even that the format has no checksums."""
-        doc = self.window.controller.document
+        doc = self.controller.document
         self.cancel()
         if doc is None or not doc.path:
             return None
@@ -133,20 +146,20 @@ class VerifyFlows(QObject):
             show_progress(self.progress_bar, done, total)
 
     def _on_finished(self, result) -> None:
-        if not self._current() or self._doc is not self.window.controller.document:
+        if not self._current() or self._doc is not self.controller.document:
             return
         self.task, self._doc = None, None
         self._show_busy(False)
         if result is None:
             self.last = ([], {})
             if self._asked:
-                self.window.statusBar().showMessage(
+                self.status(
                     "Nothing to verify: this format carries no checksums", 8000)
             return
         bad, names = result
         self.last = (bad, names)
         if not bad:
-            self.window.statusBar().showMessage("Checksums verified: every record is intact", 8000)
+            self.status("Checksums verified: every record is intact", 8000)
             return
         self._mark(bad, names)
         self._warn(bad, names)
@@ -156,7 +169,7 @@ class VerifyFlows(QObject):
             return
         self.task, self._doc = None, None
         self._show_busy(False)
-        self.window.statusBar().showMessage(f"Checksums not verified: {exc}", 8000)
+        self.status(f"Checksums not verified: {exc}", 8000)
 
     def _on_done(self) -> None:
         self._running.pop(self.sender(), None)
@@ -172,14 +185,9 @@ class VerifyFlows(QObject):
         if self.box is not None and shiboken6.isValid(self.box):
             self.box.close()
         text, details = describe(bad, names)
-        box = QMessageBox(QMessageBox.Warning, "Damaged file", text, QMessageBox.Ok, self.window)
-        box.setObjectName("verifyBox")
-        box.setDetailedText(details)
-        box.setAttribute(Qt.WA_DeleteOnClose)
-        box.setWindowModality(Qt.NonModal)
-        self.box = box
-        box.show()
-        self.window.statusBar().showMessage(
+        self.box = self.prompts.error("Damaged file", text, "verifyBox", details=details,
+                                      modal=False)
+        self.status(
             f"Damaged file: {len(bad)} record{'s' if len(bad) != 1 else ''} fail their checksums",
             15000)
 

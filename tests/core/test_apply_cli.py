@@ -6,7 +6,7 @@ import torch
 
 from app.core.formats import load_document
 from tests.checkpoints import tied_lm, training_checkpoint
-from tests.cli import assert_one_error_line, run_main
+from tests.cli import assert_one_error_line, run_main, run_main_process
 
 pytest.importorskip("app.core.recipes.recipe")
 
@@ -46,8 +46,9 @@ def test_apply_writes_out(tmp_path, ddp, out):
 
 def test_apply_drop_optimizer_keeps_other_entries(tmp_path):
     torch.save(training_checkpoint(tied_lm()), tmp_path / "ck.pt")
-    proc = run_main("apply", write_recipe(tmp_path, [{"op": "delete", "target": "optimizer"}]),
-                    tmp_path / "ck.pt", "-o", tmp_path / "small.pt")
+    # the subprocess smoke test of `apply`: a fresh process, as a user runs it
+    proc = run_main_process("apply", write_recipe(tmp_path, [{"op": "delete", "target": "optimizer"}]),
+                            tmp_path / "ck.pt", "-o", tmp_path / "small.pt")
     assert proc.returncode == 0, proc.stderr
     back = torch.load(tmp_path / "small.pt", weights_only=True)
     assert list(back) == ["model", "epoch", "config", "history"] and back["epoch"] == 12

@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 
 from app.__main__ import main
 from tests.checkpoints import tied_lm, training_checkpoint
-from tests.cli import run_main
+from tests.cli import run_main_process
 
 
 def diff(capsys, *args) -> tuple[int, str, str]:
@@ -204,6 +204,6 @@ def test_subprocess_smoke(tmp_path):
     b["head.weight"][0] = 0
     save_file(a, str(tmp_path / "a.safetensors"))
     save_file(b, str(tmp_path / "b.safetensors"))
-    proc = run_main("diff", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--json")
+    proc = run_main_process("diff", tmp_path / "a.safetensors", tmp_path / "b.safetensors", "--json")
     assert proc.returncode == 1, proc.stderr
     assert [c["name"] for c in json.loads(proc.stdout)["changed"]] == ["head.weight"]

@@ -16,21 +16,12 @@ from app.core.expressions.expr import evaluate
 from app.core.formats import load_document
 from app.core.expressions.index_text import check_index, format_index, parse_index
 from tests.checkpoints import tied_lm
-
-
-def bits(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous().reshape(-1).view(torch.uint8).clone()
+from tests.helpers.tensors import bits, same
+from tests.helpers.tensors import snapshot as _snapshot
 
 
 def snapshot(doc: Document) -> dict:
-    state = {n: bits(doc.tensor(n)) for n in doc.tensors}
-    state["__grad__"] = [bool(doc.tensor(n).requires_grad) for n in doc.tensors]
-    return state
-
-
-def same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(
-        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k] for k in a)
+    return _snapshot(doc, requires_grad=True)
 
 
 def identity(doc: Document) -> dict:
@@ -290,7 +281,7 @@ def test_reset_parameters_subtree_and_errors():
     start, ids = snapshot(doc), identity(doc)
     edit = ResetParametersEdit(["1"])
     edit.apply(doc)
-    assert torch.equal(model[0].weight, doc.tensor("0.weight")) and bits(model[0].weight).equal(start["0.weight"])
+    assert torch.equal(model[0].weight, doc.tensor("0.weight")) and bits(model[0].weight) == bits(start["0.weight"])
     assert (model[1][1].running_mean == 0).all() and (model[1][1].weight == 1).all()
     assert "1.0.weight" in edit.touched() and "1.1.running_var" in edit.touched()
     assert edit.recipe_step() == {"op": "reset_parameters", "target": "1"}

@@ -11,16 +11,7 @@ from app.core.errors import CheckpointError, UnsafePickleError
 from app.core.formats import load_document
 from tests.checkpoints import (odd_dtypes, save_malicious, save_sharded_safetensors,
                                save_sharded_torch, tied_lm, training_checkpoint)
-
-
-def assert_same(doc, tensors):
-    assert doc.names() == list(tensors)
-    for name, t in tensors.items():
-        got = doc.tensor(name)
-        assert got.dtype == t.dtype and tuple(got.shape) == tuple(t.shape), name
-        assert torch.equal(got, t), name
-        e = doc.entry(name)
-        assert (e.shape, e.dtype, e.numel) == (tuple(t.shape), t.dtype, t.numel())
+from tests.helpers.tensors import assert_same
 
 
 @pytest.mark.parametrize("legacy", [False, True])

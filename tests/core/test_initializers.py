@@ -289,3 +289,25 @@ def test_lazy_entries_checked_without_loading(tmp_path):
     doc = Document([TensorEntry.lazy("b", (3,), torch.float32, loader)])
     ok, skipped = split_applicable(doc, ["b"], "xavier_uniform_")
     assert ok == [] and "1-d" in skipped[0][1] and loads == []
+
+
+def test_undo_releases_the_saved_copy(doc):
+    """An undone InitEdit holds no copy of the old values (memory_cost 0, the tensors freed);
+    redo saves a new one and a second undo still restores exactly."""
+    import gc
+    import weakref
+    name = "layers.0.weight" if "layers.0.weight" in doc.tensors else next(iter(doc.tensors))
+    before = doc.tensor(name).detach().clone()
+    edit = InitEdit([name], "normal_", {"std": 0.5}, seed=3)
+    edit.apply(doc)
+    assert edit.memory_cost() == before.numel() * before.element_size()
+    saved = [weakref.ref(t) for t in edit._saved.values()]
+    edit.revert(doc)
+    gc.collect()
+    assert edit.memory_cost() == 0
+    assert all(r() is None for r in saved)
+    assert torch.equal(doc.tensor(name), before)
+    edit.apply(doc)
+    assert not torch.equal(doc.tensor(name), before)
+    edit.revert(doc)
+    assert torch.equal(doc.tensor(name), before)

@@ -96,3 +96,63 @@ def test_inspect_into_a_closed_pipe_exits_quietly(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert err == ""
+
+
+def test_stats_keep_no_tensor_in_the_document(tmp_path):
+    """``--stats`` reads each tensor, takes its statistics and lets it go: after the report no
+    entry read lazily holds a tensor (a 40 GB file is read one tensor at a time)."""
+    from app.core.loading.open import open_document
+    from app.core.report import inspect_json, inspect_text
+    path = tmp_path / "tied.pt"
+    torch.save(tied_lm().state_dict(), path)
+    sf = tmp_path / "m.safetensors"
+    save_file({"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(4)}, str(sf))
+    for p in (path, sf):
+        doc = open_document(str(p))
+        loaded = {n for n, e in doc.tensors.items() if e.is_loaded}  # torch's mmap: views
+        assert p == path or not loaded
+        out = inspect_json(doc, True)
+        assert all(t["stats"]["min"] is not None for t in out["tensors"])
+        assert "min=" in inspect_text(doc, True)
+        assert {n for n, e in doc.tensors.items() if e.is_loaded} == loaded, p
+
+
+def test_json_layout_is_one_line_per_tensor_and_the_same_data(tmp_path):
+    """The fast writer gives the data ``json.dumps`` would, one tensor a line."""
+    import io
+    from app.core.report import write_json
+    out = {"path": "x", "tensors": [{"name": f"t{i}", "shape": [i, 2], "stats": {"min": -0.5}}
+                                    for i in range(3)],
+           "entries": {"epoch": "int: 1"}, "none": {}, "empty": [], "total_numel": 12}
+    buf = io.StringIO()
+    write_json(out, buf)
+    text = buf.getvalue()
+    assert json.loads(text) == out
+    lines = text.splitlines()
+    assert '    {"name": "t1", "shape": [1, 2], "stats": {"min": -0.5}},' in lines
+    assert lines[0] == "{" and lines[-1] == "}" and text.endswith("\n")
+
+
+def test_cli_commands_never_import_qt(tmp_path):
+    """``--version``, ``--help`` and ``inspect`` start without Qt (one fresh process for all)."""
+    import subprocess
+    import sys
+    from tests.cli import ROOT
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.ones(2)}, str(path))
+    script = (
+        "import sys, contextlib, io\n"
+        "from app.__main__ import main\n"
+        "for argv in (['--version'], ['--help'], ['inspect', '--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "    assert 'PySide6' not in sys.modules, argv\n"
+        "    assert argv[0] == 'inspect' or 'torch' not in sys.modules, argv\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['inspect', sys.argv[1], '--json', '--stats']) == 0\n"
+        "qt = sorted(m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph', 'shiboken')))\n"
+        "print('qt:', qt)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "qt: []"

@@ -8,20 +8,7 @@ from app.core.formats import load_document
 from app.core.formats.save import WouldDropEntries, save_document
 from app.core.model.document import Document
 from tests.checkpoints import odd_dtypes, tied_lm, training_checkpoint
-
-
-def bits(t: torch.Tensor) -> bytes:
-    t = t.detach().contiguous().reshape(-1)
-    return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
-
-
-def assert_same(doc_a: Document, doc_b: Document) -> None:
-    assert list(doc_a.tensors) == list(doc_b.tensors)
-    for n, e in doc_a.tensors.items():
-        a, b = e.tensor(), doc_b.tensor(n)
-        assert a.dtype == b.dtype and a.shape == b.shape, n
-        assert bits(a) == bits(b), n
-        assert sorted(e.shared_with) == sorted(doc_b.entry(n).shared_with), n
+from tests.helpers.tensors import assert_same, bits
 
 
 def tied_state() -> OrderedDict:

@@ -387,6 +387,53 @@ def unreadable_folder(d, m):
     return folder
 
 
+# -- torch.distributed.checkpoint folders: .metadata is a pickle ------------------------------
+def _dcp(d, hook=None, values=None):
+    from tests.dcp_make import write_chunked
+    return Path(write_chunked(d / "dcp", {"w": torch.ones(4, 2)}, values=values, metadata_hook=hook))
+@case(says="never needs")
+def dcp_metadata_runs_code(d, m):
+    folder = _dcp(d)
+    (folder / ".metadata").write_bytes(pickle.dumps(_Opens(m)))
+    return folder
+@case(says="weights-only")
+def dcp_value_runs_code(d, m):
+    return _dcp(d, values={"step": _Opens(m)})
+@case(says="not a file of the folder")
+def dcp_chunk_outside_folder(d, m):
+    def escape(meta):
+        for info in meta.storage_data.values():
+            info.relative_path = "../../../etc/passwd"
+    return _dcp(d, escape)
+@case(says="truncated")
+def dcp_truncated_distcp(d, m):
+    folder = _dcp(d)
+    data = (folder / "__1_0.distcp").read_bytes()
+    (folder / "__1_0.distcp").write_bytes(data[:len(data) // 2])
+    return folder
+@case(says="chunk")
+def dcp_chunk_outside_shape(d, m):
+    def shift(meta):
+        chunk = meta.state_dict_metadata["w"].chunks[-1]
+        chunk.offsets = torch.Size([3, 0])
+    return _dcp(d, shift)
+@case(says="not a readable DCP metadata")
+def dcp_metadata_truncated(d, m):
+    folder = _dcp(d)
+    data = (folder / ".metadata").read_bytes()
+    (folder / ".metadata").write_bytes(data[:len(data) // 2])
+    return folder
+@case(opens=True)
+def dcp_valid(d, m):
+    return _dcp(d, values={"step": 3})
+@case(says="config.json")
+def hf_folder_config_not_json(d, m):
+    folder = d / "hf"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(valid_safetensors())
+    (folder / "config.json").write_bytes(b"[" * 100_000)
+    return folder
+
 def generate(out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     marker = out / "MARKER-must-not-exist"

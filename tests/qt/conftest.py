@@ -1,15 +1,16 @@
-"""Fixtures for GUI tests: real windows, real checkpoint files, real drag-and-drop events."""
+"""Fixtures for GUI tests: real windows (answering from ``FakePrompts``), real checkpoint files.
+
+The helpers that drive them (drag-and-drop events, waiting for a load) are in tests/helpers/qt.py."""
 from __future__ import annotations
 
 import os
 
 import pytest
 import torch
-from PySide6.QtCore import QMimeData, QPoint, QSettings, Qt, QThreadPool, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QSettings, QThreadPool
 
 from tests.checkpoints import save_malicious, save_sharded_safetensors, tied_lm
+from tests.helpers.prompts import FakePrompts
 
 
 @pytest.fixture(autouse=True)
@@ -24,10 +25,9 @@ def isolated_settings(tmp_path_factory):
 @pytest.fixture
 def window(qtbot):
     from app.qt.main_window import MainWindow
-    win = MainWindow()
     # qtbot closes its widgets before fixtures finish: a test that ends with unsaved edits must
-    # not meet a modal Save / Discard / Cancel box. Tests of the prompt set their own answer.
-    win.ask_save_changes = lambda: "discard"
+    # not meet a modal Save / Discard / Cancel box. Tests script other answers on win.prompts.
+    win = MainWindow(prompts=FakePrompts(save_changes="discard"))
     qtbot.addWidget(win)
     yield win
     win.controller.undo_stack.setClean()  # no save prompt while qtbot closes it
@@ -82,49 +82,3 @@ def sharded_folder(tmp_path):
     tensors = {f"layer.{i}.weight": torch.randn(3, 3, generator=g) for i in range(5)}
     index = save_sharded_safetensors(tensors, str(tmp_path / "sharded"), per_shard=2)
     return os.path.dirname(index), tensors
-
-
-def mime_for(paths=(), text=None) -> QMimeData:
-    mime = QMimeData()
-    if paths:
-        mime.setUrls([QUrl.fromLocalFile(os.fspath(p)) for p in paths])
-    if text is not None:
-        mime.setText(text)
-    return mime
-
-
-def drag_enter(widget, mime: QMimeData) -> bool:
-    """Send a real drag-enter event; True when the widget accepts the drag."""
-    event = QDragEnterEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
-    QApplication.sendEvent(widget, event)
-    return event.isAccepted()
-
-
-def drop(widget, mime: QMimeData) -> bool:
-    """A drag-enter followed by a drop, as Qt delivers them; True when the drop was taken."""
-    if not drag_enter(widget, mime):
-        return False
-    event = QDropEvent(QPoint(50, 50), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
-    QApplication.sendEvent(widget, event)
-    return event.isAccepted()
-
-
-def wait_for_document(qtbot, window, path, timeout=10_000):
-    def loaded():
-        doc = window.controller.document
-        assert doc is not None and doc.path == os.fspath(path)
-        assert window.tree_model.rowCount() > 0
-    qtbot.waitUntil(loaded, timeout=timeout)
-    return window.controller.document
-
-
-def tree_rows(model, parent=None):
-    """(full name, displayed name) of every row below ``parent``, depth first."""
-    from PySide6.QtCore import QModelIndex
-    parent = parent or QModelIndex()
-    out = []
-    for r in range(model.rowCount(parent)):
-        index = model.index(r, 0, parent)
-        out.append((index.data(Qt.UserRole), index.data()))
-        out += tree_rows(model, index)
-    return out

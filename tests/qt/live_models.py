@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import app
+from tests.helpers.prompts import FakePrompts
 
 
 class Net(torch.nn.Module):
@@ -40,7 +41,7 @@ def open_live(qtbot):
     def open_(model):
         win = app.open_editor(model)
         qtbot.addWidget(win)
-        win.ask_save_changes = lambda: "discard"
+        win.prompts = FakePrompts(save_changes="discard")
         qtbot.waitUntil(lambda: bool(win.tree_model.params.grads)
                         or not any(True for _ in model.parameters()), timeout=5000)
         return win

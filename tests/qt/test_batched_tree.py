@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from tests.checkpoints import training_checkpoint
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 
 
 def test_delete_optimizer_rebuilds_the_tree_once(qtbot, window, tmp_path):

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.qt.compare_flows import MODE_A, MODE_B, MODE_DIFF
 from app.qt.models.tree_model import HEADERS
-from tests.qt.conftest import drag_enter, mime_for, tree_rows, wait_for_document
+from tests.helpers.qt import drag_enter, mime_for, tree_rows, wait_for_document
 
 CHANGE = len(HEADERS)
 
@@ -280,8 +280,8 @@ def test_a_result_arriving_after_the_window_closed_is_dropped(qtbot, pair):
     from PySide6.QtCore import QCoreApplication, QEvent, QThreadPool
     from app.qt.main_window import MainWindow
     from tests.qt.driving import PoolBlocked
-    win = MainWindow()
-    win.ask_save_changes = lambda: "discard"
+    from tests.helpers.prompts import FakePrompts
+    win = MainWindow(prompts=FakePrompts(save_changes="discard"))
     win.show()
     flows = compared(qtbot, win, pair)
     combo = flows.mode_combo

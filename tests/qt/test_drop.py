@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.qt import main_window as mw
 from app.qt.controller import openable_path
-from tests.qt.conftest import drag_enter, drop, mime_for, tree_rows, wait_for_document
+from tests.helpers.qt import drag_enter, drop, mime_for, tree_rows, wait_for_document
 from tests.qt.test_main_window import Nothing
 
 
@@ -86,7 +86,7 @@ def test_corrupt_drop_keeps_the_open_document(qtbot, window, tied_file, corrupt_
 def test_drop_on_unsaved_edits_can_be_cancelled(qtbot, demo_window, tied_file, monkeypatch):
     doc = demo_window.controller.document
     demo_window.controller.undo_stack.push(Nothing("edit"))
-    monkeypatch.setattr(demo_window, "ask_save_changes", lambda: mw.CANCEL)
+    demo_window.prompts.answer(save_changes=mw.CANCEL)
     drop(demo_window, mime_for([tied_file[0]]))
     qtbot.wait(100)
     assert demo_window.controller.document is doc and not demo_window.controller.is_loading

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel
 
 from app.__main__ import main
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 
 warnings.filterwarnings("ignore", category=UserWarning)
 

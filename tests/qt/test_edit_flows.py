@@ -12,7 +12,8 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox,
                                QLabel, QLineEdit, QSpinBox)
 
 from app.qt.models.tree_model import TYPE
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
+from tests.helpers.tensors import assert_same, snapshot
 from tests.qt.driving import child, click_ok, ok_button, open_dialog, pick, retype
 
 
@@ -36,19 +37,6 @@ def undo_text(window) -> str:
 
 def tensor(window, name):
     return window.controller.document.tensor(name)
-
-
-def snapshot(window) -> dict[str, torch.Tensor]:
-    doc = window.controller.document
-    return {n: doc.tensor(n).detach().clone() for n in doc.tensors}
-
-
-def assert_same(window, before: dict[str, torch.Tensor]) -> None:
-    doc = window.controller.document
-    assert list(doc.tensors) == list(before)
-    for n, t in before.items():
-        now = doc.tensor(n)
-        assert now.dtype == t.dtype and torch.equal(now, t), n
 
 
 def type_column(window, name) -> str:
@@ -93,7 +81,7 @@ def test_initializer_dialog_kaiming_normal_with_seed_keeps_the_parameter(qtbot, 
 def test_subtree_init_weights_and_biases_is_one_undo_step(qtbot, demo_window):
     window = shown(qtbot, demo_window)
     model = window.controller.document.module
-    before = snapshot(window)
+    before = snapshot(window.controller.document)
     params = {n: p for n, p in model.named_parameters()}
     ptrs = {n: p.data_ptr() for n, p in params.items()}
     assert window.select_name("rgnet")
@@ -125,7 +113,7 @@ def test_subtree_init_weights_and_biases_is_one_undo_step(qtbot, demo_window):
     text = undo_text(window)
     assert text.startswith("Undo ") and "xavier_uniform_" in text and "zeros_" in text
     window.actionUndo.trigger()
-    assert_same(window, before)
+    assert_same(window.controller.document, before)
     assert window.undo_stack.count() == 1 and window.undo_stack.index() == 0
     assert not window.tree_model.modified and not window.isWindowModified()
 
@@ -194,7 +182,7 @@ def test_edit_dialog_expression_index_and_mask(qtbot, demo_window):
 
 def test_edit_dialog_module_target_with_a_glob(qtbot, demo_window):
     window = shown(qtbot, demo_window)
-    before = snapshot(window)
+    before = snapshot(window.controller.document)
     assert window.select_name("rgnet.0.1")
     dialog = open_dialog(qtbot, window, window.actionEdit, "editDialog")
     glob = child(dialog, QLineEdit, "targetGlob")
@@ -220,7 +208,7 @@ def test_edit_dialog_module_target_with_a_glob(qtbot, demo_window):
             assert torch.equal(now, old), n
     assert window.tree_model.modified == {"rgnet.0.1.0.weight", "rgnet.0.1.2.weight"}
     window.actionUndo.trigger()
-    assert_same(window, before)
+    assert_same(window.controller.document, before)
 
 
 def test_edit_dialog_still_applies_to_a_tensor_too_large_to_preview(qtbot, window):
@@ -420,7 +408,7 @@ def fill(qtbot, window, name, value, index=""):
 
 def export(window, tmp_path, name="recipe.json") -> dict:
     path = tmp_path / name
-    window.edit_flows.ask_recipe_path = lambda: str(path)
+    window.prompts.answer(save_file=(str(path), ""))
     assert window.actionExportRecipe.isEnabled()
     window.actionExportRecipe.trigger()
     return json.loads(path.read_text())

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from app.core.formats import load_document
 from app.qt.models.tree_model import TYPE
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 from tests.qt.driving import child, click_ok, ok_button, pick, retype
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit
 
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 from tests.qt.driving import child, click_ok, open_dialog
 from tests.qt.test_compare_flows import compared, pair  # noqa: F401 - pair is a fixture
 from tests.qt.test_recipe_gui import export_recipe

@@ -16,7 +16,7 @@ import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit
 
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 from tests.qt.driving import child, click_ok, open_dialog, retype
 
 CHILD = "PARAMEDIT_EXPR_WINDOW_CHILD"

@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 
 from app.core.edits.values import FillEdit
 from app.qt.file_watch import CANCEL, KEEP, RELOAD
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 
 
 def _state(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -32,7 +32,7 @@ def opened(qtbot, window, tmp_path):
     def ask(paths, what):
         asked.append((list(paths), what))
         return answers.pop(0)
-    window.file_watch.ask_file_changed = ask
+    window.prompts.answer(file_changed=ask)
     return window, doc, path, asked, answers
 
 

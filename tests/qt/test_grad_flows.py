@@ -5,13 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMenu, QPushButton
 
 from app.core.model.grads import format_norm
-from app.qt.models.tree_model import DEVICE, GRAD, RATIO, TYPE
-from tests.qt.driving import child, click_ok, ok_button, open_dialog, pick, retype
-from tests.qt.live_models import Net, TiedLM, backward, cell, open_live, shows, wait_grads  # noqa: F401
+from app.qt.models.tree_model import DEVICE, GRAD, RATIO
+from tests.qt.live_models import Net, backward, cell, open_live, shows, wait_grads  # noqa: F401
 
 def test_grad_column_pooled_norms_and_the_gradient_switch(qtbot, open_live):
     torch.manual_seed(0)
@@ -123,7 +121,7 @@ def test_clip_zero_scale_gradients_undo_then_step(qtbot, open_live):
     win = open_live(model)
 
     win.select_name("features")
-    win.param_flows.ask_clip = lambda: (0.05, False)
+    win.prompts.answer(number=0.05, choice="all selected tensors together")
     gradients_menu = win.findChild(QMenu, "modelMenu").findChild(QMenu, "gradientsMenu")
     assert gradients_menu.isEnabled() and win.param_flows.actionClipGrad.isEnabled()
     win.param_flows.actionClipGrad.trigger()
@@ -147,7 +145,7 @@ def test_clip_zero_scale_gradients_undo_then_step(qtbot, open_live):
     win.param_flows.actionZeroGrad.trigger()
     assert torch.count_nonzero(model.fc.weight.grad) == 0
     win.actionUndo.trigger()
-    win.param_flows.ask_scale_factor = lambda: 2.0
+    win.prompts.answer(number=2.0)
     win.param_flows.actionScaleGrad.trigger()
     assert torch.equal(model.fc.weight.grad, before["fc.weight"] * 2)
 
@@ -211,7 +209,7 @@ def test_a_layer_used_twice_has_one_gradient_counted_once(qtbot, open_live):
              + float(shared.bias.grad.norm()) ** 2) ** 0.5
     assert float(win.tree_model.params.text(win.tree_model.root, 0)) != pytest.approx(twice, rel=1e-3)
     win.select_name("2")
-    win.param_flows.ask_scale_factor = lambda: 0.5
+    win.prompts.answer(number=0.5)
     before = shared.weight.grad.clone()
     win.param_flows.actionScaleGrad.trigger()
     assert torch.equal(shared.weight.grad, before * 0.5)  # scaled once, not once per place

@@ -1,8 +1,10 @@
-"""Repaint the histogram tens of thousands of times.
+"""Repaint the histogram thousands of times.
 
 Guards against a broken Qt binding: PySide6 6.12.0 on Python < 3.12 drops a reference to None on
 every call of a Qt method that returns nothing, and the process dies after a few thousand
-repaints (``Fatal Python error: none_dealloc``). Here that fails the test run instead of a user.
+repaints (``Fatal Python error: none_dealloc``). Here that fails the test run instead of a user:
+each repaint makes many such calls, so the count of references to None drops by far more than
+the check's margin well before the process would die.
 """
 import sys
 
@@ -12,10 +14,10 @@ from PySide6.QtWidgets import QApplication
 
 from app.qt.views.histogram import Histogram
 
-REPAINTS = 20_000  # the repaint rate is measured by benchmarks/bench_gui.py, not here
+REPAINTS = 2_000  # the repaint rate is measured by benchmarks/bench_gui.py, not here
 
 
-def test_histogram_survives_tens_of_thousands_of_repaints(qtbot):
+def test_histogram_survives_thousands_of_repaints(qtbot):
     plot = pg.PlotWidget()
     plot.setObjectName("histogramPlot")
     qtbot.addWidget(plot)
@@ -32,7 +34,7 @@ def test_histogram_survives_tens_of_thousands_of_repaints(qtbot):
     none_refs = sys.getrefcount(None)
     for i in range(REPAINTS):
         hist.set_data(edges, frames[i % len(frames)])
-        if i % 5000 == 2500:
+        if i % 500 == 250:
             hist.set_log_y(not hist.log_y)
         plot.viewport().repaint()
         if i % 100 == 0:

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QCheckBox, QLabel, QLineEdit, QSpinBox
 from torch import nn
 
 import app
+from tests.helpers.prompts import FakePrompts
 from tests.qt.driving import child, click_ok, open_dialog, retype
 
 
@@ -21,7 +22,7 @@ class Net(nn.Module):
 def open_window(qtbot, model):
     win = app.open_editor(model)
     qtbot.addWidget(win)
-    win.ask_save_changes = lambda: "discard"
+    win.prompts = FakePrompts(save_changes="discard")
     return win
 
 

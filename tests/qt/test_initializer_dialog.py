@@ -12,6 +12,7 @@ from app.core.demo import demo_model
 from app.core.model.document import Document
 from app.core.edits.initializers import InitEdit, REGISTRY
 from app.qt.dialogs.initializer_dialog import InitializerDialog
+from app.qt.init_targets import InitTargets
 from tests.qt.driving import child, retype
 
 
@@ -28,7 +29,7 @@ def doc(model):
 @pytest.fixture
 def make_dialog(qtbot, doc):
     def make(selected):
-        dialog = InitializerDialog(doc, selected)
+        dialog = InitializerDialog(InitTargets(doc), selected)
         qtbot.addWidget(dialog)
         dialog.open()
         qtbot.waitExposed(dialog)
@@ -212,7 +213,7 @@ def test_reset_parameters_option(qtbot, make_dialog, doc, model):
 
 def test_state_dict_document_has_no_reset_or_type_filter(qtbot, model):
     sd_doc = Document.from_object(model.state_dict())
-    dialog = InitializerDialog(sd_doc, "rgnet.0")
+    dialog = InitializerDialog(InitTargets(sd_doc), "rgnet.0")
     qtbot.addWidget(dialog)
     dialog.open()
     assert child(dialog, QCheckBox, "resetParametersCheck").isHidden()

@@ -23,7 +23,8 @@ import app
 from app.core.edits.values import FillEdit
 from app.qt import live
 from app.qt.models.tree_model import TYPE
-from tests.qt.conftest import tree_rows
+from tests.helpers.prompts import FakePrompts
+from tests.helpers.qt import tree_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -59,7 +60,7 @@ def open_live(qtbot):
     def open_(model, **kw):
         win = app.open_editor(model, **kw)
         qtbot.addWidget(win)
-        win.ask_save_changes = lambda: "discard"
+        win.prompts = FakePrompts(save_changes="discard")
         return win
     return open_
 
@@ -228,7 +229,7 @@ def test_open_editor_reuses_the_running_application_and_frees_closed_windows(qtb
     model = Net()
     win = app.open_editor(model, title="my net")
     qtbot.addWidget(win)
-    win.ask_save_changes = lambda: "discard"
+    win.prompts = FakePrompts(save_changes="discard")
     assert QApplication.instance() is qapp and live.ensure_app() is qapp
     assert win.isVisible() and "my net" in win.windowTitle()
     assert win in live._open_windows and win.controller.document.path is None
@@ -255,17 +256,17 @@ def test_edit_blocks_until_the_window_is_closed(qtbot, qapp):
         events.append(("open", win in live._open_windows))
         win.select_name("fc.bias")
         win.edit_flows.push(FillEdit(["fc.bias"], 0.25))
-        win.ask_save_changes = lambda: "cancel"  # the unsaved-edits prompt keeps it open
+        win.prompts = FakePrompts(save_changes="cancel")  # the unsaved-edits prompt: kept open
         win.close()
         events.append(("kept", win.isVisible()))
-        win.ask_save_changes = lambda: "discard"
+        win.prompts = FakePrompts(save_changes="discard")
         events.append("closing")
         win.close()
 
     def rescue():  # a hang would be worse than a failure
         for w in QApplication.topLevelWidgets():
             if w.objectName() == "mainWindow" and w.isVisible():
-                w.ask_save_changes = lambda: "discard"
+                w.prompts = FakePrompts(save_changes="discard")
                 w.close()
 
     QTimer.singleShot(0, user)

@@ -9,7 +9,8 @@ from PySide6.QtGui import QAction, QKeySequence, QUndoCommand
 from PySide6.QtWidgets import QLineEdit, QMessageBox, QTreeView, QWidget
 
 from app.qt import main_window as mw
-from tests.qt.conftest import wait_for_document
+from tests.helpers.prompts import FakePrompts
+from tests.helpers.qt import wait_for_document
 
 
 class Nothing(QUndoCommand):
@@ -112,10 +113,10 @@ def test_unsaved_edits_ask_before_replacing(qtbot, demo_window, tied_file, monke
     doc = demo_window.controller.document
     demo_window.controller.undo_stack.push(Nothing("edit"))
     asked = []
-    monkeypatch.setattr(demo_window, "ask_save_changes", lambda: asked.append(1) or mw.CANCEL)
+    demo_window.prompts.answer(save_changes=lambda *_: asked.append(1) or mw.CANCEL)
     assert not demo_window.open_path(tied_file[0])
     assert demo_window.controller.document is doc and not demo_window.controller.is_loading
-    monkeypatch.setattr(demo_window, "ask_save_changes", lambda: asked.append(1) or mw.DISCARD)
+    demo_window.prompts.answer(save_changes=lambda *_: asked.append(1) or mw.DISCARD)
     assert demo_window.open_path(tied_file[0])
     wait_for_document(qtbot, demo_window, tied_file[0])
     assert len(asked) == 2 and not demo_window.isWindowModified()
@@ -124,10 +125,10 @@ def test_unsaved_edits_ask_before_replacing(qtbot, demo_window, tied_file, monke
 def test_close_with_unsaved_edits_can_be_cancelled(qtbot, demo_window, monkeypatch):
     demo_window.show()
     demo_window.controller.undo_stack.push(Nothing("edit"))
-    monkeypatch.setattr(demo_window, "ask_save_changes", lambda: mw.CANCEL)
+    demo_window.prompts.answer(save_changes=mw.CANCEL)
     assert not demo_window.close()
     assert demo_window.isVisible()
-    monkeypatch.setattr(demo_window, "ask_save_changes", lambda: mw.DISCARD)
+    demo_window.prompts.answer(save_changes=mw.DISCARD)
     assert demo_window.close()
 
 
@@ -261,7 +262,7 @@ def test_window_layout_is_kept_between_runs(qtbot, window):
     window.close()  # no edits: closes and saves the layout
     again = build_window(type("Args", (), {"path": None})())
     qtbot.addWidget(again)
-    again.ask_save_changes = lambda: "discard"
+    again.prompts = FakePrompts(save_changes="discard")
     again.show()
     qtbot.waitUntil(lambda: again.width() == 640 and again.height() == 480)
     assert again.stats_dock.isHidden()

@@ -2,16 +2,14 @@
 train / eval and module info, on models built like the tutorials' examples."""
 from __future__ import annotations
 
-import pytest
 import torch
-from PySide6.QtCore import QEvent, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QApplication, QMenu, QPushButton
+from PySide6.QtWidgets import QMenu
 
-from app.core.model.grads import format_norm
-from app.qt.models.tree_model import DEVICE, GRAD, RATIO, TYPE
+from app.qt.models.tree_model import DEVICE, GRAD, TYPE
 from tests.qt.driving import child, click_ok, ok_button, open_dialog, pick, retype
-from tests.qt.live_models import Net, TiedLM, backward, cell, open_live, shows, wait_grads  # noqa: F401
+from tests.qt.live_models import Net, TiedLM, cell, open_live  # noqa: F401  (open_live: a fixture)
 
 
 def test_tie_and_untie_through_the_window(qtbot, open_live):
@@ -24,8 +22,8 @@ def test_tie_and_untie_through_the_window(qtbot, open_live):
     numel = sum(p.numel() for p in model.parameters())
 
     assert win.select_name("head.weight")
-    win.param_flows.ask_tie_source = lambda name, candidates: (
-        "embed.weight" if "embed.weight" in candidates else None)
+    win.prompts.answer(choice=lambda title, label, candidates: (
+        "embed.weight" if "embed.weight" in candidates else None))
     win.param_flows.actionTie.trigger()
     assert model.head.weight is model.embed.weight
     for name, other in (("head.weight", "embed.weight"), ("embed.weight", "head.weight")):
@@ -58,7 +56,7 @@ def test_shape_mismatch_and_shared_layer_refusals(qtbot, open_live):
     assert box is not None and "module is used at several places" in box.text()
     box.close()
     win.select_name("3.bias")
-    win.param_flows.ask_tie_source = lambda name, candidates: candidates[0] if candidates else None
+    win.prompts.answer(choice=lambda title, label, candidates: candidates[0] if candidates else None)
     assert win.param_flows.tie_candidates("3.bias") == []
     win.param_flows.actionTie.trigger()
     assert "no other tensor has the shape [2]" in win.edit_flows.message_box.text()
@@ -68,7 +66,6 @@ def test_add_parameter_dialog_validates_like_register_parameter(qtbot, open_live
     model = Net()
     win = open_live(model)
     win.select_name("fc")
-    menu_actions = []
     win.param_flows.add_to_menu(QMenu(win))
     dialog = open_dialog(qtbot, win, win.param_flows.actionAddParameter, "addParameterDialog")
     name, error = child(dialog, type(dialog.name_edit), "parameterName"), dialog.error
@@ -144,7 +141,7 @@ def test_module_info_and_eval_on_a_subtree(qtbot, open_live):
 
 
 def test_file_documents_hide_the_live_columns(qtbot, window, tied_file):
-    from tests.qt.conftest import wait_for_document
+    from tests.helpers.qt import wait_for_document
     window.open_path(tied_file[0])
     wait_for_document(qtbot, window, tied_file[0])
     assert window.tree_view.isColumnHidden(GRAD) and window.tree_view.isColumnHidden(DEVICE)
@@ -153,7 +150,7 @@ def test_file_documents_hide_the_live_columns(qtbot, window, tied_file):
 
 
 def test_tie_in_a_file_is_shared_storage_when_saved(qtbot, window, tmp_path):
-    from tests.qt.conftest import wait_for_document
+    from tests.helpers.qt import wait_for_document
     sd = {"embed.weight": torch.randn(10, 4), "head.weight": torch.randn(10, 4),
           "head.bias": torch.zeros(10)}
     path = tmp_path / "lm.pt"
@@ -163,7 +160,7 @@ def test_tie_in_a_file_is_shared_storage_when_saved(qtbot, window, tmp_path):
     assert window.select_name("head.weight")
     flows = window.param_flows
     assert flows.tie_candidates("head.weight") == ["embed.weight"]
-    flows.ask_tie_source = lambda name, candidates: candidates[0]
+    window.prompts.answer(choice=lambda title, label, candidates: candidates[0])
     flows.actionTie.trigger()
     assert "Tied" in cell(window, "embed.weight", 0).data(Qt.ToolTipRole)
     assert "(2 tied)" in window.summary_label.text()
@@ -211,7 +208,7 @@ def test_a_plain_tensor_attribute_becomes_a_parameter(qtbot, open_live):
     assert not win.tree_model.find("norm.scale").isValid()
     win.select_name("norm")
     assert win.param_flows.actionPromoteAttribute.isEnabled()
-    win.param_flows.ask_attribute = lambda path, names: names[0] if names == ["scale"] else None
+    win.prompts.answer(choice=lambda title, label, names: names[0] if names == ["scale"] else None)
     win.param_flows.actionPromoteAttribute.trigger()
     assert isinstance(model.norm.scale, torch.nn.Parameter)
     assert model.norm.scale.data_ptr() == mask.data_ptr()
@@ -222,7 +219,7 @@ def test_a_plain_tensor_attribute_becomes_a_parameter(qtbot, open_live):
 
 
 def test_torchscript_documents_get_no_live_actions(qtbot, window, tmp_path):
-    from tests.qt.conftest import wait_for_document
+    from tests.helpers.qt import wait_for_document
     path = tmp_path / "scripted.pt"
     torch.jit.script(Net()).save(str(path))
     window.open_path(str(path))

@@ -12,10 +12,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
                                QLabel, QLineEdit, QListWidget, QSpinBox)
 
-from app.core.formats.save import TORCH
 from tests.checkpoints import tied_lm, training_checkpoint
 from tests.cli import run_main
-from tests.qt.conftest import tree_rows, wait_for_document
+from tests.helpers.qt import tree_rows, wait_for_document
 from tests.qt.driving import child, click_ok, open_dialog
 
 
@@ -112,13 +111,13 @@ def cell(qtbot, window, name, row, col, text) -> None:
 
 
 def export_recipe(window, path) -> dict:
-    window.edit_flows.ask_recipe_path = lambda: str(path)
+    window.prompts.answer(save_file=(str(path), ""))
     window.actionExportRecipe.trigger()
     return json.loads(open(path).read())
 
 
 def save_as(qtbot, window, path) -> None:
-    window.save_flows.ask_save_path = lambda: (str(path), TORCH, None)
+    window.prompts.answer(save_file=(str(path), ""))
     window.actionSaveAs.trigger()
     qtbot.waitUntil(lambda: not window.save_flows.is_saving, timeout=20_000)
     assert window.save_flows.last_error is None
@@ -294,12 +293,12 @@ def test_extract_subtree_writes_a_relative_state_dict(qtbot, window, ddp_file, t
     doc = wait_for_document(qtbot, window, ddp_file)
     out = tmp_path / "body.pt"
     asked = []
-    window.edit_flows.ask_extract_path = lambda prefix: asked.append(prefix) or str(out)
-    window.edit_flows.ask_relative_names = lambda prefix: True
+    window.prompts.answer(save_file=lambda caption, start, _filters: asked.append(caption)
+                          or (str(out), ""), relative_names=lambda prefix: asked.append(prefix) or True)
     select(window, "module.body")
     assert window.edit_flows.actionExtract.isEnabled()
     window.edit_flows.actionExtract.trigger()
-    assert asked == ["module.body"]
+    assert asked == ["Extract module.body as a state_dict", "module.body"]
     qtbot.waitUntil(lambda: "Extracted" in window.statusBar().currentMessage(), timeout=10_000)
     sd = torch.load(out, weights_only=True)
     assert list(sd) == ["0.weight", "0.bias", "1.weight", "1.bias"]

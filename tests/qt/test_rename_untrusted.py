@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from PySide6.QtWidgets import QDialogButtonBox, QLabel, QLineEdit
 
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 from tests.qt.driving import child, open_dialog, retype
 
 

@@ -7,7 +7,7 @@ import torch
 from PySide6.QtWidgets import QLabel, QLineEdit
 
 from tests.checkpoints import tied_lm, training_checkpoint
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 from tests.qt.driving import child, ok_button, open_dialog, retype
 
 
@@ -86,10 +86,8 @@ def test_rename_preview_checks_clashes_in_a_big_checkpoint(qtbot, window, tmp_pa
     n = 20_001
     sd = {f"a.{i}": torch.zeros(1) for i in range(n - 1)}
     sd["b.0"] = torch.zeros(1)  # b.0 -> a.0 clashes
-    src = tmp_path / "many.pt"
-    torch.save(sd, src)
-    window.open_path(src)
-    wait_for_document(qtbot, window, str(src), timeout=60_000)
+    from app.core.model.document import Document
+    window.open_document(Document.from_object(sd), "many")  # in memory: no 20,000-tensor pickle
     dialog = open_dialog(qtbot, window, window.edit_flows.actionRename, "renameDialog")
     retype(qtbot, child(dialog, QLineEdit, "renamePattern"), "^b")
     retype(qtbot, child(dialog, QLineEdit, "renameReplacement"), "a")
@@ -110,8 +108,7 @@ def test_extract_is_busy_like_a_save(qtbot, window, tied_file, tmp_path, monkeyp
     doc = wait_for_document(qtbot, window, path)
     out = tmp_path / "body.pt"
     flows = window.edit_flows
-    flows.ask_extract_path = lambda prefix: str(out)
-    flows.ask_relative_names = lambda prefix: True
+    window.prompts.answer(save_file=(str(out), ""), relative_names=True)
     window.select_name("body")
     flows.actionExtract.trigger()
     try:

@@ -8,10 +8,11 @@ import torch
 from PySide6.QtGui import QKeySequence
 
 from app.core.formats import load_document
-from app.core.formats.save import SAFETENSORS, SHARDED, TORCH
+from app.core.formats.save import SHARDED
 from app.qt import main_window as mw
+from app.qt import save_flows as sf
 from tests.checkpoints import tied_lm, training_checkpoint
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 
 
 def open_and_cast(qtbot, window, path, name="body.0.bias", dtype="float16", show=False):
@@ -62,19 +63,19 @@ def test_save_as_safetensors_asks_before_dropping_entries(qtbot, window, tmp_pat
     wait_for_document(qtbot, window, str(src))
     out = tmp_path / "weights.safetensors"
     asked = []
-    window.save_flows.ask_save_path = lambda: (str(out), SAFETENSORS, None)
-    window.save_flows.ask_drop_entries = lambda keys: asked.append(keys) or False
+    window.prompts.answer(save_file=(str(out), ""),
+                          drop_entries=lambda keys: asked.append(keys) or False)
     window.actionSaveAs.trigger()
     assert asked and "optimizer.param_groups" in asked[0] and "epoch" in asked[0]
     assert not out.exists() and not window.save_flows.is_saving
-    window.save_flows.ask_drop_entries = lambda keys: True
+    window.prompts.answer(drop_entries=True)
     window.actionSaveAs.trigger()
     wait_saved(qtbot, window)
     saved = load_document(str(out))
     assert list(saved.tensors) == [n for n in window.controller.document.tensors]
     assert window.controller.document.path == str(out)
     assert "weights.safetensors" in window.windowTitle()
-    window.save_flows.ask_drop_entries = lambda keys: asked.append(keys) or False
+    window.prompts.answer(drop_entries=lambda keys: asked.append(keys) or False)
     window.select_name("model.body.0.bias")
     window.edit_flows.cast_actions["float16"].trigger()
     window.actionSave.trigger()  # the same file again: agreed once, not asked each Ctrl+S
@@ -88,10 +89,13 @@ def test_save_as_sharded_with_a_shard_size(qtbot, window, tied_file, tmp_path):
     window.open_path(path)
     wait_for_document(qtbot, window, path)
     folder = tmp_path / "shards"
-    window.save_flows.ask_save_path = lambda: (str(folder), SHARDED, 100)
-    window.actionSaveAs.trigger()
+    window.prompts.answer(save_file=(str(folder), sf.SHARDED_FILTER), integer=1)
+    window.actionSaveAs.trigger()  # asks the largest shard, in MiB
     wait_saved(qtbot, window)
+    assert window.prompts.questions("integer")[0][:2] == ("Shard size", "Largest shard (MiB):")
     assert any(f.endswith(".index.json") for f in os.listdir(folder))
+    assert window.save_flows.save_to(str(folder), SHARDED, shard_size=100)  # tiny: many shards
+    wait_saved(qtbot, window)
     assert len([f for f in os.listdir(folder) if f.endswith(".safetensors")]) > 1
     back = load_document(str(folder))
     assert list(back.tensors) == list(sd)
@@ -104,7 +108,7 @@ def test_failed_save_keeps_the_marker_and_says_why(qtbot, window, tied_file, tmp
     path, _ = tied_file
     open_and_cast(qtbot, window, path)
     target = tmp_path / "missing-folder" / "out.pt"
-    window.save_flows.ask_save_path = lambda: (str(target), TORCH, None)
+    window.prompts.answer(save_file=(str(target), ""))
     window.actionSaveAs.trigger()
     wait_saved(qtbot, window)
     assert window.isWindowModified() and not target.exists()
@@ -116,9 +120,9 @@ def test_failed_save_keeps_the_marker_and_says_why(qtbot, window, tied_file, tmp
 def test_close_with_unsaved_edits_save_discard_cancel(qtbot, window, tied_file):
     path, sd = tied_file
     open_and_cast(qtbot, window, path, show=True)
-    window.ask_save_changes = lambda: mw.CANCEL
+    window.prompts.answer(save_changes=mw.CANCEL)
     assert not window.close() and window.isVisible()
-    window.ask_save_changes = lambda: mw.SAVE
+    window.prompts.answer(save_changes=mw.SAVE)
     assert window.close()  # saved first, synchronously with respect to the close
     assert torch.load(path, weights_only=True)["body.0.bias"].dtype == torch.float16
     assert not window.isWindowModified()
@@ -127,10 +131,10 @@ def test_close_with_unsaved_edits_save_discard_cancel(qtbot, window, tied_file):
 def test_opening_another_file_with_unsaved_edits_asks(qtbot, window, tied_file, other_file):
     path, _ = tied_file
     open_and_cast(qtbot, window, path)
-    window.ask_save_changes = lambda: mw.CANCEL
+    window.prompts.answer(save_changes=mw.CANCEL)
     assert not window.open_path(other_file[0])
     assert window.controller.document.path == path
-    window.ask_save_changes = lambda: mw.DISCARD
+    window.prompts.answer(save_changes=mw.DISCARD)
     assert window.open_path(other_file[0])
     wait_for_document(qtbot, window, other_file[0])
     assert torch.load(path, weights_only=True)["body.0.bias"].dtype == torch.float32

@@ -10,7 +10,7 @@ from app.core.edits.values import FillEdit
 from app.core.formats.save import SAFETENSORS, TIED_EVERY, TORCHSCRIPT
 from app.qt import save_flows as sf
 from tests.checkpoints import TiedLM
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 
 
 def wait_saved(qtbot, window):
@@ -26,12 +26,12 @@ def test_save_as_offers_every_tied_name_and_says_which_to_use(qtbot, window, tie
     assert sf.tied_from_choice(sf.SAFETENSORS_EVERY_FILTER) == TIED_EVERY
     assert sf.format_from_choice(str(tmp_path / "x"), sf.SAFETENSORS_EVERY_FILTER)[1] == SAFETENSORS
     out = tmp_path / "every.safetensors"
-    window.save_flows.ask_save_path = lambda: (str(out), SAFETENSORS, None, TIED_EVERY)
+    window.prompts.answer(save_file=(str(out), sf.SAFETENSORS_EVERY_FILTER))
     window.actionSaveAs.trigger()
     wait_saved(qtbot, window)
     TiedLM().load_state_dict(load_file(str(out)), strict=True)  # plain load_file works
     once = tmp_path / "once.safetensors"
-    window.save_flows.ask_save_path = lambda: (str(once), SAFETENSORS, None)
+    window.prompts.answer(save_file=(str(once), sf.SAFETENSORS_FILTER))
     window.actionSaveAs.trigger()
     wait_saved(qtbot, window)
     assert "lm_head.weight" not in load_file(str(once))
@@ -64,7 +64,6 @@ class WithRope(nn.Module):
 
 def test_live_model_tree_marks_non_persistent_and_save_skips_it(qtbot, window, tmp_path):
     from app.core.model.document import Document
-    from app.core.formats.save import TORCH
     model = WithRope()
     window.open_document(Document.from_module(model), "rope")
     tree = window.tree_view.model()
@@ -74,7 +73,7 @@ def test_live_model_tree_marks_non_persistent_and_save_skips_it(qtbot, window, t
         texts[index.data()] = [tree.index(row, c).data() for c in range(tree.columnCount())]
     assert any("non-persistent" in str(v) for v in texts["inv_freq"])
     out = tmp_path / "rope.pt"
-    window.save_flows.ask_save_path = lambda: (str(out), TORCH, None)
+    window.prompts.answer(save_file=(str(out), ""))
     window.actionSaveAs.trigger()
     wait_saved(qtbot, window)
     WithRope().load_state_dict(torch.load(out, weights_only=True), strict=True)

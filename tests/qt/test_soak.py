@@ -12,7 +12,7 @@ from tests.qt.soak import Soak, rss_mib, soak_checkpoint
 
 def _soak(window, tmp_path, steps=None, seconds=None, seed=0):
     path = soak_checkpoint(str(tmp_path / "train.pt"))
-    window.ask_save_changes = lambda: "discard"
+    window.prompts.answer(save_changes="discard")
     soak = Soak(window, path, str(tmp_path), seed=seed)
     soak.open()
     soak.run(steps=30)  # warm-up: caches, allocator pools, first paints

@@ -9,7 +9,7 @@ import torch
 from PySide6.QtCore import QThreadPool
 
 from app.qt.workers import Task
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 
 
 def _collected(ref) -> bool:

@@ -8,8 +8,9 @@ from app.qt.views.tensor_view import TensorView
 
 
 def grid_values(view):
+    """The cells' exact values (their edit text; the shown text has the dtype's digits)."""
     m = view.grid.model()
-    return [[float(m.index(r, c).data()) for c in range(m.columnCount())]
+    return [[float(m.index(r, c).data(Qt.EditRole)) for c in range(m.columnCount())]
             for r in range(m.rowCount())]
 
 
@@ -100,11 +101,18 @@ def test_goto_index_sets_slice_scrolls_and_selects(view, t4):
 
 def test_goto_index_in_a_long_vector_scrolls_there(view):
     v = torch.arange(100_000, dtype=torch.float32)
+    view.wrap_check.setChecked(False)  # one column
     view.show_tensor("v", v)
     view.goto_index((77_777,))
     current = view.grid.currentIndex()
     assert current.row() == 77_777 and current.data() == "77777"
     assert view.grid.rowAt(view.grid.viewport().height() // 2) in range(77_700, 77_850)
+    view.wrap_check.setChecked(True)  # rows of w: the same element, in its row and column
+    w = view.model.wrap
+    assert w > 1 and view.grid.currentIndex().data() == "77777"
+    view.goto_index((99_999,))
+    current = view.grid.currentIndex()
+    assert (current.row(), current.column()) == divmod(99_999, w) and current.data() == "99999"
 
 
 def test_copy_selection_as_tsv(view, qtbot):
@@ -138,7 +146,8 @@ def test_copy_of_a_huge_selection_is_capped(view):
 def test_bf16_and_bool_display(view):
     b = torch.tensor([[0.1, -2.5]], dtype=torch.bfloat16)
     view.show_tensor("b", b)
-    assert float(view.model.index(0, 0).data()) == pytest.approx(b.float()[0, 0].tolist())
+    assert view.model.index(0, 0).data() == "0.1001"  # 4 digits: enough for bfloat16
+    assert float(view.model.index(0, 0).data(Qt.EditRole)) == b.float()[0, 0].item()
     assert "bfloat16" in view.title.text()
     view.show_tensor("mask", torch.tensor([True, False]))
     assert [view.model.index(r, 0).data() for r in range(2)] == ["True", "False"]
@@ -204,3 +213,5 @@ def test_default_axes_skip_trailing_size_one_axes(qtbot):
     model = view.model
     assert (model.rowCount(), model.columnCount()) == (32, 16)
     assert (view.row_combo.currentData(), view.col_combo.currentData()) == (0, 1)
+    view.show()
+    assert [s.isVisible() for s in view._spins] == [False] * 4  # size-1 axes: nothing to pick

@@ -13,7 +13,7 @@ from app.core.report import human_count
 from app.qt.models.tree_model import (BYTES, DTYPE, ELEMENTS, NAME, SHAPE, TYPE, NodeRole,
                                       TreeFilterProxy, TreeModel, name_matches)
 from tests.checkpoints import training_checkpoint, tied_lm
-from tests.qt.conftest import tree_rows
+from tests.helpers.qt import tree_rows
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.qt.workers import Task
 from tests.core.test_verify_names import flip_record
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 
 
 @pytest.fixture

@@ -81,6 +81,10 @@ class _ValueEdit(Edit):
     def memory_cost(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._old.values())
 
+    def work_bytes(self, doc: Document) -> int:
+        from ..edits.base import names_bytes
+        return names_bytes(doc, self.names)
+
 
 # -- transplant ----------------------------------------------------------------------------------
 
@@ -171,6 +175,11 @@ class TransplantEdit(Edit):
             step["targets"] = list(self.names)
         return step
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> Edit:
+        from .merge_ops import merge_edit_for_step
+        return merge_edit_for_step(step, doc, inputs)
+
     def touched(self) -> list[str]:
         return list(self._touched)
 
@@ -237,13 +246,13 @@ class LinearMergeEdit(_ValueEdit):
 
     def __init__(self, others: dict[str, Document], weights: list[float],
                  names: list[str] | None = None, doc: Document | None = None,
-                 paths: dict[str, str] | None = None):
+                 paths: dict[str, str] | None = None, glob: str | None = None):
         if len(weights) != len(others) + 1:
             raise UserError(f"merge needs {len(others) + 1} weights (the document's first), "
                             f"got {len(weights)}")
         self.others, self.weights = dict(others), [float(w) for w in weights]
         self.inputs = {k: (paths or {}).get(k) or (d.path or "") for k, d in self.others.items()}
-        self._glob = names is None
+        self._glob = "*" if names is None else glob  # what the step's "target" said
         super().__init__(_float_names(doc, names) if doc is not None else list(names or []))
         if doc is not None:
             self._entries = {k: _pairs(doc, d, self.names, k) for k, d in self.others.items()}
@@ -260,8 +269,13 @@ class LinearMergeEdit(_ValueEdit):
 
     def recipe_step(self) -> dict:
         step = {"op": "merge", "inputs": list(self.others), "weights": list(self.weights)}
-        step.update({"target": "*"} if self._glob else {"targets": list(self.names)})
+        step.update({"target": self._glob} if self._glob else {"targets": list(self.names)})
         return step
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> Edit:
+        from .merge_ops import merge_edit_for_step
+        return merge_edit_for_step(step, doc, inputs)
 
 
 class TaskArithmeticEdit(_ValueEdit):
@@ -269,13 +283,13 @@ class TaskArithmeticEdit(_ValueEdit):
 
     def __init__(self, finetuned: dict[str, Document], lambdas: list[float],
                  names: list[str] | None = None, doc: Document | None = None,
-                 paths: dict[str, str] | None = None):
+                 paths: dict[str, str] | None = None, glob: str | None = None):
         if len(lambdas) != len(finetuned):
             raise UserError(f"task arithmetic needs one lambda per fine-tune ({len(finetuned)}), "
                             f"got {len(lambdas)}")
         self.finetuned, self.lambdas = dict(finetuned), [float(x) for x in lambdas]
         self.inputs = {k: (paths or {}).get(k) or (d.path or "") for k, d in self.finetuned.items()}
-        self._glob = names is None
+        self._glob = "*" if names is None else glob  # what the step's "target" said
         super().__init__(_float_names(doc, names) if doc is not None else list(names or []))
         if doc is not None:
             self._entries = {k: _pairs(doc, d, self.names, k) for k, d in self.finetuned.items()}
@@ -294,5 +308,10 @@ class TaskArithmeticEdit(_ValueEdit):
     def recipe_step(self) -> dict:
         step = {"op": "task_arithmetic", "finetuned": list(self.finetuned),
                 "lambdas": list(self.lambdas)}
-        step.update({"target": "*"} if self._glob else {"targets": list(self.names)})
+        step.update({"target": self._glob} if self._glob else {"targets": list(self.names)})
         return step
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> Edit:
+        from .merge_ops import merge_edit_for_step
+        return merge_edit_for_step(step, doc, inputs)

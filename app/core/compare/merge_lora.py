@@ -174,6 +174,11 @@ class LoraMergeEdit(_ValueEdit):
     def recipe_step(self) -> dict:
         return {"op": "lora_merge", "adapter": self.input_name}
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> _ValueEdit:
+        from .merge_ops import merge_edit_for_step
+        return merge_edit_for_step(step, doc, inputs)
+
 
 def open_adapter(path: str) -> tuple[Document, dict]:
     from ..formats import load_document

@@ -146,6 +146,10 @@ def _targets(doc_names: list[str], step: dict, what: str) -> list[str] | None:
     return found
 
 
+def _glob(step: dict) -> str | None:
+    return None if "targets" in step else step.get("target")
+
+
 def merge_edit_for_step(step: dict, doc: Document, inputs: Inputs | None) -> Edit:
     from .merge import LinearMergeEdit, TaskArithmeticEdit, TransplantEdit
     if inputs is None:
@@ -161,12 +165,12 @@ def merge_edit_for_step(step: dict, doc: Document, inputs: Inputs | None) -> Edi
         others = {k: inputs.document(k) for k in step["inputs"]}
         names = _targets(doc.names(), step, "the document")
         return LinearMergeEdit(others, step["weights"], names, doc,
-                               paths={k: inputs.path(k) for k in others})
+                               paths={k: inputs.path(k) for k in others}, glob=_glob(step))
     if op == "task_arithmetic":
         fts = {k: inputs.document(k) for k in step["finetuned"]}
         names = _targets(doc.names(), step, "the document")
         return TaskArithmeticEdit(fts, step["lambdas"], names, doc,
-                                  paths={k: inputs.path(k) for k in fts})
+                                  paths={k: inputs.path(k) for k in fts}, glob=_glob(step))
     from .merge_lora import LoraMergeEdit
     adapter, cfg = inputs.adapter(step["adapter"])
     return LoraMergeEdit(doc, adapter, cfg, step["adapter"], inputs.path(step["adapter"]))

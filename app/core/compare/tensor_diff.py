@@ -144,7 +144,7 @@ class _Acc:
         numpy casts float32 to float64 faster than torch (torch is faster from 16-bit floats);
         the dot products stay in torch (one thread, see ``one_thread``). a - b is computed in
         float64 over a's copy: a difference of two floats is rounded once there, and is nonzero
-        iff they differ (subnormals included)."""
+        iff they differ (subnormals included), so it also gives the count of differences."""
         n = pa.numel()
         xa, xb = self._buf(0, n), self._buf(1, n)
         ua, ub = xa.numpy(), xb.numpy()
@@ -159,15 +159,11 @@ class _Acc:
             return
         self.a2 += a2
         self.b2 += b2
-        native = pa.dtype == pb.dtype and pa.dtype in _NP_CAST
-        if native:  # count on the narrower inputs (finite: == is value equality, -0 == 0)
-            if self._ne.shape[0] < n:
-                self._ne = np.empty(n, dtype=bool)
-            ne = np.not_equal(pa.numpy(), pb.numpy(), out=self._ne[:n])
-            self.n_diff += int(np.count_nonzero(ne))
         np.subtract(ua, ub, out=ua)
-        if not native:
-            self.n_diff += int(np.count_nonzero(ua))
+        if self._ne.shape[0] < n:
+            self._ne = np.empty(n, dtype=bool)
+        # finite floats: x - y == 0 exactly when x == y (gradual underflow; -0 == 0)
+        self.n_diff += int(np.count_nonzero(np.not_equal(ua, 0.0, out=self._ne[:n])))
         self.d2 += _dot(xa, xa)
         self.max_abs = max(self.max_abs, -float(ua.min()), float(ua.max()))
 

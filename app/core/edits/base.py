@@ -55,9 +55,26 @@ class Edit(ABC):
         """Bytes held to be able to revert (for the undo stack's memory cap)."""
         return 0
 
+    def work_bytes(self, doc: Document) -> int:
+        """About how many bytes applying the edit reads or writes, known before it runs (the
+        window runs a big edit off the GUI thread); 0 for small or unknown work."""
+        return 0
+
     def recipe_steps(self) -> list[dict]:
         """The edit as recipe steps (one, except for composite edits)."""
         return [self.recipe_step()]
+
+    # -- the op registry (recipes/registry.py maps each op name to the class that builds it) --
+    def to_step(self) -> dict:
+        """The edit as one recipe step; ``type(edit).from_step(edit.to_step(), ...)`` builds
+        the same edit back, and exports the identical step."""
+        return self.recipe_step()
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "Edit":
+        """The edit that performs the (checked) recipe ``step`` on ``doc``, not applied yet.
+        ``inputs`` opens the other checkpoints the step names (``compare.merge_ops.Inputs``)."""
+        raise NotImplementedError(f"{cls.__name__} is not built from recipe steps")
 
 
 class CompositeEdit(Edit):
@@ -100,3 +117,17 @@ class CompositeEdit(Edit):
 
     def memory_cost(self) -> int:
         return sum(e.memory_cost() for e in self.edits)
+
+    def work_bytes(self, doc: Document) -> int:
+        return sum(e.work_bytes(doc) for e in self.edits)
+
+
+def names_bytes(doc: Document, names) -> int:
+    """Bytes of the tensors ``names`` (unknown names count 0), each tied storage once."""
+    seen, total = set(), 0
+    for n in names:
+        e = doc.tensors.get(n)
+        if e is not None and n not in seen:
+            seen.update([n, *e.shared_with])
+            total += e.nbytes
+    return total

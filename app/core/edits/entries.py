@@ -275,6 +275,10 @@ class SetEntryEdit(Edit):
     def recipe_step(self) -> dict:
         return {"op": "set_entry", "target": self.name, "value": self.value}
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "SetEntryEdit":
+        return cls(step["target"], step["value"])
+
 
 def check_metadata_key(key: Any) -> str:
     from ..formats.safetensors_file import ALIASES_KEY, ORDER_KEY
@@ -333,3 +337,7 @@ class SetMetadataEdit(Edit):
 
     def recipe_step(self) -> dict:
         return {"op": "set_metadata", "key": self.key, "value": self.value}
+
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> "SetMetadataEdit":
+        return cls(step["key"], step["value"])

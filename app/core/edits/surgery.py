@@ -90,6 +90,10 @@ class RenameEdit(Edit):
             step["targets"] = list(self.targets)
         return step
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> Edit:
+        return edit_from_step(step)
+
     def touched(self) -> list[str]:
         return list(self._mapping.values())
 
@@ -148,6 +152,10 @@ class DeleteEdit(Edit):
     def recipe_step(self) -> dict:
         return {"op": "delete", "target": self.target}
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> Edit:
+        return edit_from_step(step)
+
     def memory_cost(self) -> int:
         return 0  # removed tensors are kept by reference, not copied
 
@@ -197,8 +205,16 @@ class CastEdit(Edit):
     def recipe_step(self) -> dict:
         return {"op": "cast", "target": self.target, "dtype": dtype_name(self.dtype)}
 
+    @classmethod
+    def from_step(cls, step: dict, doc: Document, inputs=None) -> Edit:
+        return edit_from_step(step)
+
     def touched(self) -> list[str]:
         return [a for _, olds in self._old for a in olds]
+
+    def work_bytes(self, doc: Document) -> int:
+        from .base import names_bytes
+        return names_bytes(doc, match_names(doc, self.target))
 
     def memory_cost(self) -> int:
         seen, total = set(), 0

@@ -119,6 +119,10 @@ class TieEdit(_TieBase):
     def recipe_step(self) -> dict:
         return {"op": "tie", "target": self.target, "source": self.source}
 
+    @classmethod
+    def from_step(cls, step: dict, doc, inputs=None) -> Edit:
+        return tie_edit_for_step(step, doc)
+
     def apply(self, doc) -> None:
         _check_pair(doc, self.target, self.source)
         self._undo = []
@@ -148,6 +152,10 @@ class UntieEdit(_TieBase):
 
     def recipe_step(self) -> dict:
         return {"op": "untie", "target": self.name}
+
+    @classmethod
+    def from_step(cls, step: dict, doc, inputs=None) -> Edit:
+        return tie_edit_for_step(step, doc)
 
     def apply(self, doc) -> None:
         _check_torchscript(doc)

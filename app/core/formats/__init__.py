@@ -38,6 +38,15 @@ def load_document(path: str, progress=None, trust: bool = False) -> Document:
 
 def _load(path: str, progress, trust: bool) -> Document:
     mode = require_regular(path)
+    from .dcp import is_dcp
+    if is_dcp(path):  # torch.distributed.checkpoint: .metadata + .distcp files
+        from .dcp import load_dcp
+        return load_dcp(path, progress=progress)
+    from .hf_folder import find_hf_folder
+    hf = find_hf_folder(path)  # Hugging Face model or PEFT adapter folder: config + weights
+    if hf is not None:
+        from .hf_folder import load_hf_folder
+        return load_hf_folder(hf, progress=progress, trust=trust)
     try:
         kind = detect(path)
     except ValueError as exc:

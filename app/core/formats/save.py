@@ -32,6 +32,8 @@ from .lost_entries import entries_lost_in_safetensors  # noqa: F401  (public her
 
 TORCH, SAFETENSORS, SHARDED = "torch", "safetensors", "safetensors-sharded"
 TORCHSCRIPT = "torchscript"
+DCP = "dcp"  # torch.distributed.checkpoint folder (dcp_writer.py)
+HF_FOLDER = "hf-folder"  # a Hugging Face folder's layout, config copied (hf_writer.py)
 DEFAULT_SHARD_SIZE = 2 * 1024 ** 3
 #: Tied tensors in safetensors: stored once, the other names recorded in metadata (what
 #: ``safetensors.torch.save_model`` does; ``load_model`` and paramedit restore them), or every
@@ -49,6 +51,9 @@ class WouldDropEntries(UserError):
 
 
 def format_for(out_path: str, shard_size: int | None = None) -> str:
+    from .dcp import is_dcp
+    if is_dcp(out_path):
+        return DCP
     if os.path.isdir(out_path) or out_path.endswith(".index.json"):
         return SHARDED
     if out_path.endswith(".safetensors"):
@@ -82,12 +87,22 @@ def save_document(doc: Document, out_path: str, fmt: str | None = None,
     out_path = os.fspath(out_path)
     if tied not in (TIED_ONCE, TIED_EVERY):
         raise UserError(f"tied must be {TIED_ONCE!r} or {TIED_EVERY!r}, not {tied!r}")
+    if fmt == HF_FOLDER or (fmt is None and getattr(doc, "hf", None) is not None
+                            and not os.path.isfile(out_path) and not os.path.splitext(out_path)[1]):
+        if getattr(doc, "hf", None) is None:
+            raise UserError("only a document opened from a Hugging Face folder saves as one")
+        from .hf_writer import save_hf_folder
+        return save_hf_folder(doc, out_path, progress=progress, cancelled=cancelled,
+                              drop_non_tensor=drop_non_tensor, tied=tied)
     if fmt is None:
         fmt = format_for(out_path, shard_size)
         if fmt == TORCH and doc.format == TORCHSCRIPT:
             fmt = TORCHSCRIPT  # an archive stays an archive unless a state_dict is asked for
+        if fmt == TORCH and doc.format == DCP and not os.path.splitext(out_path)[1]:
+            fmt = DCP  # a DCP folder stays a folder unless a file suffix asks for one file
     if fmt in (SAFETENSORS, SHARDED) and not drop_non_tensor:
-        lost = entries_lost_in_safetensors(doc)
+        from .dcp_writer import values_lost
+        lost = entries_lost_in_safetensors(doc) + values_lost(doc)
         if lost:
             raise WouldDropEntries(lost)
     total = doc.total_bytes()
@@ -107,6 +122,13 @@ def save_document(doc: Document, out_path: str, fmt: str | None = None,
     elif fmt == TORCHSCRIPT:
         from .torchscript_writer import write_torchscript
         atomic_write(out_path, lambda f: write_torchscript(f, doc), total, progress, cancelled)
+        written, metadata = out_path, {}
+    elif fmt == DCP:
+        from .dcp_writer import write_dcp
+        written, metadata = write_dcp(doc, out_path, progress, cancelled), {}
+    elif fmt == TORCH and getattr(doc, "dcp", None) is not None:
+        from .dcp_writer import write_torch_from_dcp  # the step counter and such go along
+        atomic_write(out_path, lambda f: write_torch_from_dcp(f, doc), total, progress, cancelled)
         written, metadata = out_path, {}
     elif fmt == TORCH:
         from .torch_writer import write_torch
@@ -130,7 +152,7 @@ def can_save_in_place(doc: Document) -> bool:
     if doc.format == TORCHSCRIPT:
         from .torchscript_writer import can_write_back
         return bool(doc.path) and can_write_back(doc)
-    return bool(doc.path) and doc.module is None and doc.format in (TORCH, SAFETENSORS, SHARDED)
+    return bool(doc.path) and doc.module is None and doc.format in (TORCH, SAFETENSORS, SHARDED, DCP)
 
 
 def reopen(doc: Document) -> Document:

@@ -12,7 +12,7 @@ BUFFER = "buffer"
 TENSOR = "tensor"
 
 
-from .dtypes import _element_size, dtype_name  # noqa: F401  (dtype_name: re-exported)
+from .dtypes import _element_size, dtype_name, layout_name  # noqa: F401  (dtype_name: re-exported)
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)
@@ -106,7 +106,7 @@ class TensorEntry:
     def layout(self) -> str:
         """"strided", "sparse_coo", "sparse_csr", ... (known once the tensor is read)."""
         t = self._tensor
-        return "strided" if t is None else str(t.layout).removeprefix("torch.")
+        return "strided" if t is None else layout_name(t)
 
     @property
     def dtype_label(self) -> str:

@@ -30,7 +30,7 @@ MAX_TEXT = 1000          # index text, dtype, function names, argument values
 _TARGETED = {"target", "targets"}
 KEYS = {
     "init": {"op", "fn", "args", "seed"} | _TARGETED,
-    "expr": {"op", "expr", "index", "mask"} | _TARGETED,
+    "expr": {"op", "expr", "index", "mask", "ref"} | _TARGETED,  # ref: edits/steps.py
     "fill": {"op", "value", "index"} | _TARGETED,
     "rename": {"op", "from", "to", "targets"},
     "delete": {"op", "target"},
@@ -244,10 +244,16 @@ def check_step(step) -> None:
         if index is not None:
             parse_index(index)
         if op == "expr":
-            compile_expr(_text(step, "expr", "an expression in w", 4000))
+            reads = compile_expr(_text(step, "expr", "an expression in w", 4000)).sources()
             mask = _text(step, "mask", "a boolean expression in w", 4000, required=False)
             if mask is not None:
-                compile_expr(mask)
+                reads = reads | compile_expr(mask).sources()
+            if "ref" in step:
+                from ..compare.merge_ops import check_input_name
+                check_input_name(step["ref"])
+                if "ref" not in reads:
+                    raise UserError("expr: 'ref' names the input ref[\"NAME\"] reads, and this "
+                                    "expression reads no ref[...]")
         else:
             if "value" not in step:
                 raise UserError("fill needs 'value' (a number)")

@@ -1,10 +1,13 @@
 """Add a parameter or buffer to a live module: name, shape, dtype, initializer, persistence.
 
 The name is checked as ``register_parameter`` / ``register_buffer`` check it, with their
-messages, while it is typed; OK stays disabled until everything is valid. The dialog returns a
-core ``AddTensorEdit`` and never touches the module itself.
+messages, while it is typed (a ``validate`` callback given by whoever opens it); OK stays
+disabled until everything is valid. The dialog returns a core ``AddTensorEdit`` and never holds
+the module itself.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
@@ -12,7 +15,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
 
 from ...core.errors import UserError
 from ...core.edits.initializers import check_applicable
-from ...core.edits.registration import AddTensorEdit, validate_name
+from ...core.edits.registration import AddTensorEdit
 from ...core.model.tensor_entry import BUFFER, PARAMETER
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
@@ -36,11 +39,25 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 class AddParameterDialog(QDialog):
-    def __init__(self, module: torch.nn.Module, module_path: str, parent: QWidget | None = None):
+    """Name, kind, shape, dtype and initializer of a new tensor on one module.
+
+    Parameters
+    ----------
+    module_path
+        The module's dotted name ("" for the model itself).
+    module_label
+        What the window title calls it (its path, or its class name for the model).
+    validate
+        ``validate(name, kind)``: why ``register_parameter`` / ``register_buffer`` would refuse
+        ``name``, or an empty answer when it would not.
+    """
+
+    def __init__(self, module_path: str, module_label: str, validate: Callable,
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("addParameterDialog")
-        self.setWindowTitle(f"Add to {module_path or type(module).__name__}")
-        self.module, self.module_path = module, module_path
+        self.setWindowTitle(f"Add to {module_label}")
+        self.module_path, self._validate_name = module_path, validate
         self.name_edit = QLineEdit(self, objectName="parameterName")
         self.kind_combo = QComboBox(self, objectName="parameterKind")
         self.kind_combo.addItems([PARAMETER, BUFFER])
@@ -86,7 +103,7 @@ class AddParameterDialog(QDialog):
         """The edit the fields describe; UserError says what is wrong."""
         kind = self.kind_combo.currentText()
         name = self.name_edit.text()
-        problem = validate_name(self.module, name, kind)
+        problem = self._validate_name(name, kind)
         if problem:
             raise UserError(problem)
         seed_text = self.seed_edit.text().strip()

@@ -1,8 +1,10 @@
 """The edit dialog: set / add / multiply / clamp / expression, with index, mask and a preview.
 
-It returns a plain spec and the target names (``spec()``, ``targets()``, ``make_edit()``). The
-preview runs the edit on a copy of the first target, and Apply runs the edit itself, both on a
-worker thread (``app.qt.workers.Task``): the window stays responsive, Stop (or Cancel) ends either
+It takes plain data — the tensors' names and shapes — and three callbacks from whoever opens it
+(``build``: spec and targets to an Edit; ``preview``: the edit on a copy of one tensor;
+``apply``: the edit itself); it never holds the document. It returns a plain spec and the target
+names (``spec()``, ``targets()``, ``make_edit()``). The preview runs the edit on a copy of the
+first target, and Apply runs the edit itself, both on a worker thread (``app.qt.workers.Task``): the window stays responsive, Stop (or Cancel) ends either
 between torch operations, and a stopped or failed apply leaves the tensors as they were. The
 applied edit is handed over in ``applied_edit`` when the dialog is accepted; whoever opened the
 dialog pushes it on the undo stack as already applied.
@@ -11,20 +13,24 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from typing import Callable
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QObject, Qt, QTimer, Slot
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
-from ...core.edits.specs import (OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes,
-                                 edit_from_spec, preview_edit)
+from ...core.edits.specs import OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes
 from ...core.errors import Cancelled, UserError
+from ...core.stats_range import outliers_dominate, percentile_range, value_sample
+from ..views.histogram_axes import CountAxis, ValueAxis
 from ..workers import Task
 
 BINS = 60
+SPIKE = 4.0   # an "after" bar this many times the tallest "before" bar is drawn clipped
 
 
 class _Keeper(QObject):
@@ -57,7 +63,9 @@ def run_task(task: Task) -> Task:
 
 
 def _histograms(before: torch.Tensor, after: torch.Tensor):
-    """Edges and counts of before / after on shared bins (computed on the worker)."""
+    """Edges and counts of before / after on shared bins, and a note on the range shown
+    (computed on the worker). A few outliers would squash both into one bar: then the bins
+    span the 0.1–99.9th percentiles of both, and the note says how many lie outside."""
     b = before.double().flatten()
     a = after.double().flatten()
     b, a = b[torch.isfinite(b)], a[torch.isfinite(a)]
@@ -65,21 +73,48 @@ def _histograms(before: torch.Tensor, after: torch.Tensor):
     if both.numel() == 0:
         return None
     lo, hi = float(both.min()), float(both.max())
+    note = ""
+    robust = percentile_range(value_sample([both]))
+    if outliers_dominate((lo, hi), robust) and robust[1] > robust[0]:
+        lo, hi = robust
+        outside = int(((b < lo) | (b > hi)).sum()) + int(((a < lo) | (a > hi)).sum())
+        note = f"0.1–99.9th percentile; {outside:,} outliers not shown"
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, BINS + 1)
-    return edges, np.histogram(b.numpy(), edges)[0], np.histogram(a.numpy(), edges)[0]
+    return edges, np.histogram(b.numpy(), edges)[0], np.histogram(a.numpy(), edges)[0], note
 
 
 class EditDialog(QDialog):
-    def __init__(self, doc, names: list[str], title: str, parent: QWidget | None = None,
-                 module_prefix: str | None = None, reference=None, reference_path: str | None = None):
+    """Set / add / multiply / clamp / expression over one tensor or a module's tensors.
+
+    Parameters
+    ----------
+    shapes
+        The tensors it may edit, in order, with their shapes (checked before any is read).
+    title
+        What is edited, for the window title and the Target row.
+    build
+        ``build(spec, targets)``: the core Edit (raises ``UserError`` for a bad spec).
+    preview
+        ``preview(spec, name, cancelled)``: the core ``Preview`` of the spec on a copy of
+        ``name`` (run on a worker thread).
+    apply
+        ``apply(edit, progress, cancelled)``: run the edit (on a worker thread; a cancelled or
+        failed run leaves the tensors as they were).
+    module_prefix
+        The module's name when a module was selected: a glob then narrows the tensors.
+    """
+
+    def __init__(self, shapes: dict[str, tuple], title: str, parent: QWidget | None = None, *,
+                 build: Callable, preview: Callable, apply: Callable,
+                 module_prefix: str | None = None):
         super().__init__(parent)
-        self._reference, self._reference_path = reference, reference_path  # what ref["NAME"] reads
+        self._build_edit, self._preview_edit, self._apply_edit = build, preview, apply
         self.setObjectName("editDialog")
         self.setWindowTitle(f"Edit {title}")
-        self._doc = doc
-        self._all_names = list(names)
+        self._shapes = dict(shapes)
+        self._all_names = list(shapes)
         self._prefix = module_prefix
         self.changed_count: int | None = None  # elements the previewed edit changes
         self.applied_edit = None                # set when Apply has run the edit
@@ -123,14 +158,27 @@ class EditDialog(QDialog):
         form.addRow("Only where:", self.mask)
         self._form = form
 
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget(axisItems={"left": CountAxis("left"),
+                                             "bottom": ValueAxis("bottom")})
+        for name in ("left", "bottom"):
+            self.plot.getAxis(name).enableAutoSIPrefix(False)
         self.plot.setObjectName("previewPlot")
         self.plot.setMinimumHeight(160)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.plot.setLabel("bottom", "value")
+        self.plot.setLabel("left", "count")
         self.plot.addLegend(offset=(-10, 10))
-        self._before = self.plot.plot(name="before", stepMode="center", fillLevel=0,
-                                      brush=(120, 120, 120, 90), pen=pg.mkPen((90, 90, 90)))
         self._after = self.plot.plot(name="after", stepMode="center", fillLevel=0,
                                      brush=(230, 120, 20, 90), pen=pg.mkPen((210, 100, 0), width=2))
+        # "before" is drawn over "after": a tall "after" spike never hides it
+        self._before = self.plot.plot(name="before", stepMode="center", fillLevel=0,
+                                      brush=(120, 120, 120, 70), pen=pg.mkPen((90, 90, 90), width=2))
+        self._before.setZValue(1)
+        self._spike = pg.TextItem(anchor=(0.5, 0))
+        self._spike.setVisible(False)
+        self.plot.addItem(self._spike, ignoreBounds=True)
+        self._style_preview_plot()
         self.changed_label = QLabel(objectName="changedLabel")
         self.error_label = QLabel(objectName="errorLabel")
         self.error_label.setStyleSheet("color: #b00020")
@@ -173,8 +221,7 @@ class EditDialog(QDialog):
                 if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n[rel:], pattern)]
 
     def make_edit(self):
-        return edit_from_spec(self.spec(), self.targets(), ref=self._reference,
-                              ref_path=self._reference_path)
+        return self._build_edit(self.spec(), self.targets())
 
     def _operation_changed(self) -> None:
         op = self.operation.currentData()
@@ -197,7 +244,7 @@ class EditDialog(QDialog):
             if not targets:
                 raise UserError("no tensor matches")
             self.make_edit()
-            check_shapes(self.spec(), {n: self._doc.entry(n).shape for n in targets})
+            check_shapes(self.spec(), {n: self._shapes[n] for n in targets})
         except UserError as exc:
             self._show_error(str(exc))
             return None
@@ -206,6 +253,7 @@ class EditDialog(QDialog):
         return targets
 
     def _show_error(self, message: str) -> None:
+        self._clear_after()  # a stale "after" would claim the broken edit's result
         self.changed_label.setText("")
         self.changed_count = None
         self.error_label.setText(message)
@@ -223,19 +271,18 @@ class EditDialog(QDialog):
             return False
         name = targets[0]
         self.changed_count = None
-        if math.prod(self._doc.entry(name).shape) > PREVIEW_LIMIT:
+        if math.prod(self._shapes[name]) > PREVIEW_LIMIT:
             self._set_plot(None)  # a huge tensor can still be edited, unpreviewed
             self.changed_label.setText(f"no preview for tensors over {PREVIEW_LIMIT:,} elements; "
                                        "the edit is checked when applied")
             self._update_busy()
             return True
         self.changed_label.setText("Previewing …")
-        spec, doc, gen, many = self.spec(), self._doc, self._generation, len(targets) > 1
-        ref = self._reference
+        spec, preview, gen, many = self.spec(), self._preview_edit, self._generation, len(targets) > 1
 
         def work(progress, cancelled):
             try:
-                p = preview_edit(spec, name, doc.tensor(name), cancelled=cancelled, doc=doc, ref=ref)
+                p = preview(spec, name, cancelled)
                 return gen, name, many, p.before.numel(), p.changed, _histograms(p.before, p.after), None
             except Cancelled:
                 raise
@@ -264,33 +311,76 @@ class EditDialog(QDialog):
         self.changed_count = changed
 
     def _set_plot(self, hist) -> None:
+        """Draw before / after on shared bins. When "after" piles up in a spike far above
+        "before" (a fill, a clamp), the y axis stops above "before" and the spike's count is
+        written on it, so "before" stays readable."""
+        self._spike.setVisible(False)
         if hist is None:
             self._before.setData([0, 1], [0])
             self._after.setData([0, 1], [0])
+            self.plot.setTitle(None)
+            self.plot.enableAutoRange()
             return
-        edges, before, after = hist
+        edges, before, after, note = hist
+        self.plot.setTitle(note or None, size="8pt", color=self.palette().color(QPalette.Text))
         self._before.setData(edges, before)
         self._after.setData(edges, after)
+        top_before = float(np.max(before)) if len(before) else 0.0
+        top_after = float(np.max(after)) if len(after) else 0.0
+        if top_before > 0 and top_after > SPIKE * top_before:
+            ceiling = 1.25 * top_before
+            self.plot.enableAutoRange(x=True, y=False)
+            self.plot.setYRange(0, ceiling, padding=0)
+            i = int(np.argmax(after))
+            self._spike.setText(f"▲ {int(after[i]):,}")
+            self._spike.setPos((edges[i] + edges[i + 1]) / 2, ceiling)
+            self._spike.setVisible(True)
+        else:
+            self.plot.enableAutoRange()
+
+    def _clear_after(self) -> None:
+        self._after.clear()  # no data at all: the x range stays that of "before"
+        self.plot.enableAutoRange()
+        self._spike.setVisible(False)
+
+    def _style_preview_plot(self) -> None:
+        """The plot in the palette's colours (a dark palette gets a dark plot)."""
+        pal = self.palette()
+        text = pal.color(QPalette.Text)
+        self.plot.setBackground(pal.color(QPalette.Base))
+        for name in ("left", "bottom"):
+            axis = self.plot.getAxis(name)
+            axis.setPen(text)
+            axis.setTextPen(text)
+            axis.label.setDefaultTextColor(text)
+        self._spike.setColor(text)
+        outline = QColor(text)
+        outline.setAlpha(190)
+        self._before.setPen(pg.mkPen(outline, width=2))  # readable on light and dark
+        legend = self.plot.getPlotItem().legend
+        if legend is not None:
+            legend.setLabelTextColor(text)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange:
+            self._style_preview_plot()
 
     # -- applying -------------------------------------------------------------------------------
     def _accept_if_valid(self) -> None:
         self._timer.stop()
         if self._apply_task is not None or self._validate() is None:
             return
-        edit, doc = self.make_edit(), self._doc
+        edit, apply = self.make_edit(), self._apply_edit
         if self._preview_task is not None:  # the edit itself is what counts now
             self._preview_task.cancel()
             self._preview_task = None
             self._generation += 1
 
         def work(progress, cancelled):
-            from ...core.edits.values import ExprEdit
             if cancelled():
                 raise Cancelled()
-            if isinstance(edit, ExprEdit):
-                edit.apply(doc, progress=progress, cancelled=cancelled)
-            else:
-                edit.apply(doc)
+            apply(edit, progress, cancelled)
             return edit
         task = Task(work)
         task.signals.progress.connect(self._apply_progress)

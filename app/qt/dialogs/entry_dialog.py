@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
                                QLabel, QLineEdit, QVBoxLayout)
 
-from ...core.edits.entries import KINDS, MAX_KEY, MAX_TEXT, brief, editable_text, parse_value
+from ...core.edits.entries import KINDS, MAX_KEY, MAX_TEXT, brief, parse_value
 from ...core.errors import UserError
 
 

@@ -5,7 +5,9 @@ initializer for the biases, or ``reset_parameters()`` for live models.
 It never touches a tensor: ``make_edits()`` returns core Edits — one ``InitEdit`` for the chosen
 function, plus a second one for the biases when a bias initializer is chosen, or one
 ``ResetParametersEdit`` — and the caller pushes them as ONE undo macro. ``targets()`` lists the
-tensors the main function will change.
+tensors the main function will change. What it knows of the document it asks an
+``InitTargets`` (``app/qt/init_targets.py``) given by whoever opens it; it never holds the
+document.
 """
 from __future__ import annotations
 
@@ -23,29 +25,26 @@ SCOPES = {"tensor": "This tensor", "module": "This module", "subtree": "This mod
 
 
 class InitializerDialog(QDialog):
-    def __init__(self, doc, selected_full_name: str = "", parent: QWidget | None = None):
+    """A ``torch.nn.init`` function (or ``reset_parameters()``) over a scope of tensors.
+
+    Parameters
+    ----------
+    targets
+        An ``InitTargets``: what the scopes hold and what a function can take.
+    selected_full_name
+        The tree's selection: a tensor, a module, or "" for the whole model.
+    """
+
+    def __init__(self, targets, selected_full_name: str = "", parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("initializerDialog")
-        self._doc = doc
-        self._selected, self._root, is_tensor = self._locate(selected_full_name or "")
+        self._targets = targets
+        self._selected, self._root, is_tensor = targets.locate(selected_full_name or "")
         self.setWindowTitle(f"Initialize {self._selected or 'the whole model'}")
         self.arg_widgets: dict[str, QWidget] = {}
         self._args_box: QWidget | None = None
         self._build(is_tensor)
         self._function_changed()
-
-    def _locate(self, name: str) -> tuple[str, str, bool]:
-        """(selected name, module the module/subtree scopes start at, selected is a tensor)."""
-        doc = self._doc
-        if name in doc.tensors:
-            node = doc.node(name)
-            parent = node.parent.full_name if node is not None and node.parent is not None else ""
-            return name, parent, True
-        try:
-            inits.find_module_node(doc, name)
-            return name, name, False
-        except UserError:
-            return "", "", False
 
     # -- layout ---------------------------------------------------------------------------------
     def _build(self, is_tensor: bool) -> None:
@@ -107,7 +106,7 @@ class InitializerDialog(QDialog):
 
         self.reset_check = QCheckBox("Call reset_parameters() instead",
                                      objectName="resetParametersCheck")
-        self.reset_check.setVisible(self._doc.module is not None)
+        self.reset_check.setVisible(self._targets.live)
 
         self.targets_label = QLabel(objectName="targetsLabel")
         self.targets_label.setWordWrap(True)
@@ -235,16 +234,16 @@ class InitializerDialog(QDialog):
     def _module_types(self) -> list[str] | None:
         """Class names the filter picks: each word is a class name, a substring or a regex."""
         names = self.module_type_filter.text().replace(",", " ").split()
-        if not names or self._scope() == "tensor" or not inits.module_filter_available(self._doc):
+        if not names or self._scope() == "tensor" or not self._targets.module_filter_available():
             return None
-        found = inits.module_types_under(self._doc, self._root, recursive=self._scope() == "subtree")
+        found = self._targets.module_types_under(self._root, self._scope() == "subtree")
         return inits.match_module_types(names, found, self._root or "the model")
 
     def _select(self, which: str) -> list[str]:
         if self._scope() == "tensor":
             return [self._selected]
-        return inits.select_tensors(self._doc, self._root, module_types=self._module_types(),
-                                    which=which, recursive=self._scope() == "subtree")
+        return self._targets.select_tensors(self._root, self._module_types(), which,
+                                            self._scope() == "subtree")
 
     def _bias_function(self) -> str | None:
         fn = self.bias_function_combo.currentText()
@@ -254,15 +253,15 @@ class InitializerDialog(QDialog):
         """(ok, skipped, bias_ok, bias_args) of the current settings; raises UserError."""
         fn, args = self.function_name(), self.args()
         resolved = inits.resolve_args(fn, args)
-        ok, skipped = inits.split_applicable(self._doc, self._select(self.which_combo.currentData()),
-                                             fn, resolved)
+        ok, skipped = self._targets.split_applicable(
+            self._select(self.which_combo.currentData()), fn, resolved)
         bias_ok, bias_args = [], {}
         bias_fn = self._bias_function()
         if bias_fn is not None:
             if bias_fn == "constant_":
                 bias_args = {"val": _float(self.bias_value.text().strip(), "bias value")}
-            bias_ok, bias_skipped = inits.split_applicable(self._doc, self._select("biases"),
-                                                           bias_fn, bias_args)
+            bias_ok, bias_skipped = self._targets.split_applicable(self._select("biases"),
+                                                                   bias_fn, bias_args)
             skipped += bias_skipped
         return ok, skipped, bias_ok, bias_args
 
@@ -275,7 +274,7 @@ class InitializerDialog(QDialog):
 
     def make_edits(self) -> list:
         """The edits to push as one undo macro; raises UserError when the settings are invalid."""
-        if self.reset_check.isChecked() and self._doc.module is not None:
+        if self.reset_check.isChecked() and self._targets.live:
             try:
                 from ...core.edits.values import ResetParametersEdit
             except ImportError:
@@ -294,24 +293,8 @@ class InitializerDialog(QDialog):
 
     def _reset_modules(self) -> list[str]:
         """Modules in scope (type filter applied) that have reset_parameters(), each once."""
-        root = self._doc.root if self._root == "" else self._doc.node(self._root)
-        nodes = [root] if self._scope() != "subtree" else [n for n in root.walk()
-                                                           if n.entry is None]
         types = self._module_types() if self._scope() != "tensor" else None
-        names, seen = [], set()
-        for n in nodes:
-            if types is not None and n.type_name not in types:
-                continue
-            try:
-                m = self._doc.module.get_submodule(n.full_name)
-            except Exception:
-                continue
-            if callable(getattr(m, "reset_parameters", None)) and id(m) not in seen:
-                seen.add(id(m))
-                names.append(n.full_name)
-        if not names:
-            raise UserError("no module in the selection has reset_parameters()")
-        return names
+        return self._targets.reset_modules(self._root, self._scope() == "subtree", types)
 
     # -- feedback -------------------------------------------------------------------------------
     def _refresh(self) -> bool:
@@ -321,9 +304,9 @@ class InitializerDialog(QDialog):
         takes = inits.function(self.function_name()).takes_generator
         self.seed_check.setEnabled(takes or reset)
         self.seed_check.setToolTip("" if takes else f"{self.function_name()} draws no random numbers")
-        filt = scope != "tensor" and inits.module_filter_available(self._doc)
+        filt = scope != "tensor" and self._targets.module_filter_available()
         self.module_type_filter.setEnabled(filt)
-        found = inits.module_types_under(self._doc, self._root, recursive=scope == "subtree") \
+        found = self._targets.module_types_under(self._root, scope == "subtree") \
             if filt else []
         self.module_types_label.setText(f"found: {', '.join(found)}" if found else
                                         "" if scope == "tensor" else "no module classes known")
@@ -340,7 +323,7 @@ class InitializerDialog(QDialog):
         self.targets_label.setText("")
         try:
             self._update_gain_label()
-            if reset and self._doc.module is not None:
+            if reset and self._targets.live:
                 mods = self._reset_modules()
                 self.targets_label.setText(f"reset_parameters() on {len(mods)} module"
                                            f"{'s' if len(mods) != 1 else ''}: {_head(mods)}")
@@ -365,13 +348,12 @@ class InitializerDialog(QDialog):
         if bias:
             text += f"; then {len(bias)} bias{'es' if len(bias) != 1 else ''} with " \
                     f"{self._bias_function()}"
-        aliases = sum(len(self._doc.aliases(n)) - 1 for n in ok + bias)
+        aliases = self._targets.tied_names(ok + bias)
         if aliases:
             text += f" ({aliases} tied name{'s' if aliases != 1 else ''} change with them)"
         if self._scope() != "tensor" and self.which_combo.currentData() == "weights" \
                 and not self._module_types():
-            kept = inits.norm_weights_left_out(self._doc, self._root,
-                                               recursive=self._scope() == "subtree")
+            kept = self._targets.norm_weights_left_out(self._root, self._scope() == "subtree")
             if kept:
                 text += (f". Left as they are: {len(kept)} normalisation weight"
                          f"{'s' if len(kept) != 1 else ''} ({_head(kept)}); name the type "

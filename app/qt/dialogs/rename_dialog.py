@@ -1,7 +1,11 @@
-"""Rename tensors by regular expression (strip ``module.`` or ``_orig_mod.``), with a preview."""
+"""Rename tensors by regular expression (strip ``module.`` or ``_orig_mod.``), with a preview.
+
+The dialog gets the names and a ``plan`` callback (a ``RenameEdit`` to its old -> new mapping),
+never the document."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Callable
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout,
@@ -21,11 +25,24 @@ PREVIEW_LIMIT = 200
 
 
 class RenameDialog(QDialog):
-    def __init__(self, doc, selection: list[str], parent=None):
+    """Find / replace over tensor names, with presets and a live preview.
+
+    Parameters
+    ----------
+    names
+        Every tensor name of the document, in order.
+    selection
+        The selected tensors ("Only the N selected tensors").
+    plan
+        ``plan(edit)``: the ``{old: new}`` names a ``RenameEdit`` gives (raises ``UserError``).
+    """
+
+    def __init__(self, names: list[str], selection: list[str], plan: Callable, parent=None):
         super().__init__(parent)
         self.setObjectName("renameDialog")
         self.setWindowTitle("Rename tensors")
-        self._doc = doc
+        self._names = list(names)
+        self._plan = plan
         self._selection = list(selection)
         form = QFormLayout()
         self.preset = QComboBox(objectName="renamePreset")
@@ -36,7 +53,7 @@ class RenameDialog(QDialog):
         self.only_selection = QCheckBox(f"Only the {len(self._selection)} selected tensors",
                                         objectName="renameOnlySelection")
         self.only_selection.setVisible(bool(self._selection)
-                                       and len(self._selection) < len(doc.tensors))
+                                       and len(self._selection) < len(self._names))
         form.addRow("Common case:", self.preset)
         form.addRow("Find (regex):", self.pattern)
         form.addRow("Replace with:", self.replacement)
@@ -78,8 +95,8 @@ class RenameDialog(QDialog):
     def _update_preview(self) -> bool:
         self.preview.clear()
         try:
-            mapping = self.make_edit().plan(self._doc)
-            final = [mapping.get(n, n) for n in self._doc.tensors]
+            mapping = self._plan(self.make_edit())
+            final = [mapping.get(n, n) for n in self._names]
             counts = Counter(final)  # linear: list.count per name froze big checkpoints
             clashes = sorted(n for n, c in counts.items() if c > 1)
             if clashes:

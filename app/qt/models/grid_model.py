@@ -1,11 +1,20 @@
 """A table model over a 2-D view of a tensor of any rank and dtype, read in numpy blocks.
 
-Rank 0 shows one cell, rank 1 one column (rows = index), rank >= 2 two chosen axes as rows and
-columns with fixed indices for the others. Cells are read a block at a time through the core's
+Rank 0 shows one cell, rank 1 one column (rows = index) or, with ``set_wrap(w)``, rows of ``w``
+elements (the row header is the index of the row's first element, the short last row's missing
+cells are empty and disabled), rank >= 2 two chosen axes as rows and columns with fixed indices
+for the others. Cells are read a block at a time through the core's
 ``Slice2D`` (every dtype and layout as numpy values: fp8/bf16 as float32, quantized dequantized or,
 with ``set_raw(True)``, its stored integers, sparse densified one block at a time, expanded
 tensors never materialised) and kept in a small cache, so a screen costs a handful of tensor
-reads, never one per cell. ``data(index)`` is the displayed text.
+reads, never one per cell, and nothing bigger than a block is read on selection (the heatmap's
+scale grows with the blocks read until ``set_heat_scale`` gives the exact one).
+``data(index)`` is the displayed text.
+
+Digits: by default as many significant digits as the dtype holds (``auto_digits``: bfloat16 4,
+float16 5, float32 7, float64 10, integers exact); ``set_precision(n)`` overrides, 0 is "auto".
+With the heatmap on, the text of a coloured cell is black or white, whichever reads on the cell's
+colour (``text_on``), so it stays readable in a dark palette.
 
 Editing: ``tensor_index(row, col)`` maps a cell to its full index in the tensor. With a
 ``cell_editor(index_tuple, text) -> error or None`` set, cells are editable and ``setData`` hands
@@ -19,15 +28,35 @@ import math
 import numpy as np
 import torch
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication
 
 from ...core.model import dtypes
 from ...core.model.slice2d import Slice2D
 
 BLOCK_ROWS, BLOCK_COLS = 256, 64
 MAX_BLOCKS = 48                 # about 800k cached cells
-EXACT_SCALE_LIMIT = 1 << 22     # heatmap scale from the whole tensor up to this many elements
-DEFAULT_PRECISION = 8           # significant digits: float32 values read back within 5e-8
+EXACT_SCALE_LIMIT = BLOCK_ROWS * BLOCK_COLS  # heatmap scale from the whole tensor up to one block
+AUTO_PRECISION = 0              # set_precision(0): as many digits as the dtype holds
+DEFAULT_PRECISION = AUTO_PRECISION
+
+#: significant digits shown by default: bfloat16 and float16 texts read back to the same value
+#: (1 + mantissa bits x log10 2, rounded up); float32 and float64 a little less, so that columns
+#: stay narrow (the edit text of a cell is always the exact value)
+DTYPE_DIGITS = {torch.bfloat16: 4, torch.float16: 5, torch.complex32: 5, torch.float32: 7,
+                torch.complex64: 7, torch.float64: 10, torch.complex128: 10}
+FP8_DIGITS, QUANTIZED_DIGITS, OTHER_DIGITS = 4, 7, 7  # dequantized: float32 values
+INT_CHARS = {torch.int8: 4, torch.uint8: 3, torch.int16: 6, torch.int32: 11, torch.bool: 5}
+
+
+def auto_digits(dtype: torch.dtype) -> int:
+    """Significant digits shown by default for values stored as ``dtype``."""
+    if dtype in DTYPE_DIGITS:
+        return DTYPE_DIGITS[dtype]
+    if "float8" in str(dtype):
+        return FP8_DIGITS
+    if dtype in (torch.qint8, torch.quint8, torch.qint32, torch.quint4x2, torch.quint2x4):
+        return QUANTIZED_DIGITS
+    return OTHER_DIGITS
 
 DISPLAY, EDIT = int(Qt.DisplayRole.value), int(Qt.EditRole.value)
 TOOLTIP = int(Qt.ToolTipRole.value)
@@ -37,12 +66,23 @@ RIGHT = int((Qt.AlignRight | Qt.AlignVCenter).value)  # an int: cheap to hand to
 
 BAD_FG = QColor(200, 0, 0)          # NaN / Inf text
 BAD_BG = QColor(255, 224, 160)      # NaN / Inf cell
+DARK_TEXT, LIGHT_TEXT = QColor(0, 0, 0), QColor(255, 255, 255)
 
 
-def _diverging_lut(n: int = 257) -> list[QColor]:
-    """Blue - white - red (coolwarm-like, kept light so that black text stays readable);
-    odd length, so that zero is exactly white."""
-    lo, mid, hi = np.array([70, 110, 215]), np.array([255, 255, 255]), np.array([215, 60, 50])
+def text_on(colour: QColor) -> QColor:
+    """Black or white, whichever reads better on ``colour`` (WCAG relative luminance)."""
+    def channel(c: float) -> float:
+        c /= 255.0
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+    lum = (0.2126 * channel(colour.red()) + 0.7152 * channel(colour.green())
+           + 0.0722 * channel(colour.blue()))
+    return DARK_TEXT if lum > 0.179 else LIGHT_TEXT
+
+
+def _diverging_lut(n: int = 257, zero=(255, 255, 255)) -> list[QColor]:
+    """Blue - ``zero`` - red (coolwarm-like); odd length, so that zero is exactly ``zero`` (the
+    palette's base colour: white, or dark in a dark palette)."""
+    lo, mid, hi = np.array([70, 110, 215]), np.array(zero, dtype=float), np.array([215, 60, 50])
     out = []
     for i in range(n):
         f = i / (n - 1) * 2 - 1
@@ -52,6 +92,19 @@ def _diverging_lut(n: int = 257) -> list[QColor]:
 
 
 LUT = _diverging_lut()
+LUT_TEXT = [text_on(c) for c in LUT]
+_LUTS: dict[tuple, tuple[list[QColor], list[QColor]]] = {(255, 255, 255): (LUT, LUT_TEXT)}
+
+
+def palette_lut() -> tuple[list[QColor], list[QColor]]:
+    """The heatmap colours centred on the application palette's base colour, and the text
+    colour that reads on each."""
+    base = QGuiApplication.palette().base().color()
+    key = (base.red(), base.green(), base.blue())
+    if key not in _LUTS:
+        lut = _diverging_lut(zero=key)
+        _LUTS[key] = (lut, [text_on(c) for c in lut])
+    return _LUTS[key]
 
 
 def numpy_block(view: torch.Tensor) -> np.ndarray:
@@ -79,9 +132,12 @@ class TensorTableModel(QAbstractTableModel):
         self._rows = self._cols = 0
         self._blocks: dict[tuple[int, int], list[list]] = {}
         self._kind = "float"
+        self._wrap = 0
+        self._short_row = None  # (last row, cells in it) when a wrapped vector's last row is short
         self._precision, self._scientific = DEFAULT_PRECISION, False
         self._fmt = self._make_fmt()
         self._heatmap = False
+        self._lut, self._lut_text = LUT, LUT_TEXT
         self._heat_scale: float | None = None
         self._heat_external = False
 
@@ -103,12 +159,33 @@ class TensorTableModel(QAbstractTableModel):
         return dict(self._fixed)
 
     def set_tensor(self, tensor: torch.Tensor | None, row_axis: int = 0, col_axis: int = 1,
-                   fixed: dict[int, int] | None = None) -> None:
+                   fixed: dict[int, int] | None = None, wrap: int = 0) -> None:
+        """Show ``tensor``; ``wrap`` > 0 shows a 1-D tensor in rows of that many elements."""
         self.beginResetModel()
+        self._wrap = max(0, int(wrap))
         self._tensor = tensor.detach() if tensor is not None else None
+        if self._heatmap:  # the palette may have changed since the heatmap was turned on
+            self._lut, self._lut_text = palette_lut()
         self._raw = False
         self._heat_scale, self._heat_external = None, False
         self._apply_slice(row_axis, col_axis, fixed or {})
+        self.endResetModel()
+
+    @property
+    def wrap(self) -> int:
+        """Elements per row of a wrapped 1-D tensor, 0 when it is one column (or not 1-D)."""
+        return self._view.wrap if self._view is not None else 0
+
+    def set_wrap(self, width: int) -> None:
+        """Show a 1-D tensor in rows of ``width`` elements (0: one column)."""
+        width = max(0, int(width))
+        if width == self._wrap:
+            return
+        self._wrap = width
+        if self._tensor is None or self._tensor.dim() != 1:
+            return
+        self.beginResetModel()
+        self._apply_slice(self._row_axis, self._col_axis, self._fixed)
         self.endResetModel()
 
     @property
@@ -150,23 +227,30 @@ class TensorTableModel(QAbstractTableModel):
             self._kind = "float"
             self._fmt = self._make_fmt()
             return
-        self._view = Slice2D(t, row_axis, col_axis, fixed, raw=self._raw)
+        self._view = Slice2D(t, row_axis, col_axis, fixed, raw=self._raw, wrap=self._wrap)
         if t.dim() >= 2:
             self._row_axis, self._col_axis = self._view.row_axis, self._view.col_axis
             self._fixed = dict(self._view.fixed)
         self._kind = self._view.kind
         self._fmt = self._make_fmt()
         self._rows, self._cols = self._view.rows, self._view.cols
+        tail = self._view.length - (self._rows - 1) * self._view.wrap if self._view.wrap else 0
+        self._short_row = (self._rows - 1, tail) if 0 < tail < self._cols else None
 
     def view2d(self) -> Slice2D | None:
         """The 2-D window the table shows (``block(r0, r1, c0, c1)`` reads cells as numpy)."""
         return self._view
 
-    def tensor_index(self, row: int, col: int) -> tuple[int, ...]:
-        """The full index in the tensor of cell (row, col)."""
+    def tensor_index(self, row: int, col: int) -> tuple[int, ...] | None:
+        """The full index in the tensor of cell (row, col); None for a cell past the end of a
+        wrapped vector."""
         if self._view is None:
             return ()
         return self._view.index(row, col)
+
+    def cell_of(self, index) -> tuple[int, int]:
+        """The (row, col) of the cell that shows element ``index`` of the tensor."""
+        return self._view.cell_of(index) if self._view is not None else (0, 0)
 
     def invalidate(self) -> None:
         """Forget the cached blocks (the tensor was edited in place) and repaint."""
@@ -193,6 +277,10 @@ class TensorTableModel(QAbstractTableModel):
         if len(self._blocks) >= MAX_BLOCKS:
             del self._blocks[next(iter(self._blocks))]
         block = arr.tolist()
+        past = self._view.past_end(r0, r0 + BLOCK_ROWS, c0, c0 + BLOCK_COLS)
+        if past is not None:  # the short last row of a wrapped vector: no value there
+            for r, c in zip(*np.nonzero(past)):
+                block[r][c] = None
         self._blocks[(br, bc)] = block
         return block
 
@@ -207,10 +295,21 @@ class TensorTableModel(QAbstractTableModel):
     # -- display settings ----------------------------------------------------------------------
     @property
     def precision(self) -> int:
+        """Significant digits shown now (the dtype's ``auto_digits`` unless overridden)."""
+        if self._precision:
+            return self._precision
+        if self._tensor is None:
+            return OTHER_DIGITS
+        return auto_digits(self._tensor.dtype)
+
+    @property
+    def precision_setting(self) -> int:
+        """The digits asked for: ``AUTO_PRECISION`` (0) or an override from 1 to 17."""
         return self._precision
 
     def set_precision(self, digits: int) -> None:
-        self._precision = max(1, min(17, int(digits)))
+        digits = int(digits)
+        self._precision = AUTO_PRECISION if digits <= 0 else min(17, digits)
         self._fmt = self._make_fmt()
         self._changed_all()
 
@@ -229,6 +328,7 @@ class TensorTableModel(QAbstractTableModel):
 
     def set_heatmap(self, on: bool) -> None:
         self._heatmap = bool(on)
+        self._lut, self._lut_text = palette_lut()
         self._changed_all()
 
     def set_heat_scale(self, scale: float | None) -> None:
@@ -248,7 +348,10 @@ class TensorTableModel(QAbstractTableModel):
                     self._grow_heat_scale(block)
         return self._heat_scale
 
-    def _grow_heat_scale(self, arr: np.ndarray) -> None:
+    def _grow_heat_scale(self, arr) -> None:
+        if isinstance(arr, list) and self._short_row is not None:  # cached rows hold None cells
+            arr = [[x for x in row if x is not None] for row in arr]
+            arr = [x for row in arr for x in row]
         arr = np.asarray(arr, dtype=np.float64)
         fin = arr[np.isfinite(arr)]
         if fin.size:
@@ -258,12 +361,24 @@ class TensorTableModel(QAbstractTableModel):
 
     def _make_fmt(self):
         if self._kind in ("int", "bool"):
-            return str
-        spec = f".{self._precision - 1}e" if self._scientific else f".{self._precision}g"
-        return lambda x: format(x, spec)
+            return lambda x: "" if x is None else str(x)
+        digits = self.precision
+        spec = f".{digits - 1}e" if self._scientific else f".{digits}g"
+        return lambda x: "" if x is None else format(x, spec)
 
     def format_value(self, x) -> str:
         return self._fmt(x)
+
+    def cell_chars(self) -> int:
+        """Characters the widest value of this dtype takes at the current digits."""
+        t = self._tensor
+        if t is None:
+            return 8
+        if self._kind in ("int", "bool"):
+            dtype = torch.int8 if self._raw else t.dtype
+            return INT_CHARS.get(dtype, 20)
+        chars = self.precision + 6  # sign, point, e-XX
+        return 2 * chars + 3 if self._kind == "complex" else chars
 
     # -- QAbstractTableModel -------------------------------------------------------------------
     def rowCount(self, parent=QModelIndex()) -> int:
@@ -276,12 +391,18 @@ class TensorTableModel(QAbstractTableModel):
     def flags(self, index):
         if not index.isValid():
             return NO_FLAGS
+        if self._short_row is not None and index.row() == self._short_row[0] \
+                and index.column() >= self._short_row[1]:
+            return NO_FLAGS  # past the end of a wrapped vector
         return EDITABLE if self.cell_editor is not None else READ_ONLY
 
     def setData(self, index, value, role=Qt.EditRole) -> bool:
         if self.cell_editor is None or not index.isValid() or int(role) != EDIT:
             return False
-        error = self.cell_editor(self.tensor_index(index.row(), index.column()), str(value).strip())
+        where = self.tensor_index(index.row(), index.column())
+        if where is None:
+            return False
+        error = self.cell_editor(where, str(value).strip())
         if error:
             self.editRefused.emit(error)
             return False
@@ -295,19 +416,24 @@ class TensorTableModel(QAbstractTableModel):
             return self._fmt(self.value(index.row(), index.column()))
         if role == EDIT:  # the exact value, to be retyped
             x = self.value(index.row(), index.column())
-            return repr(x) if isinstance(x, float) else str(x)
+            return "" if x is None else repr(x) if isinstance(x, float) else str(x)
         if role == ALIGN:
             return RIGHT
         if role == FOREGROUND:
             if self._kind == "float":
                 x = self.value(index.row(), index.column())
-                if not math.isfinite(x):
+                if x is not None and not math.isfinite(x):
                     return BAD_FG
+            if self._heatmap:
+                i = self._heat_index(index.row(), index.column())
+                return None if i is None else self._lut_text[i]
             return None
         if role == BACKGROUND:
             return self._background(index.row(), index.column())
         if role == TOOLTIP:
             idx = self.tensor_index(index.row(), index.column())
+            if idx is None:
+                return None
             x = self.value(index.row(), index.column())
             text = f"[{', '.join(map(str, idx))}] = {x!r}"
             if self._tensor.is_quantized:
@@ -319,24 +445,35 @@ class TensorTableModel(QAbstractTableModel):
     def _background(self, row: int, col: int):
         if self._kind == "float":
             x = self.value(row, col)
-            if not math.isfinite(x):
+            if x is not None and not math.isfinite(x):
                 return BAD_BG
-        elif not (self._heatmap and self._kind == "int"):
-            return None
-        else:
-            x = self.value(row, col)
         if not self._heatmap:
+            return None
+        i = self._heat_index(row, col)
+        return None if i is None else self._lut[i]
+
+    def _heat_index(self, row: int, col: int) -> int | None:
+        """The heatmap colour of a finite cell as an index into ``LUT``, None when uncoloured."""
+        if self._kind not in ("float", "int"):
+            return None
+        x = self.value(row, col)
+        if x is None or (self._kind == "float" and not math.isfinite(x)):
             return None
         scale = self._heat_scale if self._heat_scale is not None else self.heat_scale()
         if not scale:
             return None
         f = x / scale
-        i = int((min(1.0, max(-1.0, f)) + 1.0) * 128.0 + 0.5)
-        return LUT[i]
+        return int((min(1.0, max(-1.0, f)) + 1.0) * 128.0 + 0.5)
 
     def headerData(self, section, orientation, role=DISPLAY):
         if int(role) != DISPLAY:
             return None
-        if orientation == Qt.Horizontal and self._tensor is not None and self._tensor.dim() < 2:
-            return "value"
+        wrap = self._view.wrap if self._view is not None else 0
+        if orientation == Qt.Horizontal:
+            if wrap:
+                return f"+{section}"
+            if self._tensor is not None and self._tensor.dim() < 2:
+                return "value"
+        elif wrap:
+            return str(section * wrap)  # the index of the row's first element
         return str(section)

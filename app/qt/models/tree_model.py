@@ -353,7 +353,7 @@ class TreeFilterProxy(QSortFilterProxyModel):
         return self._matches
 
     def set_pattern(self, text: str) -> None:
-        """Filter by ``text`` at once (``name_filter`` syntax) over an index built here."""
+        """Filter by ``text`` at once (``core.tree_filter`` syntax) over an index built here."""
         from ...core.tree_filter import NameIndex, parse_filter
         if not text.strip():
             self._set_filter(_pattern=text, _index=None, _matches=None)

@@ -5,6 +5,12 @@ preview at once, marked approximate, while the exact statistics are computed by 
 ``Task``; showing something else cancels it, and a stale result is ignored. ``refresh()`` (after
 an edit) is throttled, so a burst of edits costs one recomputation.
 
+What is shown: a histogram over the full range, or over a robust range (0.1–99.9th percentile,
+the elements outside counted at the edges) which "auto" picks when a few outliers would squash
+the plot into one bar (``rangeCombo``, ``rangeLabel``); integer tensors in integer-aligned bins;
+a single element as its value (``scalarValue``); nothing selected as a hint (``statsEmptyHint``).
+The bins, log-y and range mode are kept between runs (QSettings).
+
 Signals: ``statsReady(Stats)`` when exact statistics are shown, ``previewReady(Stats)`` for a
 preview, ``gotoRequested(tuple)`` with the index of the first NaN/Inf when its count is clicked.
 """
@@ -14,22 +20,28 @@ from contextlib import nullcontext
 
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QTimer, Signal
-from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar, QSizePolicy,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QProgressBar,
+                               QSizePolicy, QSpinBox, QStackedWidget, QVBoxLayout, QWidget)
 
 from ...core.stats import (COMPLEX_PARTS, Stats, compute_stats, compute_stats_many,
                             distinct_elements, find_first, preview_stats, preview_stats_many)
 from ...core.threads import one_thread
+from ...core.stats_range import ROBUST_QUANTILES, ViewPlan, plan_view
+from .elided_label import ElidedLabel
 from .histogram import Histogram
 from .stats_table import StatsTable
+from ..settings import settings
 from ..workers import Task
 
 SYNC_LIMIT = 1 << 20   # elements computed on the GUI thread (a few ms); more go to a Task
 SYNC_TENSORS = 64      # and at most this many tensors: a module of 100k tensors goes to a Task
 THROTTLE_MS = 120      # refresh() recomputes at most this often
 DEFAULT_BINS = 100
+RANGE_TEXTS = {"auto": "Range: auto", "full": "Full range",
+               "robust": "{:g}–{:g}th percentile".format(*(100 * q for q in ROBUST_QUANTILES))}
+BINS_KEY, LOG_KEY, RANGE_KEY = "histogram/bins", "histogram/logY", "histogram/range"
 
 
 # Small previews on the GUI thread run with torch's thread count as it is: setting it there
@@ -51,24 +63,62 @@ class StatsPanel(QWidget):
         self._task: Task | None = None
         self._running: set[Task] = set()  # keeps cancelled tasks alive until they end
 
-        self.title = QLabel("", self, objectName="statsTitle")
-        # a long tensor name must not set the dock's minimum width (it squeezed the tree to
-        # 180 px at 1024 px wide); the label clips instead
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        # a long tensor name is elided, never widens the dock (the full name is the tooltip)
+        self.title = ElidedLabel("", self, objectName="statsTitle")
+        bold = QFont(self.title.font())
+        bold.setBold(True)
+        self.title.setFont(bold)
+        self.empty_hint = QLabel("Select a tensor or a module\nto see its histogram and "
+                                 "statistics", self, objectName="statsEmptyHint")
+        self.empty_hint.setAlignment(Qt.AlignCenter)
+        self.empty_hint.setEnabled(False)  # the palette's grey, as the window's own empty hint
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Expanding)
         self.approx_label = QLabel("≈ sampled — computing exact statistics…", self,
                                    objectName="approxLabel")
         self.approx_label.setStyleSheet("color: #a05a00;")
+        self.approx_label.setWordWrap(True)  # a long error message wraps, never widens the dock
         self.progress = QProgressBar(self, objectName="statsProgress", textVisible=False)
         self.progress.setMaximumHeight(8)
         self.progress.setRange(0, 1000)
         self.plot = pg.PlotWidget(self)
         self.plot.setObjectName("histogramPlot")
-        self._style_plot()
+        self.plot.setMinimumSize(120, 160)
+        self.plot.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Expanding)
         self.histogram = Histogram(self.plot)
+        self.scalar_label = QLabel(self, objectName="scalarValue")
+        self.scalar_label.setAlignment(Qt.AlignCenter)
+        self.scalar_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.scalar_label.setWordWrap(True)
+        self.scalar_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.view_stack = QStackedWidget(self, objectName="histogramStack")
+        self.view_stack.addWidget(self.plot)
+        self.view_stack.addWidget(self.scalar_label)
+        self.hover_label = QLabel(" ", self, objectName="histogramHover")
+        self.hover_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.range_label = QLabel("", self, objectName="rangeLabel")
+        self.range_label.setWordWrap(True)
+        self.range_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.histogram.hovered.connect(lambda text: self.hover_label.setText(text or " "))
+        kept = settings()
         self.bins_spin = QSpinBox(self, objectName="binsSpin", minimum=10, maximum=1000,
-                                  value=DEFAULT_BINS, prefix="bins: ", singleStep=10)
+                                  value=_setting(kept, BINS_KEY, DEFAULT_BINS, int),
+                                  prefix="bins: ", singleStep=10)
         self.bins_spin.setKeyboardTracking(False)
+        self.bins_spin.setToolTip("Number of bins (integer tensors: one bin per integer while "
+                                  "they fit)")
         self.log_check = QCheckBox("Log y", self, objectName="logYCheck")
+        self.range_combo = QComboBox(self, objectName="rangeCombo")
+        for mode, text in RANGE_TEXTS.items():
+            self.range_combo.addItem(text, mode)
+        self.range_combo.setToolTip(
+            "Auto: the robust range when a few outliers would squash the full range into a bar "
+            "or two.\nFull range: min to max.\nPercentiles: the elements outside are counted "
+            "at the edges.")
+        mode = _setting(kept, RANGE_KEY, "auto", str)
+        self.range_combo.setCurrentIndex(max(0, self.range_combo.findData(mode)))
+        self._view_generation = 0
+        self._view_task: Task | None = None
         self.part_combo = QComboBox(self, objectName="complexPartCombo")
         for part in COMPLEX_PARTS:
             self.part_combo.addItem({"abs": "|z|"}.get(part, part), part)
@@ -77,9 +127,12 @@ class StatsPanel(QWidget):
         self.part_combo.setVisible(False)
         self.table = StatsTable(self)
 
-        controls = QHBoxLayout()
+        self.controls = QWidget(self, objectName="histogramControls")
+        controls = QHBoxLayout(self.controls)
+        controls.setContentsMargins(0, 0, 0, 0)
         controls.addWidget(self.bins_spin)
         controls.addWidget(self.log_check)
+        controls.addWidget(self.range_combo)
         controls.addWidget(self.part_combo)
         controls.addStretch(1)
         layout = QVBoxLayout(self)
@@ -87,16 +140,24 @@ class StatsPanel(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.approx_label)
         layout.addWidget(self.progress)
-        layout.addWidget(self.plot, 1)
-        layout.addLayout(controls)
+        layout.addWidget(self.empty_hint, 1)
+        layout.addWidget(self.view_stack, 1)
+        layout.addWidget(self.hover_label)
+        layout.addWidget(self.range_label)
+        layout.addWidget(self.controls)
         layout.addWidget(self.table)
         self._set_pending(False)
+        self._show_empty(True)
 
         self._refresh_timer = QTimer(self, singleShot=True, interval=THROTTLE_MS)
         self._refresh_timer.timeout.connect(self._recompute)
         self.bins_spin.valueChanged.connect(lambda _: self._recompute())
         self.part_combo.currentIndexChanged.connect(lambda _: self._recompute())
         self.log_check.toggled.connect(self.histogram.set_log_y)
+        self.log_check.setChecked(_setting(kept, LOG_KEY, False, bool))
+        self.bins_spin.valueChanged.connect(lambda v: settings().setValue(BINS_KEY, v))
+        self.log_check.toggled.connect(lambda on: settings().setValue(LOG_KEY, on))
+        self.range_combo.currentIndexChanged.connect(self._range_mode_changed)
         self.table.gotoNan.connect(lambda: self.find_first("nan"))
         self.table.gotoInf.connect(lambda: self.find_first("inf"))
 
@@ -122,6 +183,14 @@ class StatsPanel(QWidget):
         """For complex tensors: "abs", "real" or "imag"."""
         return self.part_combo.currentData()
 
+    @property
+    def range_mode(self) -> str:
+        """"auto", "full" or "robust" (the percentile range)."""
+        return self.range_combo.currentData()
+
+    def set_range_mode(self, mode: str) -> None:
+        self.range_combo.setCurrentIndex(self.range_combo.findData(mode))
+
     def set_part(self, part: str) -> None:
         self.part_combo.setCurrentIndex(self.part_combo.findData(part))
 
@@ -130,6 +199,7 @@ class StatsPanel(QWidget):
         self.label = label
         many = len(tensors) > SYNC_TENSORS  # no per-tensor loop on the GUI thread for these
         self.tensors = list(tensors) if many else [t.detach() for t in tensors]
+        self._show_empty(False)
         self.part_combo.setVisible(not many and any(t.is_complex() for t in self.tensors))
         self._refresh_timer.stop()
         self._recompute()
@@ -140,9 +210,11 @@ class StatsPanel(QWidget):
         self.label, self.tensors, self.current_stats = "", [], None
         self.part_combo.setVisible(False)
         self.title.setText("")
+        self._cancel_view()
         self.histogram.clear()
         self.table.set_stats(None)
         self._set_pending(False)
+        self._show_empty(True)
 
     def refresh(self) -> None:
         """The tensors were edited in place: recompute soon (calls in a burst coalesce)."""
@@ -262,11 +334,108 @@ class StatsPanel(QWidget):
         n = len(self.tensors)
         kind = f"{n} tensors, " if n > 1 else ""
         of = f", {self.part_combo.currentText()}" if stats.part else ""
-        self.title.setText(f"<b>{self.label}</b> &nbsp; ({kind}{stats.dtype}{of})")
-        self.histogram.set_data(stats.edges, stats.counts)
+        self.title.setText(f"{self.label}   ({kind}{stats.dtype}{of})")
+        self._show_empty(False)
+        self._show_view(stats)
         self.table.set_stats(stats, can_goto=n == 1)
         self._set_pending(stats.approximate)
         (self.previewReady if stats.approximate else self.statsReady).emit(stats)
+
+    def _show_empty(self, empty: bool) -> None:
+        """Nothing selected: one grey hint, no empty axes and no "NaN —" rows."""
+        self.empty_hint.setVisible(empty)
+        for w in (self.title, self.view_stack, self.hover_label, self.range_label, self.controls,
+                  self.table):
+            w.setVisible(not empty)
+
+    def _show_view(self, stats: Stats) -> None:
+        """The histogram (or the value, or why there is none) of what ``stats`` describes."""
+        self._cancel_view()
+        self.hover_label.setText(" ")
+        if stats.numel == 1 and stats.min is not None:
+            self.histogram.clear()
+            self._show_scalar(f"{stats.min:.10g}", "the single element")
+            return
+        if stats.min is None or stats.max is None:
+            self.histogram.clear()
+            self._show_scalar("—", "no elements" if stats.numel == 0
+                              else "no finite values (all NaN or Inf)")
+            return
+        self.view_stack.setCurrentWidget(self.plot)
+        for w in (self.controls, self.range_label, self.hover_label):
+            w.setVisible(True)
+        mode, auto = self.range_mode, self.range_mode == "auto"
+        if len(self.tensors) > SYNC_TENSORS:  # nothing per tensor on the GUI thread: a worker
+            self.histogram.set_data(stats.edges, stats.counts)  # meanwhile, the full range
+            self._say_range("full", stats.min, stats.max, 0, 0, auto, stats.approximate)
+            self._plan_in_worker(stats, mode, auto)
+            return
+        try:
+            with gui_thread_torch():
+                plan = plan_view(stats, self.tensors, self.part, mode, self.bins)
+        except (RuntimeError, ValueError, TypeError, MemoryError):
+            plan = ViewPlan("full", stats.min, stats.max, False)  # the statistics' own stands
+        self._show_plan(stats, plan, auto, stats.approximate)
+        if plan.counts is not None and plan.counts.approximate and not stats.approximate:
+            self._plan_in_worker(stats, mode, auto)  # exact counts over the same edges
+
+    def _show_plan(self, stats: Stats, plan: ViewPlan, auto: bool, approximate: bool) -> None:
+        if plan.counts is None:
+            self.histogram.set_data(stats.edges, stats.counts)
+            self._say_range("full", plan.lo, plan.hi, 0, 0, auto, approximate)
+            return
+        c = plan.counts
+        self.histogram.set_data(c.edges, c.counts, c.below, c.above, plan.integer)
+        self._say_range(plan.shown, plan.lo, plan.hi, c.below, c.above, auto,
+                        approximate or c.approximate)
+
+    def _plan_in_worker(self, stats: Stats, mode: str, auto: bool) -> None:
+        """The range and its exact counts off the GUI thread (many tensors, or many elements)."""
+        gen, tensors, part, bins = self._view_generation, list(self.tensors), self.part, self.bins
+
+        def work(progress, cancelled):
+            with one_thread():
+                return gen, plan_view(stats, tensors, part, mode, bins, True, progress, cancelled)
+
+        def done(payload):
+            g, plan = payload
+            if g == self._view_generation:
+                self._view_task = None
+                self._show_plan(stats, plan, auto, stats.approximate)
+        task = Task(work)
+        task.signals.finished.connect(done)
+        self._view_task = task
+        self._start(task)
+
+    def _show_scalar(self, value: str, what: str) -> None:
+        self.scalar_label.setText(f"<div style='font-size:20pt'>{value}</div>"
+                                  f"<div style='color:palette(mid)'>{what}</div>")
+        self.view_stack.setCurrentWidget(self.scalar_label)
+        for w in (self.controls, self.range_label, self.hover_label):
+            w.setVisible(False)
+
+    def _say_range(self, shown, lo, hi, below, above, auto, approximate) -> None:
+        """Which range is shown, in words (and why, when "auto" chose it)."""
+        about = "≈ " if approximate else ""
+        if shown == "robust":
+            text = (f"{'Outliers: showing ' if auto else ''}{RANGE_TEXTS['robust']}: "
+                    f"{lo:.4g} … {hi:.4g}")
+            if below or above:
+                text += f" ({about}{below:,} below, {about}{above:,} above)"
+        else:
+            text = f"Full range: {lo:.4g} … {hi:.4g}"
+        self.range_label.setText(text)
+
+    def _cancel_view(self) -> None:
+        self._view_generation += 1
+        if self._view_task is not None:
+            self._view_task.cancel()
+            self._view_task = None
+
+    def _range_mode_changed(self, _index: int) -> None:
+        settings().setValue(RANGE_KEY, self.range_mode)
+        if self.current_stats is not None:
+            self._show_view(self.current_stats)
 
     def _set_pending(self, on: bool) -> None:
         if on:
@@ -275,12 +444,20 @@ class StatsPanel(QWidget):
         self.approx_label.setVisible(on)
         self.progress.setVisible(on)
 
-    def _style_plot(self) -> None:
-        pal = self.palette()
-        self.plot.setBackground(pal.color(QPalette.Base))
-        fg = pal.color(QPalette.Text)
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setPen(fg)
-            axis.setTextPen(fg)
-        self.plot.setMinimumHeight(160)
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange:  # a dark palette: a dark plot
+            self.histogram.apply_palette(self.palette())
+
+
+def _setting(store, key: str, default, kind):
+    """A kept setting, or ``default`` when it is missing or not a ``kind``."""
+    value = store.value(key, default)
+    try:
+        if kind is bool:
+            return value if isinstance(value, bool) else str(value).lower() == "true"
+        if kind is int:
+            return int(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        return default

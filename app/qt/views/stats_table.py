@@ -51,6 +51,7 @@ class StatsTable(QWidget):
             else:
                 w = QLabel("—", self, objectName=f"stat_{key}")
                 w.setTextInteractionFlags(Qt.TextSelectableByMouse)
+                w.setWordWrap(True)  # "131,072 (≈ from 1,048,576 sampled)" wraps, never widens
             if key == "std":
                 w.setToolTip("Sample standard deviation with Bessel's correction (divides by "
                              "n - 1), as torch.Tensor.std() computes it; over the finite values")

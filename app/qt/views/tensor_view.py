@@ -1,10 +1,12 @@
-"""The tensor grid with its title, slice controls (N-d) and display settings.
+"""The tensor grid with its title, slice controls (N-d), wrap controls (1-D) and display settings.
 
 ``TensorView.show_tensor(name, tensor)`` shows any rank and dtype: two combo boxes pick the row
 and column axes, a spin box per other axis (``sliceAxis<k>``) picks its index; by default the
-last two axes are shown (as numpy prints). The grid
-(``tensorGrid``) has fixed section sizes, so that a 50000 x 4096 tensor scrolls smoothly, and
-copies its selection as tab-separated text (Ctrl+C).
+last two axes are shown (as numpy prints), or the two largest when one of them has size 1. A
+vector longer than ``WRAP_MIN`` is wrapped into rows (``wrapCheck``, ``wrapWidthCombo``: 8 to 64
+per row, or as many as fit the width). The grid (``tensorGrid``) has fixed section sizes, so
+that a 50000 x 4096 tensor scrolls smoothly, and copies its selection as tab-separated text
+(Ctrl+C). Digits, scientific, heatmap and wrap are kept between runs (``grid_settings``).
 """
 from __future__ import annotations
 
@@ -16,9 +18,22 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLay
 
 from ...core.model import dtypes
 from ...core.model.slice2d import default_axes
-from ..models.grid_model import DEFAULT_PRECISION, TensorTableModel
+from ..models.grid_model import TensorTableModel
+from . import grid_settings
+from .tensor_title import TensorTitle
 
 COPY_LIMIT = 1 << 20  # cells copied at most; a larger selection is cut to its first rows
+WRAP_MIN = 32         # a vector this short stays one column: it needs no wrapping
+WRAP_WIDTHS = (8, 10, 16, 32, 64)
+#: widths "auto" picks from beyond 8 per row: the largest that fits, so row starts are easy to read
+NICE_WIDTHS = (8, 10, 16, 20, 25, 32, 40, 50, 64, 100, 128, 200, 256)
+CELL_PAD = 14         # pixels around a cell's text
+
+
+def auto_wrap(room: int, cell: int) -> int:
+    """Elements per row for ``room`` pixels and cells ``cell`` pixels wide."""
+    fit = max(1, room // max(1, cell))
+    return fit if fit <= NICE_WIDTHS[0] else max(w for w in NICE_WIDTHS if w <= fit)
 
 
 class IndexHeader(QHeaderView):
@@ -29,7 +44,9 @@ class IndexHeader(QHeaderView):
     def sizeHint(self) -> QSize:
         fm = self.fontMetrics()
         if self.orientation() == Qt.Vertical:
-            digits = len(str(max(0, self.count() - 1)))
+            model = self.model()
+            last = model.headerData(self.count() - 1, Qt.Vertical) if model and self.count() else 0
+            digits = max(1, len(str(last)))
             return QSize(fm.horizontalAdvance("8" * digits) + 14, self.defaultSectionSize())
         return QSize(self.defaultSectionSize(), fm.height() + 8)
 
@@ -38,6 +55,7 @@ class TensorGrid(QTableView):
     """QTableView tuned for huge tables; Ctrl+C copies the selection as TSV."""
 
     copied = Signal(str)  # a message for the status bar
+    resized = Signal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -70,6 +88,10 @@ class TensorGrid(QTableView):
         for header in (self.horizontalHeader(), self.verticalHeader()):
             header.setSelectionModel(QItemSelectionModel(model, header))
 
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self.resized.emit()
+
     def event(self, event):
         if event.type() == QEvent.ShortcutOverride and event.matches(QKeySequence.Copy):
             event.accept()  # a window-wide Ctrl+C must not take the grid's copy
@@ -98,17 +120,27 @@ class TensorGrid(QTableView):
         bottom = min(bottom, top + max_rows - 1)
         fmt = model.format_value
         if len(ranges) == 1:
-            rows = model.read_block(top, bottom + 1, left, right + 1).tolist()
+            rows = self._read(model, top, bottom + 1, left, right + 1)
             return "\n".join("\t".join(map(fmt, row)) for row in rows), cut
         cells = [[""] * ncols for _ in range(bottom - top + 1)]
         for r in ranges:
             r0, r1 = r.top(), min(r.bottom(), bottom)
             if r0 > r1:
                 continue
-            block = model.read_block(r0, r1 + 1, r.left(), r.right() + 1).tolist()
+            block = self._read(model, r0, r1 + 1, r.left(), r.right() + 1)
             for i, row in enumerate(block):
                 cells[r0 - top + i][r.left() - left:r.right() - left + 1] = map(fmt, row)
         return "\n".join("\t".join(row) for row in cells), cut
+
+    @staticmethod
+    def _read(model: TensorTableModel, r0: int, r1: int, c0: int, c1: int) -> list[list]:
+        """Cells as Python values, None past the end of a wrapped vector (copied as empty)."""
+        rows = model.read_block(r0, r1, c0, c1).tolist()
+        past = model.view2d().past_end(r0, r1, c0, c1)
+        if past is not None:
+            for r, c in zip(*past.nonzero()):
+                rows[r][c] = None
+        return rows
 
     def copy_selection(self) -> str:
         text, cut = self.selection_text()
@@ -133,10 +165,10 @@ class TensorView(QWidget):
         self.grid.copied.connect(self.message)
         self.name = ""
         self._spins: list[QSpinBox] = []
+        #: the widget Tab reaches after the grid (the window sets the statistics panel)
+        self.tab_next: QWidget | None = None
 
-        self.title = QLabel("No tensor selected", self, objectName="tensorTitle")
-        self.title.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long names elide
+        self.title = TensorTitle("No tensor selected", self)
         self.row_combo = QComboBox(self, objectName="rowAxisCombo")
         self.col_combo = QComboBox(self, objectName="colAxisCombo")
         for combo in (self.row_combo, self.col_combo):
@@ -146,9 +178,21 @@ class TensorView(QWidget):
         self.slice_box = QWidget(self, objectName="sliceControls")
         self.slice_layout = QHBoxLayout(self.slice_box)
         self.slice_layout.setContentsMargins(0, 0, 0, 0)
-        self.precision_spin = QSpinBox(self, objectName="precisionSpin", minimum=1, maximum=17,
-                                       value=DEFAULT_PRECISION, prefix="digits: ")
-        self.precision_spin.setToolTip("Significant digits shown for floating-point values")
+        self.wrap_check = QCheckBox("Wrap", self, objectName="wrapCheck")
+        self.wrap_check.setToolTip(f"Show a vector (of more than {WRAP_MIN} values) in rows; the "
+                                   "row header is the index of the row's first value")
+        self.wrap_combo = QComboBox(self, objectName="wrapWidthCombo")
+        self.wrap_combo.addItem("auto per row", 0)
+        for w in WRAP_WIDTHS:
+            self.wrap_combo.addItem(f"{w} per row", w)
+        self.wrap_combo.setToolTip("Values per row: a fixed number, or as many as fit the width")
+        self.wrap_combo.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.precision_spin = QSpinBox(self, objectName="precisionSpin", minimum=0, maximum=17,
+                                       value=0, prefix="digits: ")
+        self.precision_spin.setSpecialValueText("digits: auto")
+        self.precision_spin.setToolTip("Significant digits shown for floating-point values; "
+                                       "auto: as many as the dtype holds (bfloat16 4, float16 5, "
+                                       "float32 7, float64 10)")
         self.scientific_check = QCheckBox("Scientific", self, objectName="scientificCheck")
         self.heatmap_check = QCheckBox("Heatmap", self, objectName="heatmapCheck")
         self.heatmap_check.setToolTip("Colour cells: blue below zero, red above, white at zero")
@@ -157,29 +201,70 @@ class TensorView(QWidget):
                                   "values they stand for (scale and zero point in the title)")
         self.raw_check.setVisible(False)
 
-        # Two rows: display settings beside the title, the axis choice (rank >= 2) below, so
-        # a 5-d tensor's spin boxes never squeeze the docks beside the grid.
-        top = QHBoxLayout()
-        top.addWidget(self.title, 1)
-        for w in (self.precision_spin, self.scientific_check, self.heatmap_check, self.raw_check):
-            top.addWidget(w)
+        # The title has its own row (a long name elides, shape and dtype stay); below it the
+        # display settings, then the axis choice (N-d) or the wrap controls (1-D), so that a
+        # 5-d tensor's spin boxes never squeeze the docks beside the grid.
+        settings_row = QHBoxLayout()
+        for w in (self.precision_spin, self.scientific_check, self.heatmap_check, self.raw_check,
+                  self.wrap_check, self.wrap_combo):
+            settings_row.addWidget(w)
+        settings_row.addStretch(1)
         bar = QHBoxLayout()
         for w in (self.row_label, self.row_combo, self.col_label, self.col_combo, self.slice_box):
             bar.addWidget(w)
         bar.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(top)
+        layout.addWidget(self.title)
+        layout.addLayout(settings_row)
         layout.addLayout(bar)
         layout.addWidget(self.grid, 1)
+        self._chain_tab_order()
 
+        self._restore_settings()
         self.row_combo.currentIndexChanged.connect(lambda _: self._axis_changed(self.row_combo))
         self.col_combo.currentIndexChanged.connect(lambda _: self._axis_changed(self.col_combo))
-        self.precision_spin.valueChanged.connect(self.model.set_precision)
-        self.scientific_check.toggled.connect(self.model.set_scientific)
+        self.precision_spin.valueChanged.connect(self._precision_changed)
+        self.scientific_check.toggled.connect(self._scientific_changed)
         self.heatmap_check.toggled.connect(self.model.set_heatmap)
-        self.raw_check.toggled.connect(self.model.set_raw)
+        self.raw_check.toggled.connect(self._raw_changed)
+        self.wrap_check.toggled.connect(self._update_wrap)
+        self.wrap_combo.currentIndexChanged.connect(self._update_wrap)
+        # what the user changes is kept for the next run (not what a flow sets, e.g. the
+        # heatmap of a difference)
+        self.precision_spin.valueChanged.connect(
+            lambda v: grid_settings.save(grid_settings.DIGITS, v))
+        self.scientific_check.clicked.connect(
+            lambda on: grid_settings.save(grid_settings.SCIENTIFIC, on))
+        self.heatmap_check.clicked.connect(lambda on: grid_settings.save(grid_settings.HEATMAP, on))
+        self.wrap_check.clicked.connect(lambda on: grid_settings.save(grid_settings.WRAP, on))
+        self.wrap_combo.activated.connect(
+            lambda _: grid_settings.save(grid_settings.WRAP_WIDTH, self.wrap_combo.currentData()))
+        self.grid.resized.connect(self._grid_resized)
         self._set_axis_controls_visible(False)
+        self._set_wrap_controls_visible(None)
+
+    def _chain_tab_order(self) -> None:
+        """Tab walks the controls as laid out: settings, axes and slice spin boxes (or wrap),
+        the grid, then ``tab_next`` (again after the spin boxes are made for a new tensor: new
+        widgets join the end of the window's chain)."""
+        chain = [self.precision_spin, self.scientific_check, self.heatmap_check, self.raw_check,
+                 self.wrap_check, self.wrap_combo, self.row_combo, self.col_combo, *self._spins,
+                 self.grid] + ([self.tab_next] if self.tab_next is not None else [])
+        for a, b in zip(chain, chain[1:]):
+            QWidget.setTabOrder(a, b)
+
+    def _restore_settings(self) -> None:
+        kept = grid_settings.load()
+        self.precision_spin.setValue(kept[grid_settings.DIGITS])
+        self.model.set_precision(kept[grid_settings.DIGITS])
+        self.scientific_check.setChecked(kept[grid_settings.SCIENTIFIC])
+        self.model.set_scientific(kept[grid_settings.SCIENTIFIC])
+        self.heatmap_check.setChecked(kept[grid_settings.HEATMAP])
+        self.model.set_heatmap(kept[grid_settings.HEATMAP])
+        self.wrap_check.setChecked(kept[grid_settings.WRAP])
+        self.wrap_combo.setCurrentIndex(max(0, self.wrap_combo.findData(
+            kept[grid_settings.WRAP_WIDTH])))
 
     # -- public API ----------------------------------------------------------------------------
     @property
@@ -187,20 +272,21 @@ class TensorView(QWidget):
         return self.model.tensor
 
     def show_tensor(self, name: str, tensor: torch.Tensor) -> None:
+        """Show ``tensor``: only the blocks on screen are read (never the whole tensor)."""
         self.name = name
         shape = "×".join(map(str, tensor.shape)) or "scalar"
         dtype = dtypes.dtype_name(tensor.dtype)
-        extra = dtypes.describe(tensor)
-        self.title.setText(f"<b>{name}</b> &nbsp; {shape} &nbsp; {dtype} &nbsp; "
-                           f"({tensor.numel():,} elements)" + (f" &nbsp; {extra}" if extra else ""))
-        self.title.setToolTip(f"{name}  shape {tuple(tensor.shape)}  {dtype}"
-                              + (f"\n{extra}" if extra else ""))
+        self.title.set_title(name, f"{shape}  {dtype}",
+                             (f"({tensor.numel():,} elements)", dtypes.describe(tensor)))
         self._build_slice_controls(tensor)
         self.raw_check.blockSignals(True)
         self.raw_check.setChecked(False)
         self.raw_check.blockSignals(False)
         self.raw_check.setVisible(tensor.is_quantized)
-        self.model.set_tensor(tensor, *default_axes(tuple(tensor.shape)))
+        self._set_wrap_controls_visible(tensor)
+        self.model.set_tensor(tensor, *default_axes(tuple(tensor.shape)), wrap=0)
+        self._fit_cells()
+        self.model.set_wrap(self._wrap_width())
         self.grid.scrollToTop()
 
     def clear(self) -> None:
@@ -209,6 +295,7 @@ class TensorView(QWidget):
         self.title.setToolTip("")
         self._build_slice_controls(None)
         self.raw_check.setVisible(False)
+        self._set_wrap_controls_visible(None)
         self.model.set_tensor(None)
 
     def refresh(self) -> None:
@@ -227,10 +314,8 @@ class TensorView(QWidget):
         index = (index,) if isinstance(index, int) else tuple(int(i) for i in index)
         if len(index) != t.dim() or any(not 0 <= i < n for i, n in zip(index, t.shape)):
             return
-        if t.dim() == 0:
-            row, col = 0, 0
-        elif t.dim() == 1:
-            row, col = index[0], 0
+        if t.dim() < 2:
+            row, col = self.model.cell_of(index)
         else:
             ra, ca = self.model.row_axis, self.model.col_axis
             for spin in self._spins:
@@ -245,6 +330,75 @@ class TensorView(QWidget):
         self.grid.scrollTo(qi, QAbstractItemView.PositionAtCenter)
         self.grid.selectionModel().setCurrentIndex(qi, QItemSelectionModel.ClearAndSelect)
         self.grid.setFocus()
+
+    # -- display settings ----------------------------------------------------------------------
+    def _precision_changed(self, digits: int) -> None:
+        self.model.set_precision(digits)
+        self._fit_cells()
+
+    def _scientific_changed(self, on: bool) -> None:
+        self.model.set_scientific(on)
+        self._fit_cells()
+
+    def _raw_changed(self, on: bool) -> None:
+        self.model.set_raw(on)
+        self._fit_cells()
+
+    def cell_width(self) -> int:
+        """Pixels a column takes for the shown dtype at the current digits."""
+        fm = self.grid.fontMetrics()
+        return fm.horizontalAdvance("8" * self.model.cell_chars()) + CELL_PAD
+
+    def _fit_cells(self) -> None:
+        self.grid.horizontalHeader().setDefaultSectionSize(self.cell_width())
+        if self.model.wrap and not self.wrap_combo.currentData():
+            self._update_wrap()  # auto: as many per row as now fit
+
+    # -- wrapping a vector into rows -----------------------------------------------------------
+    def _set_wrap_controls_visible(self, t: torch.Tensor | None) -> None:
+        """Shown for a vector; enabled when it is long enough to wrap."""
+        for w in (self.wrap_check, self.wrap_combo):
+            w.setVisible(t is not None and t.dim() == 1)
+        short = t is not None and t.dim() == 1 and t.shape[0] <= WRAP_MIN
+        self.wrap_check.setEnabled(not short)
+        self.wrap_combo.setEnabled(not short and self.wrap_check.isChecked())
+
+    def _wrap_width(self) -> int:
+        """Elements per row for the shown tensor: 0 unless it is a vector to wrap."""
+        t = self.model.tensor
+        if t is None or t.dim() != 1 or t.shape[0] <= WRAP_MIN or not self.wrap_check.isChecked():
+            return 0
+        fixed = self.wrap_combo.currentData()
+        if fixed:
+            return fixed
+        # from the grid's own width, not the viewport's, which a pending layout may not have
+        # updated yet: less the row header (as IndexHeader sizes it) and a scroll bar
+        grid = self.grid
+        digits = len(str(max(0, int(t.shape[0]) - 1)))
+        header = grid.verticalHeader().fontMetrics().horizontalAdvance("8" * digits) + 14
+        room = grid.width() - 2 * grid.frameWidth() - header \
+            - grid.verticalScrollBar().sizeHint().width()
+        return auto_wrap(room, self.cell_width())
+
+    def _update_wrap(self, *_) -> None:
+        t = self.model.tensor
+        self.wrap_combo.setEnabled(self.wrap_check.isChecked() and self.wrap_check.isEnabled())
+        if t is None or t.dim() != 1:
+            return
+        width = self._wrap_width()
+        if width == self.model.wrap:
+            return
+        current = self.grid.currentIndex()
+        keep = self.model.tensor_index(current.row(), current.column()) \
+            if current.isValid() else None
+        self.model.set_wrap(width)
+        if keep:
+            row, col = self.model.cell_of(keep)
+            self.grid.setCurrentIndex(self.model.index(row, col))
+
+    def _grid_resized(self) -> None:
+        if self.model.wrap and not self.wrap_combo.currentData():
+            self._update_wrap()
 
     # -- slice controls ------------------------------------------------------------------------
     def _set_axis_controls_visible(self, on: bool) -> None:
@@ -283,6 +437,7 @@ class TensorView(QWidget):
             self.slice_layout.addWidget(spin)
             self._spins.append(spin)
         self._update_spin_visibility()
+        self._chain_tab_order()
 
     def _axis_changed(self, combo: QComboBox) -> None:
         other = self.col_combo if combo is self.row_combo else self.row_combo
@@ -299,8 +454,8 @@ class TensorView(QWidget):
 
     def _update_spin_visibility(self) -> None:
         used = (self.row_combo.currentData(), self.col_combo.currentData())
-        for spin in self._spins:
-            spin.setVisible(spin.property("axis") not in used)
+        for spin in self._spins:  # an axis of size 1 has one index: nothing to pick
+            spin.setVisible(spin.property("axis") not in used and spin.maximum() > 0)
 
     def _apply_slice(self, *_):
         if self.model.tensor is None or self.model.tensor.dim() < 2:
