@@ -10,7 +10,7 @@ from app.core.model.document import Document
 from app.qt.models.tree_model import DTYPE, ELEMENTS, NAME, SHAPE, TYPE
 from app.qt.views import tree_panel as tp
 from app.qt.views.tree_panel import EXPAND_CAP, ModuleTreePanel
-from tests.qt.conftest import tree_rows
+from tests.helpers.qt import tree_rows
 
 
 def panel_with(qtbot, sd, width=900) -> ModuleTreePanel:
