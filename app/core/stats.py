@@ -19,6 +19,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from torch._utils import _flatten_dense_tensors  # one C++ flatten-and-concatenate
 
 from .model import dtypes
 from .errors import Cancelled
@@ -170,21 +171,23 @@ def compute_stats_many(tensors: list[torch.Tensor], bins: int = 100, progress: P
                        cancelled: Callable[[], bool] | None = None, part: str | None = None) -> Stats:
     """Pooled statistics of several tensors (a module's), as if concatenated.
 
-    Plain contiguous tensors (most of them) are concatenated into batches of ``BATCH`` elements
-    (a module of 100k tiny tensors is a handful of chunks, not 100k of them, each paying its
-    own passes); the rest go through ``_Source`` one by one."""
+    Plain contiguous tensors (most of them) are flattened into batches of ``BATCH`` elements
+    in one C++ call per batch (a module of 100k tiny tensors is a handful of chunks, not 100k
+    of them, each paying its own passes); the rest go through ``_Source`` one by one."""
     plain: list[torch.Tensor] = []
+    sizes: list[int] = []
     others: list[_Source] = []
     for t in tensors:
         if _plain(t):
             plain.append(t)
+            sizes.append(t.numel())
         else:
             others.append(_Source(t, part))
     plain_dtypes = {t.dtype for t in plain}
-    total = sum(t.numel() for t in plain) + sum(s.numel for s in others)
+    total = sum(sizes) + sum(s.numel for s in others)
     kinds = {s.value_dtype for s in others} | plain_dtypes
     work = next(iter(kinds)) if len(kinds) == 1 else torch.float64
-    batches = _Batches(plain, work, cancelled)
+    batches = _Batches(plain, sizes, work, len(plain_dtypes) <= 1, cancelled)
 
     def chunks() -> Iterable[tuple[torch.Tensor, int]]:
         for b in batches:
@@ -201,13 +204,13 @@ def compute_stats_many(tensors: list[torch.Tensor], bins: int = 100, progress: P
 
 class _Batches:
     """Plain tensors as flat batches of about ``BATCH`` elements (big ones as their own flat
-    chunks); iterable once per pass, the concatenated batches kept for the next pass when small."""
+    chunks); iterable once per pass, the flattened batches kept for the next pass when small."""
 
-    def __init__(self, tensors: list[torch.Tensor], mixed: torch.dtype, cancelled):
-        self.tensors, self.cancelled = tensors, cancelled
-        self.same = len({t.dtype for t in tensors}) <= 1  # (cat would promote; be explicit)
-        self.mixed = mixed
-        self.numel = sum(t.numel() for t in tensors)
+    def __init__(self, tensors: list[torch.Tensor], sizes: list[int], mixed: torch.dtype,
+                 same: bool, cancelled):
+        self.tensors, self.sizes, self.cancelled = tensors, sizes, cancelled
+        self.same, self.mixed = same, mixed
+        self.numel = sum(sizes)
         self.kept: list[torch.Tensor] | None = None
 
     def __iter__(self):
@@ -224,33 +227,30 @@ class _Batches:
             yield from self._make()
 
     def _make(self):
-        group: list[torch.Tensor] = []
-        size = 0
-        for t in self.tensors:
-            n = t.numel()
-            if not n:
-                continue
+        start, size = 0, 0
+        tensors = self.tensors
+        for i, n in enumerate(self.sizes):
             if n >= BATCH:
-                flat = t.view(-1)
+                if start < i:
+                    yield self._flat(tensors[start:i])
+                flat = tensors[i].view(-1)
                 for s in range(0, n, CHUNK):
                     yield flat[s:s + CHUNK]
+                start, size = i + 1, 0
                 continue
-            group.append(t.view(-1))
             size += n
             if size >= BATCH:
-                yield self._cat(group)
-                group, size = [], 0
-        if group:
-            yield self._cat(group)
+                yield self._flat(tensors[start:i + 1])
+                start, size = i + 1, 0
+        if start < len(tensors):
+            yield self._flat(tensors[start:])
 
-    def _cat(self, group: list[torch.Tensor]) -> torch.Tensor:
+    def _flat(self, group: list[torch.Tensor]) -> torch.Tensor:
         if self.cancelled is not None and self.cancelled():
             raise Cancelled()
-        if len(group) == 1:
-            return group[0]
-        if self.same:
-            return torch.cat(group)
-        return torch.cat([g.to(self.mixed) for g in group])
+        if not self.same:
+            group = [g.to(self.mixed) for g in group]
+        return _flatten_dense_tensors(group)
 
 
 def preview_stats(t: torch.Tensor, bins: int = 100, part: str | None = None) -> Stats:

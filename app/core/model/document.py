@@ -95,6 +95,7 @@ class Document(FileBacking):
         self._batch_depth = 0
         self._pending = False
         self.root: Node = self.build_tree()
+        self._seed_totals()
         self._watch_files()
 
     # -- construction -------------------------------------------------------------------------
@@ -153,10 +154,28 @@ class Document(FileBacking):
         return unique_entries(self.tensors.values())
 
     def total_numel(self) -> int:
-        return sum(e.numel for e in self.unique_entries())
+        return self._totals()[0]
 
     def total_bytes(self) -> int:
-        return sum(e.nbytes for e in self.unique_entries())
+        return self._totals()[1]
+
+    def _seed_totals(self) -> None:
+        """Sum the tree here (a reader's worker), not at the GUI thread's first paint; the tree
+        of names holds every tensor once, so its root's totals are the document's."""
+        totals = self.root.totals()
+        if self.module is None:
+            self._totals_cache = ((self.revision, id(self.root), len(self.tensors)), totals)
+
+    def _totals(self) -> tuple[int, int]:
+        """(elements, bytes), tied storage once; one pass per revision (the status bar asks for
+        both at every open: two passes over 100k entries each)."""
+        key = (self.revision, id(self.root), len(self.tensors))
+        cached = getattr(self, "_totals_cache", None)
+        if cached is None or cached[0] != key:
+            uniq = self.unique_entries()
+            cached = self._totals_cache = (key, (sum(e.numel for e in uniq),
+                                                 sum(e.nbytes for e in uniq)))
+        return cached[1]
 
     def parameter_count(self) -> int:
         return sum(e.numel for e in self.unique_entries() if e.kind == PARAMETER)

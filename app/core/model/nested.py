@@ -115,9 +115,25 @@ def distinct_names(paths: list[tuple], taken: set[str] | None = None) -> list[st
     return out
 
 
+def tensor_dict(obj: Any) -> bool:
+    """A plain state_dict: a dict of non-empty text keys to tensors only. Its names are its
+    keys, and it holds no other values: the general walk (a generator step, a path tuple and a
+    summary check per item) is skipped, which was half of building a 100k-tensor document."""
+    return (isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())
+            and all(type(k) is str and k for k in obj))
+
+
 def named_tensors(obj: Any) -> list[tuple[str, tuple, torch.Tensor]]:
     """(distinct name, key path, tensor) for every tensor inside ``obj``, in container order."""
     from .ties import MAX_TIE_NAMES, TooManyAliases
+    if tensor_dict(obj):
+        reached: dict[int, int] = {}
+        for k, t in obj.items():
+            n = reached[id(t)] = reached.get(id(t), 0) + 1
+            if n > MAX_TIE_NAMES:
+                raise TooManyAliases(f"one tensor is reachable under more than {MAX_TIE_NAMES} "
+                                     f"names ({k}, ...)")
+        return [(k, (k,), t) for k, t in obj.items()]
     found = []
     reached: dict[int, int] = {}
     for p, t in iter_tensors(obj):
@@ -171,6 +187,8 @@ def top_level_entries(obj: Any) -> dict[str, str]:
     """Top-level keys of a checkpoint that hold anything besides tensors, summarised."""
     if not isinstance(obj, (dict, list, tuple)):
         return {} if isinstance(obj, torch.Tensor) else {"": summarize(obj)}
+    if tensor_dict(obj):
+        return {}
     items = obj.items() if isinstance(obj, dict) else enumerate(obj)
     return {str(k): summarize(v) for k, v in items if v is not obj and holds_non_tensor(v)}
 
@@ -181,7 +199,7 @@ def value_paths(obj: Any) -> list[tuple[tuple, Any, bool]]:
     Plain values, lists of plain values, empty containers and containers met again on their own
     path (a cycle) are values; other containers are entered, not listed.
     """
-    if not isinstance(obj, (dict, list, tuple)):
+    if not isinstance(obj, (dict, list, tuple)) or tensor_dict(obj):
         return []
     out = []
     for path, v, cycle in _walk(obj):

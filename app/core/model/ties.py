@@ -41,7 +41,10 @@ def _key(t: torch.Tensor) -> tuple:
     if t.device.type == "meta" or t.layout != torch.strided:  # no memory of its own to compare
         return ("object", id(t))
     try:
-        return tie_key(t)
+        # The same view of the same memory: where its first element lives, with its shape,
+        # strides and dtype (tie_key's storage object costs a Python object per tensor; a
+        # non-empty view's address is unique to its storage while both are alive).
+        return (t.device.type, t.device.index, t.data_ptr(), t.shape, t.stride(), t.dtype)
     except (RuntimeError, NotImplementedError):  # sparse / quantized / wrapper: by object
         return ("object", id(t))
 

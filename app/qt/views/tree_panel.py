@@ -1,6 +1,6 @@
 """The module tree dock's content: the filter box (``treeFilter``) above the tree (``moduleTree``).
 
-The filter runs over a flat index of names (``core.model.name_filter.NameIndex``), built in a
+The filter runs over a flat index of names (``core.tree_filter.NameIndex``), built in a
 background task once per tree, never through the view: typing is debounced (``DEBOUNCE_MS``),
 each pass answers with the matching rows, and only the first ``EXPAND_CAP`` matches are expanded
 (``expandAll`` on 100k rows took tens of seconds). "NaN/Inf" scans every tensor in a worker, with
@@ -10,27 +10,28 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar,
-                               QToolButton, QTreeView, QVBoxLayout, QWidget)
+                               QStyle, QToolButton, QTreeView, QVBoxLayout, QWidget)
 
 from ...core.errors import UserError, first_line
-from ...core.model.name_filter import SYNTAX_HELP, NameIndex, parse_filter
+from ...core.tree_filter import SYNTAX_HELP, NameIndex, parse_filter
 from ...core.model.nonfinite import nonfinite_names
-from ..models.tree_model import NAME, TYPE, NodeRole, TreeFilterProxy, TreeModel
+from ..models.tree_model import (BYTES, DTYPE, ELEMENTS, NAME, SHAPE, TYPE, NodeRole,
+                                 TreeFilterProxy, TreeModel)
 from ..progress import show_progress
 from ..workers import Task
-from .column_fit import fit_columns
+from .column_fit import MAX_WIDTH, SLACK, fit_columns
 
 #: rows whose text sizes the tree's columns (the visible ones first): a screenful, never all
 FIT_ROWS = 48
 #: typing waits this long for the next key before the filter runs
 DEBOUNCE_MS = 150
 #: at most this many matches have their ancestors expanded
-EXPAND_CAP = 200
+EXPAND_CAP = 50
 #: fitted widths: the name column between these; Type (long module class names) capped, so
 #: that Shape, Dtype and Elements keep their room
 NAME_WIDTH, TYPE_WIDTH = (160, 320), 150
 #: the narrowest the name and type columns are squeezed to when the dock is narrow
-SQUEEZED = {NAME: 110, TYPE: 64}
+SQUEEZED = {NAME: 170, TYPE: 56}
 
 
 class ModuleTreePanel(QWidget):
@@ -53,8 +54,9 @@ class ModuleTreePanel(QWidget):
         self.filter.setPlaceholderText("Filter: name, glob, re:…, dtype:, shape:, kind:")
         self.filter.setToolTip(SYNTAX_HELP)
         self.nonfinite_button = QToolButton(self, objectName="nonfiniteButton", text="NaN/Inf")
+        self.nonfinite_button.setCheckable(True)
         self.nonfinite_button.setToolTip("Scan every tensor for NaN or Inf values and filter "
-                                         "the tree to those that have any")
+                                         "the tree to those that have any (click again: all)")
         self.cancel_button = QToolButton(self, objectName="nonfiniteCancel", text="Cancel")
         self.scan_progress = QProgressBar(self, objectName="nonfiniteProgress", textVisible=False)
         self.scan_progress.setMaximumHeight(8)
@@ -92,12 +94,13 @@ class ModuleTreePanel(QWidget):
         self._fitted: dict[int, int] = {}  # fitted widths of Name and Type (before squeezing)
         self._index: NameIndex | None = None
         self._index_task: Task | None = None
+        self._index_root = None
         self._scan_task: Task | None = None
         self._running: set[Task] = set()
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self.apply_filter)
         self.filter.textChanged.connect(self._filter_changed)
-        self.nonfinite_button.clicked.connect(self.scan_nonfinite)
+        self.nonfinite_button.clicked.connect(self._nonfinite_clicked)
         self.cancel_button.clicked.connect(self.cancel_scan)
         # An empty window says what to do instead of showing empty columns.
         self.empty_hint = QLabel("Drop a checkpoint here,\nor File > Open (Ctrl+O)",
@@ -106,6 +109,7 @@ class ModuleTreePanel(QWidget):
         self.empty_hint.setEnabled(False)  # drawn in the palette's disabled (grey) text colour
         self.empty_hint.setAttribute(Qt.WA_TransparentForMouseEvents)
         self.view.viewport().installEventFilter(self)
+        self.filter.installEventFilter(self)
         for signal in (self.proxy.modelReset, self.proxy.rowsInserted, self.proxy.rowsRemoved):
             signal.connect(self._update_hint)
         self._update_hint()
@@ -115,7 +119,9 @@ class ModuleTreePanel(QWidget):
         self.empty_hint.setVisible(self.model.rowCount() == 0)
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
-        if event.type() == QEvent.Resize and obj is self.view.viewport():
+        if event.type() == QEvent.FocusIn and obj is self.filter:
+            self._build_index()  # about to type: have the index ready
+        elif event.type() == QEvent.Resize and obj is self.view.viewport():
             self.empty_hint.setGeometry(obj.rect())
             self._squeeze()
         return False
@@ -128,8 +134,9 @@ class ModuleTreePanel(QWidget):
         self._index = None
         self.proxy.clear_matches()
         self.model.set_root(root)
-        self._build_index()
+        self._index_task = None
         if self.filter.text().strip():
+            self._build_index()
             self._debounce.start()
         self._expand_first_levels(root)
         if fit:
@@ -159,20 +166,60 @@ class ModuleTreePanel(QWidget):
         """Columns as wide as their text in the first screen of rows (``column_fit``), Type
         capped; when the view is narrower than that, Type and then Name give way (their text
         elides in the middle; tooltips show it whole), so the numbers stay visible."""
-        fit_columns(self.view, FIT_ROWS, {TYPE: TYPE_WIDTH, NAME: NAME_WIDTH[1]})
+        caps = {TYPE: TYPE_WIDTH, NAME: NAME_WIDTH[1]}
+        fit_columns(self.view, FIT_ROWS, caps)
         header = self.view.header()
+        self._fit_to_tensors(caps)
         header.resizeSection(NAME, min(max(header.sectionSize(NAME), NAME_WIDTH[0]), NAME_WIDTH[1]))
         self._fitted = {c: header.sectionSize(c) for c in (NAME, TYPE)}
         self._squeeze()
 
+    def _fit_to_tensors(self, caps: dict[int, int]) -> None:
+        """Widen the metadata columns to the first ``FIT_ROWS`` tensors' text: in a deeply nested
+        checkpoint the first screen shows groups only, and Shape and Dtype were fitted to their
+        headers ("64 × 16" showed as "64…16")."""
+        nodes = []
+        for node in self.model.root.walk():
+            if node.entry is not None:
+                nodes.append(node)
+                if len(nodes) >= FIT_ROWS:
+                    break
+        if not nodes:
+            return
+        header, fm = self.view.header(), self.view.fontMetrics()
+        pad = 2 * (self.view.style().pixelMetric(QStyle.PM_FocusFrameHMargin, None, self.view) + 1) \
+            + SLACK
+        icon = self.view.iconSize().width()
+        icon = icon if icon > 0 else self.view.style().pixelMetric(QStyle.PM_SmallIconSize)
+        step = self.view.indentation()
+
+        def name_width(node) -> int:
+            depth, up = 0, node.parent
+            while up is not None:
+                depth, up = depth + 1, up.parent
+            return step * depth + icon + 4 + fm.horizontalAdvance(node.name) + pad
+
+        for col in (NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES):
+            if self.view.isColumnHidden(col):
+                continue
+            width = max(name_width(n) if col == NAME else
+                        fm.horizontalAdvance(self.model.cell_text(n, col)) for n in nodes) + \
+                (0 if col == NAME else pad)
+            width = min(width, caps.get(col, MAX_WIDTH))
+            if width > header.sectionSize(col):
+                header.resizeSection(col, width)
+
     def _squeeze(self) -> None:
-        """Give the fitted Name and Type columns back or take from them to fit the viewport."""
+        """Give the fitted Name and Type columns back, or take from them (Type first) until
+        Name, Type, Shape, Dtype and Elements fit the viewport."""
         if not self._fitted:
             return
         header = self.view.header()
         for c, w in self._fitted.items():
             header.resizeSection(c, w)
-        excess = header.length() - self.view.viewport().width()
+        # Name through Elements must fit; Bytes and the live-model columns may scroll
+        excess = sum(header.sectionSize(c) for c in range(ELEMENTS + 1)
+                     if not header.isSectionHidden(c)) - self.view.viewport().width()
         for c in (TYPE, NAME):
             if excess <= 0:
                 break
@@ -196,8 +243,16 @@ class ModuleTreePanel(QWidget):
 
     # -- the name index --------------------------------------------------------------------
     def _build_index(self) -> None:
-        """Index the tree's names in a worker (100k tensors: ~0.5 s of Python off the GUI)."""
+        """Index the tree's names in a worker (100k tensors: ~0.5 s of Python off the GUI).
+
+        Started when the filter is first used, not on opening: a Python worker running while
+        the view lays out the new tree makes each of the view's calls into the model wait for
+        the interpreter lock (opening 100k tensors blocked the GUI thread for seconds)."""
         root = self.model.root
+        if (self._index is not None and self._index.root is root) or (
+                self._index_task is not None and self._index_root is root):
+            return
+        self._index_root = root
         if not root.children:
             self._index = NameIndex(root)
             return
@@ -221,6 +276,10 @@ class ModuleTreePanel(QWidget):
 
     # -- filtering -----------------------------------------------------------------------------
     def _filter_changed(self, _text: str) -> None:
+        self._build_index()
+        if self.nonfinite_button.isChecked():  # typing leaves the NaN/Inf view
+            self.cancel_scan()
+            self.nonfinite_button.setChecked(False)
         self._debounce.start()
 
     def apply_filter(self) -> None:
@@ -229,11 +288,14 @@ class ModuleTreePanel(QWidget):
         text = self.filter.text()
         if not text.strip():
             self._show_message("")
-            self.proxy.clear_matches()
+            if self.proxy.matches is not None:
+                self._show_matches(None, None)
             self.filterApplied.emit(-1)
             return
-        if self._index is None and self._index_task is not None:
-            return  # applied when the index is ready
+        if self._index is None or self._index.root is not self.model.root:
+            self._build_index()
+            if self._index_task is not None:
+                return  # applied when the index is ready
         try:
             flt = parse_filter(text)
             index = self.name_index()
@@ -244,10 +306,29 @@ class ModuleTreePanel(QWidget):
         self._show_message("" if matches else "no match")
         self._show_matches(index, matches)
 
-    def _show_matches(self, index: NameIndex, matches: list[int]) -> None:
-        self.proxy.set_matches(index, matches)
-        self._expand_matches(index, matches)
-        self.filterApplied.emit(len(matches))
+    def _show_matches(self, index: NameIndex | None, matches: list[int] | None) -> None:
+        """Reset the proxy to the matches (None: every row), expand the first of them (or the
+        first levels) and keep the current row, without telling the controller: what it shows
+        does not change."""
+        current = self.current_node()
+        selection = self.view.selectionModel()
+        selection.blockSignals(True)
+        try:
+            self.proxy.set_matches(index, matches)
+            if matches is None:
+                self._expand_first_levels(self.model.root)
+            else:
+                self._expand_matches(index, matches)
+            if current is not None:
+                shown = self.proxy.mapFromSource(self.model.index_of(current))
+                if shown.isValid():
+                    self.view.setCurrentIndex(shown)
+                    self.view.scrollTo(shown)
+        finally:
+            selection.blockSignals(False)
+        self.view.viewport().update()
+        if matches is not None:
+            self.filterApplied.emit(len(matches))
 
     def _expand_matches(self, index: NameIndex, matches: list[int]) -> None:
         """Expand the ancestors of the first ``EXPAND_CAP`` matches, never the whole tree."""
@@ -264,11 +345,19 @@ class ModuleTreePanel(QWidget):
         self.filter_message.setVisible(bool(text))
 
     # -- NaN / Inf -----------------------------------------------------------------------------
+    def _nonfinite_clicked(self, checked: bool) -> None:
+        if checked:
+            self.scan_nonfinite()
+        else:
+            self.cancel_scan()
+            self.apply_filter()  # back to what the box says
+
     def scan_nonfinite(self) -> None:
         """Scan every tensor for NaN/Inf in a worker; filter the tree to those that have any."""
         self.cancel_scan()
         root = self.model.root
         entries = [n.entry for n in root.walk() if n.entry is not None]
+        self.nonfinite_button.setChecked(bool(entries))
         if not entries:
             return
         task = Task(lambda progress, cancelled: nonfinite_names(entries, progress, cancelled))
@@ -280,13 +369,13 @@ class ModuleTreePanel(QWidget):
         self.scan_progress.setValue(0)
         self.scan_progress.setVisible(True)
         self.cancel_button.setVisible(True)
-        self.nonfinite_button.setEnabled(False)
         self._start(task)
 
     def cancel_scan(self) -> None:
         if self._scan_task is not None:
             self._scan_task.cancel()
             self._scan_ended(self._scan_task)
+            self.nonfinite_button.setChecked(False)
 
     @property
     def is_scanning(self) -> bool:
@@ -297,9 +386,9 @@ class ModuleTreePanel(QWidget):
             self._scan_task = None
             self.scan_progress.setVisible(False)
             self.cancel_button.setVisible(False)
-            self.nonfinite_button.setEnabled(True)
 
     def _scan_failed(self, exc) -> None:
+        self.nonfinite_button.setChecked(False)
         self._show_message(f"NaN/Inf scan failed: {first_line(exc)}", error=True)
 
     def _scan_done(self, root, names: list[str]) -> None:
@@ -310,10 +399,10 @@ class ModuleTreePanel(QWidget):
         wanted = set(names)
         matches = [i for i, n in enumerate(index.nodes) if n.entry is not None
                    and n.entry.name in wanted]
-        self.filter.blockSignals(True)  # the box keeps its text; the message says what is shown
         self._debounce.stop()
-        self.filter.blockSignals(False)
         count = len(names)
+        if not count:
+            self.nonfinite_button.setChecked(False)
         self._show_message(f"{count} tensor{'s' if count != 1 else ''} with NaN/Inf"
                            if count else "no tensor holds NaN or Inf")
         if count:
@@ -330,6 +419,7 @@ class ModuleTreePanel(QWidget):
             return False
         index = self.proxy.mapFromSource(source)
         if not index.isValid():  # hidden by the filter
+            self.nonfinite_button.setChecked(False)
             self.filter.clear()
             self.apply_filter()
             index = self.proxy.mapFromSource(source)

@@ -22,9 +22,11 @@ from operator import contains
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import UserError
-from ..expressions.user_regex import Deadline, compile_pattern, search
-from .tree import ENTRY, GROUP, MODULE, Node
+import regex
+
+from .errors import UserError
+from .expressions.user_regex import Deadline, compile_pattern, search
+from .model.tree import ENTRY, GROUP, MODULE, Node
 
 KINDS = {"param": "parameter", "parameter": "parameter", "parameters": "parameter",
          "buffer": "buffer", "buffers": "buffer", "tensor": "tensor", "tensors": "tensor",
@@ -39,6 +41,11 @@ SYNTAX_HELP = (
     "  dtype:bfloat16     dtype (a glob: dtype:float*)\n"
     "  shape:*x1x1        shape as 4x3x1x1 (shape:scalar)\n"
     "  kind:buffer        param, buffer, tensor, entry, module or group")
+
+
+#: regex syntax that means something else in names joined by newlines: string anchors, inline
+#: flags and lookarounds, escapes that name a newline
+_PER_NAME = re.compile(r"\\[AZzn]|\(\?|\\x0[aA]|\\u000[aA]|\\N|\\012")
 
 
 def is_glob(pattern: str) -> bool:
@@ -72,10 +79,6 @@ class NameFilter:
     @property
     def empty(self) -> bool:
         return not (self.name or self.regex or self.dtype or self.shape or self.kind)
-
-    @property
-    def tensors_only(self) -> bool:
-        return self.dtype is not None or self.shape is not None
 
     def narrows(self, previous: "NameFilter") -> bool:
         """Whether every match of ``self`` is a match of ``previous`` (typing one more letter
@@ -147,6 +150,7 @@ class NameIndex:
             stack.extend((c, f"{path}.{c.name}") for c in reversed(node.children))
         self.names = [n.lower() for n in self.full]
         self._columns: dict[str, list] = {}
+        self._joined: tuple[str, list[int]] | bool | None = None  # names joined, for regexes
         self.pos = {id(n): i for i, n in enumerate(self.nodes)}
         # end[i]: one past the last node of i's subtree (its parent's next child, or further up)
         self.end = [len(self.nodes)] * len(self.nodes)
@@ -190,8 +194,53 @@ class NameIndex:
         if flt.regex is not None:
             compiled = compile_pattern(flt.regex, "filter")
             full = self.full
+            if isinstance(idx, range) or len(idx) > 1000:
+                idx = self._regex_lines(flt.regex, idx, deadline)
             idx = [i for i in idx if search(compiled, full[i], deadline)]
         return list(idx)
+
+    def _regex_lines(self, pattern: str, idx, deadline: Deadline):
+        """Candidate names for a regex, found by searching the names joined by newlines (one
+        scan in C instead of a timed call per name: 2 s -> 0.05 s at 185k names). Every name
+        with a match is a candidate (its match starts on its line); the caller checks each
+        candidate on its own. Patterns whose meaning changes in a joined text (string anchors,
+        inline flags and lookarounds, newlines) keep the per-name search."""
+        if _PER_NAME.search(pattern) or self._blob() is None:
+            return idx
+        try:
+            lines = regex.compile(pattern, regex.MULTILINE)
+        except (regex.error, RecursionError, OverflowError, ValueError):
+            return idx
+        blob, starts = self._blob()
+        found, pos, end = [], 0, len(blob)
+        try:
+            while pos <= end:
+                m = lines.search(blob, pos, timeout=deadline.left())
+                if m is None:
+                    break
+                line = bisect.bisect_right(starts, m.start()) - 1
+                found.append(line)
+                pos = starts[line + 1] if line + 1 < len(starts) else end + 1
+        except TimeoutError:
+            raise UserError(f"filter: the regular expression took longer than "
+                            f"{deadline.seconds:g} s; simplify it") from None
+        if isinstance(idx, range):
+            return found
+        keep = set(idx)
+        return [i for i in found if i in keep]
+
+    def _blob(self) -> tuple[str, list[int]] | None:
+        if self._joined is None:
+            text = "\n".join(self.full)
+            if text.count("\n") != max(0, len(self.full) - 1):  # a name holds a newline
+                self._joined = False
+            else:
+                starts, at = [], 0
+                for name in self.full:
+                    starts.append(at)
+                    at += len(name) + 1
+                self._joined = (text, starts)
+        return self._joined or None
 
     def _column(self, what: str) -> list[str]:
         """Each node's kind, dtype or shape as text (built on first use; None: not a tensor)."""

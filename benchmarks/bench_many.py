@@ -1,0 +1,216 @@
+"""Checkpoints of many tiny tensors (100k by default, nested names): every step against its floor.
+
+Rows ``case | ours | floor | ratio``, all measured in this run:
+
+- document build (time, peak RSS growth), torch zip: ``load_document`` + the root's totals vs
+  ``torch.load(mmap=True, weights_only=True)`` listing names, shapes and dtypes; safetensors: vs
+  ``safe_open`` doing the same. Each in a fresh interpreter.
+- tree shown: ``MainWindow.open_document`` of the read document until the tree is painted, and
+  the longest GUI-thread block while opening a file (target: 1 s and 100 ms).
+- filter keystroke: one more letter in the filter box, until the tree shows the result, vs
+  the bare substring scan of every name (the least any filter can do).
+- expand all: ``QTreeView.expandAll`` through our model vs a ``QStandardItemModel`` of the same
+  tree (the user can still ask for it; the filter never does).
+- pooled stats: ``compute_stats_many`` of every tensor vs ``torch.cat`` + ``aminmax`` +
+  ``histc`` + ``mean`` + ``std``.
+
+    python benchmarks/bench_many.py [--n 100000] [--keep DIR] [--only build|gui]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._measure import run_child  # noqa: E402
+
+SUBS = ("self_attn.q_proj", "self_attn.k_proj", "mlp.fc1", "mlp.fc2", "input_layernorm")
+
+
+def make_state(n: int) -> dict:
+    import torch
+    sd, layer = {}, 0
+    while len(sd) < n:
+        for block in range(4):
+            for sub in SUBS:
+                for leaf in ("weight", "bias"):
+                    if len(sd) < n:
+                        shape = (4, 4) if leaf == "weight" else (4,)
+                        sd[f"model.encoder.layers.{layer}.blocks.{block}.{sub}.{leaf}"] = \
+                            torch.randn(shape)
+        layer += 1
+    return sd
+
+
+def generate(folder: str, n: int) -> tuple[str, str]:
+    import torch
+    from safetensors.torch import save_file
+    sd = make_state(n)
+    pt, st = os.path.join(folder, "many.pt"), os.path.join(folder, "many.safetensors")
+    torch.save(sd, pt)
+    save_file(sd, st)
+    return pt, st
+
+
+BUILD = r"""
+import json, sys, time
+from benchmarks._measure import reset_peak, rss_kib
+mode, path = sys.argv[1], sys.argv[2]
+import torch
+from safetensors import safe_open
+from app.core.formats import load_document
+
+def floor_torch():
+    sd = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
+    return [(k, tuple(v.shape), v.dtype) for k, v in sd.items()]
+
+def floor_safetensors():
+    with safe_open(path, framework="pt") as f:
+        return [(k, f.get_slice(k).get_shape(), f.get_slice(k).get_dtype()) for k in f.keys()]
+
+def ours():
+    doc = load_document(path)
+    doc.root.totals()
+    return doc
+
+fn = {"ours": ours, "torch": floor_torch, "safetensors": floor_safetensors}[mode]
+base = rss_kib(); reset_peak()
+t0 = time.perf_counter(); keep = fn(); dt = time.perf_counter() - t0
+print(json.dumps({"s": dt, "mb": (rss_kib("VmHWM") - base) / 1024}))
+"""
+
+GUI = r"""
+import json, os, sys, time
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+path = sys.argv[1]
+import torch
+from PySide6.QtCore import QElapsedTimer, QTimer
+from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QTreeView
+from app.core.formats import load_document
+from app.core.stats import compute_stats_many
+from app.qt.launch import application
+from app.qt.main_window import MainWindow
+app = application()
+out = {}
+
+def pump(seconds=0.0):
+    end = time.perf_counter() + seconds
+    app.processEvents()
+    while time.perf_counter() < end:
+        app.processEvents(); time.sleep(0.002)
+
+# longest GUI-thread block while a file opens (a 10 ms timer measures the gaps)
+win = MainWindow(); win.ask_save_changes = lambda: "discard"; win.resize(1400, 900); win.show(); pump(0.2)
+gaps, last = [], [time.perf_counter()]
+def tick():
+    now = time.perf_counter(); gaps.append(now - last[0]); last[0] = now
+timer = QTimer(); timer.setInterval(10); timer.timeout.connect(tick); timer.start()
+t0 = time.perf_counter()
+win.open_path(path)
+while not win.tree_model.root.children:
+    pump(0.01)
+pump(0.3)
+timer.stop()
+out["open_block"] = max(gaps)
+out["open_total"] = time.perf_counter() - t0
+win.close(); pump(0.1)
+
+doc = load_document(path)
+win = MainWindow(); win.ask_save_changes = lambda: "discard"; win.resize(1400, 900); win.show(); pump(0.2)
+t0 = time.perf_counter()
+win.open_document(doc, "many")
+win.tree_view.viewport().repaint()
+app.processEvents()
+out["tree_shown"] = time.perf_counter() - t0
+panel = win.tree_panel
+panel._build_index()  # what focusing the filter box does
+while panel._index is None:
+    pump(0.01)
+
+# one keystroke: the filter pass and the repaint
+names = panel._index.names
+times, floors = [], []
+for text in ("w", "we", "wei", "weig", "weigh", "weight", "fc1.weight", "fc2.b"):
+    panel.filter.setText(text)
+    t0 = time.perf_counter()
+    panel.apply_filter()
+    win.tree_view.viewport().repaint(); app.processEvents()
+    times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    _ = [i for i, n in enumerate(names) if text in n]
+    floors.append(time.perf_counter() - t0)
+out["keystroke"], out["keystroke_floor"] = max(times), max(floors)
+panel.filter.setText(""); panel.apply_filter(); pump(0.05)
+
+# expand all: ours vs QStandardItemModel of the same tree
+t0 = time.perf_counter()
+win.tree_view.expandAll(); win.tree_view.viewport().repaint(); app.processEvents()
+out["expand"] = time.perf_counter() - t0
+std = QStandardItemModel()
+def fill(item, node):
+    for c in node.children:
+        row = QStandardItem(c.name); item.appendRow(row); fill(row, c)
+fill(std.invisibleRootItem(), doc.root)
+view = QTreeView(); view.setModel(std); view.setUniformRowHeights(True); view.resize(600, 800); view.show()
+pump(0.05)
+t0 = time.perf_counter()
+view.expandAll(); view.viewport().repaint(); app.processEvents()
+out["expand_floor"] = time.perf_counter() - t0
+
+# pooled statistics of every tensor
+tensors = [e.tensor() for e in doc.tensors.values()]
+t0 = time.perf_counter()
+compute_stats_many(tensors)
+out["pooled"] = time.perf_counter() - t0
+t0 = time.perf_counter()
+c = torch.cat([t.reshape(-1) for t in tensors]); lo, hi = torch.aminmax(c)
+torch.histc(c, 100, float(lo), float(hi)); c.mean(); c.std()
+out["pooled_floor"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+
+def row(case: str, ours: float, floor: float, unit: str = "s") -> None:
+    ratio = ours / floor if floor else float("nan")
+    fmt = (lambda v: f"{v:.3f} s") if unit == "s" else (lambda v: f"{v:.0f} MB")
+    print(f"{case:<34} | {fmt(ours):>10} | {fmt(floor):>10} | {ratio:5.2f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000, help="tensors (default 100000)")
+    ap.add_argument("--keep", help="write the files here and keep them")
+    ap.add_argument("--only", choices=("build", "gui"), help="run one half of the cases")
+    args = ap.parse_args()
+    folder = args.keep or tempfile.mkdtemp(prefix="bench_many_")
+    try:
+        pt, st = generate(folder, args.n)
+        print(f"{args.n} tensors; torch zip {os.path.getsize(pt) / 2**20:.0f} MiB, "
+              f"safetensors {os.path.getsize(st) / 2**20:.0f} MiB")
+        print(f"{'case':<34} | {'ours':>10} | {'floor':>10} | ratio")
+        for label, path, floor in (() if args.only == "gui" else
+                                   (("torch zip", pt, "torch"), ("safetensors", st, "safetensors"))):
+            ours, base = run_child(BUILD, "ours", path), run_child(BUILD, floor, path)
+            row(f"document build, {label}", ours["s"], base["s"])
+            row(f"document build RSS, {label}", ours["mb"], max(base["mb"], 1), unit="MB")
+        if args.only == "build":
+            return
+        g = run_child(GUI, st)
+        row("tree shown (target 1 s)", g["tree_shown"], 1.0)
+        row("GUI block while opening (100 ms)", g["open_block"], 0.1)
+        row("filter keystroke (worst of 8)", g["keystroke"], g["keystroke_floor"])
+        row("expand all (never done by filter)", g["expand"], g["expand_floor"])
+        row("pooled stats, every tensor", g["pooled"], g["pooled_floor"])
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
