@@ -23,6 +23,23 @@ MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith
 _CHUNK = 64 * 1024 * 1024
 
 
+class RangeLoader:
+    """A lazy entry's loader reading one byte range of a MappedFile; ``source`` says which, so a
+    save can copy the unchanged bytes file to file (``stream_copy``) instead of reading them."""
+
+    def __init__(self, file: "MappedFile", offset: int, nbytes: int, dtype: torch.dtype, shape):
+        self.file, self.offset, self.nbytes = file, offset, nbytes
+        self.dtype, self.shape = dtype, tuple(shape)
+
+    def __call__(self) -> torch.Tensor:
+        return self.file.tensor(self.offset, self.nbytes, self.dtype, self.shape)
+
+    def source(self) -> tuple[int, int, int] | None:
+        """``(descriptor, offset, nbytes)`` to copy from; None once the file is closed."""
+        fd = self.file.fileno()
+        return None if fd < 0 else (fd, self.offset, self.nbytes)
+
+
 class MappedFile:
     """One open checkpoint file handing out tensors that view (or copy) its byte ranges.
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from .mapped_file import MappedFile
+from .mapped_file import MappedFile, RangeLoader
 from ..model.document import Document
 from ..errors import CheckpointError
 from ..model.tensor_entry import TensorEntry
@@ -130,10 +130,9 @@ def open_entries(path: str) -> tuple[list[TensorEntry], dict[str, str], Callable
     metadata = dict(header.pop("__metadata__", None) or {})
     handle = MappedFile(path)  # one mapping, never charged the file's size (see mapped_file)
 
-    def loader(info: dict) -> Callable[[], torch.Tensor]:
+    def loader(info: dict) -> RangeLoader:
         begin, end = info["data_offsets"]
-        dtype = DTYPES[info["dtype"]]
-        return lambda: handle.tensor(start + begin, end - begin, dtype, info["shape"])
+        return RangeLoader(handle, start + begin, end - begin, DTYPES[info["dtype"]], info["shape"])
 
     entries = [TensorEntry.lazy(name, info["shape"], DTYPES[info["dtype"]], loader(info))
                for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])]

@@ -14,6 +14,7 @@ import torch
 from ..errors import UserError
 from ..model.tensor_entry import TensorEntry
 from .safetensors_file import ALIASES_KEY, CODES, ORDER_KEY
+from .stream_copy import copy_range
 
 CHUNK = 64 * 1024 * 1024
 
@@ -65,6 +66,16 @@ def read_for_save(e: TensorEntry) -> torch.Tensor:
     return e._loader()
 
 
+def unchanged_source(e: TensorEntry) -> tuple[int, int, int] | None:
+    """``(descriptor, offset, nbytes)`` of a never-read entry's bytes in the file it was opened
+    from (they cannot have changed: edits read the tensor first); None otherwise."""
+    if e.is_loaded or e._loader is None:
+        return None
+    source = getattr(e._loader, "source", None)
+    found = source() if source is not None else None
+    return found if found is not None and found[2] == e.nbytes else None
+
+
 def write_tensor(f: BinaryIO, t: torch.Tensor) -> None:
     t = t.detach()
     if t.device.type != "cpu":
@@ -89,6 +100,10 @@ def write_safetensors(f: BinaryIO, entries: list[TensorEntry], metadata: dict[st
     f.write(struct.pack("<Q", len(head)))
     f.write(head)
     for e in stored:
+        source = unchanged_source(e)
+        if source is not None:  # copied file to file by the kernel, never read into memory
+            copy_range(*source, f, getattr(f, "copied", None))
+            continue
         t = read_for_save(e)
         if tuple(t.shape) != tuple(e.shape) or t.dtype != e.dtype:
             raise UserError(f"{e.name}: the tensor changed shape or dtype while saving")

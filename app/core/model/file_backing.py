@@ -180,14 +180,24 @@ def _guarded_loader(ref, entry: TensorEntry, loader: Callable[[], torch.Tensor])
     """A lazy entry's loader that first checks the document's files (weak references: no cycle)."""
     entry_ref = weakref.ref(entry)
 
-    def load() -> torch.Tensor:
+    def check() -> None:
         doc, e = ref(), entry_ref()
         if doc is not None and e is not None:
             if e in doc._lost:
                 doc._refuse_changed(e.name, lost=True)
             if doc.files.paths and doc._at_risk():
                 doc._refuse_changed(e.name)
+
+    def load() -> torch.Tensor:
+        check()
         return loader()
+
+    source = getattr(loader, "source", None)
+    if source is not None:  # a save copying the bytes file to file checks the file first too
+        def guarded_source():
+            check()
+            return source()
+        load.source = guarded_source  # type: ignore[attr-defined]
     return load
 
 
