@@ -62,11 +62,7 @@ class MappedFile:
         self.size = os.fstat(self._fd).st_size
         self._map: mmap.mmap | None = None
         if map and self.size:
-            try:
-                self._map = mmap.mmap(self._fd, 0, flags=mmap.MAP_PRIVATE | MAP_NORESERVE,
-                                      prot=mmap.PROT_READ | mmap.PROT_WRITE)
-            except (OSError, ValueError, OverflowError):
-                self._map = None
+            self._map = _map_copy_on_write(self._fd)
 
     @property
     def mapped(self) -> bool:
@@ -96,7 +92,12 @@ class MappedFile:
         view = memoryview(out).cast("B")
         done = 0
         while done < len(view):
-            n = os.preadv(self._fd, [view[done:done + _CHUNK]], offset + done)
+            part = view[done:done + _CHUNK]
+            if hasattr(os, "preadv"):
+                n = os.preadv(self._fd, [part], offset + done)
+            else:  # Windows: no positional reads
+                os.lseek(self._fd, offset + done, os.SEEK_SET)
+                n = os.readv(self._fd, [part]) if hasattr(os, "readv") else _read_into(self._fd, part)
             if n <= 0:
                 raise EOFError(f"{self.path} ends before its data does")
             done += n
@@ -115,3 +116,21 @@ class MappedFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _map_copy_on_write(fd: int) -> mmap.mmap | None:
+    """The whole file, private and writable, not charged against the commit limit; None where
+    the system refuses (the tensors are then read)."""
+    try:
+        if hasattr(mmap, "MAP_PRIVATE"):
+            return mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE | MAP_NORESERVE,
+                             prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)  # Windows
+    except (OSError, ValueError, OverflowError, TypeError):
+        return None
+
+
+def _read_into(fd: int, view: memoryview) -> int:
+    data = os.read(fd, len(view))
+    view[:len(data)] = data
+    return len(data)
