@@ -229,3 +229,20 @@ def test_cli_inspects_and_edits_a_file_larger_than_memory(tmp_path):
     back = load_document(str(out))
     assert torch.equal(back.tensor("small.weight"), torch.arange(16.0).reshape(4, 4) * 2)
     assert torch.equal(back.tensor("tail.bias"), torch.arange(8.0))
+
+
+def test_copied_bytes_keep_their_place_within_a_page(tmp_path):
+    tensors = {f"t{i}": torch.randn(3000 + i) for i in range(4)}
+    src = str(tmp_path / "src.safetensors")
+    save_file(tensors, src)
+    doc = load_document(src)
+    with torch.no_grad():
+        doc.tensor("t0").zero_()  # written, then the others copied
+    out = str(tmp_path / "out.safetensors")
+    save_document(doc, out)
+    from app.core.formats.safetensors_file import read_header_at
+    (hs, ss), (ho, so) = read_header_at(src), read_header_at(out)
+    assert (so + ho["t1"]["data_offsets"][0]) % 4096 == (ss + hs["t1"]["data_offsets"][0]) % 4096
+    assert so % 8 == 0
+    back = load_file(out)
+    assert torch.equal(back["t1"], tensors["t1"]) and torch.equal(back["t0"], torch.zeros(3000))

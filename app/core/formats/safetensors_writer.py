@@ -17,6 +17,7 @@ from .safetensors_file import ALIASES_KEY, CODES, ORDER_KEY
 from .stream_copy import copy_range
 
 CHUNK = 64 * 1024 * 1024
+PAGE = 4096
 
 
 def plan(entries: list[TensorEntry]) -> tuple[list[TensorEntry], dict[str, str]]:
@@ -76,6 +77,17 @@ def unchanged_source(e: TensorEntry) -> tuple[int, int, int] | None:
     return found if found is not None and found[2] == e.nbytes else None
 
 
+def _alignment_padding(stored: list[TensorEntry], sources: list, head_len: int) -> int:
+    """Spaces to add to the header so that copied bytes sit at the same offset within a page as
+    in the file they come from: the kernel then copies whole pages (about 1.5x faster)."""
+    first = next((i for i, s in enumerate(sources) if s is not None), None)
+    if first is None:
+        return 0
+    at = 8 + head_len + sum(e.nbytes for e in stored[:first])
+    pad = (sources[first][1] - at) % PAGE
+    return pad if pad % 8 == 0 else 0  # the data stays 8-byte aligned, as safetensors writes it
+
+
 def write_tensor(f: BinaryIO, t: torch.Tensor) -> None:
     t = t.detach()
     if t.device.type != "cpu":
@@ -97,10 +109,11 @@ def write_safetensors(f: BinaryIO, entries: list[TensorEntry], metadata: dict[st
     else:
         stored = entries
     head = header_bytes(stored, paramedit_metadata(metadata, names, aliases or {}))
+    sources = [unchanged_source(e) for e in stored]
+    head += b" " * _alignment_padding(stored, sources, len(head))
     f.write(struct.pack("<Q", len(head)))
     f.write(head)
-    for e in stored:
-        source = unchanged_source(e)
+    for e, source in zip(stored, sources):
         if source is not None:  # copied file to file by the kernel, never read into memory
             copy_range(*source, f, getattr(f, "copied", None))
             continue
