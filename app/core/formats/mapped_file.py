@@ -14,6 +14,7 @@ import mmap
 import os
 import sys
 import warnings
+import weakref
 
 import numpy as np
 import torch
@@ -59,6 +60,7 @@ class MappedFile:
     def __init__(self, path: str, map: bool = True):
         self.path = path
         self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._closer = weakref.finalize(self, os.close, self._fd)  # a document never closed
         self.size = os.fstat(self._fd).st_size
         self._map: mmap.mmap | None = None
         if map and self.size:
@@ -114,7 +116,7 @@ class MappedFile:
                 pass
             self._map = None
         if self._fd >= 0:
-            os.close(self._fd)
+            self._closer()
             self._fd = -1
 
 
