@@ -246,3 +246,17 @@ def test_copied_bytes_keep_their_place_within_a_page(tmp_path):
     assert so % 8 == 0
     back = load_file(out)
     assert torch.equal(back["t1"], tensors["t1"]) and torch.equal(back["t0"], torch.zeros(3000))
+
+
+def test_the_windows_path_opens_and_shows_a_tensor_of_a_file_larger_than_memory(tmp_path):
+    from app.core.loading.open import open_document
+    path = sparse_safetensors(tmp_path / "big.safetensors")
+    before = rss_mib()
+    doc = open_document(path)  # what the window's open worker calls
+    small, tail = doc.entry("small.weight"), doc.entry("tail.bias")
+    shown = doc.read_private([small])  # what selecting a tensor does
+    assert torch.equal(shown[0], torch.arange(16.0).reshape(4, 4)) and doc.is_private([small])
+    doc.read_private([tail])
+    assert doc.is_private([tail]) and torch.equal(tail.tensor(), torch.arange(8.0))
+    assert rss_mib() - before < 256
+    doc.close()
