@@ -66,3 +66,11 @@ def test_nothing_is_released_once_the_file_changed_on_disk(doc):
         f.write(b"x")
     doc.release_shown()
     assert not doc.file_backed(a)
+
+
+def test_a_tensor_too_big_to_copy_is_shown_from_the_file(doc, monkeypatch):
+    from app.core.model import file_backing
+    monkeypatch.setattr(file_backing, "_COPY_LIMIT", 1024)
+    big, small = doc.entry("a.weight"), doc.entry("c.weight")  # 8 KiB and 40 bytes
+    out = doc.read_private([big, small])
+    assert doc.file_backed(out[0]) and not doc.file_backed(out[1])

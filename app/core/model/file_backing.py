@@ -116,7 +116,8 @@ class FileBacking:
         if threading.current_thread() is threading.main_thread():
             # never under a tensor the GUI thread may be reading: workers only add copies
             self.release_shown(keep=entries)
-        self.privatize(entries, shown=True)
+        # a tensor too big to copy is shown from the file (the guard still checks it first)
+        self.privatize([e for e in entries if e.nbytes <= copy_limit()], shown=True)
         return out
 
     def release_shown(self, keep: Iterable[TensorEntry] = ()) -> int:
@@ -218,6 +219,21 @@ class FileBacking:
         any more). A save elsewhere changes nothing: the data still maps the old file."""
         if os.path.abspath(written) in self.files.stamps:
             self.files = FileStamps(source_files(written))
+
+
+def copy_limit() -> int:
+    """The largest tensor ``read_private`` copies: a quarter of the machine's memory (a
+    checkpoint may hold one tensor larger than all of it)."""
+    global _COPY_LIMIT
+    if _COPY_LIMIT is None:
+        try:
+            _COPY_LIMIT = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+        except (AttributeError, ValueError, OSError):
+            _COPY_LIMIT = 4 * 1024 ** 3
+    return _COPY_LIMIT
+
+
+_COPY_LIMIT: int | None = None
 
 
 def _never() -> torch.Tensor:
