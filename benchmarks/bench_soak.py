@@ -5,7 +5,7 @@ save — printing RSS growth and the longest GUI-thread stall (a 5 ms QTimer pro
 Targets: RSS growth after warm-up <= 4x the checkpoint + 64 MiB; longest stall <= 100 ms;
 no unexpected error; no old document alive. Prints PASS/FAIL per figure; exits 0 (a report).
 
-    python benchmarks/bench_soak.py [--minutes 2] [--seed 0] [--width 512]
+    python benchmarks/bench_soak.py [--minutes 2 | --steps 400] [--seed 0] [--width 512]
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=2.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--width", type=int, default=512, help="MLP width: the checkpoint's size")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="a fixed number of actions instead of --minutes (runs compare alike)")
     args = ap.parse_args()
     from app.qt.launch import application
     app = application()
@@ -47,7 +49,10 @@ def main() -> None:
         probe = StallProbe()
         soak.probe = probe
         probe.start()
-        soak.run(seconds=args.minutes * 60)
+        if args.steps:
+            soak.run(steps=args.steps)
+        else:
+            soak.run(seconds=args.minutes * 60)
         probe.stop()
         for _ in range(3):
             soak.reopen()

@@ -12,8 +12,8 @@ import struct
 from typing import Callable
 
 import torch
-from safetensors import safe_open
 
+from .mapped_file import MappedFile, RangeLoader
 from ..model.document import Document
 from ..errors import CheckpointError
 from ..model.tensor_entry import TensorEntry
@@ -23,6 +23,8 @@ ALIASES_KEY = "paramedit.aliases"
 ORDER_KEY = "paramedit.order"
 #: a file's metadata may name at most this many aliases per stored tensor
 MAX_ALIASES_PER_TENSOR = 64
+#: the safetensors library refuses longer headers too (a hostile length would be read whole)
+MAX_HEADER_BYTES = 100_000_000
 
 DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -35,7 +37,12 @@ CODES = {v: k for k, v in DTYPES.items()}
 
 
 def read_header(path: str) -> dict:
-    """The JSON header, in its own key order; raises CheckpointError for a broken file.
+    """The JSON header, in its own key order; raises CheckpointError for a broken file."""
+    return read_header_at(path)[0]
+
+
+def read_header_at(path: str) -> tuple[dict, int]:
+    """The JSON header and where the data starts (its byte offset in the file).
 
     Everything the header says is checked before any of it is used: each tensor is an object
     with a known dtype, a shape of non-negative integers and ``data_offsets`` of two integers
@@ -49,6 +56,9 @@ def read_header(path: str) -> dict:
         (n,) = struct.unpack("<Q", raw)
         if n > size - 8:
             raise CheckpointError(f"{path} is truncated: its header says {n} bytes, the file has {size}")
+        if n > MAX_HEADER_BYTES:
+            raise CheckpointError(f"{path} has a corrupt safetensors header: {n} bytes long, "
+                                  f"more than the {MAX_HEADER_BYTES} safetensors allows")
         try:
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -66,7 +76,24 @@ def read_header(path: str) -> dict:
                                       "must map strings to strings")
             continue
         _check_tensor(path, name, info, data_len)
-    return header
+    _check_layout(path, header, data_len)
+    return header, 8 + n
+
+
+def _check_layout(path: str, header: dict, data_len: int) -> None:
+    """The tensors' byte ranges follow one another without gap or overlap and end with the
+    data, as the safetensors library requires: no two names can share (hidden) bytes."""
+    end = 0
+    for name, info in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                             key=lambda kv: tuple(kv[1]["data_offsets"])):
+        begin, stop = info["data_offsets"]
+        if begin != end:
+            raise CheckpointError(f"{path} has a corrupt safetensors header: tensor {name!r} "
+                                  f"starts at byte {begin}, not {end} (overlapping or gapped data)")
+        end = stop
+    if end != data_len:
+        raise CheckpointError(f"{path} has a corrupt safetensors header: its tensors hold {end} "
+                              f"bytes, the file has {data_len} after the header")
 
 
 def _check_tensor(path: str, name: str, info, data_len: int) -> None:
@@ -99,21 +126,17 @@ def _is_int(x) -> bool:
 
 def open_entries(path: str) -> tuple[list[TensorEntry], dict[str, str], Callable[[], None]]:
     """Lazy entries of one file, its metadata, and a function closing the file handle."""
-    header = read_header(path)
+    header, start = read_header_at(path)
     metadata = dict(header.pop("__metadata__", None) or {})
-    try:
-        handle = safe_open(path, framework="pt", device="cpu")
-    except Exception as exc:
-        raise CheckpointError(f"{path} cannot be opened as safetensors: {exc}") from None
-    entries = [
-        TensorEntry.lazy(name, info["shape"], DTYPES[info["dtype"]],
-                         (lambda n=name: handle.get_tensor(n)))
-        for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])
-    ]
-    def close() -> None:
-        handle.__exit__(None, None, None)
+    handle = MappedFile(path)  # one mapping, never charged the file's size (see mapped_file)
 
-    return entries, metadata, close
+    def loader(info: dict) -> RangeLoader:
+        begin, end = info["data_offsets"]
+        return RangeLoader(handle, start + begin, end - begin, DTYPES[info["dtype"]], info["shape"])
+
+    entries = [TensorEntry.lazy(name, info["shape"], DTYPES[info["dtype"]], loader(info))
+               for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])]
+    return entries, metadata, handle.close
 
 
 def restore_aliases(entries: list[TensorEntry], metadata: dict[str, str]) -> list[TensorEntry]:

@@ -14,8 +14,10 @@ import torch
 from ..errors import UserError
 from ..model.tensor_entry import TensorEntry
 from .safetensors_file import ALIASES_KEY, CODES, ORDER_KEY
+from .stream_copy import copy_range
 
 CHUNK = 64 * 1024 * 1024
+PAGE = 4096
 
 
 def plan(entries: list[TensorEntry]) -> tuple[list[TensorEntry], dict[str, str]]:
@@ -65,6 +67,27 @@ def read_for_save(e: TensorEntry) -> torch.Tensor:
     return e._loader()
 
 
+def unchanged_source(e: TensorEntry) -> tuple[int, int, int] | None:
+    """``(descriptor, offset, nbytes)`` of a never-read entry's bytes in the file it was opened
+    from (they cannot have changed: edits read the tensor first); None otherwise."""
+    if e.is_loaded or e._loader is None:
+        return None
+    source = getattr(e._loader, "source", None)
+    found = source() if source is not None else None
+    return found if found is not None and found[2] == e.nbytes else None
+
+
+def _alignment_padding(stored: list[TensorEntry], sources: list, head_len: int) -> int:
+    """Spaces to add to the header so that copied bytes sit at the same offset within a page as
+    in the file they come from: the kernel then copies whole pages (about 1.5x faster)."""
+    first = next((i for i, s in enumerate(sources) if s is not None), None)
+    if first is None:
+        return 0
+    at = 8 + head_len + sum(e.nbytes for e in stored[:first])
+    pad = (sources[first][1] - at) % PAGE
+    return pad if pad % 8 == 0 else 0  # the data stays 8-byte aligned, as safetensors writes it
+
+
 def write_tensor(f: BinaryIO, t: torch.Tensor) -> None:
     t = t.detach()
     if t.device.type != "cpu":
@@ -86,9 +109,14 @@ def write_safetensors(f: BinaryIO, entries: list[TensorEntry], metadata: dict[st
     else:
         stored = entries
     head = header_bytes(stored, paramedit_metadata(metadata, names, aliases or {}))
+    sources = [unchanged_source(e) for e in stored]
+    head += b" " * _alignment_padding(stored, sources, len(head))
     f.write(struct.pack("<Q", len(head)))
     f.write(head)
-    for e in stored:
+    for e, source in zip(stored, sources):
+        if source is not None:  # copied file to file by the kernel, never read into memory
+            copy_range(*source, f, getattr(f, "copied", None))
+            continue
         t = read_for_save(e)
         if tuple(t.shape) != tuple(e.shape) or t.dtype != e.dtype:
             raise UserError(f"{e.name}: the tensor changed shape or dtype while saving")

@@ -210,6 +210,16 @@ class _Progress:
             self._progress(min(self.done, self._total), self._total)
         return n
 
+    def copied(self, n: int) -> None:
+        """``n`` bytes were copied into the file beside ``write`` (``stream_copy``): the same
+        progress and cancel as for bytes written."""
+        if self.was_cancelled or (self._cancelled is not None and self._cancelled()):
+            self.was_cancelled = True
+            raise Cancelled("save cancelled")
+        self.done += n
+        if self._progress is not None:
+            self._progress(min(self.done, self._total), self._total)
+
     def flush(self) -> None:
         try:
             self._f.flush()

@@ -18,6 +18,7 @@ import threading
 import zipfile
 
 import torch
+from torch import _weights_only_unpickler as _wo
 
 from ..model.document import Document
 from ..errors import CheckpointError, UnsafePickleError, first_line as _first_line
@@ -82,10 +83,27 @@ def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document
         unsafe = unsafe_globals(path)  # zip and legacy pickles alike, nothing executed
         if unsafe:
             raise UnsafePickleError(path, unsafe)
-        obj = _load_weights_only(path, legacy)
+        mapped = _load_legacy_mapped(path) if legacy else None
+        obj, closers = mapped if mapped is not None else (_load_weights_only(path, legacy), [])
     if isinstance(obj, torch.nn.Module):
-        return Document.from_module(obj, path=path, fmt="torch")
-    return Document.from_object(obj, path=path, fmt="torch")
+        return Document.from_module(obj, path=path, fmt="torch", closers=closers)
+    return Document.from_object(obj, path=path, fmt="torch", closers=closers)
+
+
+def _load_legacy_mapped(path: str):
+    """``(object, closers)`` of a legacy pickle whose storages view the file (``legacy_mapped``);
+    None when it cannot be read that way: ``torch.load`` then reads it, and says what is wrong."""
+    from .legacy_mapped import load_legacy_mapped
+    factories = (lambda f: _wo.Unpickler(f, encoding="utf-8"),
+                 lambda f: restricted_pickle.Unpickler(f, encoding="utf-8"))
+    for make in factories:
+        try:
+            obj, close = load_legacy_mapped(path, make)
+            torch._utils._validate_loaded_sparse_tensors()
+            return obj, [close]
+        except Exception:  # noqa: BLE001  (any refusal or oddity: the next reader, then torch's)
+            torch._utils._sparse_tensors_to_validate.clear()
+    return None
 
 
 def _load_weights_only(path: str, legacy: bool):

@@ -3,6 +3,7 @@ what was read, and working on without the files once they changed on disk (see f
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from typing import Callable, Iterable
 
@@ -29,6 +30,9 @@ class FileBacking:
         #: a file was rewritten in place while open: what it still maps is not to be read
         self._damaged = False
         self._lost: weakref.WeakSet[TensorEntry] = weakref.WeakSet()
+        #: private copies made only to be shown: {copy's address: (file storage, tensors'
+        #: versions)}; released (the tensors view the file again) once no longer read, if unedited
+        self._shown_copies: dict[int, tuple[torch.UntypedStorage, list]] = {}
         # Without /proc/self/maps: what a checkpoint had loaded at open is what the file backs
         # (a model's own tensors never are: a state_dict was copied into them).
         self._open_ptrs = ({_storage_ptr(e.tensor()) for e in self.tensors.values()
@@ -97,7 +101,11 @@ class FileBacking:
 
     def read_private(self, entries: Iterable[TensorEntry], cancelled=None) -> list[torch.Tensor]:
         """Read ``entries`` into private memory (copies of what the file maps), so that what was
-        read and edited survives the file being rewritten. Refuses when the file changed."""
+        read and edited survives the file being rewritten. Refuses when the file changed.
+
+        The copies made by an earlier call for other entries are released when their tensors
+        were not changed since (``release_shown``): what was only looked at costs no memory.
+        """
         entries = list(entries)
         out = []
         for e in entries:
@@ -105,8 +113,40 @@ class FileBacking:
                 raise Cancelled()
             self.guard(e)
             out.append(e.tensor())
-        self.privatize(entries)
+        if threading.current_thread() is threading.main_thread():
+            # never under a tensor the GUI thread may be reading: workers only add copies
+            self.release_shown(keep=entries)
+        # a tensor too big to copy is shown from the file (the guard still checks it first)
+        self.privatize([e for e in entries if e.nbytes <= copy_limit()], shown=True)
         return out
+
+    def release_shown(self, keep: Iterable[TensorEntry] = ()) -> int:
+        """Let tensors copied only to be shown view their file again, unless they were changed
+        in place since (their version counters moved: an edit, an undo), are among ``keep``, or
+        the file changed on disk. Each tensor object stays the same. Returns bytes released."""
+        if not self._shown_copies:
+            return 0
+        keep_ptrs = {_storage_ptr(e.tensor()) for e in keep if e.is_loaded}
+        at_risk = self._at_risk()
+        by_ptr: dict[int, list[torch.Tensor]] = {}
+        for e in self.tensors.values():
+            if e.is_loaded:
+                t = e.tensor()
+                by_ptr.setdefault(_storage_ptr(t), []).append(t)
+        released = 0
+        for ptr, (original, versions) in list(self._shown_copies.items()):
+            if ptr in keep_ptrs:
+                continue
+            del self._shown_copies[ptr]
+            tensors = by_ptr.get(ptr, [])
+            now = sorted({(id(t), t._version) for t in tensors})
+            if at_risk or not tensors or now != versions:
+                continue  # edited (or gone, or the file is not to be read): the copy stays
+            with torch.no_grad():
+                for t in tensors:
+                    t.set_(original, t.storage_offset(), t.shape, t.stride())
+            released += original.nbytes()
+        return released
 
     def is_private(self, entries: Iterable[TensorEntry]) -> bool:
         """Whether every entry is read and none is still backed by the document's files."""
@@ -118,11 +158,13 @@ class FileBacking:
         ranges = self._mapped_ranges()
         return not any(self.file_backed(e.tensor(), ranges) for e in entries)
 
-    def privatize(self, entries: Iterable[TensorEntry]) -> int:
+    def privatize(self, entries: Iterable[TensorEntry], shown: bool = False) -> int:
         """Move the file-backed storages of ``entries`` (and of every tensor sharing them) to
-        private memory, in place: each tensor object stays the same. Returns bytes copied."""
+        private memory, in place: each tensor object stays the same. Returns bytes copied.
+        ``shown``: the copies are only to be shown, and may be released (``release_shown``)."""
         if not self.files.paths:
             return 0
+        entries = list(entries)
         ranges = self._mapped_ranges()
         storages = {}
         for e in entries:
@@ -134,6 +176,7 @@ class FileBacking:
         if self._at_risk():
             self._refuse_changed(next(iter(entries)).name)
         copies = {ptr: s.clone() for ptr, s in storages.items()}
+        moved: dict[int, list[torch.Tensor]] = {}
         with torch.no_grad():
             for e in self.tensors.values():
                 if not e.is_loaded:
@@ -142,6 +185,12 @@ class FileBacking:
                 new = copies.get(_storage_ptr(t))
                 if new is not None:
                     t.set_(new, t.storage_offset(), t.shape, t.stride())
+                    moved.setdefault(new.data_ptr(), []).append(t)
+        if shown:
+            for ptr, s in storages.items():
+                new_ptr = copies[ptr].data_ptr()
+                self._shown_copies[new_ptr] = (s, sorted({(id(t), t._version)
+                                                          for t in moved.get(new_ptr, [])}))
         return sum(s.nbytes() for s in copies.values())
 
     def detach_from_files(self) -> list[str]:
@@ -172,6 +221,21 @@ class FileBacking:
             self.files = FileStamps(source_files(written))
 
 
+def copy_limit() -> int:
+    """The largest tensor ``read_private`` copies: a quarter of the machine's memory (a
+    checkpoint may hold one tensor larger than all of it)."""
+    global _COPY_LIMIT
+    if _COPY_LIMIT is None:
+        try:
+            _COPY_LIMIT = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+        except (AttributeError, ValueError, OSError):
+            _COPY_LIMIT = 4 * 1024 ** 3
+    return _COPY_LIMIT
+
+
+_COPY_LIMIT: int | None = None
+
+
 def _never() -> torch.Tensor:
     raise AssertionError("unreachable: the guard refuses first")
 
@@ -180,14 +244,24 @@ def _guarded_loader(ref, entry: TensorEntry, loader: Callable[[], torch.Tensor])
     """A lazy entry's loader that first checks the document's files (weak references: no cycle)."""
     entry_ref = weakref.ref(entry)
 
-    def load() -> torch.Tensor:
+    def check() -> None:
         doc, e = ref(), entry_ref()
         if doc is not None and e is not None:
             if e in doc._lost:
                 doc._refuse_changed(e.name, lost=True)
             if doc.files.paths and doc._at_risk():
                 doc._refuse_changed(e.name)
+
+    def load() -> torch.Tensor:
+        check()
         return loader()
+
+    source = getattr(loader, "source", None)
+    if source is not None:  # a save copying the bytes file to file checks the file first too
+        def guarded_source():
+            check()
+            return source()
+        load.source = guarded_source  # type: ignore[attr-defined]
     return load
 
 
