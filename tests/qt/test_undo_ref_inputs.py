@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from app.__main__ import main
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 from tests.qt.driving import click_ok
 from tests.qt.test_expr_ref_window import _expression_dialog
 from tests.qt.test_recipe_gui import export_recipe
