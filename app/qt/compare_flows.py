@@ -34,8 +34,10 @@ class CompareFlows(QObject):
     Parameters
     ----------
     views
-        The window's views (``window_views.Views``): tree, grid, statistics, and the window as
-        the parent of dialogs and actions (its menu bar, status bar, public methods).
+        The window's views (``window_views.Views``): ``views.tree`` (the Change column,
+        sorting, filtering), ``views.grid`` and ``views.stats`` (through ``CompareViews``);
+        ``views.window``: the File menu, a tool bar, the status bar, ``fit_docks``,
+        ``select_name``, ``dialog_folder``, ``dropped_path`` (Shift+drop).
     controller
         The document and the selection.
     edit_flows

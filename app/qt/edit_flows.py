@@ -104,8 +104,10 @@ class EditFlows(QObject):
     Parameters
     ----------
     views
-        The window's views (``window_views.Views``): tree, grid, statistics, and the window as
-        the parent of dialogs and actions (its menu bar, status bar, public methods).
+        The window's views (``window_views.Views``): ``views.tree`` (marks, context menu),
+        ``views.grid`` (cell edits), ``views.stats`` (refreshed after an edit);
+        ``views.window``: the Edit actions, ``select_name``, ``update_summary``,
+        ``dialog_folder``, the dialogs' parent (``EditBusy`` blocks it while an edit runs).
     controller
         The open document, the selection and ``edits`` (the ``EditStack``).
     prompts

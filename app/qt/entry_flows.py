@@ -27,8 +27,8 @@ class EntryFlows(QObject):
     Parameters
     ----------
     views
-        The window's views (``window_views.Views``): tree, grid, statistics, and the window as
-        the parent of dialogs and actions (its menu bar, status bar, public methods).
+        The window's views (``window_views.Views``): ``views.tree`` (double-click);
+        ``views.window``: the File menu, ``select_name``, the dialogs' parent.
     controller
         The document and the selection.
     edit_flows

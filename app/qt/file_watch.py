@@ -22,8 +22,8 @@ class FileWatch(QObject):
     Parameters
     ----------
     views
-        The window's views (``window_views.Views``): tree, grid, statistics, and the window as
-        the parent of dialogs and actions (its menu bar, status bar, public methods).
+        The window's views (``window_views.Views``): ``views.tree``, whose notes mark
+        tensors that became unavailable.
     saving
         ``saving()``: a save of ours is running (its own writes are not news).
     controller, prompts, status

@@ -30,8 +30,8 @@ class OpenFlows(QObject):
     Parameters
     ----------
     views
-        The window's views (``window_views.Views``): tree, grid, statistics, and the window as
-        the parent of dialogs and actions (its menu bar, status bar, public methods).
+        The window's views (``window_views.Views``): ``views.tree`` (the marks it sets);
+        ``views.window``: ``open_path``, the dialogs' parent.
     controller
         The document and loading.
     prompts

@@ -37,8 +37,9 @@ class ParamFlows(OwnershipActions, QObject):
     Parameters
     ----------
     views
-        The window's views (``window_views.Views``): tree, grid, statistics, and the window as
-        the parent of dialogs and actions (its menu bar, status bar, public methods).
+        The window's views (``window_views.Views``): ``views.tree``, ``views.grid``,
+        ``views.stats`` (gradients shown in them); ``views.window``: the menu bar, status
+        bar, ``fit_docks``, ``select_name``.
     controller
         The document and the selection; ``controller.edits`` is the ``EditStack``.
     edit_flows

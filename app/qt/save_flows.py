@@ -82,8 +82,10 @@ class SaveFlows(QObject):
     Parameters
     ----------
     views
-        The window's views (``window_views.Views``): tree, grid, statistics, and the window as
-        the parent of dialogs and actions (its menu bar, status bar, public methods).
+        The window's views (``window_views.Views``): ``views.tree`` and ``views.grid``
+        (disabled while writing); ``views.window``: the Save / Undo / Open actions,
+        ``set_busy`` (progress and Cancel), ``update_title``, ``update_summary``,
+        ``dialog_folder``.
     controller
         The open document and its ``EditStack``.
     edit_flows

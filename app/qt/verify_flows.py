@@ -60,8 +60,8 @@ class VerifyFlows(QObject):
     Parameters
     ----------
     views
-        The window's views (``window_views.Views``): tree, grid, statistics, and the window as
-        the parent of dialogs and actions (its menu bar, status bar, public methods).
+        The window's views (``window_views.Views``): ``views.tree`` (the marks it sets);
+        ``views.window``: the status bar its progress sits in, the warning's parent.
     controller, prompts, status
         The document; (unused: the warning is a non-modal notice of its own); transient messages.
     """
