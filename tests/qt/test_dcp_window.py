@@ -13,7 +13,7 @@ from app.core.formats.save import DCP, SAFETENSORS, TORCH
 from app.qt.controller import openable_path
 from app.qt.save_flows import DCP_FILTER, SAFETENSORS_FILTER, format_from_choice, save_as_filters
 from tests.dcp_make import write_chunked
-from tests.qt.conftest import drop, mime_for, tree_rows, wait_for_document
+from tests.helpers.qt import drop, mime_for, tree_rows, wait_for_document
 
 
 @pytest.fixture

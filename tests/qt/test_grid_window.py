@@ -8,7 +8,7 @@ from PySide6.QtGui import QDragLeaveEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from app.core.model.document import Document
-from tests.qt.conftest import drag_enter, drop, mime_for, wait_for_document
+from tests.helpers.qt import drag_enter, drop, mime_for, wait_for_document
 
 
 def test_dragging_a_checkpoint_over_the_window_highlights_it(qtbot, demo_window, tied_file):

@@ -7,7 +7,7 @@ from app.core.formats import load_document
 from app.core.formats.save import HF_FOLDER, save_document
 from app.qt.save_flows import HF_FILTER, format_from_choice, save_as_filters
 from tests.core.test_hf_folder import model_folder  # noqa: F401  (fixture)
-from tests.qt.conftest import drop, mime_for, tree_rows, wait_for_document
+from tests.helpers.qt import drop, mime_for, tree_rows, wait_for_document
 
 
 def test_a_dropped_model_folder_shows_its_config_in_the_tree(qtbot, window, model_folder):  # noqa: F811
