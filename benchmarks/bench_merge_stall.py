@@ -70,7 +70,7 @@ def bench(app, mb: int, folder: str) -> dict[str, dict[str, list[float]]]:
         win.controller.undo_stack.setClean()
         win.close()
         win.deleteLater()
-        del doc, win, edits, flows
+        del doc, win, edits
         app.processEvents()
     os.remove(ref)
     return results
