@@ -1,6 +1,7 @@
 """Acting on a comparison: transplant the selected tensor or subtree from the reference, or
-interpolate with it. Both push one undoable core edit through the window's edit flows, recorded
-with the reference as a recipe input ("ref", "ref2", ... when several references were used).
+interpolate with it. Both submit one undoable core edit through the window's edit flows
+(``EditFlows.submit``: a big one runs on a worker, the window blocked meanwhile), recorded with the
+reference as a recipe input ("ref", "ref2", ... when several references were used).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def transplant_selection(flows) -> str | None:
         return None
     from ..core.compare.merge import TransplantEdit, plan_transplant
     doc = flows.controller.document
-    names = transplant_names(flows.result, flows.window.tree_panel.current_node())
+    names = transplant_names(flows.result, flows.views.tree.current_node())
     copy, add, refused = plan_transplant(doc, flows.reference, names)
     why = "; ".join(f"{n}: {r}" for n, r in refused[:3]) + (
         f" (and {len(refused) - 3} more)" if len(refused) > 3 else "")
@@ -44,13 +45,10 @@ def transplant_selection(flows) -> str | None:
         return why
     edit = TransplantEdit(flows.reference, [s for _t, s in copy + add], input_name(flows),
                           flows.reference_path)
-    error = flows.edit_flows._push(edit)
-    if error is not None:
-        flows.status(f"Not transplanted: {error}", 15000)
-        return str(error)
     text = f"Transplanted {len(copy)} tensor(s) in place, added {len(add)}"
-    flows.status(text + (f"; refused {why}" if why else ""), 15000)
-    return why
+    error = _submit(flows, edit, "Not transplanted", text + (f"; refused {why}" if why else ""),
+                    15000)
+    return error if error is not None else why
 
 
 def interpolate(flows, t: float) -> str | None:
@@ -68,10 +66,20 @@ def interpolate(flows, t: float) -> str | None:
     name = input_name(flows)
     edit = LinearMergeEdit({name: flows.reference}, [1.0 - t, t], names, doc,
                            paths={name: flows.reference_path})
-    error = flows.edit_flows._push(edit)
-    if error is not None:
-        flows.status(f"Not interpolated: {error}", 15000)
-        return str(error)
-    flows.status(
-        f"Interpolated {len(names)} tensors with the reference (t = {t:g})", 8000)
-    return None
+    return _submit(flows, edit, "Not interpolated",
+                   f"Interpolated {len(names)} tensors with the reference (t = {t:g})", 8000)
+
+
+def _submit(flows, edit, refused: str, applied: str, timeout: int) -> str | None:
+    """Submit ``edit``; say how it ended when it ends. Returns the error when it failed at
+    once (a big edit's later failure is only said)."""
+    errors: list[str] = []
+
+    def done(error) -> None:
+        if error is None:
+            flows.status(applied, timeout)
+        else:
+            errors.append(str(error))
+            flows.status(f"{refused}: {error}", 15000)
+    flows.edit_flows.submit(edit, done)
+    return errors[0] if errors else None

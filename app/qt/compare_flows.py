@@ -24,6 +24,7 @@ from .models.compare_columns import SORT_ROLE, ChangeColumn
 from .models.tree_model import HEADERS
 from .settings import remember_folder
 from .workers import Task
+from .window_views import Views
 
 
 
@@ -32,8 +33,11 @@ class CompareFlows(QObject):
 
     Parameters
     ----------
-    window
-        The tree, grid and histogram it shows the comparison in; its toolbar and status bar.
+    views
+        The window's views (``window_views.Views``): ``views.tree`` (the Change column,
+        sorting, filtering), ``views.grid`` and ``views.stats`` (through ``CompareViews``);
+        ``views.window``: the File menu, a tool bar, the status bar, ``fit_docks``,
+        ``select_name``, ``dialog_folder``, ``dropped_path`` (Shift+drop).
     controller
         The document and the selection.
     edit_flows
@@ -44,9 +48,10 @@ class CompareFlows(QObject):
         ``status(text, timeout_ms)``: a transient message.
     """
 
-    def __init__(self, window, *, controller, edit_flows, prompts, status):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views: Views, *, controller, edit_flows, prompts, status):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
         self.controller = controller
         self.edit_flows = edit_flows
         self.prompts = prompts
@@ -61,31 +66,31 @@ class CompareFlows(QObject):
         self._sort_order = Qt.DescendingOrder
         self.error_box: QMessageBox | None = None
 
-        self.actionCompare = QAction("Compare &With…", window)
+        self.actionCompare = QAction("Compare &With…", self.window)
         self.actionCompare.setObjectName("actionCompare")
         self.actionCompare.setToolTip("Open a reference checkpoint beside this one and compare "
                                       "them tensor by tensor (or Shift+drop a file)")
         self.actionCompare.triggered.connect(self.choose_reference)
-        self.actionCloseCompare = QAction("Close Comparison", window)
+        self.actionCloseCompare = QAction("Close Comparison", self.window)
         self.actionCloseCompare.setObjectName("actionCloseCompare")
         self.actionCloseCompare.triggered.connect(self.close_comparison)
-        self.actionTransplant = QAction("Transplant from Reference", window)
+        self.actionTransplant = QAction("Transplant from Reference", self.window)
         self.actionTransplant.setObjectName("actionTransplant")
         self.actionTransplant.setToolTip("Copy the selected tensor or subtree from the reference "
                                          "into this document (undoable, recorded)")
         self.actionTransplant.triggered.connect(self.transplant_selection)
-        menu = window.menuBar().actions()[0].menu()
-        menu.insertAction(window.actionSave, self.actionCompare)
-        menu.insertSeparator(window.actionSave)
+        menu = self.window.menuBar().actions()[0].menu()
+        menu.insertAction(self.window.actionSave, self.actionCompare)
+        menu.insertSeparator(self.window.actionSave)
         self._build_status_widgets()
         self._build_toolbar()
-        self.views = CompareViews(self)
+        self.compare_views = CompareViews(self)
         self._update_enabled()
 
         self.controller.documentChanged.connect(self._on_document_changed)
         self.controller.undo_stack.indexChanged.connect(self._on_edited)
-        window.tree_view.header().sectionClicked.connect(self._header_clicked)
-        window.installEventFilter(self)
+        views.tree.view.header().sectionClicked.connect(self._header_clicked)
+        self.window.installEventFilter(self)
 
     # -- construction -------------------------------------------------------------------------
     def _build_status_widgets(self) -> None:
@@ -189,7 +194,7 @@ class CompareFlows(QObject):
         had = self.result is not None
         self.result = self.column = None
         self.stale = False
-        self.views.overlay.setVisible(False)
+        self.compare_views.overlay.setVisible(False)
         if self.reference is not None:
             self.reference.close()
             self.reference = self.reference_path = None
@@ -197,11 +202,11 @@ class CompareFlows(QObject):
         self._update_enabled()
         if had:
             name = self._selected_name()
-            proxy = self.window.tree_panel.proxy
+            proxy = self.views.tree.proxy
             proxy.set_extra_filter(None)
             proxy.sort(-1)
-            self.window.tree_view.header().setSortIndicatorShown(False)
-            self.window.tree_model.set_extra_column(None)
+            self.views.tree.view.header().setSortIndicatorShown(False)
+            self.views.tree.model.set_extra_column(None)
             self._restore_tree(name)
 
     # -- task reports ---------------------------------------------------------------------------
@@ -228,8 +233,8 @@ class CompareFlows(QObject):
         self.column = ChangeColumn(res)
         self.stale = False
         name = self._selected_name()
-        self.window.tree_model.set_extra_column(self.column)
-        self.window.tree_panel.proxy.setSortRole(SORT_ROLE)
+        self.views.tree.model.set_extra_column(self.column)
+        self.views.tree.proxy.setSortRole(SORT_ROLE)
         self._filter_changed(self.only_changed.isChecked())
         self._restore_tree(name)
         self.toolbar.show()
@@ -278,22 +283,22 @@ class CompareFlows(QObject):
 
     # -- the tree -------------------------------------------------------------------------------
     def _selected_name(self) -> str | None:
-        node = self.window.tree_panel.current_node()
+        node = self.views.tree.current_node()
         return node.full_name if node is not None else None
 
     def _restore_tree(self, name: str | None) -> None:
-        self.window.tree_view.expandToDepth(0)
-        self.window.tree_panel.fit_columns()
-        self.window._fit_docks()  # room for the Change column
+        self.views.tree.view.expandToDepth(0)
+        self.views.tree.fit_columns()
+        self.window.fit_docks()  # room for the Change column
         if name is not None:
             self.window.select_name(name)
 
     def _filter_changed(self, only: bool) -> None:
         column = self.column
-        self.window.tree_panel.proxy.set_extra_filter(
+        self.views.tree.proxy.set_extra_filter(
             column.is_different if (only and column is not None) else None)
         if only:
-            self.window.tree_view.expandAll()
+            self.views.tree.view.expandAll()
 
     def sort_by_change(self, order=Qt.DescendingOrder) -> None:
         """Largest change first (or last); modules by the largest change below them."""
@@ -301,8 +306,8 @@ class CompareFlows(QObject):
             return
         col = len(HEADERS)
         self._sort_order = order
-        self.window.tree_panel.proxy.sort(col, order)
-        header = self.window.tree_view.header()
+        self.views.tree.proxy.sort(col, order)
+        header = self.views.tree.view.header()
         header.setSortIndicatorShown(True)
         header.setSortIndicator(col, order)
 
@@ -326,7 +331,7 @@ class CompareFlows(QObject):
     # -- grid and histogram (CompareViews does the work) ---------------------------------------
     @property
     def overlay(self):
-        return self.views.overlay
+        return self.compare_views.overlay
 
     @property
     def mode(self) -> int:

@@ -23,7 +23,7 @@ class CompareViews(QObject):
     def __init__(self, flows):
         super().__init__(flows)
         self.flows = flows
-        self.window = flows.window
+        self.views = flows.views
         self.controller = flows.controller
         self._current: tuple[str, torch.Tensor] | None = None
         self._view_task: Task | None = None
@@ -33,7 +33,7 @@ class CompareViews(QObject):
         self.controller.tensorSelected.connect(self._on_tensor_selected)
         self.controller.moduleSelected.connect(self._on_other_selected)
         self.controller.selectionCleared.connect(self._on_other_selected)
-        self.window.stats_panel.statsReady.connect(self._on_stats_ready)
+        self.views.stats.statsReady.connect(self._on_stats_ready)
 
     @property
     def result(self):
@@ -54,7 +54,7 @@ class CompareViews(QObject):
         self._running.discard(task)
 
     def _build_overlay(self) -> None:
-        item = self.window.stats_panel.histogram.item
+        item = self.views.stats.histogram.item
         self.overlay = pg.PlotDataItem(np.array([0.0, 1.0]), np.array([0.0]), stepMode="center",
                                        pen=pg.mkPen(OVERLAY_PEN, width=2), name="reference")
         self.overlay.setVisible(False)
@@ -106,12 +106,12 @@ class CompareViews(QObject):
                 or mode != self.mode:
             return
         self._view_task = None
-        view = self.window.tensor_view
+        view = self.views.grid
         view.show_tensor(label, t)
         view.model.cell_editor = None  # the reference and the difference are not editable
         if mode == MODE_DIFF:
             view.heatmap_check.setChecked(True)
-        self.window.stats_panel.show_tensors(label, [t])
+        self.views.stats.show_tensors(label, [t])
 
     def _on_view_failed(self, task: Task, exc: BaseException) -> None:
         if task is self._view_task:
@@ -121,7 +121,7 @@ class CompareViews(QObject):
     def _on_stats_ready(self, stats) -> None:
         """A's histogram is shown: overlay the reference's over the same bins. (For a small
         tensor this comes before ``tensorSelected`` reaches this object.)"""
-        name = self.window.stats_panel.label
+        name = self.views.stats.label
         if self.result is None or self.mode != MODE_A or stats.edges.size < 2:
             return
         nb = self.reference_name(name)

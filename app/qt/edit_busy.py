@@ -12,11 +12,13 @@ from PySide6.QtWidgets import QApplication
 
 
 class EditBusy(QObject):
-    """Blocks ``window`` while ``edits`` (an ``EditStack``) runs a step in the background."""
+    """Blocks the window of ``views`` (``window_views.Views``) while ``edits`` (an ``EditStack``)
+    runs a step in the background."""
 
-    def __init__(self, window, edits):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views, edits):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window
         self.edits = edits
         self._saved: dict[QAction, bool] = {}
         self._widgets: list = []
@@ -37,16 +39,13 @@ class EditBusy(QObject):
             self._saved = {a: a.isEnabled() for a in w.findChildren(QAction)}
             for a in self._saved:
                 a.setEnabled(False)
-            self._widgets = [x for x in (w.tree_view, w.tensor_view) if x.isEnabled()]
+            self._widgets = [x for x in (self.views.tree.view, self.views.grid) if x.isEnabled()]
             for x in self._widgets:
                 x.setUpdatesEnabled(False)  # no paint reads a tensor the worker is changing
                 x.setEnabled(False)
             self._drops = w.acceptDrops()
             w.setAcceptDrops(False)
-            bar = getattr(w, "progress_bar", None)
-            if bar is not None:
-                bar.setRange(0, 0)  # indeterminate: an edit reports no progress
-                bar.setVisible(True)
+            w.set_busy(True)  # the progress bar, indeterminate: an edit reports no progress
             QApplication.setOverrideCursor(Qt.BusyCursor)
             w.statusBar().showMessage("Editing …")
             return
@@ -58,9 +57,7 @@ class EditBusy(QObject):
             x.setEnabled(True)
             x.setUpdatesEnabled(True)
         w.setAcceptDrops(self._drops)
-        bar = getattr(w, "progress_bar", None)
-        if bar is not None:
-            bar.setVisible(False)
+        w.set_busy(False)
         QApplication.restoreOverrideCursor()
         w.statusBar().clearMessage()
 

@@ -22,6 +22,7 @@ from .dialogs.edit_dialog import EditDialog
 from .edit_busy import EditBusy
 from .models.tree_model import TYPE
 from .settings import remember_folder, settings
+from .window_views import Views
 
 class AlreadyApplied(Edit):
     """An edit applied off the GUI thread: its first ``apply`` (the push's redo) does nothing;
@@ -102,8 +103,11 @@ class EditFlows(QObject):
 
     Parameters
     ----------
-    window
-        The views it reads and updates (tree, grid, statistics, actions) and the dialogs' parent.
+    views
+        The window's views (``window_views.Views``): ``views.tree`` (marks, context menu),
+        ``views.grid`` (cell edits), ``views.stats`` (refreshed after an edit);
+        ``views.window``: the Edit actions, ``select_name``, ``update_summary``,
+        ``dialog_folder``, the dialogs' parent (``EditBusy`` blocks it while an edit runs).
     controller
         The open document, the selection and ``edits`` (the ``EditStack``).
     prompts
@@ -116,9 +120,10 @@ class EditFlows(QObject):
     relative)`` and ``menu_parts`` (callables ``(menu, node)`` adding to the tree's menu).
     """
 
-    def __init__(self, window, *, controller, prompts, status):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views: Views, *, controller, prompts, status):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
         self.controller = controller
         self.prompts = prompts
         self.status = status
@@ -135,7 +140,7 @@ class EditFlows(QObject):
         self.edits.edited.connect(self._on_edited)
         self.edits.dropped.connect(self._on_dropped)
         self.edits.failed.connect(lambda message: self.show_error("Undo failed", message))
-        self._busy = EditBusy(window, self.edits)  # blocks the window while an edit runs
+        self._busy = EditBusy(views, self.edits)  # blocks the window while an edit runs
         self.edits.stack.cleanChanged.connect(self._clean_changed)
         # QUndoStack runs redo()/undo() before it moves its index (and EditStack records a pushed
         # command only after that): the marks are right once the index has moved.
@@ -144,9 +149,9 @@ class EditFlows(QObject):
         self.controller.tensorSelected.connect(self._on_tensor_selected)
         self.controller.moduleSelected.connect(lambda *_: self._update_enabled())
         self.controller.selectionCleared.connect(self._on_selection_cleared)
-        grid_model = window.tensor_view.model
+        grid_model = views.grid.model
         grid_model.editRefused.connect(self._cell_refused)
-        tree = window.tree_view
+        tree = views.tree.view
         tree.setContextMenuPolicy(Qt.CustomContextMenu)
         tree.customContextMenuRequested.connect(self._tree_menu)
         self._update_enabled()
@@ -164,7 +169,7 @@ class EditFlows(QObject):
             if shortcut is not None:
                 a.setShortcut(QKeySequence(shortcut))
                 a.setShortcutContext(Qt.WidgetWithChildrenShortcut)
-                w.tree_view.addAction(a)  # Delete acts on the tree, not on a grid cell
+                self.views.tree.view.addAction(a)  # Delete acts on the tree, not on a grid cell
             a.triggered.connect(slot)
             return a
 
@@ -198,16 +203,16 @@ class EditFlows(QObject):
         menu.addAction(self.actionMemoryCap)
 
     def _tree_menu(self, pos) -> None:
-        index = self.window.tree_view.indexAt(pos)
+        index = self.views.tree.view.indexAt(pos)
         if not index.isValid():
             return
-        self.window.tree_view.setCurrentIndex(index)
+        self.views.tree.view.setCurrentIndex(index)
         menu = QMenu(self.window)
         menu.addActions([self.window.actionEdit, self.window.actionInitialize])
         self.add_to_menu(menu)
         for add in self.menu_parts:  # gradients, registration; Edit Value… / Metadata…
             add(menu, self.controller.current_node)
-        menu.popup(self.window.tree_view.viewport().mapToGlobal(pos))
+        menu.popup(self.views.tree.view.viewport().mapToGlobal(pos))
 
     def _update_enabled(self) -> None:
         doc = self.controller.document
@@ -243,6 +248,17 @@ class EditFlows(QObject):
             return self._pushed(edit, UserError("a save is running; edit again when it has finished"))
         self._drop_note = None
         return self.edits.submit(edit, lambda error, edit=edit: self._pushed(edit, error))
+
+    def submit(self, edit: Edit, done) -> bool:
+        """Apply ``edit`` as one undoable step like ``push`` (a big one on a worker), but tell
+        ``done(error)`` how it ended (on the GUI thread; at once for a small edit) instead of
+        saying it: for presenters with their own words (transplant, interpolate). False when it
+        failed at once."""
+        if self.saving():
+            done(UserError("a save is running; edit again when it has finished"))
+            return False
+        self._drop_note = None
+        return self.edits.submit(edit, done)
 
     def _pushed(self, edit: Edit, error: Exception | None) -> bool:
         if error is None:
@@ -284,8 +300,8 @@ class EditFlows(QObject):
             moved = getattr(edit, "mapping", {})  # a rename: the selection follows the tensor
             if name is not None and doc.node(name) is None:
                 name = moved.get(name) or {v: k for k, v in moved.items()}.get(name) or name
-            if w.tree_model.root is not doc.root:  # the document's announcement rebuilt it once
-                w.tree_panel.show_root(doc.root)
+            if self.views.tree.model.root is not doc.root:  # the document's announcement rebuilt it once
+                self.views.tree.show_root(doc.root)
             if name is None or not w.select_name(name):
                 first = next((n for n in doc.root.walk() if n.entry is not None), None)
                 if first is not None:
@@ -293,12 +309,12 @@ class EditFlows(QObject):
                 else:
                     self.controller.select_node(None)
         else:
-            w.tree_model.tensors_changed(edit.touched(), modified=False)
+            self.views.tree.model.tensors_changed(edit.touched(), modified=False)
             shown = set(self._shown_names())
             if shown & set(edit.touched()):
-                w.tensor_view.refresh()
-                w.stats_panel.refresh()
-        w.summary_label.setText(self.controller.summary())
+                self.views.grid.refresh()
+                self.views.stats.refresh()
+        w.update_summary()
         self._update_marks()
         self._update_enabled()
 
@@ -315,14 +331,8 @@ class EditFlows(QObject):
 
     def _update_marks(self) -> None:
         """Modified marks: tensors changed by the steps between the saved state and now."""
-        stack = self.edits.stack
-        now, clean = stack.index(), stack.cleanIndex()
-        lo, hi = (0, now) if clean < 0 else (min(now, clean), max(now, clean))
-        steps = [stack.command(i) for i in range(lo, min(hi, stack.count()))]
-        model = self.window.tree_model
-        marks = {n for c in steps if getattr(c, "edit", None) is not None for n in c.edit.touched()}
-        if clean < 0:  # the saved state was dropped: what the dropped steps changed stays changed
-            marks |= self.edits.dropped_touched
+        model = self.views.tree.model
+        marks = self.edits.touched_since_clean()  # dropped steps' tensors too, once unsaved
         old, model.modified = model.modified, set()
         model.tensors_changed(sorted(marks), modified=True)
         model.tensors_changed(sorted(old - marks), modified=False)
@@ -420,12 +430,12 @@ class EditFlows(QObject):
 
     # -- grid cells ---------------------------------------------------------------------------
     def _on_tensor_selected(self, name: str, tensor) -> None:
-        self.window.tensor_view.model.cell_editor = (
+        self.views.grid.model.cell_editor = (
             lambda index, text, name=name: self.edit_cell(name, index, text))
         self._update_enabled()
 
     def _on_selection_cleared(self) -> None:
-        self.window.tensor_view.model.cell_editor = None
+        self.views.grid.model.cell_editor = None
         self._update_enabled()
 
     def edit_cell(self, name: str, index: tuple, text: str) -> str | None:
@@ -444,14 +454,14 @@ class EditFlows(QObject):
 
     def _cell_refused(self, message: str) -> None:
         self.status(f"Not changed: {message}", 10000)
-        self.window.tensor_view.grid.setToolTip(message)
+        self.views.grid.grid.setToolTip(message)
 
     # -- trainable / frozen -------------------------------------------------------------------
     def set_requires_grad(self, flag: bool) -> None:
         from ..core.edits.values import RequiresGradEdit
         node = self.controller.current_node
         if node is not None and self.push(RequiresGradEdit(unique_names(node), flag)):
-            self.window.tree_view.resizeColumnToContents(TYPE)  # room for "(frozen)"
+            self.views.tree.view.resizeColumnToContents(TYPE)  # room for "(frozen)"
 
     # -- surgery ------------------------------------------------------------------------------
     def _selection_target(self) -> str | None:

@@ -13,6 +13,7 @@ from ..core.errors import UserError
 from ..core.model.tree import ENTRY
 from .dialogs.entry_dialog import EntryDialog, MetadataDialog
 from .models.tree_model import NodeRole
+from .window_views import Views
 
 
 def is_value(node) -> bool:
@@ -25,8 +26,9 @@ class EntryFlows(QObject):
 
     Parameters
     ----------
-    window
-        The tree (double-click), the File menu, the dialogs' parent, ``select_name``.
+    views
+        The window's views (``window_views.Views``): ``views.tree`` (double-click);
+        ``views.window``: the File menu, ``select_name``, the dialogs' parent.
     controller
         The document and the selection.
     edit_flows
@@ -35,20 +37,21 @@ class EntryFlows(QObject):
         The questions and transient messages (unused so far: its dialogs are its own).
     """
 
-    def __init__(self, window, *, controller, edit_flows, prompts, status):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views: Views, *, controller, edit_flows, prompts, status):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
         self.controller = controller
         self.edit_flows = edit_flows
         self.prompts = prompts
         self.status = status
         self.dialog = None
-        self.actionEditEntry = QAction("Edit &Value…", window, objectName="actionEditEntry")
+        self.actionEditEntry = QAction("Edit &Value…", self.window, objectName="actionEditEntry")
         self.actionEditEntry.triggered.connect(lambda: self.edit_entry())
-        self.actionEditMetadata = QAction("Edit &Metadata…", window, objectName="actionEditMetadata")
+        self.actionEditMetadata = QAction("Edit &Metadata…", self.window, objectName="actionEditMetadata")
         self.actionEditMetadata.triggered.connect(self.edit_metadata)
         self._add_to_file_menu()
-        window.tree_view.doubleClicked.connect(self._double_clicked)
+        views.tree.view.doubleClicked.connect(self._double_clicked)
         self.controller.documentChanged.connect(lambda _doc: self._update_enabled())
         self._update_enabled()
 

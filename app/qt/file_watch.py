@@ -13,6 +13,7 @@ from PySide6.QtCore import QFileSystemWatcher, QObject
 from PySide6.QtWidgets import QMessageBox
 
 from .prompts import CANCEL, KEEP, RELOAD  # noqa: F401  (the answers)
+from .window_views import Views
 
 
 class FileWatch(QObject):
@@ -20,17 +21,19 @@ class FileWatch(QObject):
 
     Parameters
     ----------
-    window
-        The tree whose notes mark tensors that became unavailable.
+    views
+        The window's views (``window_views.Views``): ``views.tree``, whose notes mark
+        tensors that became unavailable.
     saving
         ``saving()``: a save of ours is running (its own writes are not news).
     controller, prompts, status
         The document; the Reload / Keep question and the notice; transient messages.
     """
 
-    def __init__(self, window, *, controller, prompts, status, saving=lambda: False):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views: Views, *, controller, prompts, status, saving=lambda: False):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
         self.controller = controller
         self.prompts = prompts
         self.status = status
@@ -97,7 +100,7 @@ class FileWatch(QObject):
         if lost:
             note = ("Not read before the file changed on disk: its values are unavailable. "
                     "Reload the file to see it, or delete it to save the rest.")
-            model = self.window.tree_model
+            model = self.views.tree.model
             model.notes.update({n: note for n in lost})
             model.tensors_changed(lost, modified=False)
         self.status(

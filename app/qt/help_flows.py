@@ -44,11 +44,21 @@ def shortcut_lines(actions) -> list[tuple[str, str]]:
 
 
 class HelpFlows(QObject):
-    def __init__(self, window):
-        super().__init__(window)
-        self.window = window
+    """The Help menu, Ctrl+F (the tree's filter) and the Redo shortcuts.
+
+    Parameters
+    ----------
+    views
+        The window's views (``window_views.Views``): the tree's filter; the window's menu bar,
+        actions, and the parent of its boxes.
+    """
+
+    def __init__(self, views):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window
         self.box: QMessageBox | None = None
-        w = window
+        w = self.window
         redo = []
         for key in REDO_KEYS:
             seq = QKeySequence(key)
@@ -67,7 +77,7 @@ class HelpFlows(QObject):
         menu.addActions([self.actionShortcuts, self.actionAbout])
 
     def focus_filter(self) -> None:
-        editor = self.window.tree_panel.filter
+        editor = self.views.tree.filter
         editor.setFocus(Qt.ShortcutFocusReason)
         editor.selectAll()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import shiboken6
-from PySide6.QtCore import QEvent, QModelIndex, Qt
+from PySide6.QtCore import QEvent, QModelIndex, Qt, QTimer
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QPushButton, QWidget)
@@ -30,6 +30,7 @@ from .prompts import CANCEL, DISCARD, SAVE, Prompts  # noqa: F401  (the answers,
 from .save_flows import SaveFlows
 from .settings import last_folder, remember_folder, save_layout
 from .verify_flows import VerifyFlows
+from .window_views import Views
 
 from .views.drop_overlay import DropOverlay
 from .views.tree_panel import FIT_ROWS, ModuleTreePanel  # noqa: F401  (FIT_ROWS: re-exported)
@@ -62,43 +63,45 @@ class MainWindow(QMainWindow):
         if self._prompts.parent is None:  # made before the window: its boxes belong here
             self._prompts.parent = self
         self.error_box: QMessageBox | None = None
+        self._close_pending = False  # closing waits for the edit running on a worker
         self.last_unsafe: tuple[str, list[str]] | None = None  # hook for a "trust this file" flow
         self.setWindowIcon(QIcon(os.path.join(RESOURCES, "paramedit.svg")))
         self._build_views()
         self._build_actions()
-        # The presenters get what they use: the controller, the prompts, the status sink and
-        # the views (this window); each other only where one needs another's answer.
+        # The presenters get what they use: the views, the controller, the prompts, the status
+        # sink; each other only where one needs another's answer.
+        views = Views(self, self.tree_panel, self.tensor_view, self.stats_panel)
         deps = dict(controller=self.controller, prompts=self.prompts, status=self.show_status)
-        self.open_flows = OpenFlows(self, **deps)
-        self.edit_flows = EditFlows(self, **deps)
-        self.save_flows = SaveFlows(self, edit_flows=self.edit_flows, **deps)
+        self.open_flows = OpenFlows(views, **deps)
+        self.edit_flows = EditFlows(views, **deps)
+        self.save_flows = SaveFlows(views, edit_flows=self.edit_flows, **deps)
         self.edit_flows.saving = lambda: self.save_flows.is_saving
         self.edit_flows.extract = self.save_flows.extract
-        self.file_watch = FileWatch(self, saving=self.edit_flows.saving, **deps)
+        self.file_watch = FileWatch(views, saving=self.edit_flows.saving, **deps)
         # after OpenFlows: its marks survive the reset
-        self.verify_flows = VerifyFlows(self, **deps)
+        self.verify_flows = VerifyFlows(views, **deps)
         self._document: Document | None = None  # whose change announcements rebuild the tree
         self._build_menus()
         self._build_status_bar()
         self._connect()
         # after _connect: its views follow the window's
-        self.compare_flows = CompareFlows(self, edit_flows=self.edit_flows, **deps)
+        self.compare_flows = CompareFlows(views, edit_flows=self.edit_flows, **deps)
         self.actionCompare = self.compare_flows.actionCompare
         self.edit_flows.reference = lambda: (self.compare_flows.reference,
                                              self.compare_flows.reference_path)
         # gradients, registration, ties, train/eval
-        self.param_flows = ParamFlows(self, edit_flows=self.edit_flows, **deps)
+        self.param_flows = ParamFlows(views, edit_flows=self.edit_flows, **deps)
         # scalar entries and safetensors __metadata__
-        self.entry_flows = EntryFlows(self, edit_flows=self.edit_flows, **deps)
+        self.entry_flows = EntryFlows(views, edit_flows=self.edit_flows, **deps)
         self.edit_flows.menu_parts += [lambda menu, _node: self.param_flows.add_to_menu(menu),
                                        self.entry_flows.add_to_menu]
-        self.help_flows = HelpFlows(self)  # Help menu, Ctrl+F, Redo on Ctrl+Shift+Z and Ctrl+Y
+        self.help_flows = HelpFlows(views)  # Help menu, Ctrl+F, Redo on Ctrl+Shift+Z and Ctrl+Y
         self.setAcceptDrops(True)
         self.drop_overlay = DropOverlay(self)  # shown while an openable file is dragged over
         self._route_child_drops()
         self._chain_tab_order()
         self.resize(1400, 900)
-        self._update_title()
+        self.update_title()
 
     # -- construction -------------------------------------------------------------------------
     def _build_views(self) -> None:
@@ -113,7 +116,7 @@ class MainWindow(QMainWindow):
                                      Qt.RightDockWidgetArea)
         self.resizeDocks([self.tree_dock, self.stats_dock], [560, 380], Qt.Horizontal)
 
-    def _fit_docks(self) -> None:
+    def fit_docks(self) -> None:
         """The tree as wide as its columns, leaving the grid its minimum and the stats a usable
         width; whatever is left goes to the grid."""
         stats = max(self.stats_panel.minimumSizeHint().width(), 250)
@@ -188,18 +191,18 @@ class MainWindow(QMainWindow):
         self.progress_bar.setMaximumWidth(180)
         self.progress_bar.setTextVisible(False)
         self.cancel_button = QPushButton("Cancel", self, objectName="cancelLoad")
-        self.cancel_button.clicked.connect(self.controller.cancel_load)
+        self.cancel_button.clicked.connect(lambda: self._cancel())
         bar.addPermanentWidget(self.summary_label)
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(self.cancel_button)
-        self._set_busy(False)
+        self.set_busy(False)
 
     def _connect(self) -> None:
         c = self.controller
         c.documentChanged.connect(self._on_document_changed)
         c.loadFailed.connect(self._on_load_failed)
         c.unsafeFile.connect(self._on_unsafe_file)
-        c.busy.connect(self._set_busy)
+        c.busy.connect(lambda busy: self.set_busy(busy, self.controller.cancel_load))
         c.progress.connect(self._on_progress)
         c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         c.statusDone.connect(self._status_done)
@@ -295,6 +298,15 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Wait for the save to finish (or cancel it) before closing")
             event.ignore()
             return
+        if self.controller.edits.busy:
+            # A step runs on a worker: closing now would drop it unrecorded. Close once it is
+            # recorded (the unsaved-changes question then comes as usual).
+            if not self._close_pending:
+                self._close_pending = True
+                self.controller.edits.busyChanged.connect(self._close_after_edit)
+            event.ignore()
+            self.statusBar().showMessage("Closing once the running edit has finished …")
+            return
         if self.confirm_discard():
             self.controller.cancel_load()
             self.verify_flows.cancel()
@@ -303,6 +315,14 @@ class MainWindow(QMainWindow):
             event.accept()
         else:
             event.ignore()
+
+    def _close_after_edit(self, busy: bool) -> None:
+        if busy or not self._close_pending:
+            return
+        self._close_pending = False
+        self.controller.edits.busyChanged.disconnect(self._close_after_edit)
+        # busyChanged(False) comes before the step is recorded: close after that, not now
+        QTimer.singleShot(0, self.close)
 
     # -- drag and drop ------------------------------------------------------------------------
     @staticmethod
@@ -377,9 +397,9 @@ class MainWindow(QMainWindow):
         self._document = doc
         doc.events.connect(self._on_structure_changed)
         self.tree_panel.show_root(doc.root)
-        self._fit_docks()
+        self.fit_docks()
         self.summary_label.setText(document_summary(doc))
-        self._update_title()
+        self.update_title()
         first = next((n for n in doc.root.walk() if n.entry is not None), None)
         if first is not None:
             self.select_name(first.full_name)
@@ -404,9 +424,12 @@ class MainWindow(QMainWindow):
     def _on_unsafe_file(self, path: str, globals_: list) -> None:
         self.last_unsafe = (path, list(globals_))
 
-    def _set_busy(self, busy: bool) -> None:
+    def set_busy(self, busy: bool, cancel=None) -> None:
+        """Show (or hide) the status bar's progress bar, indeterminate until the first report,
+        and, when ``cancel`` is given, a Cancel button that calls it."""
+        self._cancel = cancel if busy and cancel is not None else self.controller.cancel_load
         self.progress_bar.setVisible(busy)
-        self.cancel_button.setVisible(busy)
+        self.cancel_button.setVisible(busy and cancel is not None)
         if busy:
             self.progress_bar.setRange(0, 0)  # indeterminate until the first progress report
 
@@ -438,10 +461,15 @@ class MainWindow(QMainWindow):
         if shiboken6.isValid(self):  # the stack reports "clean" while a deleted window is torn down
             self.setWindowModified(not clean)
 
-    def _update_title(self) -> None:
+    def update_title(self) -> None:
+        """The title: the document's name, with the unsaved-changes marker."""
         title = self.controller.title
         self.setWindowTitle(f"{title}[*] — paramedit" if title else "paramedit[*]")
         self.setWindowModified(self.controller.is_modified)
+
+    def update_summary(self) -> None:
+        """The status bar's summary of the document (tensors, parameters, bytes)."""
+        self.summary_label.setText(self.controller.summary())
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()

@@ -7,6 +7,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox
 
 from .dialogs.model_code_dialog import ModelCodeDialog
+from .window_views import Views
 
 
 def report_notes(report: dict | None) -> dict[str, str]:
@@ -28,8 +29,9 @@ class OpenFlows(QObject):
 
     Parameters
     ----------
-    window
-        ``open_path`` and the tree whose marks it sets; the dialogs' parent.
+    views
+        The window's views (``window_views.Views``): ``views.tree`` (the marks it sets);
+        ``views.window``: ``open_path``, the dialogs' parent.
     controller
         The document and loading.
     prompts
@@ -38,16 +40,17 @@ class OpenFlows(QObject):
         ``status(text, timeout_ms)``: a transient message.
     """
 
-    def __init__(self, window, *, controller, prompts, status):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views: Views, *, controller, prompts, status):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
         self.controller = controller
         self.prompts = prompts
         self.status = status
         self.dialog: ModelCodeDialog | None = None
         self.trust_box: QMessageBox | None = None
         self.report_box: QMessageBox | None = None
-        self.actionOpenWithModel = QAction("Open with &Model Code…", window)
+        self.actionOpenWithModel = QAction("Open with &Model Code…", self.window)
         self.actionOpenWithModel.setObjectName("actionOpenWithModel")
         self.actionOpenWithModel.triggered.connect(self.choose_model_code)
         controller.documentChanged.connect(self._on_document)
@@ -81,7 +84,7 @@ class OpenFlows(QObject):
 
     def _on_document(self, doc) -> None:
         report = getattr(doc, "load_report", None)
-        self.window.tree_model.reset_marks(report_notes(report))
+        self.views.tree.model.reset_marks(report_notes(report))
         if not report or not any(report.get(k) for k in ("missing", "unexpected", "mismatched")):
             return
         from ..core.loading.model_code import describe_report

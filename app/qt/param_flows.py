@@ -19,6 +19,7 @@ from ..core.model.tree import module_entries
 from .models.tree_model import DEVICE, GRAD, RATIO
 from .ownership_flows import OwnershipActions
 from .workers import Task
+from .window_views import Views
 
 
 ALL_TOGETHER, EACH_TENSOR = "all selected tensors together", "each tensor"
@@ -35,8 +36,10 @@ class ParamFlows(OwnershipActions, QObject):
 
     Parameters
     ----------
-    window
-        The tree, grid and statistics it shows gradients in, the menu bar and status bar.
+    views
+        The window's views (``window_views.Views``): ``views.tree``, ``views.grid``,
+        ``views.stats`` (gradients shown in them); ``views.window``: the menu bar, status
+        bar, ``fit_docks``, ``select_name``.
     controller
         The document and the selection; ``controller.edits`` is the ``EditStack``.
     edit_flows
@@ -47,9 +50,10 @@ class ParamFlows(OwnershipActions, QObject):
         ``status(text, timeout_ms)``: a transient message.
     """
 
-    def __init__(self, window, *, controller, edit_flows, prompts, status):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views: Views, *, controller, edit_flows, prompts, status):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
         self.controller = controller
         self.edit_flows = edit_flows
         self.prompts = prompts
@@ -61,9 +65,9 @@ class ParamFlows(OwnershipActions, QObject):
         self._shown_grad = None  # the .grad tensor handed to the grid, if any
         self._build_actions()
         self.menu = self._build_menu()
-        window.menuBar().addMenu(self.menu)
-        self.counts_label = QLabel("", window, objectName="parameterCounts")
-        window.statusBar().addPermanentWidget(self.counts_label)
+        self.window.menuBar().addMenu(self.menu)
+        self.counts_label = QLabel("", self.window, objectName="parameterCounts")
+        self.window.statusBar().addPermanentWidget(self.counts_label)
         self.counts_label.setVisible(False)
         c = self.controller
         c.documentChanged.connect(self._on_document_changed)
@@ -173,7 +177,7 @@ class ParamFlows(OwnershipActions, QObject):
     def _set_live_columns(self, live: bool, grads: bool = False) -> None:
         """The gradient columns once some parameter has a ``.grad``; Device where a tensor is
         off the CPU (tooltips always say the device)."""
-        view, doc = self.window.tree_view, self.controller.document
+        view, doc = self.views.tree.view, self.controller.document
         devices = {e.tensor().device.type for e in doc.tensors.values() if e.is_loaded} \
             if live else set()
         wanted = {GRAD: live and grads, RATIO: live and grads, DEVICE: bool(devices - {"cpu"})}
@@ -184,19 +188,19 @@ class ParamFlows(OwnershipActions, QObject):
                 if show:
                     view.resizeColumnToContents(col)
                     appeared = True
-        if appeared and hasattr(self.window, "_fit_docks"):
-            self.window._fit_docks()  # room for the new columns
+        if appeared:
+            self.window.fit_docks()  # room for the new columns
 
     def _on_document_changed(self, doc) -> None:
         live = is_live(doc)
         self._set_live_columns(live)
-        self.window.tree_model.params.set_grads({})
+        self.views.tree.model.params.set_grads({})
         if not live and self.actionShowGradients.isChecked():
             self.actionShowGradients.setChecked(False)
         self._update_counts()
         self._update_enabled()
         if live:
-            self.window.tree_panel.fit_columns()
+            self.views.tree.fit_columns()
             self.refresh_grads()
 
     def _update_counts(self) -> None:
@@ -221,23 +225,22 @@ class ParamFlows(OwnershipActions, QObject):
         self._shown_grad = None
         if not self.showing_gradients:
             return
-        w = self.window
-        w.tensor_view.model.cell_editor = None  # a gradient is looked at, not typed into
+        self.views.grid.model.cell_editor = None  # a gradient is looked at, not typed into
         entry = self.controller.document.entry(name)
         grad = tensor.grad if entry.kind == PARAMETER else None
         if grad is None:
-            w.tensor_view.clear()
-            w.stats_panel.clear()
+            self.views.grid.clear()
+            self.views.stats.clear()
             why = "it is a buffer" if entry.kind != PARAMETER else ".grad is None"
-            w.tensor_view.title.setText(f"<b>{name}</b> has no gradient ({why})")
+            self.views.grid.title.setText(f"<b>{name}</b> has no gradient ({why})")
             self.status(f"{name} has no gradient ({why})", 8000)
             return
         self._shown_grad = grad
-        w.tensor_view.show_tensor(f"{name}.grad", grad)
+        self.views.grid.show_tensor(f"{name}.grad", grad)
         if grad.is_complex():
-            w.stats_panel.clear()
+            self.views.stats.clear()
         else:
-            w.stats_panel.show_tensors(f"{name}.grad", [grad])
+            self.views.stats.show_tensors(f"{name}.grad", [grad])
 
     def _on_module_selected(self, name: str, _tensors) -> None:
         self._update_enabled()
@@ -248,9 +251,9 @@ class ParamFlows(OwnershipActions, QObject):
                  if p.grad is not None and not p.grad.is_complex()]
         label = f"{name or self.controller.title} gradients"
         if grads:
-            self.window.stats_panel.show_tensors(label, grads)
+            self.views.stats.show_tensors(label, grads)
         else:
-            self.window.stats_panel.clear()
+            self.views.stats.clear()
             self.status(f"{label}: none (.grad is None)", 8000)
 
     # -- gradients: figures in the tree -------------------------------------------------------
@@ -265,11 +268,11 @@ class ParamFlows(OwnershipActions, QObject):
         if now != [(n, id(e.tensor())) for n, e in doc.tensors.items() if e.is_loaded]:
             name = self._node().full_name if self._node() is not None else None
             rescan(doc)
-            w.tree_panel.show_root(doc.root)
+            self.views.tree.show_root(doc.root)
             if name is None or not w.select_name(name):
                 self.controller.select_node(None)
         else:
-            w.tree_model.params.clear_cache()
+            self.views.tree.model.params.clear_cache()
             self._reread_shown()
         self._update_counts()
         self.refresh_grads()
@@ -277,7 +280,7 @@ class ParamFlows(OwnershipActions, QObject):
     def _reread_shown(self) -> None:
         """Read the shown tensor again in place (the grid keeps its slice and scroll position);
         select it anew only where the gradient is a new tensor (after ``zero_grad()``)."""
-        node, w = self._node(), self.window
+        node = self._node()
         if node is None:
             return
         if self.showing_gradients:
@@ -286,8 +289,8 @@ class ParamFlows(OwnershipActions, QObject):
             if node.entry is None or grad is None or grad is not self._shown_grad:
                 self.controller.select_node(node)
                 return
-        w.tensor_view.refresh()
-        w.stats_panel.refresh()
+        self.views.grid.refresh()
+        self.views.stats.refresh()
 
     def refresh_grads(self) -> None:
         """Gradient norms of every parameter, computed off the GUI thread."""
@@ -315,13 +318,13 @@ class ParamFlows(OwnershipActions, QObject):
     def _grads_ready(self, infos) -> None:
         if self._grad_task is None or self.sender() is not self._grad_task.signals:
             return
-        self.window.tree_model.params.set_grads(infos)
+        self.views.tree.model.params.set_grads(infos)
         self._set_live_columns(self.live, any(i.norm is not None for i in infos.values()))
         self._repaint(GRAD)
 
     def _repaint(self, first_column: int) -> None:
         """One signal for the whole tree: the view repaints what it shows."""
-        model = self.window.tree_model
+        model = self.views.tree.model
         rows = model.rowCount()
         if rows:
             model.dataChanged.emit(model.index(0, first_column), model.index(rows - 1, DEVICE))

@@ -16,6 +16,7 @@ from ..core.formats.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TIED_
                            has_ties)
 from .settings import remember_folder
 from .workers import Task
+from .window_views import Views
 
 TORCH_FILTER = "PyTorch checkpoint (*.pt *.pth *.bin *.ckpt)"
 SAFETENSORS_FILTER = "safetensors (*.safetensors)"
@@ -80,8 +81,11 @@ class SaveFlows(QObject):
 
     Parameters
     ----------
-    window
-        The actions and views a save disables meanwhile, and the status-bar progress.
+    views
+        The window's views (``window_views.Views``): ``views.tree`` and ``views.grid``
+        (disabled while writing); ``views.window``: the Save / Undo / Open actions,
+        ``set_busy`` (progress and Cancel), ``update_title``, ``update_summary``,
+        ``dialog_folder``.
     controller
         The open document and its ``EditStack``.
     edit_flows
@@ -92,17 +96,18 @@ class SaveFlows(QObject):
         ``status(text, timeout_ms)``: a transient message.
     """
 
-    def __init__(self, window, *, controller, edit_flows, prompts, status):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views: Views, *, controller, edit_flows, prompts, status):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
         self.controller = controller
         self.edit_flows = edit_flows
         self.prompts = prompts
         self.status = status
         self.task: Task | None = None
         self.last_error: str | None = None
-        window.actionSave.triggered.connect(lambda: self.save())
-        window.actionSaveAs.triggered.connect(lambda: self.save_as())
+        self.window.actionSave.triggered.connect(lambda: self.save())
+        self.window.actionSaveAs.triggered.connect(lambda: self.save_as())
         self._agreed_drops: dict[str, set[str]] = {}  # path -> entries the user let go there
         self._tied: dict[str, str] = {}  # path -> tied layout chosen in Save As
         self.controller.documentChanged.connect(self._on_document)
@@ -244,11 +249,9 @@ class SaveFlows(QObject):
         w = self.window
         for action in (w.actionUndo, w.actionRedo, w.actionOpen):
             action.setEnabled(not busy)
-        w.tensor_view.grid.setEnabled(not busy)
-        w.tree_view.setEnabled(not busy)
-        w._set_busy(busy)
-        w.cancel_button.clicked.disconnect()
-        w.cancel_button.clicked.connect(self.cancel if busy else self.controller.cancel_load)
+        self.views.grid.grid.setEnabled(not busy)
+        self.views.tree.view.setEnabled(not busy)
+        w.set_busy(busy, self.cancel)
         if message:
             self.status(message)
         self._update_enabled()
@@ -262,8 +265,8 @@ class SaveFlows(QObject):
         if doc.module is None:
             self.controller.title = os.path.basename(os.path.normpath(written))
             self.controller.recent.add(written)
-            self.window._update_title()
-        self.window.summary_label.setText(self.controller.summary())
+            self.window.update_title()
+        self.window.update_summary()
         self.status(f"Saved {written}{note}", 15000 if note else 8000)
 
     def _failed(self, path: str, exc: BaseException, outcome: dict) -> None:

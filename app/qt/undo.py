@@ -72,7 +72,8 @@ class EditStack(QObject):
         An edit, undo or redo runs on a worker: block what could touch the document.
     failed(str)
         An undo or redo on a worker failed; the history is cleared (the document is kept, as
-        modified), since the step is half done.
+        modified, with its changed tensors marked; the recipe keeps the applied steps), since
+        the step is half done.
     """
 
     edited = Signal(object)
@@ -213,13 +214,26 @@ class EditStack(QObject):
         work = (lambda: edit.revert(doc)) if undo else (lambda: edit.apply(doc))
 
         def failed(error: Exception) -> None:  # the step is half done: no history to trust
-            self.reset(doc)
-            self.stack.resetClean()
+            self._forget_after_failure(edit)
             self.edited.emit(edit)
             first = str(error).strip().splitlines()
             self.failed.emit(str(error) if isinstance(error, UserError)
                              else f"{type(error).__name__}: {first[0] if first else ''}")
         self._run(work, lambda: step(run=False), lambda _r: self.edited.emit(edit), failed)
+
+    def _forget_after_failure(self, edit: Edit) -> None:
+        """An undo / redo of ``edit`` failed half way: forget every step (the steps applied so
+        far stay in the recipe, as the memory cap's dropped ones do); the document is modified,
+        and what the steps and ``edit`` changed stays marked so."""
+        touched = self.touched_since_clean() | set(edit.touched())
+        self.stack.clear()  # _index_changed drops the history's steps, keeping the recipe
+        _forget(self._commands)
+        self._commands = []
+        self.history.drop_all()
+        self._generation += 1
+        self.stack.resetClean()
+        self.history.clean_index = -1
+        self.history.dropped_touched.update(touched)
 
     def _move_in_background(self, cmd: EditCommand, undo: bool) -> bool:
         """A redo repeats the push's work; an undo copies the kept old values back, except for a

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QLabel, QMessageBox, QProgressBar, QPushButton
 
 from .progress import show_progress
 from .workers import Task
+from .window_views import Views
 
 #: tensor names listed in the warning itself; the rest are in its details
 SHOWN = 8
@@ -58,15 +59,17 @@ class VerifyFlows(QObject):
 
     Parameters
     ----------
-    window
-        The status bar its progress sits in, the tree it marks, the warning's parent.
+    views
+        The window's views (``window_views.Views``): ``views.tree`` (the marks it sets);
+        ``views.window``: the status bar its progress sits in, the warning's parent.
     controller, prompts, status
         The document; (unused: the warning is a non-modal notice of its own); transient messages.
     """
 
-    def __init__(self, window, *, controller, prompts, status):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, views: Views, *, controller, prompts, status):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
         self.controller = controller
         self.prompts = prompts
         self.status = status
@@ -78,7 +81,7 @@ class VerifyFlows(QObject):
         self._running: dict[object, Task] = {}  # signals -> task, alive until it is done
         self.box: QMessageBox | None = None
         self.last: tuple[list[str], dict[str, str]] | None = None  # the latest result (tests)
-        self.actionVerify = QAction("&Verify Checksums", window)
+        self.actionVerify = QAction("&Verify Checksums", self.window)
         self.actionVerify.setObjectName("actionVerify")
         self.actionVerify.setEnabled(False)
         self.actionVerify.triggered.connect(self._verify_clicked)
@@ -176,7 +179,7 @@ class VerifyFlows(QObject):
 
     # -- showing ------------------------------------------------------------------------------
     def _mark(self, bad: list[str], names: dict[str, str]) -> None:
-        model = self.window.tree_model
+        model = self.views.tree.model
         for name, line in names.items():
             model.notes[name] = f"Damaged on disk: {line} (the file's checksum does not match)"
         model.tensors_changed(list(names), modified=False)

@@ -235,7 +235,8 @@ def test_reading_message_goes_once_the_tensor_is_shown(qtbot, window, tmp_path):
     messages = []
     window.statusBar().messageChanged.connect(messages.append)
     assert window.select_name("big")
-    qtbot.waitUntil(lambda: window.tensor_view.tensor is not None, timeout=10_000)
+    # "big", not any tensor: the first one's read may have ended before "big" was selected
+    qtbot.waitUntil(lambda: window.tensor_view.name == "big", timeout=10_000)
     assert any(m.startswith("Reading big") for m in messages)
     assert not window.statusBar().currentMessage().startswith("Reading")
 

@@ -167,6 +167,12 @@ class TransplantEdit(Edit):
         _restore(doc, self._old)
         self._old, self._added = {}, []
 
+    def work_bytes(self, doc: Document) -> int:
+        """The reference tensors it reads (and copies here): a big transplant runs off the GUI
+        thread."""
+        from ..edits.base import names_bytes
+        return names_bytes(self.source, self.names)
+
     def recipe_step(self) -> dict:
         step = {"op": "transplant", "from": self.source_name}
         if self.glob is not None:

@@ -396,10 +396,18 @@ class InitializerDialog(QDialog):
 
 
 def _float(text: str, what: str) -> float:
+    """``text`` read as core reads a float64 cell (``value_parsing``: "1e999" is refused, a typed
+    "inf" kept); the error names the field."""
+    import torch
+    from ...core.edits.value_parsing import parse_cell_value
     try:
-        return float(text)
+        float(text)
     except ValueError:
         raise UserError(f"{what} must be a number, not {text!r}") from None
+    try:
+        return float(parse_cell_value(text, torch.float64))
+    except UserError as exc:
+        raise UserError(f"{what}: {exc}") from None
 
 
 def _head(names: list[str], n: int = 3) -> str:
