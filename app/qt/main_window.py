@@ -351,13 +351,14 @@ class MainWindow(QMainWindow):
         super().dragLeaveEvent(event)
 
     def _chain_tab_order(self) -> None:
-        """Tab follows the layout: filter, tree, the grid's controls, the grid, the statistics
+        """Tab follows the layout: filter, its NaN/Inf button, tree, the grid's controls, the grid, the statistics
         (Qt's default order is the order the widgets were made in: grid, tree, statistics)."""
         view = self.tensor_view
         view.grid.setTabKeyNavigation(False)  # Tab leaves the grid; arrows move between cells
         stats = [w for w in self.stats_panel.findChildren(QWidget) if w.focusPolicy() & Qt.TabFocus]
         view.tab_next = stats[0] if stats else None
-        QWidget.setTabOrder(self.tree_panel.filter, self.tree_view)
+        QWidget.setTabOrder(self.tree_panel.filter, self.tree_panel.nonfinite_button)
+        QWidget.setTabOrder(self.tree_panel.nonfinite_button, self.tree_view)
         QWidget.setTabOrder(self.tree_view, view.precision_spin)
         view._chain_tab_order()
 

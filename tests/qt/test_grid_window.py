@@ -50,7 +50,7 @@ def test_tab_walks_filter_tree_controls_grid_stats(qtbot, window):
     window.open_document(Document.from_object({"w": torch.randn(4, 5, 6)}), "t")
     qtbot.waitUntil(lambda: window.tensor_view.name == "w")
     names = focus_walk(qtbot, window, window.tree_panel.filter, 30)
-    order = ["treeFilter", "moduleTree", "precisionSpin", "scientificCheck", "heatmapCheck",
+    order = ["treeFilter", "nonfiniteButton", "moduleTree", "precisionSpin", "scientificCheck", "heatmapCheck",
              "rowAxisCombo", "colAxisCombo", "sliceAxis0", "tensorGrid"]
     assert names[:len(order)] == order, names
     # then the statistics panel's controls, and round again to the filter

@@ -8,13 +8,14 @@ from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit
 
 from app.core.model.document import Document
 from app.qt.dialogs.edit_dialog import EditDialog
+from app.qt.edit_flows import edit_dialog_hooks, shapes_of
 
 
 @pytest.fixture
 def dialog(qtbot):
     t = torch.randn(2000, generator=torch.Generator().manual_seed(0))
     doc = Document.from_object({"w": t})
-    d = EditDialog(doc, ["w"], "w")
+    d = EditDialog(shapes_of(doc, ["w"]), "w", **edit_dialog_hooks(doc))
     qtbot.addWidget(d)
     d.show()
     qtbot.waitExposed(d)
@@ -56,7 +57,8 @@ def test_before_stays_visible_next_to_a_spike(qtbot, dialog):
 def test_outliers_do_not_squash_the_preview(qtbot):
     t = torch.randn(5000, generator=torch.Generator().manual_seed(1)) * 0.02
     t[:3] = torch.tensor([250.0, -180.0, 90.0])
-    d = EditDialog(Document.from_object({"w": t}), ["w"], "w")
+    doc = Document.from_object({"w": t})
+    d = EditDialog(shapes_of(doc, ["w"]), "w", **edit_dialog_hooks(doc))
     qtbot.addWidget(d)
     d.show()
     set_expression(qtbot, d, "w * 0.5")
