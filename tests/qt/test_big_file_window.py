@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from tests.core.test_big_safetensors import rss_mib, sparse_safetensors
-from tests.qt.conftest import wait_for_document
+from tests.helpers.qt import wait_for_document
 
 
 def test_window_opens_and_shows_a_file_larger_than_memory(qtbot, window, tmp_path):
