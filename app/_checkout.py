@@ -8,7 +8,6 @@ every ``app.x`` import resolves to the module ``paramedit.x`` (one module object
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.util
 import sys
 from types import ModuleType
@@ -16,7 +15,8 @@ from types import ModuleType
 NAME = "paramedit"
 
 
-class _AliasLoader(importlib.abc.Loader):
+# The import protocols are duck-typed: importlib.abc would cost ~25 ms of a start-up.
+class _AliasLoader:
     def __init__(self, module: ModuleType):
         self.module = module
         self.spec = module.__spec__
@@ -30,7 +30,7 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self.spec
 
 
-class _AliasFinder(importlib.abc.MetaPathFinder):
+class _AliasFinder:
     def __init__(self, alias: str):
         self.prefix = alias + "."
 

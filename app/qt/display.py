@@ -1,13 +1,16 @@
 """Say in words why no window can open, before Qt aborts the process on a missing display."""
 from __future__ import annotations
 
-import ctypes.util
+import ctypes
 import os
 import sys
 
 #: libraries Qt's xcb platform plugin needs on Linux beyond what PySide6's wheel carries
 XCB_LIBRARIES = {"xcb-cursor": "libxcb-cursor0", "xcb-icccm": "libxcb-icccm4",
                  "xcb-keysyms": "libxcb-keysyms1", "xkbcommon-x11": "libxkbcommon-x11-0"}
+#: the sonames Qt 6 loads (dlopen of these is ~1 ms; ctypes.util.find_library runs ldconfig)
+_SONAMES = {"xcb-cursor": "libxcb-cursor.so.0", "xcb-icccm": "libxcb-icccm.so.4",
+            "xcb-keysyms": "libxcb-keysyms.so.1", "xkbcommon-x11": "libxkbcommon-x11.so.0"}
 
 HEADLESS_HINT = ("headless commands need no display: paramedit inspect / apply / diff / screenshot; "
                  "or set QT_QPA_PLATFORM=offscreen")
@@ -25,8 +28,18 @@ def display_problem(environ=os.environ, platform: str = sys.platform) -> str | N
     if not environ.get("DISPLAY"):
         return ("no display: DISPLAY is not set, so no window can open (log in to a desktop, or "
                 f"use ssh -X); {HEADLESS_HINT}")
-    missing = [pkg for lib, pkg in XCB_LIBRARIES.items() if not ctypes.util.find_library(lib)]
+    missing = [pkg for lib, pkg in XCB_LIBRARIES.items() if not _loadable(lib)]
     if missing:
         return (f"Qt needs system libraries that are missing: {' '.join(missing)} "
                 f"(Debian/Ubuntu: apt-get install {' '.join(missing)}); {HEADLESS_HINT}")
     return None
+
+
+def _loadable(lib: str) -> bool:
+    """Whether the dynamic loader finds ``lib`` (by its soname first: fast, and what Qt loads)."""
+    try:
+        ctypes.CDLL(_SONAMES[lib])
+        return True
+    except OSError:
+        from ctypes.util import find_library  # another soname, or one found only by its name
+        return find_library(lib) is not None

@@ -23,10 +23,14 @@ def test_offscreen_wayland_and_other_systems_are_left_to_qt():
 
 def test_missing_xcb_libraries_are_named(monkeypatch):
     import ctypes.util
+    from app.qt import display
     real = ctypes.util.find_library
+    # a library the loader cannot find, by its soname or by its name
+    monkeypatch.setitem(display._SONAMES, "xcb-cursor", "libxcb-cursor-not-here.so.0")
     monkeypatch.setattr(ctypes.util, "find_library", lambda n: None if n == "xcb-cursor" else real(n))
     problem = display_problem({"DISPLAY": ":99"}, "linux")
     assert XCB_LIBRARIES["xcb-cursor"] in problem and "apt-get install" in problem
+    assert "xcb-icccm" not in problem  # the ones that load are not named
 
 
 def test_the_gui_without_a_display_exits_2_with_one_line():
