@@ -15,7 +15,8 @@ app = QApplication(sys.argv[:1])
 class FirstPaint(QObject):
     def eventFilter(self, obj, event):
         if event.type() == QEvent.Type.Paint and obj.isWidgetType() and obj.isWindow():
-            loaded = [m for m in ("torch", "pyqtgraph", "app.qt.main_window", "app.core.demo")
+            loaded = [m for m in ("torch", "pyqtgraph", "app.qt.main_window", "app.core.demo",
+                                  "ctypes.util")
                       if m in sys.modules]
             os.write(1, f"{obj.objectName()} {obj.text()!r} {loaded}\n".encode())
             os._exit(0)
