@@ -121,7 +121,8 @@ class MainWindow(QMainWindow):
         width; whatever is left goes to the grid."""
         stats = max(self.stats_panel.minimumSizeHint().width(), 250)
         room = self.width() - self.tensor_view.minimumSizeHint().width() - stats - 8
-        tree = max(300, min(self.tree_panel.preferred_width(), room))
+        # the grid is the window's point: the tree takes at most 38% (its columns give way)
+        tree = max(300, min(self.tree_panel.preferred_width(), room, int(0.38 * self.width())))
         self.resizeDocks([self.tree_dock, self.stats_dock], [tree, stats], Qt.Horizontal)
 
     def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:

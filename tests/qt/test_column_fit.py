@@ -6,7 +6,7 @@ import torch
 
 from app.core.model.document import Document
 from app.qt.views.tree_panel import FIT_ROWS, ModuleTreePanel
-from app.qt.models.tree_model import NAME, TreeModel
+from app.qt.models.tree_model import NAME, TYPE, TreeModel
 
 
 class CountingModel(TreeModel):
@@ -122,6 +122,8 @@ def test_fitted_columns_show_their_text_whole(qtbot, window):
         for c in range(1, 6):
             cell = model.index(index.row(), c, index.parent())
             text = cell.data(Qt.DisplayRole)
+            if c == TYPE and view.header().sectionSize(c) == 0:
+                continue  # a narrow dock gives Type away whole, never as a sliver
             if text:
                 assert fm.horizontalAdvance(str(text)) + margins < view.header().sectionSize(c), \
                     (text, view.header().sectionSize(c))

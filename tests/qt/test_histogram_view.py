@@ -9,6 +9,7 @@ from PySide6.QtGui import QColor, QFontMetrics, QPalette
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QLabel, QSpinBox, QWidget
 
+from app.qt.colours import contrast
 from app.qt.views.histogram_axes import CountAxis, ValueAxis
 from app.qt.views.stats_panel import StatsPanel
 
@@ -199,6 +200,19 @@ def test_the_plot_follows_the_palette(panel):
     assert (bar.red(), bar.green(), bar.blue()) == (0x3d, 0x7a, 0xd6)
 
 
+def test_outlier_counts_stay_readable_in_a_dark_theme_with_a_dark_link_colour(panel):
+    """A dark palette that keeps the default dark-blue Link: the "N below / N above" marks
+    must still stand out from the plot's background."""
+    palette = dark_palette()
+    palette.setColor(QPalette.Link, QColor("#0000ff"))
+    panel.setPalette(palette)
+    panel.show_tensors("w", [outliers()])
+    QApplication.processEvents()
+    label = panel.findChild(QLabel, "belowLabel")
+    colour = QColor(label.styleSheet().split("color:")[1].split(";")[0].strip())
+    assert contrast(colour, QColor("#1e1e1e")) >= 3, colour.name()
+
+
 def test_nothing_selected_shows_one_hint_not_empty_axes(panel):
     fresh = StatsPanel()
     fresh.show()
@@ -287,3 +301,14 @@ def test_the_statistics_dock_keeps_its_width_for_a_long_name(qtbot, window):
     qtbot.wait(50)
     assert window.stats_dock.width() == width
     assert window.findChild(QLabel, "statsTitle").toolTip().startswith(long_name)
+
+
+def test_a_narrow_axis_keeps_more_than_one_label(qtbot):
+    """±0.1 on 243 px: a step of 0.1 puts ticks only at the ends, where pyqtgraph hides their
+    labels, leaving "0.0" alone; the axis takes 0.05 when those labels still do not touch."""
+    from app.qt.views.histogram_axes import ValueAxis, _inner_ticks
+    axis = ValueAxis("bottom")
+    lo, hi = -0.10013742737514934, 0.10003866247875652
+    (major, _), _minor = axis.tickSpacing(lo, hi, 243.4)
+    margin = axis._label_extent(lo, hi) * (hi - lo) / 243.4
+    assert _inner_ticks(lo, hi, major, margin) >= 2, major

@@ -278,3 +278,20 @@ def test_the_end_of_a_read_never_clears_another_message(qtbot, window):
     window.controller.status.emit("Reading big …")
     window.controller.statusDone.emit("Reading big …")
     assert window.statusBar().currentMessage() == ""
+
+
+def test_the_tree_dock_leaves_the_grid_most_of_the_window(qtbot, window):
+    """A checkpoint with long names and every column wide: the tree takes at most 38% of a
+    1400 px window (its Type column gives way first), so the grid keeps several columns."""
+    from app.core.model.document import Document
+    deep = "model.encoder.transformer_layers_with_a_long_name.0.self_attention_block.query_key_value"
+    doc = Document.from_object({f"{deep}.weight": torch.zeros(3000, 2048, 1, 1),
+                                f"{deep}.bias": torch.zeros(3000, dtype=torch.bfloat16)})
+    window.resize(1400, 900)
+    window.show()
+    qtbot.waitExposed(window)
+    window.open_document(doc, "deep")
+    qtbot.waitUntil(lambda: bool(window.tree_model.root.children))
+    window.fit_docks()
+    qtbot.waitUntil(lambda: window.tree_dock.width() <= 0.38 * window.width() + 8)
+    assert window.tensor_view.width() >= 0.3 * window.width()

@@ -30,6 +30,7 @@ import torch
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication
 
+from ..colours import luminance
 from ...core.model import dtypes
 from ...core.model.slice2d import Slice2D
 
@@ -71,12 +72,7 @@ DARK_TEXT, LIGHT_TEXT = QColor(0, 0, 0), QColor(255, 255, 255)
 
 def text_on(colour: QColor) -> QColor:
     """Black or white, whichever reads better on ``colour`` (WCAG relative luminance)."""
-    def channel(c: float) -> float:
-        c /= 255.0
-        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
-    lum = (0.2126 * channel(colour.red()) + 0.7152 * channel(colour.green())
-           + 0.0722 * channel(colour.blue()))
-    return DARK_TEXT if lum > 0.179 else LIGHT_TEXT
+    return DARK_TEXT if luminance(colour) > 0.179 else LIGHT_TEXT
 
 
 def _diverging_lut(n: int = 257, zero=(255, 255, 255)) -> list[QColor]:

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QLabel
 
+from ..colours import contrast
 from .histogram_axes import CountAxis, ValueAxis, compact_count
 
 LOG_FLOOR = float(np.log10(0.5))
@@ -142,6 +143,10 @@ class Histogram(QObject):
         self.curve.setBrush(fill)
         self.curve.setPen(pg.mkPen(line, width=1))
         mark = pal.color(QPalette.Link)
+        if contrast(mark, base) < 3:  # a dark theme that kept the default dark-blue link
+            mark = mark.lighter(250) if dark else mark.darker(250)
+            if contrast(mark, base) < 3:
+                mark = text
         for label in (self.below_label, self.above_label):
             label.setStyleSheet(f"color: {mark.name()}; background: transparent;"
                                 " font-weight: bold;")

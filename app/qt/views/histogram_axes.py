@@ -35,6 +35,13 @@ def compact_count(n: float) -> str:
     return f"{int(round(n))}"
 
 
+def _inner_ticks(lo: float, hi: float, step: float, margin: float) -> int:
+    """Ticks of ``step`` at least half a label (``margin`` in value units) inside [lo, hi]."""
+    first = math.ceil((lo + margin / 2) / step)
+    last = math.floor((hi - margin / 2) / step)
+    return max(0, last - first + 1)
+
+
 class _SpacedAxis(pg.AxisItem):
     """An axis that spaces its major ticks by how long its labels are."""
 
@@ -53,10 +60,18 @@ class _SpacedAxis(pg.AxisItem):
                 or maxVal <= minVal or size <= 0:
             return super().tickSpacing(minVal, maxVal, size)
         span = maxVal - minVal
-        labels = max(1, int(size // self._label_extent(minVal, maxVal)))
+        extent = self._label_extent(minVal, maxVal)
+        labels = max(1, int(size // extent))
         major = nice_step(span / labels)
         if self.integer:
             major = max(1.0, major)
+        # pyqtgraph hides a label that would cross the axis' end: with ticks only near the ends,
+        # one label is left. Take the next smaller step while its labels still do not touch.
+        finer = nice_step(major * 0.45)
+        if self.orientation not in ("left", "right") and _inner_ticks(minVal, maxVal, major, extent
+                                                                      * span / size) < 2 \
+                and finer * size / span >= extent * 0.8 and not (self.integer and finer < 1):
+            major = finer
         minor = major / 5 if not self.integer or major >= 5 else major
         return [(major, 0.0), (minor, 0.0)]
 

@@ -111,6 +111,9 @@ class StatsPanel(QWidget):
         self.range_combo = QComboBox(self, objectName="rangeCombo")
         for mode, text in RANGE_TEXTS.items():
             self.range_combo.addItem(text, mode)
+        # its longest item must not set the dock's width (the list still shows it whole)
+        self.range_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.range_combo.setMinimumContentsLength(11)
         self.range_combo.setToolTip(
             "Auto: the robust range when a few outliers would squash the full range into a bar "
             "or two.\nFull range: min to max.\nPercentiles: the elements outside are counted "

@@ -31,7 +31,7 @@ EXPAND_CAP = 50
 #: that Shape, Dtype and Elements keep their room
 NAME_WIDTH, TYPE_WIDTH = (160, 320), 150
 #: the narrowest the name and type columns are squeezed to when the dock is narrow
-SQUEEZED = {NAME: 170, TYPE: 56}
+SQUEEZED = {NAME: 165, TYPE: 0}  # Type can go: the row's icon tells it too
 
 
 class ModuleTreePanel(QWidget):
@@ -224,6 +224,8 @@ class ModuleTreePanel(QWidget):
             if excess <= 0:
                 break
             give = max(0, min(excess, header.sectionSize(c) - SQUEEZED[c]))
+            if c == TYPE and give:  # all or nothing: a sliver of "parameter" reads as "..."
+                give = header.sectionSize(c)
             header.resizeSection(c, header.sectionSize(c) - give)
             excess -= give
 
