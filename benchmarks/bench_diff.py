@@ -1,7 +1,9 @@
 """Comparing two ~1 GB checkpoints: time of ``diff`` vs reading both files once, and peak RSS.
 
 Two cases: B a byte copy of A (every tensor equal: the common "are these the same?" check), and
-B with every tensor changed (a fine-tune: every tensor takes the full float64 path). The floor is
+B with every tensor changed (a fine-tune: every tensor takes the full float64 path), the latter
+with the chunks on one thread and shared by two (``compare_tensors(threads=)``; the default is
+``default_threads()``); "cpu" is the comparison's user + system time, both threads together. The floor is
 reading both files once from the page cache (64 MB ``readinto``), measured alternately with the
 comparison so both see the same cache state. Each comparison runs in a fresh subprocess;
 peak RSS growth is VmHWM (reset just before) minus VmRSS at that moment; anonymous RSS is
@@ -9,7 +11,8 @@ sampled during the comparison.
 
     .venv/bin/python benchmarks/bench_diff.py [--mb 1024] [--format safetensors|torch]
 
-Targets: equal files <= 2x the floor, changed files reported (the arithmetic is the cost);
+Targets: equal files <= 2x the floor, changed files <= 1.3x (issue 12; not reached on 2 busy
+CPUs: the float64 arithmetic, ~8 passes over each cached chunk, is the cost);
 anonymous RSS growth (memory not backed by the files) bounded by the largest tensor of each side,
 never both files. File-backed pages of the mapped files count in VmHWM but are clean page cache
 the kernel reclaims at will.
@@ -103,8 +106,8 @@ def main() -> int:
         pa, pe, pc = make_files(folder, args.mb, args.format)
         size_mb = os.path.getsize(pa) / 2**20
         print(f"two {args.format} files of {size_mb:.0f} MB each; {ROUNDS} rounds, median")
-        cases = (("equal", pe, 0, 2.0), ("changed, 1 thread", pc, 1, None),
-                 ("changed", pc, 0, CHANGED_TARGET))
+        cases = (("equal", pe, 0, 2.0), ("changed, 1 thread", pc, 1, CHANGED_TARGET),
+                 ("changed, 2 threads", pc, 2, CHANGED_TARGET))
         for label, pb, threads, target in cases:
             floors, runs = [], []
             for _ in range(ROUNDS):
@@ -116,7 +119,7 @@ def main() -> int:
             rss = max(r["rss_mb"] for r in runs)
             anon = max(r["anon_mb"] for r in runs)
             ratio = secs / floor
-            line = (f"{label:17s} | diff {secs:6.2f} s (cpu {cpu:5.2f} s) | read both once "
+            line = (f"{label:18s} | diff {secs:6.2f} s (cpu {cpu:5.2f} s) | read both once "
                     f"{floor:5.2f} s | ratio {ratio:5.2f} | peak RSS growth {rss:5.0f} MB, of it "
                     f"anonymous {anon:4.0f} MB ({100 * anon / size_mb:.1f}% of one file) | "
                     f"changed {runs[0]['changed']}, equal {runs[0]['equal']}")

@@ -237,3 +237,10 @@ def test_map_chunks_returns_only_once_its_helpers_have_stopped():
     results = [None] * 50
     map_chunks(range(50), make_job, [1] * 50, results, threads=2)
     assert results == list(range(50))
+
+
+def test_a_second_thread_only_where_there_are_cores_to_spare(monkeypatch):
+    from app.core.compare import chunk_threads
+    for cpus, want in ((1, 1), (2, 1), (4, 2), (64, 2)):
+        monkeypatch.setattr(chunk_threads.os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
+        assert chunk_threads.default_threads() == want

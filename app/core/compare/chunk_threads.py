@@ -1,7 +1,7 @@
 """Run a job per chunk on the calling thread and helper threads, results in chunk order.
 
-Torch and numpy release the GIL inside their kernels, so a second thread doubles the
-arithmetic of a comparison on two cores. Threads take the next chunk from a shared counter (a
+Torch and numpy release the GIL inside their kernels, so a second thread with a core of its
+own can take half of the arithmetic (see ``default_threads`` for when it pays). Threads take the next chunk from a shared counter (a
 loaded machine slows one of them down without idling the other); each result lands at its
 chunk's index, so callers that add the results up in index order get the same numbers however
 the chunks were shared out. Only the calling thread calls ``progress`` and ``cancelled``
@@ -26,13 +26,16 @@ _pool_lock = threading.Lock()
 
 
 def default_threads() -> int:
-    """Threads a comparison uses: both cores of a two-core machine, at most 2 (the arithmetic
-    of a chunk is a few memory-bound passes; more threads would wait on memory and the GIL)."""
+    """Threads a comparison uses: 2 where at least 4 CPUs make an idle core likely, else 1.
+
+    Measured on 2 busy CPUs (benchmarks/bench_diff.py): a second thread took about as long,
+    with 5-50% more CPU time, as the two threads trade the GIL between the short calls of
+    each chunk (about 6 switches per chunk); it only pays with a core to itself."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    return max(1, min(2, cpus))
+    return 2 if cpus >= 4 else 1
 
 
 def _helpers(n: int) -> ThreadPoolExecutor:

@@ -113,8 +113,8 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor, atol: float = 0.0, rtol: f
 
     ``progress(n)`` is called with the number of elements just done; ``cancelled()`` is polled
     between chunks and raises ``Cancelled`` when it returns True; both only on the calling
-    thread. ``threads``: how many threads share the chunks (default: 2 on a multi-core machine
-    for tensors of ``PARALLEL_MIN`` elements or more, else 1); the figures do not depend on it.
+    thread. ``threads``: how many threads share the chunks (default: ``default_threads()`` for
+    tensors of ``PARALLEL_MIN`` elements or more, else 1); the figures do not depend on it.
     """
     a, b = _plain(a), _plain(b)
     if tuple(a.shape) != tuple(b.shape):
