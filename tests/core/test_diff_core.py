@@ -208,9 +208,9 @@ def test_threaded_progress_and_cancel_stay_on_the_calling_thread():
     assert d.n_diff == 10_000 and sum(seen) == 10_000 and where == {me}
     polls = []
 
-    def cancelled():
+    def cancelled():  # True from the first poll: the helper may take every chunk after that
         polls.append(threading.get_ident())
-        return len(polls) > 5
+        return True
     with pytest.raises(Cancelled):
         compare_tensors(a, b, chunk=100, threads=2, cancelled=cancelled)
     assert set(polls) == {me}
@@ -219,21 +219,30 @@ def test_threaded_progress_and_cancel_stay_on_the_calling_thread():
 def test_map_chunks_returns_only_once_its_helpers_have_stopped():
     import time
     from app.core.compare.chunk_threads import map_chunks
-    calls, results = [], [None] * 200
+    import threading
+    calls, finished, results, me = [], [], [None] * 200, threading.get_ident()
+    cancel = threading.Event()
 
     def make_job():
         def job(i):
             calls.append(i)
-            time.sleep(0.001)
+            if threading.get_ident() != me:
+                cancel.wait(1)  # the helper is busy until the cancel (and a while after)
+                time.sleep(0.005)
+            finished.append(i)
             return i
         return job
-    polls = []
+
+    def cancelled():
+        if len(calls) > 3:
+            cancel.set()
+        return cancel.is_set()
     with pytest.raises(Cancelled):
-        map_chunks(range(200), make_job, [1] * 200, results, threads=2,
-                   cancelled=lambda: polls.append(1) or len(polls) > 4)
+        map_chunks(range(200), make_job, [1] * 200, results, threads=2, cancelled=cancelled)
+    assert sorted(finished) == sorted(calls) and len(calls) < 200  # no job left running
     n = len(calls)
     time.sleep(0.02)
-    assert len(calls) == n < 200  # nothing still running after the raise
+    assert len(calls) == n  # and none started after
     results = [None] * 50
     map_chunks(range(50), make_job, [1] * 50, results, threads=2)
     assert results == list(range(50))
