@@ -253,3 +253,11 @@ def test_a_second_thread_only_where_there_are_cores_to_spare(monkeypatch):
     for cpus, want in ((1, 1), (2, 1), (4, 2), (64, 2)):
         monkeypatch.setattr(chunk_threads.os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
         assert chunk_threads.default_threads() == want
+
+
+def test_chunk_sizes_are_counted_without_views():
+    from app.core.compare.tensor_diff import _key_numel
+    for shape, n in (((3, 5, 7), 4), ((3, 5, 7), 36), ((10,), 3), ((), 4), ((0, 3), 4), ((7, 9), 20)):
+        t = torch.zeros(shape)
+        for k in chunk_keys(shape, n):
+            assert _key_numel(t.shape, k) == (t[k] if k else t).numel()

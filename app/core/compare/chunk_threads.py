@@ -57,6 +57,15 @@ def map_chunks(indices: Sequence[int], make_job: Callable[[], Callable[[int], R]
     gets the number of elements (``sizes[i]``) done since its last call; ``cancelled()`` is
     polled before each chunk of the calling thread and raises ``Cancelled`` once helpers stop.
     """
+    if threads <= 1 or len(indices) <= 1:  # no counter, lock or bookkeeping per chunk
+        job = make_job()
+        for i in indices:
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            results[i] = job(i)
+            if progress is not None:
+                progress(sizes[i])
+        return
     todo = iter(indices)
     take_lock = threading.Lock()
     stop = threading.Event()
@@ -76,10 +85,9 @@ def map_chunks(indices: Sequence[int], make_job: Callable[[], Callable[[int], R]
                 results[i] = job(i)
                 helper_done[slot] += sizes[i]
 
-    futures: list[Future] = []
-    if threads > 1 and len(indices) > 1:
-        pool = _helpers(threads - 1)
-        futures = [pool.submit(helper, s) for s in range(min(threads - 1, len(indices) - 1))]
+    pool = _helpers(threads - 1)
+    futures: list[Future] = [pool.submit(helper, s)
+                             for s in range(min(threads - 1, len(indices) - 1))]
     own = reported = 0
 
     def report() -> None:

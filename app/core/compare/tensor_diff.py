@@ -77,6 +77,14 @@ def chunk_keys(shape: tuple[int, ...], n: int = CHUNK) -> Iterator[tuple]:
             yield (i, *k)
 
 
+def _key_numel(shape: torch.Size, key: tuple) -> int:
+    """Elements of ``t[key]`` (a ``chunk_keys`` key) without making the view."""
+    n = 1
+    for dim, k in zip(shape, key):
+        n *= len(range(*k.indices(dim))) if isinstance(k, slice) else 1
+    return n * math.prod(shape[len(key):])
+
+
 def _piece(t: torch.Tensor, key: tuple) -> torch.Tensor:
     p = t[key] if key else t
     return p.reshape(-1)
@@ -121,7 +129,7 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor, atol: float = 0.0, rtol: f
         raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     same_dtype = a.dtype == b.dtype
     keys = list(chunk_keys(tuple(a.shape), chunk))
-    sizes = [_piece(a, k).numel() for k in keys] if len(keys) > 1 else [a.numel()]
+    sizes = [_key_numel(a.shape, k) for k in keys]
     if threads is None:
         threads = default_threads() if a.numel() >= PARALLEL_MIN else 1
     figs: list[ChunkFigures | None] = [None] * len(keys)  # None: bit-equal, figures pending
