@@ -134,7 +134,7 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor, atol: float = 0.0, rtol: f
         threads = default_threads() if a.numel() >= PARALLEL_MIN else 1
     figs: list[ChunkFigures | None] = [None] * len(keys)  # None: bit-equal, figures pending
 
-    def make_job() -> Callable[[int], None]:
+    def make_job() -> Callable[[int], ChunkFigures | None]:
         math_ = ChunkMath(float(atol), float(rtol), work_dtype(a.dtype, b.dtype), same_dtype)
         seen_diff = not same_dtype
 
