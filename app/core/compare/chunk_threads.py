@@ -1,9 +1,9 @@
 """Run a job per chunk on the calling thread and helper threads, results in chunk order.
 
 Torch and numpy release the GIL inside their kernels, so a second thread with a core of its
-own can take half of the arithmetic (see ``default_threads`` for when it pays). Threads take the next chunk from a shared counter (a
-loaded machine slows one of them down without idling the other); each result lands at its
-chunk's index, so callers that add the results up in index order get the same numbers however
+own can take half of the arithmetic (see ``default_threads`` for when it pays). Threads take
+the next chunk from a shared counter (a loaded machine slows one of them down without idling
+the other); each result lands at its chunk's index, so callers that add the results up in index order get the same numbers however
 the chunks were shared out. Only the calling thread calls ``progress`` and ``cancelled``
 (callers hand in GUI callbacks), and it never returns before its helpers have stopped: the
 tensors may be views of a file that is closed right after.
