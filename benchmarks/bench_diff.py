@@ -4,8 +4,8 @@ Two cases: B a byte copy of A (every tensor equal: the common "are these the sam
 B with every tensor changed (a fine-tune: every tensor takes the full float64 path), the latter
 with the chunks on one thread and shared by two (``compare_tensors(threads=)``; the default is
 ``default_threads()``); "cpu" is the comparison's user + system time, both threads together.
-The floor is reading both files once from the page cache (64 MB ``readinto``), measured alternately with the
-comparison so both see the same cache state. Each comparison runs in a fresh subprocess;
+The floor is reading both files once from the page cache (64 MB ``readinto``), measured
+alternately with the comparison so both see the same cache state. Each comparison runs in a fresh subprocess;
 peak RSS growth is VmHWM (reset just before) minus VmRSS at that moment; anonymous RSS is
 sampled during the comparison.
 
