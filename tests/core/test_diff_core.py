@@ -135,3 +135,129 @@ def test_float8_complex_and_conjugate_views():
     z = torch.randn(5, dtype=torch.complex64, generator=torch.Generator().manual_seed(1))
     assert compare_tensors(z.conj(), z.conj().clone()).equal  # a lazy conjugate view
     assert compare_tensors(z, z.conj()).n_diff == 5
+
+
+def _plain_reference(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """The section 5 figures the obvious way: whole tensors in float64, NaN equal to NaN."""
+    work = torch.complex128 if a.is_complex() else torch.float64
+    A, B = a.flatten().to(work), b.flatten().to(work)
+    same = (A == B) | (A.isnan() & B.isnan())
+    fin = A.isfinite() & B.isfinite()
+    A, B = torch.where(fin, A, 0), torch.where(fin, B, 0)
+    d = (A - B).abs()
+    na, nb, nd = A.abs().square().sum(), B.abs().square().sum(), d.square().sum()
+    cos = 1 - (nd - (na.sqrt() - nb.sqrt()) ** 2) / (2 * na.sqrt() * nb.sqrt())
+    return {"n_diff": int((~same).sum()), "max_abs": float(d.max()),
+            "rel_l2": float(nd.sqrt() / nb.sqrt()), "cosine": float(cos)}
+
+
+def _figures(d) -> tuple:
+    return (d.n_diff, d.nan_a, d.nan_b, d.max_abs, d.rel_l2, d.cosine)
+
+
+@pytest.mark.parametrize("n", [63, 64, 65, 129, 640, 1000])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64, torch.int32,
+                                   torch.complex64])
+def test_threads_give_bit_identical_figures_and_match_a_plain_reference(n, dtype):
+    """Chunks shared by 1, 2 or 3 threads (any schedule) add up to the very same figures, and
+    those are the plain whole-tensor float64 figures: counts and max exact, norms to 1e-12."""
+    g = torch.Generator().manual_seed(n)
+    a = (torch.randn(n, generator=g) * 3).to(dtype) if dtype != torch.complex64 else \
+        torch.randn(n, dtype=dtype, generator=g)
+    b = a.clone()
+    b[n // 2:] += 1  # the first chunks are bit-equal, later ones differ
+    b[n - 1] = 0
+    if dtype.is_floating_point or dtype.is_complex:
+        for t in (a, b):  # the same NaN / Inf on both sides: equal there, counted, left out
+            t[3], t[n // 3] = float("nan"), float("inf")
+        a[n - 2] = float("nan")  # NaN on one side only
+    want = _plain_reference(a, b)
+    runs = [_figures(compare_tensors(a, b, chunk=64, threads=t)) for t in (1, 2, 3, 2, 2)]
+    assert all(r == runs[0] for r in runs[1:])
+    d = compare_tensors(a, b, chunk=64, threads=2)
+    assert (d.n_diff, d.max_abs) == (want["n_diff"], want["max_abs"])
+    assert d.nan_a == int(a.isnan().sum()) and d.nan_b == int(b.isnan().sum())
+    assert d.rel_l2 == pytest.approx(want["rel_l2"], rel=1e-12)
+    assert d.cosine == pytest.approx(want["cosine"], rel=1e-12)
+    assert _figures(compare_tensors(a, b, chunk=1 << 20)) == pytest.approx(_figures(d), rel=1e-12)
+
+
+def test_equal_chunks_before_a_difference_count_their_nans_and_complex_norms():
+    a = torch.zeros(300)
+    a[5] = float("nan")
+    b = a.clone()
+    b[250] = 1
+    d = compare_tensors(a, b, chunk=100)  # chunk 0 is bit-equal, chunk 2 differs
+    assert (d.n_diff, d.nan_a, d.nan_b) == (1, 1, 1)
+    z = torch.randn(300, dtype=torch.complex64, generator=torch.Generator().manual_seed(2))
+    w = z.clone()
+    w[250] = 0
+    assert _figures(compare_tensors(z, w, chunk=100)) == \
+        pytest.approx(_figures(compare_tensors(z, w, chunk=1000)), rel=1e-12)
+
+
+def test_threaded_progress_and_cancel_stay_on_the_calling_thread():
+    import threading
+    a, b = torch.zeros(10_000), torch.ones(10_000)
+    me, seen, where = threading.get_ident(), [], set()
+
+    def progress(n):
+        seen.append(n)
+        where.add(threading.get_ident())
+    d = compare_tensors(a, b, chunk=100, threads=2, progress=progress)
+    assert d.n_diff == 10_000 and sum(seen) == 10_000 and where == {me}
+    polls = []
+
+    def cancelled():  # True from the first poll: the helper may take every chunk after that
+        polls.append(threading.get_ident())
+        return True
+    with pytest.raises(Cancelled):
+        compare_tensors(a, b, chunk=100, threads=2, cancelled=cancelled)
+    assert set(polls) == {me}
+
+
+def test_map_chunks_returns_only_once_its_helpers_have_stopped():
+    import time
+    from app.core.compare.chunk_threads import map_chunks
+    import threading
+    calls, finished, results, me = [], [], [None] * 200, threading.get_ident()
+    cancel = threading.Event()
+
+    def make_job():
+        def job(i):
+            calls.append(i)
+            if threading.get_ident() != me:
+                cancel.wait(1)  # the helper is busy until the cancel (and a while after)
+                time.sleep(0.005)
+            finished.append(i)
+            return i
+        return job
+
+    def cancelled():
+        if len(calls) > 3:
+            cancel.set()
+        return cancel.is_set()
+    with pytest.raises(Cancelled):
+        map_chunks(range(200), make_job, [1] * 200, results, threads=2, cancelled=cancelled)
+    assert sorted(finished) == sorted(calls) and len(calls) < 200  # no job left running
+    n = len(calls)
+    time.sleep(0.02)
+    assert len(calls) == n  # and none started after
+    results = [None] * 50
+    map_chunks(range(50), make_job, [1] * 50, results, threads=2)
+    assert results == list(range(50))
+
+
+def test_a_second_thread_only_where_there_are_cores_to_spare(monkeypatch):
+    from app.core.compare import chunk_threads
+    for cpus, want in ((1, 1), (2, 1), (4, 2), (64, 2)):
+        monkeypatch.setattr(chunk_threads.os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)))
+        assert chunk_threads.default_threads() == want
+
+
+def test_chunk_sizes_are_counted_without_views():
+    from app.core.compare.tensor_diff import _key_numel
+    for shape, n in (((3, 5, 7), 4), ((3, 5, 7), 36), ((10,), 3), ((), 4), ((0, 3), 4), ((7, 9), 20)):
+        t = torch.zeros(shape)
+        for k in chunk_keys(shape, n):
+            assert _key_numel(t.shape, k) == (t[k] if k else t).numel()
