@@ -110,7 +110,8 @@ def test_big_tensor_shows_approximate_then_exact(panel, qtbot):
     previews = []
     panel.previewReady.connect(previews.append)
     with qtbot.waitSignal(panel.statsReady, timeout=60_000) as blocker:
-        panel.show_tensors("big", [t])
+        with qtbot.waitSignal(panel.previewReady, timeout=60_000):
+            panel.show_tensors("big", [t])  # the preview too is sampled in a worker
         assert previews and panel.current_stats.approximate and not panel.is_exact
         assert panel.findChild(QLabel, "approxLabel").isVisible()
         assert "≈" in panel.findChild(QWidget, "statsPanel").values()["mean"]
@@ -179,7 +180,8 @@ def test_module_pools_its_tensors(panel):
 def test_big_module_preview_then_exact(panel, qtbot):
     parts = [torch.randn(3_000_000), torch.randn(2_000_000) + 3]
     with qtbot.waitSignal(panel.statsReady, timeout=60_000) as blocker:
-        panel.show_tensors("big module", parts)
+        with qtbot.waitSignal(panel.previewReady, timeout=60_000):
+            panel.show_tensors("big module", parts)
         assert panel.current_stats.approximate
     assert_equals_torch(blocker.args[0], torch.cat(parts))
 
@@ -206,3 +208,51 @@ def test_clear(panel, weights):
     panel.refresh()  # nothing shown: nothing to do
     panel.show_tensors("empty module", [])
     assert panel.current_stats is None
+
+
+def test_a_big_tensor_is_sampled_off_the_gui_thread(panel, qtbot, weights):
+    """While every pool thread is busy, selecting a big tensor returns at once: the panel says it
+    is sampling and keeps the old plot; once the pool frees, the preview then the exact come."""
+    from tests.qt.driving import PoolBlocked
+    panel.show_tensors("small", [weights])
+    old_counts = plotted_counts(panel)[0].copy()
+    big = torch.randn(2 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(5))
+    blocked = PoolBlocked()
+    try:
+        panel.show_tensors("big", [big])  # returns: the sampling waits in the queue
+        assert panel.is_busy and panel.current_stats.numel == weights.numel()
+        label = panel.findChild(QLabel, "approxLabel")
+        assert label.isVisible() and "sampling" in label.text()
+        assert (plotted_counts(panel)[0] == old_counts).all()  # the old plot stays meanwhile
+    finally:
+        blocked.release()
+    with qtbot.waitSignal(panel.statsReady, timeout=60_000) as blocker:
+        qtbot.waitUntil(lambda: panel.current_stats.numel == big.numel(), timeout=60_000)
+    assert blocker.args[0].numel == big.numel() and panel.is_exact
+    assert plotted_counts(panel)[0].sum() == big.numel()
+
+
+def test_a_stale_preview_is_dropped(panel, qtbot, weights):
+    """A preview that arrives after another selection is never shown."""
+    from tests.qt.driving import PoolBlocked
+    big = torch.randn(2 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(6))
+    blocked = PoolBlocked()
+    try:
+        panel.show_tensors("big", [big])
+        stale = panel._task
+        panel.show_tensors("small", [weights])  # synchronous, while the preview waits
+        assert stale.is_cancelled and panel.is_exact
+    finally:
+        blocked.release()
+    shown = []
+    panel.previewReady.connect(shown.append)
+    panel.statsReady.connect(shown.append)
+    QThreadPool.globalInstance().waitForDone(30_000)
+    qtbot.wait(50)
+    assert shown == [] and panel.current_stats.numel == weights.numel()
+    # even a result that ran to the end is dropped by its generation
+    panel.show_tensors("big", [big])
+    task = panel._task
+    with qtbot.waitSignal(task.signals.done, timeout=60_000):
+        panel._generation += 1  # as if something else were selected after it started
+    assert [s for s in shown if s.numel == big.numel()] == []

@@ -1,8 +1,11 @@
 """Histogram and summary statistics of a tensor, or of a module's tensors pooled.
 
-Small inputs are computed at once. Large ones (more than ``SYNC_LIMIT`` elements) show a sampled
-preview at once, marked approximate, while the exact statistics are computed by a background
-``Task``; showing something else cancels it, and a stale result is ignored. ``refresh()`` (after
+Small inputs are computed at once. Large ones (more than ``SYNC_LIMIT`` elements) are sampled in
+a background ``Task`` (the panel says "sampling…" and keeps the old plot meanwhile), the sampled
+preview is shown marked approximate, then a second ``Task`` computes the exact statistics; the
+range plan of the histogram (its robust range, from a sample) is made in those workers too, so
+selecting a big tensor costs the GUI thread nothing but the paint. Showing something else cancels
+them, and a stale result is ignored (a generation counter). ``refresh()`` (after
 an edit) is throttled, so a burst of edits costs one recomputation.
 
 What is shown: a histogram over the full range, or over a robust range (0.1–99.9th percentile,
@@ -17,6 +20,7 @@ preview, ``gotoRequested(tuple)`` with the index of the first NaN/Inf when its c
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import pyqtgraph as pg
 import torch
@@ -263,21 +267,53 @@ class StatsPanel(QWidget):
                     self._show(compute_stats(tensors[0], bins, part=part) if single
                                else compute_stats_many(tensors, bins, part=part))
                     return
-                self._show(preview_stats(tensors[0], bins, part=part) if single
-                           else preview_stats_many(tensors, bins, part=part))
         except (RuntimeError, ValueError, TypeError, MemoryError) as exc:  # never raise in a slot
             self._show_error(exc)
             return
+        self._start_preview(gen, tensors, bins, part, single)
 
-        self._start_exact(gen, tensors, bins, part, single)
+    def _start_preview(self, gen: int, tensors: list, bins: int, part, single: bool) -> None:
+        """The sampled preview (and its range plan) in a worker; the exact pass follows it."""
+        mode = self.range_mode
+
+        def work(progress, cancelled):
+            with one_thread():
+                stats = (preview_stats(tensors[0], bins, part=part) if single
+                         else preview_stats_many(tensors, bins, part=part))
+                return gen, stats, _plan(stats, tensors, part, mode, bins)
+
+        def done(payload):
+            g, stats, plan = payload
+            if g != self._generation:  # superseded while it ran
+                return
+            self._task = None
+            self._show(stats, plan)
+            self._start_exact(gen, tensors, bins, part, single)
+
+        def failed(exc, _traceback):
+            if gen == self._generation:
+                self._task = None
+                self._show_error(exc)
+        task = Task(work)
+        task.signals.finished.connect(done)
+        task.signals.failed.connect(failed)
+        self._task = task
+        self._set_pending(True, "sampling…")
+        self.title.setText(f"{self.label}   (…)")
+        self.table.set_stats(None)  # the old plot stays until the preview replaces it
+        self._start(task)
 
     def _start_exact(self, gen: int, tensors: list, bins: int, part, single: bool) -> None:
         """Exact statistics in a worker, on one thread (chunked passes: see core/threads.py)."""
+        mode, plan_here = self.range_mode, len(tensors) <= SYNC_TENSORS
+
         def work(progress, cancelled):
             with one_thread():
                 if single:
-                    return gen, compute_stats(tensors[0], bins, progress, cancelled, part=part)
-                return gen, compute_stats_many(tensors, bins, progress, cancelled, part=part)
+                    stats = compute_stats(tensors[0], bins, progress, cancelled, part=part)
+                else:
+                    stats = compute_stats_many(tensors, bins, progress, cancelled, part=part)
+                return gen, stats, _plan(stats, tensors, part, mode, bins) if plan_here else None
         task = Task(work)
         task.signals.finished.connect(self._on_exact)
         task.signals.failed.connect(self._on_failed)
@@ -297,13 +333,13 @@ class StatsPanel(QWidget):
         self._task = None
 
     def _on_exact(self, payload) -> None:
-        gen, stats = payload
+        gen, stats, plan = payload
         if gen != self._generation:  # superseded while it ran
             return
         self._task = None
         if stats.part is not None:  # many tensors: found complex ones in the worker
             self.part_combo.setVisible(True)
-        self._show(stats)
+        self._show(stats, plan)
 
     def _show_error(self, exc) -> None:
         self.current_stats = None
@@ -329,14 +365,15 @@ class StatsPanel(QWidget):
             self.gotoRequested.emit(index)
 
     # -- showing -------------------------------------------------------------------------------
-    def _show(self, stats: Stats) -> None:
+    def _show(self, stats: Stats, plan: "_Planned | None" = None) -> None:
+        """``plan``: the histogram's range plan made in the worker (None: make it here)."""
         self.current_stats = stats
         n = len(self.tensors)
         kind = f"{n} tensors, " if n > 1 else ""
         of = f", {self.part_combo.currentText()}" if stats.part else ""
         self.title.setText(f"{self.label}   ({kind}{stats.dtype}{of})")
         self._show_empty(False)
-        self._show_view(stats)
+        self._show_view(stats, plan)
         self.table.set_stats(stats, can_goto=n == 1)
         self._set_pending(stats.approximate)
         (self.previewReady if stats.approximate else self.statsReady).emit(stats)
@@ -348,8 +385,9 @@ class StatsPanel(QWidget):
                   self.table):
             w.setVisible(not empty)
 
-    def _show_view(self, stats: Stats) -> None:
-        """The histogram (or the value, or why there is none) of what ``stats`` describes."""
+    def _show_view(self, stats: Stats, planned: "_Planned | None" = None) -> None:
+        """The histogram (or the value, or why there is none) of what ``stats`` describes;
+        ``planned``: its range plan, made in a worker (used while the range mode is the same)."""
         self._cancel_view()
         self.hover_label.setText(" ")
         if stats.numel == 1 and stats.min is not None:
@@ -370,11 +408,11 @@ class StatsPanel(QWidget):
             self._say_range("full", stats.min, stats.max, 0, 0, auto, stats.approximate)
             self._plan_in_worker(stats, mode, auto)
             return
-        try:
+        if planned is not None and planned.mode == mode:
+            plan = planned.plan
+        else:
             with gui_thread_torch():
-                plan = plan_view(stats, self.tensors, self.part, mode, self.bins)
-        except (RuntimeError, ValueError, TypeError, MemoryError):
-            plan = ViewPlan("full", stats.min, stats.max, False)  # the statistics' own stands
+                plan = _plan(stats, self.tensors, self.part, mode, self.bins).plan
         self._show_plan(stats, plan, auto, stats.approximate)
         if plan.counts is not None and plan.counts.approximate and not stats.approximate:
             self._plan_in_worker(stats, mode, auto)  # exact counts over the same edges
@@ -437,9 +475,9 @@ class StatsPanel(QWidget):
         if self.current_stats is not None:
             self._show_view(self.current_stats)
 
-    def _set_pending(self, on: bool) -> None:
+    def _set_pending(self, on: bool, text: str = "≈ sampled — computing exact statistics…") -> None:
         if on:
-            self.approx_label.setText("≈ sampled — computing exact statistics…")
+            self.approx_label.setText(text)
             self.progress.setValue(0)
         self.approx_label.setVisible(on)
         self.progress.setVisible(on)
@@ -448,6 +486,22 @@ class StatsPanel(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.PaletteChange:  # a dark palette: a dark plot
             self.histogram.apply_palette(self.palette())
+
+
+class _Planned(NamedTuple):
+    """A histogram range plan and the range mode it was made for."""
+    mode: str
+    plan: ViewPlan
+
+
+def _plan(stats: Stats, tensors: list, part, mode: str, bins: int) -> "_Planned | None":
+    """The range plan of ``stats`` from a sample (None when there is no histogram to plan)."""
+    if stats.min is None or stats.max is None or stats.numel == 1:
+        return None
+    try:
+        return _Planned(mode, plan_view(stats, tensors, part, mode, bins))
+    except (RuntimeError, ValueError, TypeError, MemoryError):
+        return _Planned(mode, ViewPlan("full", stats.min, stats.max, False))  # stats' own stands
 
 
 def _setting(store, key: str, default, kind):
