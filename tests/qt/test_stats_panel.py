@@ -256,3 +256,19 @@ def test_a_stale_preview_is_dropped(panel, qtbot, weights):
     with qtbot.waitSignal(task.signals.done, timeout=60_000):
         panel._generation += 1  # as if something else were selected after it started
     assert [s for s in shown if s.numel == big.numel()] == []
+
+
+def test_exact_pass_progress_repaints_are_throttled(panel, qtbot, monkeypatch):
+    """Hundreds of progress reports in an instant move the bar once or twice, not each time."""
+    from app.qt import progress
+    monkeypatch.setattr(progress, "clock", lambda: 5.0)  # no time passes between reports
+    reports, moves = [], []
+    bar = panel.findChild(QWidget, "statsProgress")
+    bar.valueChanged.connect(moves.append)
+    big = torch.randn(8 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(8))
+    with qtbot.waitSignal(panel.statsReady, timeout=60_000):
+        panel.show_tensors("big", [big])
+        qtbot.waitUntil(lambda: panel._task is not None
+                        and panel.current_stats is not None, timeout=60_000)
+        panel._task.signals.progress.connect(lambda *a: reports.append(a))
+    assert len(reports) > 5 and len([v for v in moves if v]) <= 2

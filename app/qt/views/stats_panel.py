@@ -36,6 +36,7 @@ from ...core.stats_range import ROBUST_QUANTILES, ViewPlan, plan_view
 from .elided_label import ElidedLabel
 from .histogram import Histogram
 from .stats_table import StatsTable
+from ..progress import show_progress
 from ..settings import settings
 from ..workers import Task
 
@@ -356,8 +357,8 @@ class StatsPanel(QWidget):
         self.approx_label.setVisible(True)
 
     def _on_progress(self, done, total) -> None:
-        if self._task is not None and total:
-            self.progress.setValue(int(1000 * done / total))
+        if self._task is not None:
+            show_progress(self.progress, done, total)  # a few repaints a second, not hundreds
 
     def _on_found(self, payload) -> None:
         gen, index = payload
