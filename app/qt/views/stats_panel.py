@@ -281,28 +281,29 @@ class StatsPanel(QWidget):
             with one_thread():
                 stats = (preview_stats(tensors[0], bins, part=part) if single
                          else preview_stats_many(tensors, bins, part=part))
-                return gen, stats, _plan(stats, tensors, part, mode, bins)
-
-        def done(payload):
-            g, stats, plan = payload
-            if g != self._generation:  # superseded while it ran
-                return
-            self._task = None
-            self._show(stats, plan)
-            self._start_exact(gen, tensors, bins, part, single)
-
-        def failed(exc, _traceback):
-            if gen == self._generation:
-                self._task = None
-                self._show_error(exc)
+                return gen, stats, _plan(stats, tensors, part, mode, bins), (bins, part, single)
+        # bound methods, not closures: a panel deleted meanwhile is then never called
         task = Task(work)
-        task.signals.finished.connect(done)
-        task.signals.failed.connect(failed)
+        task.signals.finished.connect(self._on_preview)
+        task.signals.failed.connect(self._on_preview_failed)
         self._task = task
         self._set_pending(True, "sampling…")
         self.title.setText(f"{self.label}   (…)")
         self.table.set_stats(None)  # the old plot stays until the preview replaces it
         self._start(task)
+
+    def _on_preview(self, payload) -> None:
+        gen, stats, plan, (bins, part, single) = payload
+        if gen != self._generation:  # superseded while it ran
+            return
+        self._task = None
+        self._show(stats, plan)
+        self._start_exact(gen, list(self.tensors), bins, part, single)
+
+    def _on_preview_failed(self, exc, _traceback: str) -> None:
+        if self._task is not None and self.sender() is self._task.signals:
+            self._task = None
+            self._show_error(exc)
 
     def _start_exact(self, gen: int, tensors: list, bins: int, part, single: bool) -> None:
         """Exact statistics in a worker, on one thread (chunked passes: see core/threads.py)."""
