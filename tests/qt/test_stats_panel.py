@@ -223,12 +223,14 @@ def test_a_big_tensor_is_sampled_off_the_gui_thread(panel, qtbot, weights):
         assert panel.is_busy and panel.current_stats.numel == weights.numel()
         label = panel.findChild(QLabel, "approxLabel")
         assert label.isVisible() and "sampling" in label.text()
-        assert (plotted_counts(panel)[0] == old_counts).all()  # the old plot stays meanwhile
+        assert (plotted_counts(panel)[0] == old_counts).all()  # the old plot stays meanwhile,
+        assert panel.histogram.item.opacity() == pytest.approx(sp.FADED)  # faded
     finally:
         blocked.release()
     with qtbot.waitSignal(panel.statsReady, timeout=60_000) as blocker:
         qtbot.waitUntil(lambda: panel.current_stats.numel == big.numel(), timeout=60_000)
     assert blocker.args[0].numel == big.numel() and panel.is_exact
+    assert panel.histogram.item.opacity() == 1.0
     assert plotted_counts(panel)[0].sum() == big.numel()
 
 

@@ -43,6 +43,7 @@ from ..workers import Task
 SYNC_LIMIT = 1 << 20   # elements computed on the GUI thread (a few ms); more go to a Task
 SYNC_TENSORS = 64      # and at most this many tensors: a module of 100k tensors goes to a Task
 THROTTLE_MS = 120      # refresh() recomputes at most this often
+FADED = 0.3            # the opacity of the previous plot while a big tensor is sampled
 DEFAULT_BINS = 100
 RANGE_TEXTS = {"auto": "Range: auto", "full": "Full range",
                "robust": "{:g}–{:g}th percentile".format(*(100 * q for q in ROBUST_QUANTILES))}
@@ -219,6 +220,7 @@ class StatsPanel(QWidget):
         self.histogram.clear()
         self.table.set_stats(None)
         self._set_pending(False)
+        self._dim(False)
         self._show_empty(True)
 
     def refresh(self) -> None:
@@ -289,7 +291,9 @@ class StatsPanel(QWidget):
         self._task = task
         self._set_pending(True, "sampling…")
         self.title.setText(f"{self.label}   (…)")
-        self.table.set_stats(None)  # the old plot stays until the preview replaces it
+        self.table.set_stats(None)
+        self.range_label.setText("")
+        self._dim(True)  # the old plot stays, faded, until the preview replaces it
         self._start(task)
 
     def _on_preview(self, payload) -> None:
@@ -343,7 +347,12 @@ class StatsPanel(QWidget):
             self.part_combo.setVisible(True)
         self._show(stats, plan)
 
+    def _dim(self, on: bool) -> None:
+        """Fade the plot: it still shows what was selected before."""
+        self.histogram.item.setOpacity(FADED if on else 1.0)  # the scene's own: no widget effect
+
     def _show_error(self, exc) -> None:
+        self._dim(False)
         self.current_stats = None
         self.histogram.clear()
         self.table.set_stats(None)
@@ -375,6 +384,7 @@ class StatsPanel(QWidget):
         of = f", {self.part_combo.currentText()}" if stats.part else ""
         self.title.setText(f"{self.label}   ({kind}{stats.dtype}{of})")
         self._show_empty(False)
+        self._dim(False)
         self._show_view(stats, plan)
         self.table.set_stats(stats, can_goto=n == 1)
         self._set_pending(stats.approximate)
