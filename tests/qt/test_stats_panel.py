@@ -274,3 +274,23 @@ def test_exact_pass_progress_repaints_are_throttled(panel, qtbot, monkeypatch):
                         and panel.current_stats is not None, timeout=60_000)
         panel._task.signals.progress.connect(lambda *a: reports.append(a))
     assert len(reports) > 5 and len([v for v in moves if v]) <= 2
+
+
+def test_a_big_tensors_range_plan_is_made_in_the_workers(panel, qtbot, monkeypatch):
+    """The robust range of a big tensor with outliers is planned (sampled) in the preview and
+    exact workers, never on the GUI thread."""
+    import threading
+    gui, seen = threading.get_ident(), []
+    plain = sp.plan_view
+
+    def recording(*args, **kwargs):
+        seen.append(threading.get_ident())
+        return plain(*args, **kwargs)
+    monkeypatch.setattr(sp, "plan_view", recording)
+    big = torch.randn(2 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(9))
+    big[:5] = 1e6  # outliers: "auto" shows the percentile range
+    with qtbot.waitSignal(panel.statsReady, timeout=60_000):
+        panel.show_tensors("big", [big])
+    qtbot.waitUntil(lambda: panel._view_task is None, timeout=60_000)  # exact counts, if any
+    assert seen and gui not in seen
+    assert panel.findChild(QLabel, "rangeLabel").text().startswith("Outliers")
