@@ -294,3 +294,8 @@ def test_a_big_tensors_range_plan_is_made_in_the_workers(panel, qtbot, monkeypat
     qtbot.waitUntil(lambda: panel._view_task is None, timeout=60_000)  # exact counts, if any
     assert seen and gui not in seen
     assert panel.findChild(QLabel, "rangeLabel").text().startswith("Outliers")
+    panel.set_range_mode("full")
+    panel.set_range_mode("robust")  # another mode: planned in a worker too
+    qtbot.waitUntil(lambda: panel._view_task is None, timeout=60_000)
+    assert gui not in seen
+    assert panel.findChild(QLabel, "rangeLabel").text().startswith("0.1–99.9th percentile")

@@ -66,6 +66,7 @@ class StatsPanel(QWidget):
         self.tensors: list[torch.Tensor] = []
         self.current_stats: Stats | None = None
         self._generation = 0
+        self._sampled = False
         self._task: Task | None = None
         self._running: set[Task] = set()  # keeps cancelled tasks alive until they end
 
@@ -246,6 +247,7 @@ class StatsPanel(QWidget):
     def _recompute(self) -> None:
         self._cancel()
         self._generation += 1
+        self._sampled = False  # True: too big for the GUI thread, the preview is sampled
         gen, tensors, bins, part = self._generation, list(self.tensors), self.bins, self.part
         if not tensors:
             self.current_stats = None
@@ -273,6 +275,7 @@ class StatsPanel(QWidget):
         except (RuntimeError, ValueError, TypeError, MemoryError) as exc:  # never raise in a slot
             self._show_error(exc)
             return
+        self._sampled = True
         self._start_preview(gen, tensors, bins, part, single)
 
     def _start_preview(self, gen: int, tensors: list, bins: int, part, single: bool) -> None:
@@ -422,6 +425,11 @@ class StatsPanel(QWidget):
             return
         if planned is not None and planned.mode == mode:
             plan = planned.plan
+        elif self._sampled:  # another range mode of a big tensor: its plan samples, in a worker
+            self.histogram.set_data(stats.edges, stats.counts)  # meanwhile, the full range
+            self._say_range("full", stats.min, stats.max, 0, 0, auto, stats.approximate)
+            self._plan_in_worker(stats, mode, auto)
+            return
         else:
             with gui_thread_torch():
                 plan = _plan(stats, self.tensors, self.part, mode, self.bins).plan
@@ -445,17 +453,18 @@ class StatsPanel(QWidget):
 
         def work(progress, cancelled):
             with one_thread():
-                return gen, plan_view(stats, tensors, part, mode, bins, True, progress, cancelled)
-
-        def done(payload):
-            g, plan = payload
-            if g == self._view_generation:
-                self._view_task = None
-                self._show_plan(stats, plan, auto, stats.approximate)
+                plan = plan_view(stats, tensors, part, mode, bins, True, progress, cancelled)
+                return gen, stats, plan, auto
         task = Task(work)
-        task.signals.finished.connect(done)
+        task.signals.finished.connect(self._on_planned)  # bound: never called once deleted
         self._view_task = task
         self._start(task)
+
+    def _on_planned(self, payload) -> None:
+        gen, stats, plan, auto = payload
+        if gen == self._view_generation:
+            self._view_task = None
+            self._show_plan(stats, plan, auto, stats.approximate)
 
     def _show_scalar(self, value: str, what: str) -> None:
         self.scalar_label.setText(f"<div style='font-size:20pt'>{value}</div>"
