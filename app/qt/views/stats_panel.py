@@ -3,8 +3,9 @@
 Small inputs are computed at once. Large ones (more than ``SYNC_LIMIT`` elements) are sampled in
 a background ``Task`` (the panel says "sampling…" and keeps the old plot meanwhile), the sampled
 preview is shown marked approximate, then a second ``Task`` computes the exact statistics; the
-range plan of the histogram (its robust range, from a sample) is made in those workers too, so
-selecting a big tensor costs the GUI thread nothing but the paint. Showing something else cancels
+range plan of the histogram (its robust range, from a sample) is made in those workers too (and
+in another one when the range mode changes), so selecting a big tensor costs the GUI thread
+nothing but the paint. Progress repaints are throttled (``progress.show_progress``). Showing something else cancels
 them, and a stale result is ignored (a generation counter). ``refresh()`` (after
 an edit) is throttled, so a burst of edits costs one recomputation.
 
