@@ -2,7 +2,7 @@
 
 ``QProgressBar.setValue`` repaints at once; tasks report per record or per MiB (hundreds of
 times a second), so the bar moves only in whole percent steps, and at most ``MAX_RATE`` times a
-second (the last step, 100 %, always shows).
+second (the last step, 100 %, always shows), and its repaint is left to the event loop.
 """
 from __future__ import annotations
 
@@ -30,4 +30,10 @@ def show_progress(bar: QProgressBar, done, total) -> None:
                              or now - (bar.property(SHOWN_AT) or -1e9) < 1 / MAX_RATE):
         return
     bar.setProperty(SHOWN_AT, now)
-    bar.setValue(value)
+    # setValue repaints at once (a synchronous paint and flush of the window, 10-30 ms on a
+    # loaded machine); with updates off it only schedules one, painted with the next batch
+    bar.setUpdatesEnabled(False)
+    try:
+        bar.setValue(value)
+    finally:
+        bar.setUpdatesEnabled(True)  # schedules the repaint (update())

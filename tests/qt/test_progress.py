@@ -49,3 +49,27 @@ def test_fast_reports_repaint_at_most_max_rate_a_second(bar, monkeypatch):
     values = report(bar)
     assert bar.value() == 1000  # the end always shows
     assert len(values) <= 0.72 * progress.MAX_RATE + 2
+
+
+def test_a_step_is_painted_by_the_event_loop_not_at_once(bar, qtbot):
+    """``setValue`` alone paints synchronously (and flushes the window): the step waits for
+    the event loop's next paint instead."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class Paints(QObject):
+        count = 0
+
+        def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+            if event.type() == QEvent.Paint:
+                self.count += 1
+            return False
+    bar.show()
+    qtbot.waitExposed(bar)
+    show_progress(bar, 0, 10)  # the first report makes it a 0..1000 bar
+    qtbot.wait(50)
+    paints = Paints()
+    bar.installEventFilter(paints)
+    show_progress(bar, 5, 10)
+    show_progress(bar, 10, 10)
+    assert bar.value() == 1000 and paints.count == 0
+    qtbot.waitUntil(lambda: paints.count > 0, timeout=2000)
