@@ -7,6 +7,9 @@ Rows ``case | ours | floor | ratio``, all measured in this run:
   ``safe_open`` doing the same. Each in a fresh interpreter.
 - tree shown: ``MainWindow.open_document`` of the read document until the tree is painted, and
   the longest GUI-thread block while opening a file (target: 1 s and 100 ms).
+- first tensor's row on opening: the tree's ``select`` of the first tensor during
+  ``open_document`` (it once expanded 2,500 layers to reveal it) vs selecting a row whose
+  parent is already laid out.
 - filter keystroke: one more letter in the filter box, until the tree shows the result, vs
   the bare substring scan of every name (the least any filter can do).
 - expand all: ``QTreeView.expandAll`` through our model vs a ``QStandardItemModel`` of the same
@@ -14,7 +17,7 @@ Rows ``case | ours | floor | ratio``, all measured in this run:
 - pooled stats: ``compute_stats_many`` of every tensor vs ``torch.cat`` + ``aminmax`` +
   ``histc`` + ``mean`` + ``std``.
 
-    python benchmarks/bench_many.py [--n 100000] [--keep DIR] [--only build|gui]
+    python benchmarks/bench_many.py [--n 100000] [--keep DIR] [--only build|gui] [--checkout PATH]
 """
 from __future__ import annotations
 
@@ -88,6 +91,8 @@ GUI = r"""
 import json, os, sys, time
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 path = sys.argv[1]
+if os.environ.get("BENCH_CHECKOUT"):  # --checkout: another checkout's app (before / after)
+    sys.path.insert(0, os.environ["BENCH_CHECKOUT"])
 import torch
 from PySide6.QtCore import QElapsedTimer, QTimer
 from PySide6.QtGui import QStandardItem, QStandardItemModel
@@ -123,11 +128,24 @@ win.close(); pump(0.1)
 
 doc = load_document(path)
 win = MainWindow(); win.ask_save_changes = lambda: "discard"; win.resize(1400, 900); win.show(); pump(0.2)
+selects = []
+plain_select = type(win.tree_panel).select
+def timed_select(self, name):
+    t = time.perf_counter(); shown = plain_select(self, name); selects.append(time.perf_counter() - t)
+    return shown
+type(win.tree_panel).select = timed_select
 t0 = time.perf_counter()
 win.open_document(doc, "many")
 win.tree_view.viewport().repaint()
 app.processEvents()
 out["tree_shown"] = time.perf_counter() - t0
+out["first_select"] = selects[0]
+first = next(n for n in doc.root.walk() if n.entry is not None).full_name
+win.select_name(next(n for n in doc.root.walk() if n.entry is not None and n.full_name != first).full_name)
+pump(0.05)
+selects.clear(); win.select_name(first)  # floor: a row whose parent is already laid out
+out["first_select_floor"] = selects[0]
+type(win.tree_panel).select = plain_select
 panel = win.tree_panel
 panel._build_index()  # what focusing the filter box does
 while panel._index is None:
@@ -187,7 +205,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000, help="tensors (default 100000)")
     ap.add_argument("--keep", help="write the files here and keep them")
     ap.add_argument("--only", choices=("build", "gui"), help="run one half of the cases")
+    ap.add_argument("--checkout", help="the window cases on another checkout's app (e.g. "
+                    "/work/main, for a before / after)")
     args = ap.parse_args()
+    if args.checkout:
+        os.environ["BENCH_CHECKOUT"] = os.path.abspath(args.checkout)
     folder = args.keep or tempfile.mkdtemp(prefix="bench_many_")
     try:
         pt, st = generate(folder, args.n)
@@ -204,6 +226,7 @@ def main() -> None:
         g = run_child(GUI, st)
         row("tree shown (target 1 s)", g["tree_shown"], 1.0)
         row("GUI block while opening (100 ms)", g["open_block"], 0.1)
+        row("first tensor's row on opening", g["first_select"], g["first_select_floor"])
         row("filter keystroke (worst of 8)", g["keystroke"], g["keystroke_floor"])
         row("expand all (never done by filter)", g["expand"], g["expand_floor"])
         row("pooled stats, every tensor", g["pooled"], g["pooled_floor"])

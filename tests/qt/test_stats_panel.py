@@ -110,7 +110,8 @@ def test_big_tensor_shows_approximate_then_exact(panel, qtbot):
     previews = []
     panel.previewReady.connect(previews.append)
     with qtbot.waitSignal(panel.statsReady, timeout=60_000) as blocker:
-        panel.show_tensors("big", [t])
+        with qtbot.waitSignal(panel.previewReady, timeout=60_000):
+            panel.show_tensors("big", [t])  # the preview too is sampled in a worker
         assert previews and panel.current_stats.approximate and not panel.is_exact
         assert panel.findChild(QLabel, "approxLabel").isVisible()
         assert "≈" in panel.findChild(QWidget, "statsPanel").values()["mean"]
@@ -179,7 +180,8 @@ def test_module_pools_its_tensors(panel):
 def test_big_module_preview_then_exact(panel, qtbot):
     parts = [torch.randn(3_000_000), torch.randn(2_000_000) + 3]
     with qtbot.waitSignal(panel.statsReady, timeout=60_000) as blocker:
-        panel.show_tensors("big module", parts)
+        with qtbot.waitSignal(panel.previewReady, timeout=60_000):
+            panel.show_tensors("big module", parts)
         assert panel.current_stats.approximate
     assert_equals_torch(blocker.args[0], torch.cat(parts))
 
@@ -206,3 +208,94 @@ def test_clear(panel, weights):
     panel.refresh()  # nothing shown: nothing to do
     panel.show_tensors("empty module", [])
     assert panel.current_stats is None
+
+
+def test_a_big_tensor_is_sampled_off_the_gui_thread(panel, qtbot, weights):
+    """While every pool thread is busy, selecting a big tensor returns at once: the panel says it
+    is sampling and keeps the old plot; once the pool frees, the preview then the exact come."""
+    from tests.qt.driving import PoolBlocked
+    panel.show_tensors("small", [weights])
+    old_counts = plotted_counts(panel)[0].copy()
+    big = torch.randn(2 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(5))
+    blocked = PoolBlocked()
+    try:
+        panel.show_tensors("big", [big])  # returns: the sampling waits in the queue
+        assert panel.is_busy and panel.current_stats.numel == weights.numel()
+        label = panel.findChild(QLabel, "approxLabel")
+        assert label.isVisible() and "sampling" in label.text()
+        assert (plotted_counts(panel)[0] == old_counts).all()  # the old plot stays meanwhile,
+        assert panel.histogram.item.opacity() == pytest.approx(sp.FADED)  # faded
+    finally:
+        blocked.release()
+    with qtbot.waitSignal(panel.statsReady, timeout=60_000) as blocker:
+        qtbot.waitUntil(lambda: panel.current_stats.numel == big.numel(), timeout=60_000)
+    assert blocker.args[0].numel == big.numel() and panel.is_exact
+    assert panel.histogram.item.opacity() == 1.0
+    assert plotted_counts(panel)[0].sum() == big.numel()
+
+
+def test_a_stale_preview_is_dropped(panel, qtbot, weights):
+    """A preview that arrives after another selection is never shown."""
+    from tests.qt.driving import PoolBlocked
+    big = torch.randn(2 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(6))
+    blocked = PoolBlocked()
+    try:
+        panel.show_tensors("big", [big])
+        stale = panel._task
+        panel.show_tensors("small", [weights])  # synchronous, while the preview waits
+        assert stale.is_cancelled and panel.is_exact
+    finally:
+        blocked.release()
+    shown = []
+    panel.previewReady.connect(shown.append)
+    panel.statsReady.connect(shown.append)
+    QThreadPool.globalInstance().waitForDone(30_000)
+    qtbot.wait(50)
+    assert shown == [] and panel.current_stats.numel == weights.numel()
+    # even a result that ran to the end is dropped by its generation
+    panel.show_tensors("big", [big])
+    task = panel._task
+    panel._generation += 1  # as if something else were selected after it started
+    qtbot.waitUntil(lambda: task not in panel._running, timeout=60_000)  # it ended
+    assert [s for s in shown if s.numel == big.numel()] == []
+
+
+def test_exact_pass_progress_repaints_are_throttled(panel, qtbot, monkeypatch):
+    """Hundreds of progress reports in an instant move the bar once or twice, not each time."""
+    from app.qt import progress
+    monkeypatch.setattr(progress, "clock", lambda: 5.0)  # no time passes between reports
+    reports, moves = [], []
+    bar = panel.findChild(QWidget, "statsProgress")
+    bar.valueChanged.connect(moves.append)
+    big = torch.randn(8 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(8))
+    with qtbot.waitSignal(panel.statsReady, timeout=60_000):
+        panel.show_tensors("big", [big])
+        qtbot.waitUntil(lambda: panel._task is not None
+                        and panel.current_stats is not None, timeout=60_000)
+        panel._task.signals.progress.connect(lambda *a: reports.append(a))
+    assert len(reports) > 5 and len([v for v in moves if v]) <= 2
+
+
+def test_a_big_tensors_range_plan_is_made_in_the_workers(panel, qtbot, monkeypatch):
+    """The robust range of a big tensor with outliers is planned (sampled) in the preview and
+    exact workers, never on the GUI thread."""
+    import threading
+    gui, seen = threading.get_ident(), []
+    plain = sp.plan_view
+
+    def recording(*args, **kwargs):
+        seen.append(threading.get_ident())
+        return plain(*args, **kwargs)
+    monkeypatch.setattr(sp, "plan_view", recording)
+    big = torch.randn(2 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(9))
+    big[:5] = 1e6  # outliers: "auto" shows the percentile range
+    with qtbot.waitSignal(panel.statsReady, timeout=60_000):
+        panel.show_tensors("big", [big])
+    qtbot.waitUntil(lambda: panel._view_task is None, timeout=60_000)  # exact counts, if any
+    assert seen and gui not in seen
+    assert panel.findChild(QLabel, "rangeLabel").text().startswith("Outliers")
+    panel.set_range_mode("full")
+    panel.set_range_mode("robust")  # another mode: planned in a worker too
+    qtbot.waitUntil(lambda: panel._view_task is None, timeout=60_000)
+    assert gui not in seen
+    assert panel.findChild(QLabel, "rangeLabel").text().startswith("0.1–99.9th percentile")

@@ -149,3 +149,34 @@ def test_many_tensors_go_straight_to_the_worker(qtbot):
         assert panel.is_busy and panel.current_stats is None  # nothing computed on this thread
     stats = ready.args[0]
     assert stats.numel == 3 * len(tensors) and stats.max == SYNC_TENSORS and not stats.approximate
+
+
+def deep_sd(layers):
+    """Layers one level deeper than ``wide_sd``: opening expands "model" and "encoder" only."""
+    return {f"model.encoder.layers.{i}.{p}.weight": torch.zeros(2) for i in range(layers)
+            for p in ("q", "k")}
+
+
+def test_the_first_selection_of_an_opened_tree_never_lays_out_a_wide_parent(qtbot):
+    """Opening 2,500 layers selected the first tensor by expanding "layers" (laying out every
+    layer row): now it becomes current unrevealed; later selections reveal as before."""
+    panel = panel_with(qtbot, deep_sd(tp.WIDE_PARENT + 1))
+    layers = panel.proxy.mapFromSource(panel.model.find("model.encoder.layers"))
+    assert not panel.view.isExpanded(layers)
+    assert panel.select("model.encoder.layers.0.q.weight")
+    assert panel.current_node().full_name == "model.encoder.layers.0.q.weight"
+    assert not panel.view.isExpanded(layers)
+    assert panel.select("model.encoder.layers.7.k.weight")  # a later selection is revealed
+    assert panel.view.isExpanded(layers)
+    assert panel.current_node().full_name == "model.encoder.layers.7.k.weight"
+
+
+def test_the_first_selection_of_a_narrow_tree_or_a_rebuilt_one_is_revealed(qtbot):
+    panel = panel_with(qtbot, deep_sd(20))
+    layers = panel.proxy.mapFromSource(panel.model.find("model.encoder.layers"))
+    panel.view.collapse(layers)
+    assert panel.select("model.encoder.layers.0.q.weight") and panel.view.isExpanded(layers)
+    wide = Document.from_object(deep_sd(tp.WIDE_PARENT + 1)).root
+    panel.show_root(wide, fit=False)  # a structural edit's rebuild: where the user was shows
+    assert panel.select("model.encoder.layers.3.q.weight")
+    assert panel.view.isExpanded(panel.proxy.mapFromSource(panel.model.find("model.encoder.layers")))

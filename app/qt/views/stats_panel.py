@@ -1,8 +1,12 @@
 """Histogram and summary statistics of a tensor, or of a module's tensors pooled.
 
-Small inputs are computed at once. Large ones (more than ``SYNC_LIMIT`` elements) show a sampled
-preview at once, marked approximate, while the exact statistics are computed by a background
-``Task``; showing something else cancels it, and a stale result is ignored. ``refresh()`` (after
+Small inputs are computed at once. Large ones (more than ``SYNC_LIMIT`` elements) are sampled in
+a background ``Task`` (the panel says "sampling…" and keeps the old plot meanwhile), the sampled
+preview is shown marked approximate, then a second ``Task`` computes the exact statistics; the
+range plan of the histogram (its robust range, from a sample) is made in those workers too (and
+in another one when the range mode changes), so selecting a big tensor costs the GUI thread
+nothing but the paint. Progress repaints are throttled (``progress.show_progress``). Showing something else cancels
+them, and a stale result is ignored (a generation counter). ``refresh()`` (after
 an edit) is throttled, so a burst of edits costs one recomputation.
 
 What is shown: a histogram over the full range, or over a robust range (0.1–99.9th percentile,
@@ -17,6 +21,7 @@ preview, ``gotoRequested(tuple)`` with the index of the first NaN/Inf when its c
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import pyqtgraph as pg
 import torch
@@ -32,12 +37,14 @@ from ...core.stats_range import ROBUST_QUANTILES, ViewPlan, plan_view
 from .elided_label import ElidedLabel
 from .histogram import Histogram
 from .stats_table import StatsTable
+from ..progress import show_progress
 from ..settings import settings
 from ..workers import Task
 
 SYNC_LIMIT = 1 << 20   # elements computed on the GUI thread (a few ms); more go to a Task
 SYNC_TENSORS = 64      # and at most this many tensors: a module of 100k tensors goes to a Task
 THROTTLE_MS = 120      # refresh() recomputes at most this often
+FADED = 0.3            # the opacity of the previous plot while a big tensor is sampled
 DEFAULT_BINS = 100
 RANGE_TEXTS = {"auto": "Range: auto", "full": "Full range",
                "robust": "{:g}–{:g}th percentile".format(*(100 * q for q in ROBUST_QUANTILES))}
@@ -60,6 +67,7 @@ class StatsPanel(QWidget):
         self.tensors: list[torch.Tensor] = []
         self.current_stats: Stats | None = None
         self._generation = 0
+        self._sampled = False
         self._task: Task | None = None
         self._running: set[Task] = set()  # keeps cancelled tasks alive until they end
 
@@ -217,6 +225,7 @@ class StatsPanel(QWidget):
         self.histogram.clear()
         self.table.set_stats(None)
         self._set_pending(False)
+        self._dim(False)
         self._show_empty(True)
 
     def refresh(self) -> None:
@@ -242,6 +251,7 @@ class StatsPanel(QWidget):
     def _recompute(self) -> None:
         self._cancel()
         self._generation += 1
+        self._sampled = False  # True: too big for the GUI thread, the preview is sampled
         gen, tensors, bins, part = self._generation, list(self.tensors), self.bins, self.part
         if not tensors:
             self.current_stats = None
@@ -266,21 +276,57 @@ class StatsPanel(QWidget):
                     self._show(compute_stats(tensors[0], bins, part=part) if single
                                else compute_stats_many(tensors, bins, part=part))
                     return
-                self._show(preview_stats(tensors[0], bins, part=part) if single
-                           else preview_stats_many(tensors, bins, part=part))
         except (RuntimeError, ValueError, TypeError, MemoryError) as exc:  # never raise in a slot
             self._show_error(exc)
             return
+        self._sampled = True
+        self._start_preview(gen, tensors, bins, part, single)
 
-        self._start_exact(gen, tensors, bins, part, single)
+    def _start_preview(self, gen: int, tensors: list, bins: int, part, single: bool) -> None:
+        """The sampled preview (and its range plan) in a worker; the exact pass follows it."""
+        mode = self.range_mode
+
+        def work(progress, cancelled):
+            with one_thread():
+                stats = (preview_stats(tensors[0], bins, part=part) if single
+                         else preview_stats_many(tensors, bins, part=part))
+                return gen, stats, _plan(stats, tensors, part, mode, bins), (bins, part, single)
+        # bound methods, not closures: a panel deleted meanwhile is then never called
+        task = Task(work)
+        task.signals.finished.connect(self._on_preview)
+        task.signals.failed.connect(self._on_preview_failed)
+        self._task = task
+        self._set_pending(True, "sampling…")
+        self.title.setText(f"{self.label}   (…)")
+        self.table.set_stats(None)
+        self.range_label.setText("")
+        self._dim(True)  # the old plot stays, faded, until the preview replaces it
+        self._start(task)
+
+    def _on_preview(self, payload) -> None:
+        gen, stats, plan, (bins, part, single) = payload
+        if gen != self._generation:  # superseded while it ran
+            return
+        self._task = None
+        self._show(stats, plan)
+        self._start_exact(gen, list(self.tensors), bins, part, single)
+
+    def _on_preview_failed(self, exc, _traceback: str) -> None:
+        if self._task is not None and self.sender() is self._task.signals:
+            self._task = None
+            self._show_error(exc)
 
     def _start_exact(self, gen: int, tensors: list, bins: int, part, single: bool) -> None:
         """Exact statistics in a worker, on one thread (chunked passes: see core/threads.py)."""
+        mode, plan_here = self.range_mode, len(tensors) <= SYNC_TENSORS
+
         def work(progress, cancelled):
             with one_thread():
                 if single:
-                    return gen, compute_stats(tensors[0], bins, progress, cancelled, part=part)
-                return gen, compute_stats_many(tensors, bins, progress, cancelled, part=part)
+                    stats = compute_stats(tensors[0], bins, progress, cancelled, part=part)
+                else:
+                    stats = compute_stats_many(tensors, bins, progress, cancelled, part=part)
+                return gen, stats, _plan(stats, tensors, part, mode, bins) if plan_here else None
         task = Task(work)
         task.signals.finished.connect(self._on_exact)
         task.signals.failed.connect(self._on_failed)
@@ -300,15 +346,20 @@ class StatsPanel(QWidget):
         self._task = None
 
     def _on_exact(self, payload) -> None:
-        gen, stats = payload
+        gen, stats, plan = payload
         if gen != self._generation:  # superseded while it ran
             return
         self._task = None
         if stats.part is not None:  # many tensors: found complex ones in the worker
             self.part_combo.setVisible(True)
-        self._show(stats)
+        self._show(stats, plan)
+
+    def _dim(self, on: bool) -> None:
+        """Fade the plot: it still shows what was selected before."""
+        self.histogram.item.setOpacity(FADED if on else 1.0)  # the scene's own: no widget effect
 
     def _show_error(self, exc) -> None:
+        self._dim(False)
         self.current_stats = None
         self.histogram.clear()
         self.table.set_stats(None)
@@ -323,8 +374,8 @@ class StatsPanel(QWidget):
         self.approx_label.setVisible(True)
 
     def _on_progress(self, done, total) -> None:
-        if self._task is not None and total:
-            self.progress.setValue(int(1000 * done / total))
+        if self._task is not None:
+            show_progress(self.progress, done, total)  # a few repaints a second, not hundreds
 
     def _on_found(self, payload) -> None:
         gen, index = payload
@@ -332,14 +383,16 @@ class StatsPanel(QWidget):
             self.gotoRequested.emit(index)
 
     # -- showing -------------------------------------------------------------------------------
-    def _show(self, stats: Stats) -> None:
+    def _show(self, stats: Stats, plan: "_Planned | None" = None) -> None:
+        """``plan``: the histogram's range plan made in the worker (None: make it here)."""
         self.current_stats = stats
         n = len(self.tensors)
         kind = f"{n} tensors, " if n > 1 else ""
         of = f", {self.part_combo.currentText()}" if stats.part else ""
         self.title.setText(f"{self.label}   ({kind}{stats.dtype}{of})")
         self._show_empty(False)
-        self._show_view(stats)
+        self._dim(False)
+        self._show_view(stats, plan)
         self.table.set_stats(stats, can_goto=n == 1)
         self._set_pending(stats.approximate)
         (self.previewReady if stats.approximate else self.statsReady).emit(stats)
@@ -351,8 +404,9 @@ class StatsPanel(QWidget):
                   self.table):
             w.setVisible(not empty)
 
-    def _show_view(self, stats: Stats) -> None:
-        """The histogram (or the value, or why there is none) of what ``stats`` describes."""
+    def _show_view(self, stats: Stats, planned: "_Planned | None" = None) -> None:
+        """The histogram (or the value, or why there is none) of what ``stats`` describes;
+        ``planned``: its range plan, made in a worker (used while the range mode is the same)."""
         self._cancel_view()
         self.hover_label.setText(" ")
         if stats.numel == 1 and stats.min is not None:
@@ -373,11 +427,16 @@ class StatsPanel(QWidget):
             self._say_range("full", stats.min, stats.max, 0, 0, auto, stats.approximate)
             self._plan_in_worker(stats, mode, auto)
             return
-        try:
+        if planned is not None and planned.mode == mode:
+            plan = planned.plan
+        elif self._sampled:  # another range mode of a big tensor: its plan samples, in a worker
+            self.histogram.set_data(stats.edges, stats.counts)  # meanwhile, the full range
+            self._say_range("full", stats.min, stats.max, 0, 0, auto, stats.approximate)
+            self._plan_in_worker(stats, mode, auto)
+            return
+        else:
             with gui_thread_torch():
-                plan = plan_view(stats, self.tensors, self.part, mode, self.bins)
-        except (RuntimeError, ValueError, TypeError, MemoryError):
-            plan = ViewPlan("full", stats.min, stats.max, False)  # the statistics' own stands
+                plan = _plan(stats, self.tensors, self.part, mode, self.bins).plan
         self._show_plan(stats, plan, auto, stats.approximate)
         if plan.counts is not None and plan.counts.approximate and not stats.approximate:
             self._plan_in_worker(stats, mode, auto)  # exact counts over the same edges
@@ -398,17 +457,18 @@ class StatsPanel(QWidget):
 
         def work(progress, cancelled):
             with one_thread():
-                return gen, plan_view(stats, tensors, part, mode, bins, True, progress, cancelled)
-
-        def done(payload):
-            g, plan = payload
-            if g == self._view_generation:
-                self._view_task = None
-                self._show_plan(stats, plan, auto, stats.approximate)
+                plan = plan_view(stats, tensors, part, mode, bins, True, progress, cancelled)
+                return gen, stats, plan, auto
         task = Task(work)
-        task.signals.finished.connect(done)
+        task.signals.finished.connect(self._on_planned)  # bound: never called once deleted
         self._view_task = task
         self._start(task)
+
+    def _on_planned(self, payload) -> None:
+        gen, stats, plan, auto = payload
+        if gen == self._view_generation:
+            self._view_task = None
+            self._show_plan(stats, plan, auto, stats.approximate)
 
     def _show_scalar(self, value: str, what: str) -> None:
         self.scalar_label.setText(f"<div style='font-size:20pt'>{value}</div>"
@@ -440,9 +500,9 @@ class StatsPanel(QWidget):
         if self.current_stats is not None:
             self._show_view(self.current_stats)
 
-    def _set_pending(self, on: bool) -> None:
+    def _set_pending(self, on: bool, text: str = "≈ sampled — computing exact statistics…") -> None:
         if on:
-            self.approx_label.setText("≈ sampled — computing exact statistics…")
+            self.approx_label.setText(text)
             self.progress.setValue(0)
         self.approx_label.setVisible(on)
         self.progress.setVisible(on)
@@ -451,6 +511,22 @@ class StatsPanel(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.PaletteChange:  # a dark palette: a dark plot
             self.histogram.apply_palette(self.palette())
+
+
+class _Planned(NamedTuple):
+    """A histogram range plan and the range mode it was made for."""
+    mode: str
+    plan: ViewPlan
+
+
+def _plan(stats: Stats, tensors: list, part, mode: str, bins: int) -> "_Planned | None":
+    """The range plan of ``stats`` from a sample (None when there is no histogram to plan)."""
+    if stats.min is None or stats.max is None or stats.numel == 1:
+        return None
+    try:
+        return _Planned(mode, plan_view(stats, tensors, part, mode, bins))
+    except (RuntimeError, ValueError, TypeError, MemoryError):
+        return _Planned(mode, ViewPlan("full", stats.min, stats.max, False))  # stats' own stands
 
 
 def _setting(store, key: str, default, kind):

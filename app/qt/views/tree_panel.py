@@ -27,6 +27,8 @@ FIT_ROWS = 48
 DEBOUNCE_MS = 150
 #: at most this many matches have their ancestors expanded
 EXPAND_CAP = 50
+#: the first selection of a tree just shown never expands a parent with more rows than this
+WIDE_PARENT = 500
 #: fitted widths: the name column between these; Type (long module class names) capped, so
 #: that Shape, Dtype and Elements keep their room
 NAME_WIDTH, TYPE_WIDTH = (160, 320), 150
@@ -91,6 +93,7 @@ class ModuleTreePanel(QWidget):
         self.cancel_button.setVisible(False)
         self.filter_message.setVisible(False)
 
+        self._opened = False
         self._fitted: dict[int, int] = {}  # fitted widths of Name and Type (before squeezing)
         self._index: NameIndex | None = None
         self._index_task: Task | None = None
@@ -139,6 +142,7 @@ class ModuleTreePanel(QWidget):
             self._build_index()
             self._debounce.start()
         self._expand_first_levels(root)
+        self._opened = fit  # a tree just opened (not rebuilt after an edit): see select()
         if fit:
             self.fit_columns()
 
@@ -416,6 +420,9 @@ class ModuleTreePanel(QWidget):
         return index.data(NodeRole) if index.isValid() else None
 
     def select(self, full_name: str) -> bool:
+        """Make ``full_name``'s row current (clearing a filter that hides it) and reveal it;
+        the first selection of a tree just opened (``show_root(fit=True)``) is not revealed
+        when that would expand a parent of more than ``WIDE_PARENT`` rows."""
         source = self.model.find(full_name)
         if not source.isValid():
             return False
@@ -425,9 +432,31 @@ class ModuleTreePanel(QWidget):
             self.filter.clear()
             self.apply_filter()
             index = self.proxy.mapFromSource(source)
-        self.view.scrollTo(index)  # expands collapsed ancestors
-        self.view.setCurrentIndex(index)
+        opening, self._opened = self._opened, False
+        if not opening or self.view.currentIndex().isValid() or not self._reveal_is_wide(source):
+            self.view.scrollTo(index)  # expands collapsed ancestors
+            self.view.setCurrentIndex(index)
+            return True
+        # The first row of a tree just opened (the window selects the first tensor then):
+        # revealing it would lay out every row of a wide collapsed parent through the proxy
+        # (~0.1 s for 2,500 layers), so it becomes current without expanding or scrolling.
+        auto = self.view.hasAutoScroll()
+        self.view.setAutoScroll(False)  # setCurrentIndex would scroll to it, expanding too
+        try:
+            self.view.setCurrentIndex(index)
+        finally:
+            self.view.setAutoScroll(auto)
         return True
+
+    def _reveal_is_wide(self, source) -> bool:
+        """Whether showing ``source``'s row expands a parent of more than ``WIDE_PARENT`` rows."""
+        up = self.model.node(source).parent
+        while up is not None and up is not self.model.root:
+            if len(up.children) > WIDE_PARENT and not self.view.isExpanded(
+                    self.proxy.mapFromSource(self.model.index_of(up))):
+                return True
+            up = up.parent
+        return False
 
     def _start(self, task: Task) -> None:
         self._running.add(task)
