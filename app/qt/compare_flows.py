@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QMe
 from ..core.compare.diff import DiffResult, diff_documents
 from ..core.errors import UserError
 from . import compare_actions
+from .progress import show_progress
 from .compare_views import MODE_A, MODE_B, MODE_DIFF, CompareViews  # noqa: F401
 from .models.compare_columns import SORT_ROLE, ChangeColumn
 from .models.tree_model import HEADERS
@@ -217,8 +218,7 @@ class CompareFlows(QObject):
             self.progress_bar.setValue(0)
 
     def _on_progress(self, done, total) -> None:
-        if total:
-            self.progress_bar.setValue(int(1000 * done / total))
+        show_progress(self.progress_bar, done, total)  # throttled repaints
 
     def _on_compared(self, task: Task, doc, path: str, out) -> None:
         ref, res = out

@@ -301,7 +301,7 @@ class EditFlows(QObject):
             if name is not None and doc.node(name) is None:
                 name = moved.get(name) or {v: k for k, v in moved.items()}.get(name) or name
             if self.views.tree.model.root is not doc.root:  # the document's announcement rebuilt it once
-                self.views.tree.show_root(doc.root)
+                self.views.tree.show_root(doc.root, fit=False)  # a rebuild: keep widths, reveal
             if name is None or not w.select_name(name):
                 first = next((n for n in doc.root.walk() if n.entry is not None), None)
                 if first is not None:

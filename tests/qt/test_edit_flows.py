@@ -481,3 +481,19 @@ def test_edits_never_write_through_to_the_opened_file(qtbot, window, other_file)
     back = torch.load(path, weights_only=True)
     for n, t in sd.items():
         assert torch.equal(back[n], t), n
+
+
+def test_a_structural_edit_in_a_wide_tree_reveals_the_selection(qtbot, window):
+    """After a rename in a module of 600 tensors the renamed tensor is current and shown (its
+    parent expanded): a rebuild is not an opening, whose first selection stays folded."""
+    import torch
+    from app.core.edits.surgery import RenameEdit
+    from app.core.model.document import Document
+    doc = Document.from_object({f"block.w{i:03d}": torch.zeros(2) for i in range(600)})
+    window.open_document(doc, "wide")
+    window.select_name("block.w300")
+    assert window.edit_flows.push(RenameEdit(r"^block\.w300$", "block.renamed"))
+    qtbot.waitUntil(lambda: window.controller.current_node is not None
+                    and window.controller.current_node.full_name == "block.renamed")
+    index = window.tree_view.currentIndex()
+    assert index.isValid() and window.tree_view.isExpanded(index.parent())
