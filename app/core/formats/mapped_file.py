@@ -28,6 +28,8 @@ class RangeLoader:
     """A lazy entry's loader reading one byte range of a MappedFile; ``source`` says which, so a
     save can copy the unchanged bytes file to file (``stream_copy``) instead of reading them."""
 
+    __slots__ = ("file", "offset", "nbytes", "dtype", "shape")  # one per tensor: 100k of them
+
     def __init__(self, file: "MappedFile", offset: int, nbytes: int, dtype: torch.dtype, shape):
         self.file, self.offset, self.nbytes = file, offset, nbytes
         self.dtype, self.shape = dtype, tuple(shape)

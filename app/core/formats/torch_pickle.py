@@ -7,7 +7,7 @@ Read in this order, nothing executed at any step:
 2. where torch's unpickler stops at an opcode it does not implement (Python 2 era pickles:
    ``Unsupported operand 73``), our own restricted unpickler (``restricted_pickle``), which
    knows every opcode and allows exactly the same globals;
-3. only when one of them refuses a global, a static scan of the whole pickle
+3. only when the load refuses the file, a static scan of the whole pickle
    (``pickle_trust.unsafe_globals``) names every global it would import, for the refusal: the
    scan costs as much as the load itself, so a plain state_dict never pays it.
 """
@@ -87,6 +87,11 @@ def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document
             obj, closers = mapped if mapped is not None else (_load_weights_only(path, legacy), [])
         except UnsafePickleError as exc:
             raise UnsafePickleError(path, _name_globals(path, exc.globals)) from None
+        except Exception:  # any refusal: a pickle naming code is refused as such, not as corrupt
+            unsafe = _name_globals(path, [])
+            if unsafe:
+                raise UnsafePickleError(path, unsafe) from None
+            raise
     if isinstance(obj, torch.nn.Module):
         return Document.from_module(obj, path=path, fmt="torch", closers=closers)
     return Document.from_object(obj, path=path, fmt="torch", closers=closers)
