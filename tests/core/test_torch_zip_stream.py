@@ -1,0 +1,91 @@
+"""Saving a torch zip file after editing values only copies the opened file and rewrites the
+edited storages (``torch_zip_stream``): the result loads bit-exactly, keeps key order, ties and
+non-tensor entries, carries right CRCs, and anything structural still goes through torch.save."""
+import collections
+import zipfile
+
+import torch
+
+from app.core.formats import load_document
+from app.core.formats.save import save_document
+from app.core.formats.verify import verify_path
+
+
+def bits(t):
+    return t.contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def checkpoint(path):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 64, generator=g)
+    sd = collections.OrderedDict(
+        [("z.weight", w), ("a.bias", torch.arange(6)), ("tied", w),
+         ("meta", {"epoch": 3, "half": torch.ones(3, dtype=torch.bfloat16)}), ("row", w[1])])
+    torch.save(sd, path)
+    return sd
+
+
+def member(path, suffix):
+    with zipfile.ZipFile(path) as z:
+        return z.read(next(n for n in z.namelist() if n.endswith(suffix)))
+
+
+def test_value_edit_streams_the_file_and_rewrites_only_the_edited_storage(tmp_path):
+    src, out = tmp_path / "a.pt", tmp_path / "b.pt"
+    sd = checkpoint(src)
+    doc = load_document(str(src))
+    with torch.no_grad():
+        doc.entry("a.bias").tensor()[2] = 99
+    save_document(doc, str(out))
+    # torch.save writes a new serialization id: the copy keeps the opened file's
+    assert member(out, ".data/serialization_id") == member(src, ".data/serialization_id")
+    assert verify_path(str(out)) == []
+    with zipfile.ZipFile(out) as z:
+        assert z.testzip() is None  # every member's CRC-32 matches its bytes
+    a, b = src.read_bytes(), out.read_bytes()
+    assert len(a) == len(b)
+    assert sum(x != y for x, y in zip(a, b)) <= 1 + 4 + 4  # one byte of data and two CRCs
+    got = torch.load(out, weights_only=True)
+    assert list(got) == list(sd)
+    assert got["a.bias"].tolist() == [0, 1, 99, 3, 4, 5]
+    assert bits(got["z.weight"]) == bits(sd["z.weight"])
+    assert got["tied"].untyped_storage().data_ptr() == got["z.weight"].untyped_storage().data_ptr()
+    assert got["meta"]["epoch"] == 3 and bits(got["meta"]["half"]) == bits(sd["meta"]["half"])
+    assert torch.equal(got["row"], sd["z.weight"][1])
+
+
+def test_edit_of_a_tied_tensor_and_save_in_place(tmp_path):
+    src = tmp_path / "a.pt"
+    checkpoint(src)
+    doc = load_document(str(src))
+    with torch.no_grad():
+        doc.entry("tied").tensor().mul_(2)
+    expected = doc.entry("z.weight").tensor().clone()
+    save_document(doc, str(src))
+    doc.close()
+    assert verify_path(str(src)) == []
+    got = torch.load(src, weights_only=True)
+    assert bits(got["z.weight"]) == bits(expected) and bits(got["tied"]) == bits(expected)
+    assert torch.equal(got["row"], expected[1])
+
+
+def test_structural_change_goes_through_torch_save(tmp_path):
+    src, out = tmp_path / "a.pt", tmp_path / "b.pt"
+    checkpoint(src)
+    doc = load_document(str(src))
+    doc.replace_tensor("a.bias", doc.entry("a.bias").tensor().double())  # what a cast does
+    doc.rename_tensor("z.weight", "y.weight")
+    save_document(doc, str(out))
+    assert member(out, ".data/serialization_id") != member(src, ".data/serialization_id")
+    got = torch.load(out, weights_only=True)
+    assert got["a.bias"].dtype == torch.float64 and list(got)[0] == "y.weight"
+    assert verify_path(str(out)) == []
+
+
+def test_unedited_save_is_a_copy(tmp_path):
+    src, out = tmp_path / "a.pt", tmp_path / "b.pt"
+    checkpoint(src)
+    doc = load_document(str(src))
+    doc.entry("z.weight").tensor()  # read, not edited
+    save_document(doc, str(out))
+    assert out.read_bytes() == src.read_bytes()
