@@ -2,8 +2,10 @@
 edited storages (``torch_zip_stream``): the result loads bit-exactly, keeps key order, ties and
 non-tensor entries, carries right CRCs, and anything structural still goes through torch.save."""
 import collections
+import os
 import zipfile
 
+import pytest
 import torch
 
 from app.core.formats import load_document
@@ -89,3 +91,20 @@ def test_unedited_save_is_a_copy(tmp_path):
     doc.entry("z.weight").tensor()  # read, not edited
     save_document(doc, str(out))
     assert out.read_bytes() == src.read_bytes()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/pagemap"), reason="needs /proc/self/pagemap")
+def test_untouched_mapped_storages_are_not_read_back(tmp_path, monkeypatch):
+    from app.core.formats import torch_zip_stream
+    src, out = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save({"big": torch.randn(256, 256), "w": torch.randn(64, 64), "b": torch.zeros(4)}, src)
+    doc = load_document(str(src))
+    doc.entry("b").tensor().numpy()[1] = 7  # a write no version counter sees
+    compared = []
+    real = torch_zip_stream._same
+    monkeypatch.setattr(torch_zip_stream, "_same",
+                        lambda fd, off, s: compared.append(s.nbytes()) or real(fd, off, s))
+    save_document(doc, str(out))
+    assert 256 * 256 * 4 not in compared and 16 in compared
+    assert torch.load(out, weights_only=True)["b"].tolist() == [0, 7, 0, 0]
+    assert verify_path(str(out)) == []

@@ -87,8 +87,9 @@ def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document
             obj, closers = mapped if mapped is not None else (_load_weights_only(path, legacy), [])
         except UnsafePickleError as exc:
             raise UnsafePickleError(path, _name_globals(path, exc.globals)) from None
-        except Exception:  # any refusal: a pickle naming code is refused as such, not as corrupt
-            unsafe = _name_globals(path, [])
+        except Exception:  # any refusal: what the static scan says first, as before the load
+            from .pickle_trust import unsafe_globals
+            unsafe = unsafe_globals(path)  # a CheckpointError of its own for an unreadable pickle
             if unsafe:
                 raise UnsafePickleError(path, unsafe) from None
             raise

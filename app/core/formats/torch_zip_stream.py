@@ -58,7 +58,9 @@ def stream_save(f, doc, obj) -> bool:
         plan = _plan(fd, src, records)
         if plan is None:
             return False
-        changed = [(off, info, storage) for off, info, storage in plan if not _same(fd, off, storage)]
+        clean = _CleanPages(fd)
+        changed = [(off, info, storage) for off, info, storage in plan
+                   if not clean.unchanged(off, storage) and not _same(fd, off, storage)]
         try:
             central = _central_crc_fields(fd, {info.header_offset for _o, info, _s in changed})
             local = {info.header_offset: _local_crc_fields(fd, off, info) for off, info, _s in changed}
@@ -128,6 +130,51 @@ def _plan(fd: int, src: str, records: dict[str, Any]):
             return plan
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError):
         return None
+
+
+class _CleanPages:
+    """Which storages still view, untouched, the opened file's own bytes: mapped (by
+    ``torch.load(mmap=True)``, private) at the member's offset, and none of their pages made
+    private by a write (``/proc/self/pagemap``: present pages are still file pages). Those are
+    not read back to be compared: the file's bytes are theirs. Where the system cannot tell
+    (no /proc), ``unchanged`` is False and the bytes are compared."""
+
+    PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def __init__(self, fd: int):
+        from ..model.file_stamps import file_mappings
+        self.maps = file_mappings({os.fstat(fd).st_ino}) or []
+        self._flags: dict[int, np.ndarray] = {}  # mapping start -> pagemap entries
+
+    def unchanged(self, offset: int, storage: torch.UntypedStorage) -> bool:
+        ptr, n = storage.data_ptr(), storage.nbytes()
+        if n == 0:
+            return True
+        for start, end, file_off, _ino in self.maps:
+            if start <= ptr and ptr + n <= end and ptr - start + file_off == offset:
+                flags = self._pagemap(start, end)
+                if flags is None:
+                    return False
+                first, last = (ptr - start) // self.PAGE, (ptr + n - 1 - start) // self.PAGE
+                pages = flags[first:last + 1]
+                present, swapped, file_page = pages >> 63 & 1, pages >> 62 & 1, pages >> 61 & 1
+                return not np.any(swapped | (present & (1 - file_page)))
+        return False
+
+    def _pagemap(self, start: int, end: int) -> np.ndarray | None:
+        if start not in self._flags:
+            count = (end - start) // self.PAGE
+            try:
+                fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+                try:
+                    raw = os.pread(fd, count * 8, start // self.PAGE * 8)
+                finally:
+                    os.close(fd)
+            except OSError:
+                raw = b""
+            self._flags[start] = (np.frombuffer(raw, dtype="<u8") if len(raw) == count * 8
+                                  else None)
+        return self._flags[start]
 
 
 def _data_offset(fd: int, info: zipfile.ZipInfo) -> int:
