@@ -32,3 +32,68 @@ def test_refusal_names_every_global(tmp_path, zip_):
     named = set(err.value.globals)
     assert "argparse.Namespace" in named and len(named) >= 2
     assert named == set(pickle_trust.unsafe_globals(str(path)))
+
+
+def _slow_ok(header, data_len):
+    from app.core.errors import CheckpointError
+    from app.core.formats.safetensors_file import _check_layout, _check_tensor
+    try:
+        for name, info in header.items():
+            if name != "__metadata__":
+                _check_tensor("f", name, info, data_len)
+        _check_layout("f", header, data_len)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _t(dtype="F32", shape=(2,), offsets=(0, 8)):
+    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
+
+
+HEADERS = {
+    "good": ({"a": _t(), "b": _t(offsets=(8, 16))}, 16),
+    "zero sized at one offset": ({"e": _t(shape=(0,), offsets=(8, 8)), "a": _t(),
+                                  "b": _t(offsets=(8, 16))}, 16),
+    "empty": ({}, 0),
+    "empty with data": ({}, 4),
+    "gap": ({"a": _t(), "b": _t(offsets=(9, 17))}, 17),
+    "overlap": ({"a": _t(), "b": _t(offsets=(4, 12))}, 12),
+    "short data": ({"a": _t()}, 4),
+    "trailing data": ({"a": _t()}, 12),
+    "bool dim": ({"a": _t(shape=(True, 2), offsets=(0, 8))}, 8),
+    "negative dim": ({"a": _t(shape=(-2, -1), offsets=(0, 8))}, 8),
+    "float offset": ({"a": _t(offsets=(0.0, 8))}, 8),
+    "reversed offsets": ({"a": _t(offsets=(8, 0))}, 8),
+    "negative offsets": ({"a": _t(offsets=(-8, 0)), "b": _t(offsets=(0, 8))}, 8),
+    "size mismatch": ({"a": _t(shape=(3,))}, 8),
+    "unknown dtype": ({"a": _t(dtype="F33")}, 8),
+    "unhashable dtype": ({"a": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}}, 8),
+    "not an object": ({"a": [1, 2]}, 8),
+    "missing key": ({"a": {"dtype": "F32", "shape": [2]}}, 8),
+    "three offsets": ({"a": _t(offsets=(0, 8, 8))}, 8),
+    "shape not a list": ({"a": {"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}}, 8),
+    "huge dims": ({"a": _t(dtype="U8", shape=(2 ** 40, 2 ** 40, 0), offsets=(0, 0))}, 0),
+    "huge product": ({"a": _t(dtype="U8", shape=(2 ** 32, 2 ** 32), offsets=(0, 8))}, 8),
+}
+
+
+@pytest.mark.parametrize("case", HEADERS)
+def test_vectorised_header_checks_agree_with_the_per_tensor_ones(case):
+    from app.core.formats.safetensors_file import _tensors_valid
+    header, data_len = HEADERS[case]
+    assert _tensors_valid(header, data_len) == _slow_ok(header, data_len)
+    assert _slow_ok(header, data_len) == (case in ("good", "zero sized at one offset", "empty",
+                                                   "huge dims"))
+
+
+def test_safetensors_entries_hold_one_slotted_loader(tmp_path):
+    from safetensors.torch import save_file
+    from app.core.formats.mapped_file import RangeLoader
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.ones(2), "b": torch.zeros(3)}, str(path))
+    doc = load_document(str(path))
+    loaders = [e._loader for e in doc.tensors.values()]
+    assert all(type(x) is RangeLoader and not hasattr(x, "__dict__") for x in loaders)
+    assert loaders[0].guard is loaders[1].guard is not None  # one check per document
+    assert loaders[0].shape is doc.entry("a").shape  # not a second tuple per tensor

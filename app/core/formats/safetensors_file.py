@@ -141,7 +141,7 @@ def _check_tensor(path: str, name: str, info, data_len: int) -> None:
 
     if not isinstance(info, dict):
         raise bad("is not described by an object")
-    if info.get("dtype") not in DTYPES:
+    if not isinstance(info.get("dtype"), str) or info["dtype"] not in DTYPES:
         raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
     shape = info.get("shape")
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
@@ -169,12 +169,12 @@ def open_entries(path: str) -> tuple[list[TensorEntry], dict[str, str], Callable
     metadata = dict(header.pop("__metadata__", None) or {})
     handle = MappedFile(path)  # one mapping, never charged the file's size (see mapped_file)
 
-    def loader(info: dict) -> RangeLoader:
+    entries = []
+    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
         begin, end = info["data_offsets"]
-        return RangeLoader(handle, start + begin, end - begin, DTYPES[info["dtype"]], info["shape"])
-
-    entries = [TensorEntry.lazy(name, info["shape"], DTYPES[info["dtype"]], loader(info))
-               for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])]
+        dtype, shape = DTYPES[info["dtype"]], tuple(info["shape"])  # one tuple, entry and loader
+        entries.append(TensorEntry.lazy(name, shape, dtype,
+                                        RangeLoader(handle, start + begin, end - begin, dtype, shape)))
     return entries, metadata, handle.close
 
 

@@ -39,9 +39,15 @@ class FileBacking:
                             if e.is_loaded} - {None} if self.files.paths and self.module is None
                            else set())
         ref = weakref.ref(self)
+        guard = _FileGuard(ref)  # one per document
         for e in self.tensors.values():
-            if e._loader is not None:
-                e._loader = _guarded_loader(ref, e.name, e._loader)
+            loader = e._loader
+            if loader is None:
+                continue
+            if hasattr(type(loader), "guard") and getattr(loader, "guard", 0) is None:
+                loader.guard, loader.name = guard, e.name  # a loader that checks by itself
+            else:
+                e._loader = _guarded_loader(ref, e.name, loader)
 
     @property
     def unavailable(self) -> set[str]:
@@ -255,6 +261,20 @@ def _guarded_loader(ref, name: str, loader: Callable[[], torch.Tensor]) -> "_Gua
     the loader it wraps (a save copying the bytes file to file checks the file first too)."""
     cls = _GuardedSource if getattr(loader, "source", None) is not None else _Guarded
     return cls(ref, name, loader)
+
+
+class _FileGuard:
+    """``guard(name)``: refuses to read ``name`` from the document's files once they changed."""
+
+    __slots__ = ("doc",)
+
+    def __init__(self, doc: "weakref.ref"):
+        self.doc = doc
+
+    def __call__(self, name: str) -> None:
+        doc = self.doc()
+        if doc is not None and doc.files.paths and doc._at_risk():
+            doc._refuse_changed(name)
 
 
 class _Guarded:
