@@ -108,3 +108,48 @@ def test_untouched_mapped_storages_are_not_read_back(tmp_path, monkeypatch):
     assert 256 * 256 * 4 not in compared and 16 in compared
     assert torch.load(out, weights_only=True)["b"].tolist() == [0, 7, 0, 0]
     assert verify_path(str(out)) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_streamed_save_in_place_killed_at_every_step_loads_old_or_new(tmp_path):
+    import signal
+    from app.core.formats import save as core_save
+    path = str(tmp_path / "a.pt")
+    old = {f"layer{i}.weight": torch.full((16, 16), float(i)) for i in range(4)}
+    new = {**old, "layer2.weight": old["layer2.weight"] + 1}
+
+    def state_is(expected):
+        got = torch.load(path, weights_only=True)
+        return list(got) == list(expected) and all(bits(got[n]) == bits(t) for n, t in expected.items())
+
+    k = 1
+    while True:
+        torch.save(old, path)
+        pid = os.fork()
+        if pid == 0:  # the child: open, edit one value, save in place, SIGKILLed at step k
+            try:
+                signal.alarm(60)
+                count = {"n": 0}
+
+                def hook(_name):
+                    count["n"] += 1
+                    if count["n"] == k:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                core_save.STEP_HOOK = hook
+                doc = load_document(path)
+                with torch.no_grad():
+                    doc.entry("layer2.weight").tensor().add_(1)
+                save_document(doc, path)
+                os._exit(0)
+            except BaseException:
+                os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        killed = os.WIFSIGNALED(status)
+        assert killed or os.WEXITSTATUS(status) == 0
+        assert state_is(old) or state_is(new), f"killed at step {k}: neither old nor new"
+        assert verify_path(path) == []
+        if not killed:
+            assert state_is(new)
+            break
+        k += 1
+    assert k >= 3
