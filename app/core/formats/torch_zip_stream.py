@@ -60,7 +60,7 @@ def stream_save(f, doc, obj) -> bool:
             return False
         clean = _CleanPages(fd)
         changed = [(off, info, storage) for off, info, storage in plan
-                   if not clean.unchanged(off, storage) and not _same(fd, off, storage)]
+                   if not _same(fd, off, storage, clean.dirty(off, storage))]
         try:
             central = _central_crc_fields(fd, {info.header_offset for _o, info, _s in changed})
             local = {info.header_offset: _local_crc_fields(fd, off, info) for off, info, _s in changed}
@@ -146,20 +146,25 @@ class _CleanPages:
         self.maps = file_mappings({os.fstat(fd).st_ino}) or []
         self._flags: dict[int, np.ndarray] = {}  # mapping start -> pagemap entries
 
-    def unchanged(self, offset: int, storage: torch.UntypedStorage) -> bool:
+    def dirty(self, offset: int, storage: torch.UntypedStorage) -> list[tuple[int, int]] | None:
+        """Byte ranges of the storage (from its start) that a write may have changed: those on
+        pages made private; None when unknown (not such a mapping: every byte may have)."""
         ptr, n = storage.data_ptr(), storage.nbytes()
         if n == 0:
-            return True
+            return []
         for start, end, file_off, _ino in self.maps:
             if start <= ptr and ptr + n <= end and ptr - start + file_off == offset:
                 flags = self._pagemap(start, end)
                 if flags is None:
-                    return False
+                    return None
                 first, last = (ptr - start) // self.PAGE, (ptr + n - 1 - start) // self.PAGE
                 pages = flags[first:last + 1]
                 present, swapped, file_page = pages >> 63 & 1, pages >> 62 & 1, pages >> 61 & 1
-                return not np.any(swapped | (present & (1 - file_page)))
-        return False
+                private = np.flatnonzero(swapped | (present & (1 - file_page)))
+                base = start + first * self.PAGE - ptr  # where the first page starts, in the storage
+                return [(max(0, base + int(i) * self.PAGE), min(n, base + (int(i) + 1) * self.PAGE))
+                        for i in private]
+        return None
 
     def _pagemap(self, start: int, end: int) -> np.ndarray | None:
         if start not in self._flags:
@@ -191,14 +196,19 @@ def _as_bytes(storage: torch.UntypedStorage) -> np.ndarray:
     return torch.empty(0, dtype=torch.uint8).set_(storage).numpy()
 
 
-def _same(fd: int, off: int, storage: torch.UntypedStorage) -> bool:
-    """Whether the storage holds exactly the file's bytes at ``off`` (read in chunks)."""
+def _same(fd: int, off: int, storage: torch.UntypedStorage,
+          ranges: list[tuple[int, int]] | None = None) -> bool:
+    """Whether the storage holds exactly the file's bytes at ``off``: compared over ``ranges``
+    (the bytes a write may have changed), the whole storage when None, in chunks."""
     data = _as_bytes(storage)
-    for start in range(0, data.nbytes, _CHUNK):
-        part = data[start:start + _CHUNK]
-        disk = os.pread(fd, part.nbytes, off + start)
-        if len(disk) != part.nbytes or not np.array_equal(np.frombuffer(disk, np.uint8), part):
-            return False
+    if ranges is None:
+        ranges = [(0, data.nbytes)]
+    for begin, stop in ranges:
+        for start in range(begin, stop, _CHUNK):
+            part = data[start:min(stop, start + _CHUNK)]
+            disk = os.pread(fd, part.nbytes, off + start)
+            if len(disk) != part.nbytes or not np.array_equal(np.frombuffer(disk, np.uint8), part):
+                return False
     return True
 
 
