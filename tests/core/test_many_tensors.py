@@ -97,3 +97,22 @@ def test_safetensors_entries_hold_one_slotted_loader(tmp_path):
     assert all(type(x) is RangeLoader and not hasattr(x, "__dict__") for x in loaders)
     assert loaders[0].guard is loaders[1].guard is not None  # one check per document
     assert loaders[0].shape is doc.entry("a").shape  # not a second tuple per tensor
+
+
+def test_zip_names_read_from_the_central_directory_match_zipfile(tmp_path):
+    import zipfile
+    from app.core.formats.zip_names import central_names as _central_names
+    pt, plain, commented = tmp_path / "a.pt", tmp_path / "p.zip", tmp_path / "c.zip"
+    torch.save({f"t{i}": torch.ones(1) for i in range(3)}, pt)
+    with zipfile.ZipFile(plain, "w") as z:
+        z.writestr("x/a", "1")
+        z.writestr("y/\u00e9", "2")
+    with zipfile.ZipFile(commented, "w") as z:
+        z.writestr("x/a", "1")
+        z.comment = b"hello"
+    for path in (pt, plain):
+        assert _central_names(str(path)) == zipfile.ZipFile(path).namelist()
+    assert _central_names(str(commented)) is None  # unusual: zipfile reads it
+    data = pt.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[:-30])
+    assert _central_names(str(tmp_path / "cut.pt")) is None
