@@ -8,6 +8,7 @@ import struct
 import zipfile
 
 from ..errors import CheckpointError
+from .zip_names import central_names
 
 TORCH_ZIP, TORCH_LEGACY, SAFETENSORS, TORCHSCRIPT, SHARDED = (
     "torch", "torch-legacy", "safetensors", "torchscript", "sharded")
@@ -65,6 +66,9 @@ def detect(path: str) -> str:
 
 
 def _zip_names(path: str) -> list[str]:
+    names = central_names(path)  # 100k members: zipfile builds a ZipInfo each (1 s)
+    if names is not None:
+        return names
     try:
         with zipfile.ZipFile(path) as z:
             return z.namelist()

@@ -26,17 +26,28 @@ _CHUNK = 64 * 1024 * 1024
 
 class RangeLoader:
     """A lazy entry's loader reading one byte range of a MappedFile; ``source`` says which, so a
-    save can copy the unchanged bytes file to file (``stream_copy``) instead of reading them."""
+    save can copy the unchanged bytes file to file (``stream_copy``) instead of reading them.
+
+    One per tensor (a checkpoint may hold 100k): slotted, and checked by the document's
+    ``guard(name)`` (set by ``FileBacking``) rather than wrapped in a second object.
+    """
+
+    __slots__ = ("file", "offset", "nbytes", "dtype", "shape", "guard", "name")
 
     def __init__(self, file: "MappedFile", offset: int, nbytes: int, dtype: torch.dtype, shape):
         self.file, self.offset, self.nbytes = file, offset, nbytes
         self.dtype, self.shape = dtype, tuple(shape)
+        self.guard, self.name = None, ""
 
     def __call__(self) -> torch.Tensor:
+        if self.guard is not None:
+            self.guard(self.name)
         return self.file.tensor(self.offset, self.nbytes, self.dtype, self.shape)
 
     def source(self) -> tuple[int, int, int] | None:
         """``(descriptor, offset, nbytes)`` to copy from; None once the file is closed."""
+        if self.guard is not None:
+            self.guard(self.name)
         fd = self.file.fileno()
         return None if fd < 0 else (fd, self.offset, self.nbytes)
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 import json
 import os
 import struct
+from itertools import chain
+from math import prod
+from operator import mul, sub
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .mapped_file import MappedFile, RangeLoader
@@ -67,17 +71,52 @@ def read_header_at(path: str) -> tuple[dict, int]:
             raise CheckpointError(f"{path} has a corrupt safetensors header: it nests too deeply") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} has a corrupt safetensors header: not a JSON object")
+    meta = header.get("__metadata__")
+    if "__metadata__" in header and (not isinstance(meta, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in meta.items())):
+        raise CheckpointError(f"{path} has a corrupt safetensors header: __metadata__ "
+                              "must map strings to strings")
     data_len = size - 8 - n
-    for name, info in header.items():
-        if name == "__metadata__":
-            if not isinstance(info, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                     for k, v in info.items()):
-                raise CheckpointError(f"{path} has a corrupt safetensors header: __metadata__ "
-                                      "must map strings to strings")
-            continue
-        _check_tensor(path, name, info, data_len)
-    _check_layout(path, header, data_len)
+    if not _tensors_valid(header, data_len):  # only then the slow checks, for their message
+        for name, info in header.items():
+            if name != "__metadata__":
+                _check_tensor(path, name, info, data_len)
+        _check_layout(path, header, data_len)
     return header, 8 + n
+
+
+def _tensors_valid(header: dict, data_len: int) -> bool:
+    """Every check of ``_check_tensor`` and ``_check_layout`` over all tensors at once (a
+    checkpoint may hold 100k tensors): True when all pass; False sends the caller to the
+    per-tensor checks, which say what is wrong."""
+    infos = [v for k, v in header.items() if k != "__metadata__"]
+    try:
+        if not set(map(type, infos)) <= {dict}:
+            return False
+        dtypes = [DTYPES[i["dtype"]] for i in infos]
+        shapes = [i["shape"] for i in infos]
+        offsets = [i["data_offsets"] for i in infos]
+    except (KeyError, TypeError):  # a missing key, an unhashable dtype
+        return False
+    if (not set(map(type, shapes)) <= {list} or not set(map(type, offsets)) <= {list}
+            or not set(map(len, offsets)) <= {2}):
+        return False
+    dims = list(chain.from_iterable(shapes))
+    flat = list(chain.from_iterable(offsets))
+    if not set(map(type, dims)) <= {int} or not set(map(type, flat)) <= {int}:  # bool is no int
+        return False
+    if (dims and min(dims) < 0) or (flat and (min(flat) < 0 or max(flat) > data_len)):
+        return False
+    begins, ends = flat[0::2], flat[1::2]
+    sizes = list(map(mul, map(prod, shapes), (d.itemsize for d in dtypes)))
+    if list(map(sub, ends, begins)) != sizes:  # also refuses begin > end: sizes are >= 0
+        return False
+    if not infos:
+        return data_len == 0
+    b, e = np.array(begins, dtype=np.int64), np.array(ends, dtype=np.int64)
+    order = np.lexsort((e, b))
+    b, e = b[order], e[order]
+    return bool(b[0] == 0 and e[-1] == data_len and np.array_equal(b[1:], e[:-1]))
 
 
 def _check_layout(path: str, header: dict, data_len: int) -> None:
@@ -102,7 +141,7 @@ def _check_tensor(path: str, name: str, info, data_len: int) -> None:
 
     if not isinstance(info, dict):
         raise bad("is not described by an object")
-    if info.get("dtype") not in DTYPES:
+    if not isinstance(info.get("dtype"), str) or info["dtype"] not in DTYPES:
         raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {info.get('dtype')!r}")
     shape = info.get("shape")
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
@@ -130,12 +169,12 @@ def open_entries(path: str) -> tuple[list[TensorEntry], dict[str, str], Callable
     metadata = dict(header.pop("__metadata__", None) or {})
     handle = MappedFile(path)  # one mapping, never charged the file's size (see mapped_file)
 
-    def loader(info: dict) -> RangeLoader:
+    entries = []
+    for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
         begin, end = info["data_offsets"]
-        return RangeLoader(handle, start + begin, end - begin, DTYPES[info["dtype"]], info["shape"])
-
-    entries = [TensorEntry.lazy(name, info["shape"], DTYPES[info["dtype"]], loader(info))
-               for name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0])]
+        dtype, shape = DTYPES[info["dtype"]], tuple(info["shape"])  # one tuple, entry and loader
+        entries.append(TensorEntry.lazy(name, shape, dtype,
+                                        RangeLoader(handle, start + begin, end - begin, dtype, shape)))
     return entries, metadata, handle.close
 
 

@@ -2,12 +2,14 @@
 
 Read in this order, nothing executed at any step:
 
-1. a static scan names every global the pickle would import; one outside torch's weights-only
-   allowlist (plus the numpy globals torch documents as safe) refuses the file, naming it;
-2. ``torch.load(weights_only=True)``, memory-mapped for zip archives;
-3. where torch's unpickler stops at an opcode it does not implement (Python 2 era pickles:
+1. ``torch.load(weights_only=True)``, memory-mapped for zip archives: it refuses any global
+   outside torch's weights-only allowlist (plus the numpy globals torch documents as safe);
+2. where torch's unpickler stops at an opcode it does not implement (Python 2 era pickles:
    ``Unsupported operand 73``), our own restricted unpickler (``restricted_pickle``), which
-   knows every opcode and allows exactly the same globals.
+   knows every opcode and allows exactly the same globals;
+3. only when the load refuses the file, a static scan of the whole pickle
+   (``pickle_trust.unsafe_globals``) names every global it would import, for the refusal: the
+   scan costs as much as the load itself, so a plain state_dict never pays it.
 """
 from __future__ import annotations
 
@@ -76,18 +78,34 @@ def weights_only_globals():
 
 def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document:
     """Weights-only unless ``trust``; refuses (without executing anything) a pickle needing code."""
-    from .pickle_trust import load_trusted, unsafe_globals  # static scan; trusted load
+    from .pickle_trust import load_trusted
     if trust:
         return load_trusted(path)
     with weights_only_globals():
-        unsafe = unsafe_globals(path)  # zip and legacy pickles alike, nothing executed
-        if unsafe:
-            raise UnsafePickleError(path, unsafe)
-        mapped = _load_legacy_mapped(path) if legacy else None
-        obj, closers = mapped if mapped is not None else (_load_weights_only(path, legacy), [])
+        try:
+            mapped = _load_legacy_mapped(path) if legacy else None
+            obj, closers = mapped if mapped is not None else (_load_weights_only(path, legacy), [])
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(path, _name_globals(path, exc.globals)) from None
+        except Exception:  # any refusal: what the static scan says first, as before the load
+            from .pickle_trust import unsafe_globals
+            unsafe = unsafe_globals(path)  # a CheckpointError of its own for an unreadable pickle
+            if unsafe:
+                raise UnsafePickleError(path, unsafe) from None
+            raise
     if isinstance(obj, torch.nn.Module):
         return Document.from_module(obj, path=path, fmt="torch", closers=closers)
     return Document.from_object(obj, path=path, fmt="torch", closers=closers)
+
+
+def _name_globals(path: str, found: list[str]) -> list[str]:
+    """Every global the refused pickle would import (the static scan, nothing executed), not
+    only the first one the unpickler stopped at; ``found`` where the scan cannot read it."""
+    from .pickle_trust import unsafe_globals
+    try:
+        return unsafe_globals(path) or found
+    except CheckpointError:
+        return found
 
 
 def _load_legacy_mapped(path: str):

@@ -34,4 +34,11 @@ def object_to_save(doc: Document) -> Any:
 
 
 def write_torch(f: BinaryIO, doc: Document) -> None:
-    torch.save(object_to_save(doc), f)
+    """``torch.save`` of the document; a torch zip file whose structure is unchanged (values
+    edited only) is written as a copy of the opened file with the edited storages replaced."""
+    obj = object_to_save(doc)
+    if doc.format == "torch" and doc.container is not None and obj is doc.container:
+        from .torch_zip_stream import stream_save
+        if stream_save(f, doc, obj):
+            return
+    torch.save(obj, f)

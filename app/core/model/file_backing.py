@@ -39,9 +39,15 @@ class FileBacking:
                             if e.is_loaded} - {None} if self.files.paths and self.module is None
                            else set())
         ref = weakref.ref(self)
+        guard = _FileGuard(ref)  # one per document
         for e in self.tensors.values():
-            if e._loader is not None:
-                e._loader = _guarded_loader(ref, e, e._loader)
+            loader = e._loader
+            if loader is None:
+                continue
+            if hasattr(type(loader), "guard") and getattr(loader, "guard", 0) is None:
+                loader.guard, loader.name = guard, e.name  # a loader that checks by itself
+            else:
+                e._loader = _guarded_loader(ref, e.name, loader)
 
     @property
     def unavailable(self) -> set[str]:
@@ -208,7 +214,7 @@ class FileBacking:
             e = self.tensors[n]
             placeholder = torch.empty(e.shape, dtype=e.dtype, device="meta")
             self._set_placeholder(e, placeholder)
-            e._tensor, e._loader = None, _guarded_loader(ref, e, _never)
+            e._tensor, e._loader = None, _lost_loader(ref, e)
             self._lost.add(e)
         self.detached = True
         return lost
@@ -236,33 +242,63 @@ def copy_limit() -> int:
 _COPY_LIMIT: int | None = None
 
 
-def _never() -> torch.Tensor:
-    raise AssertionError("unreachable: the guard refuses first")
-
-
-def _guarded_loader(ref, entry: TensorEntry, loader: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """A lazy entry's loader that first checks the document's files (weak references: no cycle)."""
+def _lost_loader(ref, entry: TensorEntry) -> Callable[[], torch.Tensor]:
+    """The loader of an entry whose values were lost with a changed file: it always refuses."""
     entry_ref = weakref.ref(entry)
 
-    def check() -> None:
+    def load() -> torch.Tensor:
         doc, e = ref(), entry_ref()
         if doc is not None and e is not None:
-            if e in doc._lost:
-                doc._refuse_changed(e.name, lost=True)
-            if doc.files.paths and doc._at_risk():
-                doc._refuse_changed(e.name)
+            doc._refuse_changed(e.name, lost=e in doc._lost)
+        raise FileChangedError("the file changed on disk since it was opened; reload it")
 
-    def load() -> torch.Tensor:
-        check()
-        return loader()
-
-    source = getattr(loader, "source", None)
-    if source is not None:  # a save copying the bytes file to file checks the file first too
-        def guarded_source():
-            check()
-            return source()
-        load.source = guarded_source  # type: ignore[attr-defined]
     return load
+
+
+def _guarded_loader(ref, name: str, loader: Callable[[], torch.Tensor]) -> "_Guarded":
+    """A lazy entry's loader that first checks the document's files (a weak reference: no
+    cycle). One small object per entry (a checkpoint may hold 100k); it keeps the ``source`` of
+    the loader it wraps (a save copying the bytes file to file checks the file first too)."""
+    cls = _GuardedSource if getattr(loader, "source", None) is not None else _Guarded
+    return cls(ref, name, loader)
+
+
+class _FileGuard:
+    """``guard(name)``: refuses to read ``name`` from the document's files once they changed."""
+
+    __slots__ = ("doc",)
+
+    def __init__(self, doc: "weakref.ref"):
+        self.doc = doc
+
+    def __call__(self, name: str) -> None:
+        doc = self.doc()
+        if doc is not None and doc.files.paths and doc._at_risk():
+            doc._refuse_changed(name)
+
+
+class _Guarded:
+    __slots__ = ("doc", "name", "loader")
+
+    def __init__(self, doc: "weakref.ref", name: str, loader: Callable[[], torch.Tensor]):
+        self.doc, self.name, self.loader = doc, name, loader
+
+    def check(self) -> None:
+        doc = self.doc()
+        if doc is not None and doc.files.paths and doc._at_risk():
+            doc._refuse_changed(self.name)
+
+    def __call__(self) -> torch.Tensor:
+        self.check()
+        return self.loader()
+
+
+class _GuardedSource(_Guarded):
+    __slots__ = ()
+
+    def source(self):
+        self.check()
+        return self.loader.source()
 
 
 def _storage_ptr(t: torch.Tensor) -> int | None:
