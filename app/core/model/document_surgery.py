@@ -81,7 +81,13 @@ class TensorSurgery:
         return record
 
     def insert_tensor(self, record: dict) -> None:
-        """Undo ``remove_tensor``: same entry, position, container slot and ties."""
+        """Undo ``remove_tensor``: same entry, position, container slot and ties.
+
+        Parameters
+        ----------
+        record : dict
+            What ``remove_tensor`` returned.
+        """
         self.insert_tensors([record])
 
     def insert_tensors(self, records: list[dict]) -> None:
@@ -132,7 +138,13 @@ class TensorSurgery:
         return {"key": real, "slot": slot, "tensors": removed}
 
     def restore_entry(self, record: dict) -> None:
-        """Undo ``remove_entry``."""
+        """Undo ``remove_entry``.
+
+        Parameters
+        ----------
+        record : dict
+            What ``remove_entry`` returned.
+        """
         key, (index, value) = record["key"], record["slot"]
         _insert_into_container(self.container, (key,), (index, value), value)
         with self.batch():
@@ -177,7 +189,13 @@ class TensorSurgery:
         return old
 
     def restore_tensors(self, old: dict[str, torch.Tensor]) -> None:
-        """Undo ``replace_tensor``: each name gets back its own original tensor object."""
+        """Undo ``replace_tensor``: each name gets back its own original tensor object.
+
+        Parameters
+        ----------
+        old : dict of str to torch.Tensor
+            What ``replace_tensor`` returned.
+        """
         for name, t in old.items():
             e = self.entry(name)
             cur = e.tensor()
