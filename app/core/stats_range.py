@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from .errors import Cancelled
-from .stats import CHUNK, Stats, _sample, _Scratch, _Source
+from .stats_passes import Stats, _Scratch
+from .stats_source import CHUNK, _sample, _Source
 
 ROBUST_QUANTILES = (0.001, 0.999)   # the robust range: 0.1th to 99.9th percentile
 SAMPLE = 1 << 16                    # elements read for the percentiles (a few ms to sort)

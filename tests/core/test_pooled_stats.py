@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.core import stats
+from app.core import stats_pooled
 from app.core.errors import Cancelled
 from app.core.stats import compute_stats, compute_stats_many
 
@@ -25,7 +25,7 @@ def same(a, b):
 
 
 def test_many_small_tensors_pool_like_one(monkeypatch):
-    monkeypatch.setattr(stats, "BATCH", 50)  # several batches, and tensors bigger than one
+    monkeypatch.setattr(stats_pooled, "BATCH", 50)  # several batches, and tensors bigger than one
     torch.manual_seed(0)
     ts = [torch.randn(int(n)) for n in torch.randint(0, 40, (300,))] + [torch.randn(200)]
     ts[7][0] = float("nan")

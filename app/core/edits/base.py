@@ -19,6 +19,17 @@ class Edit(ABC):
     builds the same edit back from its step, so the window, ``paramedit apply`` and Export
     Recipe share one mapping.
 
+    Parameters
+    ----------
+    None
+        ``Edit`` is abstract and takes no arguments; each subclass documents its own
+        constructor (typically the target names and the operation's values).
+
+    Attributes
+    ----------
+    structural : bool
+        True when the edit changes names, dtypes or the set of tensors (the tree is rebuilt).
+
     Examples
     --------
     >>> edit = FillEdit(["head.bias"], 0.0)   # doctest: +SKIP
@@ -37,31 +48,73 @@ class Edit(ABC):
 
     @abstractmethod
     def apply(self, doc: Document) -> None:
-        """Do (or redo) the edit. Raises UserError, leaving ``doc`` unchanged, when it cannot."""
+        """Do (or redo) the edit. Raises UserError, leaving ``doc`` unchanged, when it cannot.
+
+        Parameters
+        ----------
+        doc : Document
+            The document to change, in place.
+        """
 
     @abstractmethod
     def revert(self, doc: Document) -> None:
-        """Undo the edit exactly (bit for bit)."""
+        """Undo the edit exactly (bit for bit).
+
+        Parameters
+        ----------
+        doc : Document
+            The document ``apply`` changed.
+        """
 
     @abstractmethod
     def recipe_step(self) -> dict:
-        """The edit as one step of a CONTRACT.md recipe."""
+        """The edit as one step of a CONTRACT.md recipe.
+
+        Returns
+        -------
+        dict
+            ``{"op": ..., "target": ..., ...}``.
+        """
 
     def touched(self) -> list[str]:
-        """Names of the tensors the edit changed (all aliases included), known after ``apply``."""
+        """Names of the tensors the edit changed (all aliases included), known after ``apply``.
+
+        Returns
+        -------
+        list of str
+        """
         return []
 
     def memory_cost(self) -> int:
-        """Bytes held to be able to revert (for the undo stack's memory cap)."""
+        """Bytes held to be able to revert (for the undo stack's memory cap).
+
+        Returns
+        -------
+        int
+        """
         return 0
 
     def work_bytes(self, doc: Document) -> int:
         """About how many bytes applying the edit reads or writes, known before it runs (the
-        window runs a big edit off the GUI thread); 0 for small or unknown work."""
+        window runs a big edit off the GUI thread); 0 for small or unknown work.
+
+        Parameters
+        ----------
+        doc : Document
+
+        Returns
+        -------
+        int
+        """
         return 0
 
     def recipe_steps(self) -> list[dict]:
-        """The edit as recipe steps (one, except for composite edits)."""
+        """The edit as recipe steps (one, except for composite edits).
+
+        Returns
+        -------
+        list of dict
+        """
         return [self.recipe_step()]
 
     # -- the op registry (recipes/registry.py maps each op name to the class that builds it) --
@@ -73,7 +126,20 @@ class Edit(ABC):
     @classmethod
     def from_step(cls, step: dict, doc: Document, inputs=None) -> "Edit":
         """The edit that performs the (checked) recipe ``step`` on ``doc``, not applied yet.
-        ``inputs`` opens the other checkpoints the step names (``compare.merge_ops.Inputs``)."""
+        ``inputs`` opens the other checkpoints the step names (``compare.merge_ops.Inputs``).
+
+        Parameters
+        ----------
+        step : dict
+            One checked recipe step.
+        doc : Document
+            The document it will act on.
+        inputs : compare.merge_ops.Inputs, optional
+
+        Returns
+        -------
+        Edit
+        """
         raise NotImplementedError(f"{cls.__name__} is not built from recipe steps")
 
 

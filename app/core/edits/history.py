@@ -57,7 +57,12 @@ class EditHistory:
 
     # -- state ----------------------------------------------------------------------------------
     def reset(self, doc: Document | None) -> None:
-        """Forget every step; ``doc`` (as it is now) is the saved state."""
+        """Forget every step; ``doc`` (as it is now) is the saved state.
+
+        Parameters
+        ----------
+        doc : Document or None
+        """
         self.doc = doc
         self.edits = []
         self.index = self.clean_index = 0
@@ -77,7 +82,13 @@ class EditHistory:
 
     def set_clean(self, index: int | None = None) -> None:
         """The document at ``index`` (default: now) is what is saved. A save writes what dropped
-        steps changed, so they no longer differ from the file."""
+        steps changed, so they no longer differ from the file.
+
+        Parameters
+        ----------
+        index : int, optional
+            A position in ``edits`` (default: ``index``, the present).
+        """
         self.clean_index = self.index if index is None else index
         if self.clean_index >= 0:
             self._dropped.touched.clear()
@@ -99,7 +110,12 @@ class EditHistory:
         return self._dropped.touched
 
     def touched_since_clean(self) -> set[str]:
-        """Tensors changed by the steps between the saved state and now (the modified marks)."""
+        """Tensors changed by the steps between the saved state and now (the modified marks).
+
+        Returns
+        -------
+        set of str
+        """
         if self.clean_index < 0:
             lo, hi = 0, self.index
         else:
@@ -114,7 +130,19 @@ class EditHistory:
         """Apply ``edit`` (unless ``applied``: it was run elsewhere, e.g. on a worker thread) and
         record it; the redo history goes. Returns how many of the oldest steps the memory cap
         dropped. An edit that raises leaves the history (and, by the Edit contract, the
-        document) as it was."""
+        document) as it was.
+
+        Parameters
+        ----------
+        edit : Edit
+        applied : bool
+            True when the edit was already applied elsewhere.
+
+        Returns
+        -------
+        int
+            How many of the oldest steps the memory cap dropped.
+        """
         if not applied:
             edit.apply(self.doc)
         del self.edits[self.index:]
@@ -125,7 +153,18 @@ class EditHistory:
         return self._enforce_cap()
 
     def undo(self, run: bool = True) -> Edit:
-        """Revert the newest applied step (``run=False``: the caller has reverted it)."""
+        """Revert the newest applied step (``run=False``: the caller has reverted it).
+
+        Parameters
+        ----------
+        run : bool
+            Revert it here (False: the caller has).
+
+        Returns
+        -------
+        Edit
+            The step undone; IndexError when there is none.
+        """
         if not self.can_undo:
             raise IndexError("nothing to undo")
         edit = self.edits[self.index - 1]
@@ -135,7 +174,18 @@ class EditHistory:
         return edit
 
     def redo(self, run: bool = True) -> Edit:
-        """Apply the oldest undone step again (``run=False``: the caller has applied it)."""
+        """Apply the oldest undone step again (``run=False``: the caller has applied it).
+
+        Parameters
+        ----------
+        run : bool
+            Apply it here (False: the caller has).
+
+        Returns
+        -------
+        Edit
+            The step redone; IndexError when there is none.
+        """
         if not self.can_redo:
             raise IndexError("nothing to redo")
         edit = self.edits[self.index]
@@ -175,7 +225,13 @@ class EditHistory:
 
         Each distinct input checkpoint gets its own name: two steps that both call their input
         ``ref`` but read different files become ``ref`` and ``ref2``, and the second step names
-        ``ref2`` (``edits/steps.py``)."""
+        ``ref2`` (``edits/steps.py``).
+
+        Returns
+        -------
+        dict
+            ``{"version": 1, "inputs": {...} (when any), "steps": [...]}``.
+        """
         from .steps import name_inputs
         groups = self._dropped.groups + [_group(e) for e in self.applied_edits()]
         steps, inputs = name_inputs(groups)

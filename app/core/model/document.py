@@ -6,36 +6,16 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from ..errors import UserError
+from .document_events import DocumentEvents
+from .document_surgery import TensorSurgery
 from .file_backing import FileBacking
-from .nested import get_at, named_tensors, path_name, top_level_entries
+from .nested import named_tensors, top_level_entries
 from .tensor_entry import PARAMETER, TensorEntry
-from .ties import link_aliases, tie_group, unique_entries
+from .ties import link_aliases, unique_entries
 from .tree import ENTRY, Node, module_entries, tree_from_module, tree_from_names
 
 
-class DocumentEvents:
-    """Callbacks told about structural changes (renames, removals, insertions, casts): once per
-    change, or once at the end of a ``Document.batch()``. Qt-free: the window connects its
-    tree model here."""
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[["Document"], None]] = []
-
-    def connect(self, callback: Callable[["Document"], None]) -> None:
-        if callback not in self._callbacks:
-            self._callbacks.append(callback)
-
-    def disconnect(self, callback: Callable[["Document"], None]) -> None:
-        if callback in self._callbacks:
-            self._callbacks.remove(callback)
-
-    def emit(self, doc: "Document") -> None:
-        for callback in list(self._callbacks):
-            callback(doc)
-
-
-class Document(FileBacking):
+class Document(TensorSurgery, FileBacking):
     """An open checkpoint or live model: named tensors, their tree, and everything else it holds.
 
     Build one with ``Document.from_object`` (a loaded checkpoint) or ``Document.from_module``
@@ -101,7 +81,19 @@ class Document(FileBacking):
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_object(cls, obj: Any, **kw) -> "Document":
-        """A loaded checkpoint object: a state_dict, a training checkpoint, or a lone tensor."""
+        """A loaded checkpoint object: a state_dict, a training checkpoint, or a lone tensor.
+
+        Parameters
+        ----------
+        obj : object
+            What ``torch.load`` returned (an ``nn.Module`` goes to ``from_module``).
+        **kw
+            Passed on to the constructor (``path``, ``fmt``, ...).
+
+        Returns
+        -------
+        Document
+        """
         if isinstance(obj, torch.nn.Module):
             return cls.from_module(obj, **kw)
         entries = [TensorEntry.of(n, t, path=p) for n, p, t in named_tensors(obj)]
@@ -110,7 +102,18 @@ class Document(FileBacking):
 
     @classmethod
     def from_module(cls, module: torch.nn.Module, **kw) -> "Document":
-        """A live ``nn.Module`` (or ScriptModule): its own tensors, edited in place."""
+        """A live ``nn.Module`` (or ScriptModule): its own tensors, edited in place.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+        **kw
+            Passed on to the constructor; ``fmt`` defaults to ``"module"``.
+
+        Returns
+        -------
+        Document
+        """
         entries = module_entries(module)
         link_aliases(entries)
         kw.setdefault("fmt", "module")
@@ -133,12 +136,14 @@ class Document(FileBacking):
         return name in self.tensors
 
     def entry(self, name: str) -> TensorEntry:
+        """The entry called ``name`` (any alias); raises KeyError naming it when there is none."""
         try:
             return self.tensors[name]
         except KeyError:
             raise KeyError(f"no tensor named {name!r}") from None
 
     def tensor(self, name: str) -> torch.Tensor:
+        """The tensor called ``name``, read now if it is lazy (after the changed-file guard)."""
         e = self.entry(name)
         self.guard(e)
         return e.tensor()
@@ -186,9 +191,8 @@ class Document(FileBacking):
     def entry_nodes(self) -> list[Node]:
         return [n for n in self.root.children if n.kind == ENTRY]
 
-    # -- structural mutation (surgery; see surgery.py for the undoable Edits) ----------------
-    # Live modules keep their own structure: their tensors can be cast, not renamed or removed.
-    # Torch pickles keep ``container`` (the loaded object) in step, so saving writes it back.
+    # -- structural changes: batched and announced (the surgery itself: document_surgery.py;
+    # the undoable Edits: edits/surgery.py) --------------------------------------------------
 
     @contextmanager
     def batch(self) -> Iterator["Document"]:
@@ -221,150 +225,6 @@ class Document(FileBacking):
         self.announcements += 1
         self.events.emit(self)
 
-    def _refuse_module(self, what: str) -> None:
-        if self.module is not None:
-            raise UserError(f"cannot {what} tensors of a live or TorchScript model; "
-                            "save it as a checkpoint and open that to do so")
-
-    def rename_tensors(self, mapping: dict[str, str]) -> None:
-        """Rename several tensors at once (``{old: new}``), each keeping its position."""
-        self._refuse_module("rename")
-        for old in mapping:
-            self.entry(old)
-        final = [mapping.get(n, n) for n in self.tensors]
-        if len(set(final)) != len(final):
-            dup = sorted({n for n in final if final.count(n) > 1})
-            raise UserError(f"renaming would give several tensors the same name: {', '.join(dup[:5])}")
-        if self.container is not None:
-            _rename_in_container(self.container, [(self.tensors[o], n) for o, n in mapping.items()])
-        for old, new in mapping.items():
-            self.tensors[old].name = new
-        for e in self.tensors.values():
-            e.shared_with = [mapping.get(n, n) for n in e.shared_with]
-        self.tensors = {e.name: e for e in self.tensors.values()}
-        self._changed()
-
-    def rename_tensor(self, old: str, new: str) -> None:
-        self.rename_tensors({old: new})
-
-    def remove_tensor(self, name: str, _in_container: bool = True) -> dict:
-        """Remove one tensor; returns a record that ``insert_tensor`` restores exactly."""
-        self._refuse_module("remove")
-        e = self.entry(name)
-        record = {"entry": e, "position": list(self.tensors).index(name),
-                  "shared_with": list(e.shared_with), "slot": None}
-        if self.container is not None and _in_container:
-            record["slot"] = _pop_from_container(self.container, e.path)
-        del self.tensors[name]
-        for other in e.shared_with:
-            if other in self.tensors:
-                self.tensors[other].shared_with.remove(name)
-        self._changed()
-        return record
-
-    def insert_tensor(self, record: dict) -> None:
-        """Undo ``remove_tensor``: same entry, position, container slot and ties."""
-        self.insert_tensors([record])
-
-    def insert_tensors(self, records: list[dict]) -> None:
-        """Undo several ``remove_tensor`` calls, latest removal first, rebuilding the name
-        table once (one insert at a time is quadratic: 480 optimizer tensors took 0.1 s)."""
-        names = set(self.tensors)
-        for rec in records:
-            if rec["entry"].name in names:
-                raise UserError(f"a tensor named {rec['entry'].name!r} already exists")
-            names.add(rec["entry"].name)
-        items = list(self.tensors.items())
-        for rec in records:
-            e: TensorEntry = rec["entry"]
-            if rec["slot"] is not None:
-                _insert_into_container(self.container, e.path, rec["slot"], rec["slot"][1])
-            items.insert(rec["position"], (e.name, e))
-        self.tensors = dict(items)
-        for rec in records:
-            e = rec["entry"]
-            group = [e] + [self.tensors[n] for n in rec["shared_with"] if n in self.tensors]
-            if len(group) > 1:
-                tie_group(group)
-        self._changed()
-
-    def remove_entry(self, key: str) -> dict:
-        """Remove a whole top-level key of a checkpoint (e.g. ``optimizer``), tensors included."""
-        self._refuse_module("remove")
-        if not isinstance(self.container, dict):
-            raise UserError(f"{key!r}: only checkpoints whose top level is a dict have entries")
-        real = next((k for k in self.container if str(k) == key), None)
-        if real is None:
-            raise UserError(f"the checkpoint has no top-level entry {key!r}")
-        under = [n for n, e in self.tensors.items() if e.path[:1] == (real,)]
-        with self.batch():
-            removed = [self.remove_tensor(n, _in_container=False) for n in reversed(under)]
-            slot = _pop_from_container(self.container, (real,))
-            self._changed()
-        return {"key": real, "slot": slot, "tensors": removed}
-
-    def restore_entry(self, record: dict) -> None:
-        """Undo ``remove_entry``."""
-        key, (index, value) = record["key"], record["slot"]
-        _insert_into_container(self.container, (key,), (index, value), value)
-        with self.batch():
-            self.insert_tensors(list(reversed(record["tensors"])))  # the container holds them
-            self._changed()
-
-    def replace_tensor(self, name: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Put ``tensor`` (e.g. a cast copy) under ``name`` and all its aliases, so they stay tied.
-
-        Returns ``{name: old tensor}`` for ``restore_tensors`` (exact originals, per alias).
-        Live modules keep their ``Parameter`` objects: ``param.data`` is rebound (an optimizer
-        holding the parameter still holds it); buffers are re-set under the same attribute.
-        """
-        e = self.entry(name)
-        group = [e] + [self.tensors[n] for n in e.shared_with]
-        old = {g.name: g.tensor() for g in group}
-        params = {id(t): t for t in old.values() if isinstance(t, torch.nn.Parameter)}
-        if params:
-            data = tensor.data if isinstance(tensor, torch.nn.Parameter) else tensor
-            old = {g.name: g.tensor().data for g in group}  # before any change: ties share p
-            for g in group:
-                p = g.tensor()
-                if isinstance(p, torch.nn.Parameter):
-                    p.data = data
-                else:
-                    self._put(g, data)
-        else:
-            for g in group:
-                self._put(g, tensor)
-        for g in group:
-            g.refresh_meta()
-        self.revision += 1
-        return old
-
-    def restore_tensors(self, old: dict[str, torch.Tensor]) -> None:
-        """Undo ``replace_tensor``: each name gets back its own original tensor object."""
-        for name, t in old.items():
-            e = self.entry(name)
-            cur = e.tensor()
-            if isinstance(cur, torch.nn.Parameter) and not isinstance(t, torch.nn.Parameter):
-                cur.data = t
-                e.refresh_meta()
-            else:
-                self._put(e, t)
-        self.revision += 1
-
-    def _set_placeholder(self, e: TensorEntry, placeholder: torch.Tensor) -> None:
-        if self.container is not None and e.path:
-            try:
-                _set_in_container(self.container, e.path, placeholder)
-            except UserError:
-                pass
-
-    def _put(self, e: TensorEntry, tensor: torch.Tensor) -> None:
-        if e.owner is not None and e.attr is not None:
-            setattr(e.owner, e.attr, tensor)
-        if self.container is not None and e.path:
-            _set_in_container(self.container, e.path, tensor)
-        e.set_tensor(tensor)
-
     # -- lifetime -----------------------------------------------------------------------------
     def close(self) -> None:
         """Release file handles (mmaps stay valid for tensors still referenced elsewhere)."""
@@ -374,81 +234,3 @@ class Document(FileBacking):
             except Exception:
                 pass
         self._closers.clear()
-
-
-# -- container helpers: the nested dicts / lists of a torch pickle ---------------------------
-
-def _parent(container: Any, path: tuple) -> Any:
-    if not path:
-        raise UserError("the checkpoint is a lone tensor; it has no name to change")
-    return get_at(container, path[:-1])
-
-
-def _set_in_container(container: Any, path: tuple, value: Any) -> None:
-    parent = _parent(container, path)
-    if isinstance(parent, tuple):
-        raise UserError(f"{path_name(path)} sits in a tuple, which cannot be changed")
-    parent[path[-1]] = value
-
-
-def _pop_from_container(container: Any, path: tuple) -> tuple[int, Any]:
-    parent = _parent(container, path)
-    if not isinstance(parent, dict):
-        raise UserError(f"{path_name(path)} is an item of a list; only dict entries can be removed")
-    index = list(parent).index(path[-1])
-    return index, parent.pop(path[-1])
-
-
-def _insert_into_container(container: Any, path: tuple, slot: tuple[int, Any], value: Any) -> None:
-    parent = _parent(container, path)
-    items = list(parent.items())
-    items.insert(slot[0], (path[-1], value))
-    parent.clear()  # same dict object: an OrderedDict keeps its ``_metadata``
-    parent.update(items)
-
-
-def _new_path(container: Any, old_path: tuple, new_name: str) -> tuple:
-    """The deepest dict on ``old_path`` whose dotted name prefixes ``new_name`` gets the rest."""
-    for cut in range(len(old_path) - 1, -1, -1):
-        parent_path = old_path[:cut]
-        prefix = path_name(parent_path)
-        if prefix and not new_name.startswith(prefix + "."):
-            continue
-        rest = new_name[len(prefix) + 1:] if prefix else new_name
-        if rest and isinstance(get_at(container, parent_path), dict):
-            return parent_path + (rest,)
-    raise UserError(f"cannot place a tensor named {new_name!r} in this checkpoint")
-
-
-def _rename_in_container(container: Any, moves: list[tuple[TensorEntry, str]]) -> None:
-    """Move tensors to the keys of their new names; a key renamed within its dict keeps its place."""
-    if not moves:
-        return
-    plans = [(e, e.path, _new_path(container, e.path, new)) for e, new in moves]
-    by_parent: dict[int, tuple[dict, dict]] = {}
-    for e, old, new in plans:
-        parent = get_at(container, old[:-1])
-        if not isinstance(parent, dict):
-            raise UserError(f"{e.name} is an item of a list; it cannot be renamed")
-        if new[:-1] == old[:-1]:
-            by_parent.setdefault(id(parent), (parent, {}))[1][old[-1]] = new[-1]
-    moved = [(e, old, new) for e, old, new in plans if new[:-1] != old[:-1]]
-    for parent, keys in by_parent.values():
-        items = [(keys.get(k, k), v) for k, v in parent.items()]
-        if len({k for k, _ in items}) != len(items):
-            raise UserError("renaming would give two entries of one dict the same key")
-    for e, _old, new in moved:
-        if new[-1] in get_at(container, new[:-1]):
-            raise UserError(f"renaming {e.name} would overwrite the entry {path_name(new)}")
-    for parent, keys in by_parent.values():
-        items = [(keys.get(k, k), v) for k, v in parent.items()]
-        parent.clear()
-        parent.update(items)
-    for e, old, new in moved:
-        value = get_at(container, old[:-1]).pop(old[-1])
-        target = get_at(container, new[:-1])
-        if new[-1] in target:
-            raise UserError(f"renaming {e.name} would overwrite the entry {path_name(new)}")
-        target[new[-1]] = value
-    for e, _old, new in plans:
-        e.path = new

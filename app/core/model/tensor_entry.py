@@ -29,7 +29,11 @@ class TensorEntry:
     kind : str
         ``"parameter"``, ``"buffer"`` or ``"tensor"`` (when the file cannot tell).
     shape : tuple of int
+        Known without reading the data.
     dtype : torch.dtype
+        Known without reading the data.
+    shared_with, owner, attr, path, persistent : optional
+        As under Attributes; the constructors above fill them in.
 
     Attributes
     ----------
