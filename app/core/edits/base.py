@@ -32,8 +32,15 @@ class Edit(ABC):
 
     Examples
     --------
-    >>> edit = FillEdit(["head.bias"], 0.0)   # doctest: +SKIP
-    >>> edit.apply(doc); edit.revert(doc)     # in place, then bit for bit back
+    >>> import torch
+    >>> from paramedit.core.model.document import Document
+    >>> from paramedit.core.edits.values import FillEdit
+    >>> doc = Document.from_object({"head.bias": torch.ones(3)})
+    >>> edit = FillEdit(["head.bias"], 0.0)
+    >>> edit.apply(doc); doc.tensor("head.bias").tolist()   # in place
+    [0.0, 0.0, 0.0]
+    >>> edit.revert(doc); doc.tensor("head.bias").tolist()  # bit for bit back
+    [1.0, 1.0, 1.0]
     >>> edit.recipe_step()
     {'op': 'fill', 'target': 'head.bias', 'value': 0.0}
     """
