@@ -40,10 +40,16 @@ class EditHistory:
 
     Examples
     --------
-    >>> history = EditHistory(doc)                       # doctest: +SKIP
-    >>> history.push(FillEdit(["head.bias"], 0.0))       # applies it
-    >>> history.undo(); history.redo()
-    >>> history.recipe()["steps"]
+    >>> import torch
+    >>> from paramedit.core.model.document import Document
+    >>> from paramedit.core.edits.values import FillEdit
+    >>> doc = Document.from_object({"head.bias": torch.ones(2)})
+    >>> history = EditHistory(doc)
+    >>> history.push(FillEdit(["head.bias"], 0.0))       # applies it; no step dropped
+    0
+    >>> _ = history.undo(); doc.tensor("head.bias").tolist()
+    [1.0, 1.0]
+    >>> _ = history.redo(); history.recipe()["steps"]
     [{'op': 'fill', 'target': 'head.bias', 'value': 0.0}]
     """
 
