@@ -6,10 +6,6 @@ Every change goes through ``controller.edits`` (a QUndoStack of core Edits): not
 a tensor directly.
 """
 from __future__ import annotations
-
-import json
-import os
-
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMessageBox
@@ -17,88 +13,19 @@ from PySide6.QtWidgets import QMenu, QMessageBox
 from ..core.edits.base import CompositeEdit, Edit
 from ..core.errors import UserError
 from ..core.model.tensor_entry import PARAMETER
-from ..core.model.tree import ENTRY, Node
 from .dialogs.edit_dialog import EditDialog
 from .edit_busy import EditBusy
-from .models.tree_model import TYPE
-from .settings import remember_folder, settings
+from .edit_hooks import AlreadyApplied, edit_dialog_hooks, shapes_of, unique_names
+from .surgery_flows import MEMORY_CAP_KEY, SurgeryFlows
 from .window_views import Views
 
-class AlreadyApplied(Edit):
-    """An edit applied off the GUI thread: its first ``apply`` (the push's redo) does nothing;
-    undo and redo then go to the edit itself."""
-
-    def __init__(self, edit: Edit):
-        self.edit = edit
-        self.structural = edit.structural
-        self._pending = True
-
-    @property
-    def label(self) -> str:
-        return self.edit.label
-
-    def apply(self, doc) -> None:
-        if self._pending:
-            self._pending = False
-            return
-        self.edit.apply(doc)
-
-    def revert(self, doc) -> None:
-        self.edit.revert(doc)
-
-    def recipe_step(self) -> dict:
-        return self.edit.recipe_step()
-
-    def recipe_steps(self) -> list[dict]:
-        return self.edit.recipe_steps()
-
-    def touched(self) -> list[str]:
-        return self.edit.touched()
-
-    def memory_cost(self) -> int:
-        return self.edit.memory_cost()
-
-    def __getattr__(self, name):  # e.g. a rename's ``mapping``
-        return getattr(self.__dict__["edit"], name)
-
+__all__ = ["AlreadyApplied", "CAST_DTYPES", "EditFlows", "MEMORY_CAP_KEY", "edit_dialog_hooks",
+           "shapes_of", "unique_names"]
 
 CAST_DTYPES = ("float32", "float16", "bfloat16", "float64")
-MEMORY_CAP_KEY = "undoMemoryCapMiB"
 
 
-def unique_names(node: Node) -> list[str]:
-    """The tensors under ``node`` in document order, each tied storage once."""
-    from ..core.model.ties import unique_entries
-    return [e.name for e in unique_entries(node.tensor_entries())]
-
-
-def shapes_of(doc, names: list[str]) -> dict[str, tuple]:
-    """Each tensor's shape from its entry (the header: nothing is read)."""
-    return {n: tuple(doc.entry(n).shape) for n in names}
-
-
-def edit_dialog_hooks(doc, reference=None, reference_path: str | None = None) -> dict:
-    """The edit dialog's ``build``, ``preview`` and ``apply`` over ``doc`` (and a comparison's
-    reference, which ``ref["NAME"]`` reads)."""
-    from ..core.edits.specs import edit_from_spec, preview_edit
-    from ..core.edits.values import ExprEdit
-
-    def build(spec, targets):
-        return edit_from_spec(spec, targets, ref=reference, ref_path=reference_path)
-
-    def preview(spec, name, cancelled):
-        return preview_edit(spec, name, doc.tensor(name), cancelled=cancelled, doc=doc,
-                            ref=reference)
-
-    def apply(edit, progress, cancelled):
-        if isinstance(edit, ExprEdit):  # the one edit long enough to report and stop
-            edit.apply(doc, progress=progress, cancelled=cancelled)
-        else:
-            edit.apply(doc)
-    return {"build": build, "preview": preview, "apply": apply}
-
-
-class EditFlows(QObject):
+class EditFlows(SurgeryFlows, QObject):
     """The editing presenter.
 
     Parameters
@@ -456,107 +383,3 @@ class EditFlows(QObject):
         self.status(f"Not changed: {message}", 10000)
         self.views.grid.grid.setToolTip(message)
 
-    # -- trainable / frozen -------------------------------------------------------------------
-    def set_requires_grad(self, flag: bool) -> None:
-        from ..core.edits.values import RequiresGradEdit
-        node = self.controller.current_node
-        if node is not None and self.push(RequiresGradEdit(unique_names(node), flag)):
-            self.views.tree.view.resizeColumnToContents(TYPE)  # room for "(frozen)"
-
-    # -- surgery ------------------------------------------------------------------------------
-    def _selection_target(self) -> str | None:
-        """The recipe target of the selected node: its name, or ``prefix.*`` for a module."""
-        node = self.controller.current_node
-        if node is None:
-            return None
-        if node.entry is not None or node.kind == ENTRY:
-            return node.full_name
-        doc = self.controller.document
-        if isinstance(doc.container, dict) and node.full_name in map(str, doc.container):
-            return node.full_name  # a whole top-level entry (e.g. "optimizer")
-        return f"{node.full_name}.*" if node.full_name else "*"
-
-    def delete_selection(self) -> None:
-        from ..core.edits.surgery import DeleteEdit
-        target = self._selection_target()
-        if target:
-            self.push(DeleteEdit(target))
-
-    def cast_selection(self, dtype: str) -> None:
-        from ..core.edits.surgery import CastEdit
-        node = self.controller.current_node
-        if node is None or not unique_names(node):
-            return
-        # A cast acts on tensors: a whole top-level entry (``model``, ``optimizer``) is the glob
-        # over its tensors, never its bare name (which names no tensor).
-        if node.entry is not None:
-            target = node.full_name
-        else:
-            target = f"{node.full_name}.*" if node.full_name else "*"
-        if target:
-            self.push(CastEdit(target, dtype))
-
-    def open_rename_dialog(self):
-        from .dialogs.rename_dialog import RenameDialog
-        doc = self.controller.document
-        if doc is None:
-            return None
-        node = self.controller.current_node
-        selection = unique_names(node) if node is not None and node.full_name else []
-        dialog = RenameDialog(list(doc.tensors), selection, lambda edit: edit.plan(doc), self.window)
-        return self._open(dialog, lambda: self.push(dialog.make_edit()))
-
-    def extract_selection(self) -> None:
-        node = self.controller.current_node
-        if node is None:
-            return
-        prefix = node.full_name
-        from .save_flows import SAVE_FILTER
-        stem = (prefix or self.controller.title).replace(".", "_")
-        path, _ = self.prompts.save_file(
-            f"Extract {prefix or 'everything'} as a state_dict",
-            os.path.join(self.window.dialog_folder(), f"{stem}.safetensors"), SAVE_FILTER)
-        if not path:
-            return
-        remember_folder(path)
-        relative = self.prompts.relative_names(prefix) if prefix else True
-        if relative is None:
-            return
-        self.extract(prefix, path, relative)
-
-    # -- recipe and settings ------------------------------------------------------------------
-    def export_recipe(self) -> str | None:
-        stem = os.path.splitext(self.controller.title or "edits")[0]
-        path, _ = self.prompts.save_file(
-            "Export recipe", os.path.join(self.window.dialog_folder(), f"{stem}.recipe.json"),
-            "Recipes (*.json);;All files (*)")
-        if not path:
-            return None
-        remember_folder(path)
-        text = json.dumps(self.edits.recipe(), indent=2) + "\n"
-        from ..core.formats.save import atomic_write
-        try:
-            atomic_write(path, lambda f: f.write(text.encode()))
-        except OSError as exc:
-            self.show_error("Recipe not written", f"{path}: {exc.strerror or exc}")
-            return None
-        steps = len(self.edits.recipe()["steps"])
-        self.status(f"Wrote {steps} recipe step{'s' if steps != 1 else ''} to {path}", 8000)
-        return path
-
-    @staticmethod
-    def memory_cap_setting() -> int:
-        from .undo import DEFAULT_MEMORY_CAP
-        value = settings().value(MEMORY_CAP_KEY)
-        try:
-            return int(value) * 1024 ** 2 if value is not None else DEFAULT_MEMORY_CAP
-        except (TypeError, ValueError):
-            return DEFAULT_MEMORY_CAP
-
-    def ask_memory_cap(self) -> None:
-        current = self.edits.memory_cap // 1024 ** 2
-        value = self.prompts.integer("Undo memory limit", "Old values kept for undo, at most (MiB):",
-                                     current, 16, 1 << 20, 256)
-        if value is not None:
-            settings().setValue(MEMORY_CAP_KEY, value)
-            self.edits.memory_cap = value * 1024 ** 2
