@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt, QThreadPool
 from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QPushButton, QSpinBox, QWidget
 
 from app.qt.views import stats_panel as sp
+from app.qt.views import stats_workers
 from app.qt.views.stats_panel import StatsPanel
 
 
@@ -286,7 +287,7 @@ def test_a_big_tensors_range_plan_is_made_in_the_workers(panel, qtbot, monkeypat
     def recording(*args, **kwargs):
         seen.append(threading.get_ident())
         return plain(*args, **kwargs)
-    monkeypatch.setattr(sp, "plan_view", recording)
+    monkeypatch.setattr(stats_workers, "plan_view", recording)  # where the panel plans
     big = torch.randn(2 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(9))
     big[:5] = 1e6  # outliers: "auto" shows the percentile range
     with qtbot.waitSignal(panel.statsReady, timeout=60_000):
