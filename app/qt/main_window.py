@@ -9,9 +9,8 @@ import os
 
 import shiboken6
 from PySide6.QtCore import QEvent, QModelIndex, Qt, QTimer
-from PySide6.QtGui import QAction, QIcon, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QPushButton, QWidget)
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QWidget
 
 from ..core.edits import surgery as _surgery  # noqa: F401  (at start-up: a first Delete
 #                                                     must not pay ~40 ms of imports on the GUI thread)
@@ -30,18 +29,19 @@ from .prompts import CANCEL, DISCARD, SAVE, Prompts  # noqa: F401  (the answers,
 from .save_flows import SaveFlows
 from .settings import last_folder, remember_folder, save_layout
 from .verify_flows import VerifyFlows
+from .window_build import WindowBuild
 from .window_views import Views
 
 from .views.drop_overlay import DropOverlay
-from .views.tree_panel import FIT_ROWS, ModuleTreePanel  # noqa: F401  (FIT_ROWS: re-exported)
-from .views.stats_panel import StatsPanel
-from .views.tensor_view import TensorView
+from .views.tree_panel import FIT_ROWS, ModuleTreePanel  # noqa: F401  (re-exported)
+from .views.stats_panel import StatsPanel  # noqa: F401  (re-exported)
+from .views.tensor_view import TensorView  # noqa: F401  (re-exported)
 
 OPEN_FILTER = ("Checkpoints (*.pt *.pth *.bin *.ckpt *.safetensors *.index.json *.zip);;"
                "All files (*)")
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowBuild, QMainWindow):
     """The window: views, actions, menus; the presenters (``*_flows``) hold the conversations.
 
     Parameters
@@ -103,101 +103,7 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
         self.update_title()
 
-    # -- construction -------------------------------------------------------------------------
-    def _build_views(self) -> None:
-        self.tensor_view = TensorView(self)
-        self.setCentralWidget(self.tensor_view)
-        self.tree_panel = ModuleTreePanel(self)
-        self.tree_view = self.tree_panel.view
-        self.tree_model = self.tree_panel.model
-        self.stats_panel = StatsPanel(self)
-        self.tree_dock = self._dock("Modules", "treeDock", self.tree_panel, Qt.LeftDockWidgetArea)
-        self.stats_dock = self._dock("Statistics", "statsDock", self.stats_panel,
-                                     Qt.RightDockWidgetArea)
-        self.resizeDocks([self.tree_dock, self.stats_dock], [560, 380], Qt.Horizontal)
-
-    def fit_docks(self) -> None:
-        """The tree as wide as its columns, leaving the grid its minimum and the stats a usable
-        width; whatever is left goes to the grid."""
-        stats = max(self.stats_panel.minimumSizeHint().width(), 250)
-        room = self.width() - self.tensor_view.minimumSizeHint().width() - stats - 8
-        # the grid is the window's point: the tree takes at most 38% (its columns give way)
-        tree = max(300, min(self.tree_panel.preferred_width(), room, int(0.38 * self.width())))
-        self.resizeDocks([self.tree_dock, self.stats_dock], [tree, stats], Qt.Horizontal)
-
-    def _dock(self, title: str, name: str, widget: QWidget, area) -> QDockWidget:
-        dock = QDockWidget(title, self, objectName=name)
-        dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
-                         | QDockWidget.DockWidgetClosable)
-        self.addDockWidget(area, dock)
-        return dock
-
-    def _action(self, name: str, text: str, shortcut=None, slot=None, enabled=True) -> QAction:
-        action = QAction(text, self)
-        action.setObjectName(name)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if slot is not None:
-            action.triggered.connect(slot)
-        action.setEnabled(enabled)
-        return action
-
-    def _build_actions(self) -> None:
-        self.actionOpen = self._action("actionOpen", "&Open…", QKeySequence.Open, self.choose_file)
-        self.actionOpenFolder = self._action("actionOpenFolder", "Open &Folder…", None,
-                                             self.choose_folder)
-        # Save / Edit / Initialize / Export are wired by SaveFlows and EditFlows.
-        self.actionSave = self._action("actionSave", "&Save", QKeySequence.Save, enabled=False)
-        self.actionSaveAs = self._action("actionSaveAs", "Save &As…", QKeySequence("Ctrl+Shift+S"),
-                                         enabled=False)
-        self.actionExportRecipe = self._action("actionExportRecipe", "Export &Recipe…",
-                                               enabled=False)
-        self.actionQuit = self._action("actionQuit", "&Quit", QKeySequence.Quit, self.close)
-        self.actionUndo = self.undo_stack.createUndoAction(self, "&Undo")
-        self.actionUndo.setObjectName("actionUndo")
-        self.actionUndo.setShortcut(QKeySequence.Undo)
-        self.actionRedo = self.undo_stack.createRedoAction(self, "&Redo")
-        self.actionRedo.setObjectName("actionRedo")
-        self.actionRedo.setShortcut(QKeySequence.Redo)
-        self.actionEdit = self._action("actionEdit", "&Edit Values…", QKeySequence("Ctrl+E"),
-                                       enabled=False)
-        self.actionInitialize = self._action("actionInitialize", "&Initialize…",
-                                             QKeySequence("Ctrl+I"), enabled=False)
-
-    def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        file_menu.addActions([self.actionOpen, self.actionOpenFolder,
-                              self.open_flows.actionOpenWithModel])
-        file_menu.addAction(self.verify_flows.actionVerify)
-        self.recent_menu = file_menu.addMenu("Open &Recent")
-        self.recent_menu.setObjectName("recentMenu")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        file_menu.addSeparator()
-        file_menu.addActions([self.actionSave, self.actionSaveAs, self.actionExportRecipe])
-        file_menu.addSeparator()
-        file_menu.addAction(self.actionQuit)
-        edit_menu = self.menuBar().addMenu("&Edit")
-        edit_menu.addActions([self.actionUndo, self.actionRedo])
-        edit_menu.addSeparator()
-        edit_menu.addActions([self.actionEdit, self.actionInitialize])
-        self.edit_flows.add_to_menu(edit_menu)
-        view_menu = self.menuBar().addMenu("&View")
-        view_menu.addActions([self.tree_dock.toggleViewAction(), self.stats_dock.toggleViewAction()])
-
-    def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.summary_label = QLabel("Nothing open", self, objectName="documentSummary")
-        self.progress_bar = QProgressBar(self, objectName="loadProgress")
-        self.progress_bar.setMaximumWidth(180)
-        self.progress_bar.setTextVisible(False)
-        self.cancel_button = QPushButton("Cancel", self, objectName="cancelLoad")
-        self.cancel_button.clicked.connect(lambda: self._cancel())
-        bar.addPermanentWidget(self.summary_label)
-        bar.addPermanentWidget(self.progress_bar)
-        bar.addPermanentWidget(self.cancel_button)
-        self.set_busy(False)
-
+    # -- construction (the widgets, docks, actions and menus: window_build.py) -----------------
     def _connect(self) -> None:
         c = self.controller
         c.documentChanged.connect(self._on_document_changed)
