@@ -15,22 +15,18 @@ import fnmatch
 import math
 from typing import Callable
 
-import numpy as np
 import pyqtgraph as pg
-import torch
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
                                QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from ...core.edits.specs import OPERATIONS, PREVIEW_LIMIT, EditSpec, check_shapes
 from ...core.errors import Cancelled, UserError
-from ...core.stats_range import outliers_dominate, percentile_range, value_sample
 from ..views.histogram_axes import CountAxis, ValueAxis
 from ..workers import Task
+from .edit_preview_plot import BINS, SPIKE, PreviewPlot, _histograms
 
-BINS = 60
-SPIKE = 4.0   # an "after" bar this many times the tallest "before" bar is drawn clipped
+__all__ = ["BINS", "EditDialog", "SPIKE", "run_task"]
 
 
 class _Keeper(QObject):
@@ -62,30 +58,7 @@ def run_task(task: Task) -> Task:
     return _keeper.start(task)
 
 
-def _histograms(before: torch.Tensor, after: torch.Tensor):
-    """Edges and counts of before / after on shared bins, and a note on the range shown
-    (computed on the worker). A few outliers would squash both into one bar: then the bins
-    span the 0.1–99.9th percentiles of both, and the note says how many lie outside."""
-    b = before.double().flatten()
-    a = after.double().flatten()
-    b, a = b[torch.isfinite(b)], a[torch.isfinite(a)]
-    both = torch.cat([b, a])
-    if both.numel() == 0:
-        return None
-    lo, hi = float(both.min()), float(both.max())
-    note = ""
-    robust = percentile_range(value_sample([both]))
-    if outliers_dominate((lo, hi), robust) and robust[1] > robust[0]:
-        lo, hi = robust
-        outside = int(((b < lo) | (b > hi)).sum()) + int(((a < lo) | (a > hi)).sum())
-        note = f"0.1–99.9th percentile; {outside:,} outliers not shown"
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, BINS + 1)
-    return edges, np.histogram(b.numpy(), edges)[0], np.histogram(a.numpy(), edges)[0], note
-
-
-class EditDialog(QDialog):
+class EditDialog(PreviewPlot, QDialog):
     """Set / add / multiply / clamp / expression over one tensor or a module's tensors.
 
     Parameters
@@ -309,57 +282,6 @@ class EditDialog(QDialog):
         self.changed_label.setText(f"{changed:,} of {total:,} elements change"
                                    + (f" in {name}" if many else ""))
         self.changed_count = changed
-
-    def _set_plot(self, hist) -> None:
-        """Draw before / after on shared bins. When "after" piles up in a spike far above
-        "before" (a fill, a clamp), the y axis stops above "before" and the spike's count is
-        written on it, so "before" stays readable."""
-        self._spike.setVisible(False)
-        if hist is None:
-            self._before.setData([0, 1], [0])
-            self._after.setData([0, 1], [0])
-            self.plot.setTitle(None)
-            self.plot.enableAutoRange()
-            return
-        edges, before, after, note = hist
-        self.plot.setTitle(note or None, size="8pt", color=self.palette().color(QPalette.Text))
-        self._before.setData(edges, before)
-        self._after.setData(edges, after)
-        top_before = float(np.max(before)) if len(before) else 0.0
-        top_after = float(np.max(after)) if len(after) else 0.0
-        if top_before > 0 and top_after > SPIKE * top_before:
-            ceiling = 1.25 * top_before
-            self.plot.enableAutoRange(x=True, y=False)
-            self.plot.setYRange(0, ceiling, padding=0)
-            i = int(np.argmax(after))
-            self._spike.setText(f"▲ {int(after[i]):,}")
-            self._spike.setPos((edges[i] + edges[i + 1]) / 2, ceiling)
-            self._spike.setVisible(True)
-        else:
-            self.plot.enableAutoRange()
-
-    def _clear_after(self) -> None:
-        self._after.clear()  # no data at all: the x range stays that of "before"
-        self.plot.enableAutoRange()
-        self._spike.setVisible(False)
-
-    def _style_preview_plot(self) -> None:
-        """The plot in the palette's colours (a dark palette gets a dark plot)."""
-        pal = self.palette()
-        text = pal.color(QPalette.Text)
-        self.plot.setBackground(pal.color(QPalette.Base))
-        for name in ("left", "bottom"):
-            axis = self.plot.getAxis(name)
-            axis.setPen(text)
-            axis.setTextPen(text)
-            axis.label.setDefaultTextColor(text)
-        self._spike.setColor(text)
-        outline = QColor(text)
-        outline.setAlpha(190)
-        self._before.setPen(pg.mkPen(outline, width=2))  # readable on light and dark
-        legend = self.plot.getPlotItem().legend
-        if legend is not None:
-            legend.setLabelTextColor(text)
 
     def changeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         super().changeEvent(event)
