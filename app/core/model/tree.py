@@ -1,6 +1,7 @@
 """The tree shown to the user: modules from ``named_children``, or groups from dotted names."""
 from __future__ import annotations
 
+import weakref
 from typing import Iterator
 
 import torch
@@ -14,9 +15,16 @@ MAX_NAME_LEVELS = 64
 
 
 class Node:
-    """A pure tree node. ``kind`` is root/module/group/entry or a tensor kind."""
+    """A pure tree node. ``kind`` is root/module/group/entry or a tensor kind.
 
-    __slots__ = ("name", "kind", "type_name", "parent", "children", "entry", "summary",
+    A node holds its children; its ``parent`` is a weak reference, so a tree has no reference
+    cycle: a replaced tree (an edit that renames, a document opened again) is freed at once with
+    the tensors its entries hold, instead of waiting for Python's rare full garbage collection
+    (a checkpoint's memory map stayed alive per replaced tree: the soak's RSS grew without bound).
+    Whoever keeps a node keeps the tree's root too (the tree model, the document do).
+    """
+
+    __slots__ = ("name", "kind", "type_name", "_parent", "children", "entry", "summary",
                  "_totals", "_tied", "_row", "module", "__weakref__")
 
     def __init__(self, name: str, kind: str, type_name: str = "", parent: "Node | None" = None,
@@ -34,6 +42,15 @@ class Node:
         self.module = None  # the nn.Module of a live model's module node
         if parent is not None:
             parent.children.append(self)
+
+    @property
+    def parent(self) -> "Node | None":
+        up = self._parent
+        return up() if up is not None else None
+
+    @parent.setter
+    def parent(self, node: "Node | None") -> None:
+        self._parent = weakref.ref(node) if node is not None else None
 
     def __repr__(self) -> str:
         return f"Node({self.full_name!r}, {self.kind})"
@@ -142,14 +159,10 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
     by_prefix: dict[str, Node] = {}  # "a.b" -> the group a / b: one lookup per tensor
 
     def group_at(prefix: str) -> Node:
-        node = by_prefix.get(prefix)
-        if node is None:
-            up, dot, name = prefix.rpartition(".")
-            node = by_prefix[prefix] = Node(name, GROUP, "", group_at(up) if dot else root)
-        return node
+        return _group_at(by_prefix, root, prefix)
 
     def group(parts: list[str]) -> Node:
-        return group_at(".".join(parts)) if parts else root
+        return _group_at(by_prefix, root, ".".join(parts)) if parts else root
 
     for e in entries:
         name = e.name
@@ -168,6 +181,18 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
             parts = _parts(name)
             Node(parts[-1], ENTRY, "entry", group(parts[:-1]), summary=summary)
     return root
+
+
+def _group_at(by_prefix: dict[str, Node], root: Node, prefix: str) -> Node:
+    """The group node of ``prefix``, made with its missing ancestors. A module-level function:
+    a closure calling itself is a reference cycle (through its cell) that kept ``by_prefix``,
+    so the whole tree, alive until a full garbage collection."""
+    node = by_prefix.get(prefix)
+    if node is None:
+        up, dot, name = prefix.rpartition(".")
+        node = by_prefix[prefix] = Node(name, GROUP, "",
+                                        _group_at(by_prefix, root, up) if dot else root)
+    return node
 
 
 def _parts(name: str) -> list[str]:
