@@ -53,3 +53,25 @@ def test_reopening_after_edits_keeps_one_map(qtbot, window, tmp_path, no_gc):
         soak.settle()
     assert _maps(path) == 1
     assert soak.leaked_documents() == 0
+
+
+def test_a_failed_task_error_keeps_no_frame(qtbot, no_gc):
+    import torch
+
+    from app.qt.workers import Task
+    big = torch.ones(1000)
+    payload = weakref.ref(big)
+
+    def fn(progress, cancelled, big=big):
+        read = big * 2  # noqa: F841 (a local of a frame the traceback would keep)
+        raise ValueError("broken")
+    task = Task(fn)
+    del fn, big
+    seen = []
+    task.signals.failed.connect(lambda exc, text: seen.append((exc, text)))
+    task.signals.done.connect(lambda: seen.append("done"))
+    task.start()
+    qtbot.waitUntil(lambda: "done" in seen)
+    (exc, text), _ = seen
+    assert "ValueError: broken" in text and exc.__traceback__ is None
+    assert payload() is None
