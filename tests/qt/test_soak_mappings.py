@@ -75,3 +75,32 @@ def test_a_failed_task_error_keeps_no_frame(qtbot, no_gc):
     (exc, text), _ = seen
     assert "ValueError: broken" in text and exc.__traceback__ is None
     assert payload() is None
+
+
+def test_a_node_kept_after_its_tree_went_keeps_its_name(no_gc):
+    import torch
+    entries = [TensorEntry.of(n, torch.zeros(2)) for n in ("a.b.weight", "a.c.weight")]
+    root = tree_from_names(entries)
+    group, leaf = root.find("a.b"), root.find("a.c.weight")
+    moved = root.find("a.c")
+    moved.parent = group  # moved with its subtree (as model_code's unexpected group)
+    group.children.append(moved)
+    del root
+    assert group.parent is None and group.full_name == "a.b"
+    assert moved.full_name == "a.b.c" and leaf.full_name == "a.c.weight"
+
+
+def test_a_selected_module_stays_selected_across_a_structural_edit(qtbot, window, tmp_path,
+                                                                   no_gc):
+    from app.core.edits.surgery import CastEdit, RenameEdit
+    path = soak_checkpoint(str(tmp_path / "train.pt"), width=16, depth=2)
+    soak = Soak(window, path, str(tmp_path), seed=0)
+    soak.open()
+    for edit in (RenameEdit(r"^model\.3\.weight$", "model.3.w2"),
+                 CastEdit("model.0.bias", "float16")):
+        window.select_name("model.1")
+        soak.settle()
+        soak._push(edit)
+        soak.settle()
+        assert window.controller.current_node.full_name == "model.1"
+    assert soak.errors == []

@@ -21,10 +21,11 @@ class Node:
     cycle: a replaced tree (an edit that renames, a document opened again) is freed at once with
     the tensors its entries hold, instead of waiting for Python's rare full garbage collection
     (a checkpoint's memory map stayed alive per replaced tree: the soak's RSS grew without bound).
-    Whoever keeps a node keeps the tree's root too (the tree model, the document do).
+    A node kept after its tree went (the selection across a rebuild) has no parent, but still
+    knows its ``full_name``: a group's is set when it is placed.
     """
 
-    __slots__ = ("name", "kind", "type_name", "_parent", "children", "entry", "summary",
+    __slots__ = ("name", "kind", "type_name", "_parent", "_path", "children", "entry", "summary",
                  "_totals", "_tied", "_row", "module", "__weakref__")
 
     def __init__(self, name: str, kind: str, type_name: str = "", parent: "Node | None" = None,
@@ -32,9 +33,9 @@ class Node:
         self.name = name
         self.kind = kind
         self.type_name = type_name
-        self.parent = parent
         self.children: list[Node] = []
         self.entry = entry
+        self.parent = parent
         self.summary = summary
         self._totals: tuple[int, int] | None = None
         self._tied = False  # some tensor below is tied: totals count its storage once
@@ -50,7 +51,23 @@ class Node:
 
     @parent.setter
     def parent(self, node: "Node | None") -> None:
+        """Place this node under ``node`` (the caller adds it to ``node.children``)."""
         self._parent = weakref.ref(node) if node is not None else None
+        self._place()
+        if self.children:  # moved with its subtree: their paths change too
+            for n in self.walk():
+                n._place()
+
+    def _place(self) -> None:
+        """Note the dotted path of a node without a tensor (a tensor's name is its entry's)."""
+        up = self.parent
+        if self.entry is not None:
+            self._path = None
+        elif up is None:
+            self._path = ""
+        else:
+            above = up.full_name
+            self._path = f"{above}.{self.name}" if above else self.name
 
     def __repr__(self) -> str:
         return f"Node({self.full_name!r}, {self.kind})"
@@ -63,12 +80,7 @@ class Node:
     def full_name(self) -> str:
         if self.entry is not None:
             return self.entry.name
-        parts = []
-        node: Node | None = self
-        while node is not None and node.parent is not None:
-            parts.append(node.name)
-            node = node.parent
-        return ".".join(reversed(parts))
+        return self._path
 
     def index_in_parent(self) -> int:
         """The row under the parent: cached, so that Qt's ``parent()`` on a parent with 10k
