@@ -49,3 +49,20 @@ def first_line(exc: BaseException) -> str:
     torch, pickle or the regex engine can span many lines, and paramedit reports one."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def detached(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback, nor those of its causes and contexts, for an error kept as
+    a value (returned, queued to another thread). A traceback holds the frames it ran through,
+    so their locals (the document, its tensors), and the frames of the callers that keep the
+    error in a local: a reference cycle that freed an old document only at Python's next full
+    garbage collection."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        e.__traceback__ = None
+        todo += [e.__cause__, e.__context__]
+    return exc

@@ -24,7 +24,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from ..core.edits.base import Edit
 from ..core.edits.history import DEFAULT_MEMORY_CAP, EditHistory
-from ..core.errors import UserError
+from ..core.errors import UserError, detached
 from .workers import Task
 
 __all__ = ["DEFAULT_MEMORY_CAP", "EditCommand", "EditStack"]
@@ -149,7 +149,7 @@ class EditStack(QObject):
             with self.doc.batch():  # one rebuild and one announcement per step
                 dropped = self.history.push(edit)
         except Exception as exc:
-            return exc
+            return detached(exc)
         self._record(edit, dropped, background=False)
         return None
 

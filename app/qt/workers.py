@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from ..core.errors import Cancelled
+from ..core.errors import Cancelled, detached
 
 
 class TaskSignals(QObject):
@@ -62,7 +62,8 @@ class Task(QRunnable):
             pass
         except Exception as exc:  # reported to the GUI thread, which shows it
             if not self._cancel.is_set():
-                self.signals.failed.emit(exc, traceback.format_exc())
+                text = traceback.format_exc()  # the frames go: they hold what the task read
+                self.signals.failed.emit(detached(exc), text)
         else:
             if not self._cancel.is_set():
                 self.signals.finished.emit(result)

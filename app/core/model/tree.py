@@ -1,6 +1,7 @@
 """The tree shown to the user: modules from ``named_children``, or groups from dotted names."""
 from __future__ import annotations
 
+import weakref
 from typing import Iterator
 
 import torch
@@ -14,9 +15,17 @@ MAX_NAME_LEVELS = 64
 
 
 class Node:
-    """A pure tree node. ``kind`` is root/module/group/entry or a tensor kind."""
+    """A pure tree node. ``kind`` is root/module/group/entry or a tensor kind.
 
-    __slots__ = ("name", "kind", "type_name", "parent", "children", "entry", "summary",
+    A node holds its children; its ``parent`` is a weak reference, so a tree has no reference
+    cycle: a replaced tree (an edit that renames, a document opened again) is freed at once with
+    the tensors its entries hold, instead of waiting for Python's rare full garbage collection
+    (a checkpoint's memory map stayed alive per replaced tree: the soak's RSS grew without bound).
+    A node kept after its tree went (the selection across a rebuild) has no parent, but still
+    knows its ``full_name``: a group's is set when it is placed.
+    """
+
+    __slots__ = ("name", "kind", "type_name", "_parent", "_path", "children", "entry", "summary",
                  "_totals", "_tied", "_row", "module", "__weakref__")
 
     def __init__(self, name: str, kind: str, type_name: str = "", parent: "Node | None" = None,
@@ -24,9 +33,9 @@ class Node:
         self.name = name
         self.kind = kind
         self.type_name = type_name
-        self.parent = parent
         self.children: list[Node] = []
         self.entry = entry
+        self.parent = parent
         self.summary = summary
         self._totals: tuple[int, int] | None = None
         self._tied = False  # some tensor below is tied: totals count its storage once
@@ -34,6 +43,31 @@ class Node:
         self.module = None  # the nn.Module of a live model's module node
         if parent is not None:
             parent.children.append(self)
+
+    @property
+    def parent(self) -> "Node | None":
+        up = self._parent
+        return up() if up is not None else None
+
+    @parent.setter
+    def parent(self, node: "Node | None") -> None:
+        """Place this node under ``node`` (the caller adds it to ``node.children``)."""
+        self._parent = weakref.ref(node) if node is not None else None
+        self._place()
+        if self.children:  # moved with its subtree: their paths change too
+            for n in self.walk():
+                n._place()
+
+    def _place(self) -> None:
+        """Note the dotted path of a node without a tensor (a tensor's name is its entry's)."""
+        up = self.parent
+        if self.entry is not None:
+            self._path = None
+        elif up is None:
+            self._path = ""
+        else:
+            above = up.full_name
+            self._path = f"{above}.{self.name}" if above else self.name
 
     def __repr__(self) -> str:
         return f"Node({self.full_name!r}, {self.kind})"
@@ -46,12 +80,7 @@ class Node:
     def full_name(self) -> str:
         if self.entry is not None:
             return self.entry.name
-        parts = []
-        node: Node | None = self
-        while node is not None and node.parent is not None:
-            parts.append(node.name)
-            node = node.parent
-        return ".".join(reversed(parts))
+        return self._path
 
     def index_in_parent(self) -> int:
         """The row under the parent: cached, so that Qt's ``parent()`` on a parent with 10k
@@ -142,14 +171,10 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
     by_prefix: dict[str, Node] = {}  # "a.b" -> the group a / b: one lookup per tensor
 
     def group_at(prefix: str) -> Node:
-        node = by_prefix.get(prefix)
-        if node is None:
-            up, dot, name = prefix.rpartition(".")
-            node = by_prefix[prefix] = Node(name, GROUP, "", group_at(up) if dot else root)
-        return node
+        return _group_at(by_prefix, root, prefix)
 
     def group(parts: list[str]) -> Node:
-        return group_at(".".join(parts)) if parts else root
+        return _group_at(by_prefix, root, ".".join(parts)) if parts else root
 
     for e in entries:
         name = e.name
@@ -168,6 +193,18 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
             parts = _parts(name)
             Node(parts[-1], ENTRY, "entry", group(parts[:-1]), summary=summary)
     return root
+
+
+def _group_at(by_prefix: dict[str, Node], root: Node, prefix: str) -> Node:
+    """The group node of ``prefix``, made with its missing ancestors. A module-level function:
+    a closure calling itself is a reference cycle (through its cell) that kept ``by_prefix``,
+    so the whole tree, alive until a full garbage collection."""
+    node = by_prefix.get(prefix)
+    if node is None:
+        up, dot, name = prefix.rpartition(".")
+        node = by_prefix[prefix] = Node(name, GROUP, "",
+                                        _group_at(by_prefix, root, up) if dot else root)
+    return node
 
 
 def _parts(name: str) -> list[str]:
