@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 import shiboken6
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QLabel, QMessageBox,
                                QProgressBar, QPushButton, QToolBar)
@@ -25,11 +25,11 @@ from .models.compare_columns import SORT_ROLE, ChangeColumn
 from .models.tree_model import HEADERS
 from .settings import remember_folder
 from .workers import Task
-from .window_views import Views
+from .window_views import Presenter, Views
 
 
 
-class CompareFlows(QObject):
+class CompareFlows(Presenter):
     """The comparison presenter.
 
     Parameters
@@ -50,13 +50,7 @@ class CompareFlows(QObject):
     """
 
     def __init__(self, views: Views, *, controller, edit_flows, prompts, status):
-        super().__init__(views.window)
-        self.views = views
-        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
-        self.controller = controller
-        self.edit_flows = edit_flows
-        self.prompts = prompts
-        self.status = status
+        super().__init__(views, controller=controller, prompts=prompts, status=status, edit_flows=edit_flows)
         self.reference = None              # the reference Document
         self.reference_path: str | None = None
         self.result: DiffResult | None = None

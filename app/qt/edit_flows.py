@@ -6,7 +6,7 @@ Every change goes through ``controller.edits`` (a QUndoStack of core Edits): not
 a tensor directly.
 """
 from __future__ import annotations
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMessageBox
 
@@ -17,7 +17,7 @@ from .dialogs.edit_dialog import EditDialog
 from .edit_busy import EditBusy
 from .edit_hooks import AlreadyApplied, edit_dialog_hooks, shapes_of, unique_names
 from .surgery_flows import MEMORY_CAP_KEY, SurgeryFlows
-from .window_views import Views
+from .window_views import Presenter, Views
 
 __all__ = ["AlreadyApplied", "CAST_DTYPES", "EditFlows", "MEMORY_CAP_KEY", "edit_dialog_hooks",
            "shapes_of", "unique_names"]
@@ -25,7 +25,7 @@ __all__ = ["AlreadyApplied", "CAST_DTYPES", "EditFlows", "MEMORY_CAP_KEY", "edit
 CAST_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
-class EditFlows(SurgeryFlows, QObject):
+class EditFlows(SurgeryFlows, Presenter):
     """The editing presenter.
 
     Parameters
@@ -48,12 +48,7 @@ class EditFlows(SurgeryFlows, QObject):
     """
 
     def __init__(self, views: Views, *, controller, prompts, status):
-        super().__init__(views.window)
-        self.views = views
-        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
-        self.controller = controller
-        self.prompts = prompts
-        self.status = status
+        super().__init__(views, controller=controller, prompts=prompts, status=status)
         self.edits = controller.edits
         self.saving = lambda: False
         self.reference = lambda: (None, None)

@@ -3,7 +3,6 @@ safetensors file's ``__metadata__`` (File > Edit Metadata…). The edits go on t
 through ``edit_flows.push`` like every other edit, so they are undone, recorded and saved."""
 from __future__ import annotations
 
-from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
@@ -13,7 +12,7 @@ from ..core.errors import UserError
 from ..core.model.tree import ENTRY
 from .dialogs.entry_dialog import EntryDialog, MetadataDialog
 from .models.tree_model import NodeRole
-from .window_views import Views
+from .window_views import Presenter, Views
 
 
 def is_value(node) -> bool:
@@ -21,7 +20,7 @@ def is_value(node) -> bool:
     return node is not None and node.kind == ENTRY and not node.children
 
 
-class EntryFlows(QObject):
+class EntryFlows(Presenter):
     """The presenter of scalar entries and ``__metadata__``.
 
     Parameters
@@ -38,13 +37,7 @@ class EntryFlows(QObject):
     """
 
     def __init__(self, views: Views, *, controller, edit_flows, prompts, status):
-        super().__init__(views.window)
-        self.views = views
-        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
-        self.controller = controller
-        self.edit_flows = edit_flows
-        self.prompts = prompts
-        self.status = status
+        super().__init__(views, controller=controller, prompts=prompts, status=status, edit_flows=edit_flows)
         self.dialog = None
         self.actionEditEntry = QAction("Edit &Value…", self.window, objectName="actionEditEntry")
         self.actionEditEntry.triggered.connect(lambda: self.edit_entry())

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QFileSystemWatcher, QObject
+from PySide6.QtCore import QFileSystemWatcher
 from PySide6.QtWidgets import QMessageBox
 
 from .prompts import CANCEL, KEEP, RELOAD  # noqa: F401  (the answers)
-from .window_views import Views
+from .window_views import Presenter, Views
 
 
-class FileWatch(QObject):
+class FileWatch(Presenter):
     """Watches the document's files; asks before a read or save of a file that changed.
 
     Parameters
@@ -31,12 +31,7 @@ class FileWatch(QObject):
     """
 
     def __init__(self, views: Views, *, controller, prompts, status, saving=lambda: False):
-        super().__init__(views.window)
-        self.views = views
-        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
-        self.controller = controller
-        self.prompts = prompts
-        self.status = status
+        super().__init__(views, controller=controller, prompts=prompts, status=status)
         self.saving = saving
         self.watcher = QFileSystemWatcher(self)
         self.watcher.fileChanged.connect(self._on_path_changed)

@@ -2,12 +2,12 @@
 model code, and telling the user what such a load did not match."""
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox
 
 from .dialogs.model_code_dialog import ModelCodeDialog
-from .window_views import Views
+from .window_views import Presenter, Views
 
 
 def report_notes(report: dict | None) -> dict[str, str]:
@@ -24,7 +24,7 @@ def report_notes(report: dict | None) -> dict[str, str]:
     return notes
 
 
-class OpenFlows(QObject):
+class OpenFlows(Presenter):
     """Trusting a pickle, opening with model code, reporting what model code did not match.
 
     Parameters
@@ -41,12 +41,7 @@ class OpenFlows(QObject):
     """
 
     def __init__(self, views: Views, *, controller, prompts, status):
-        super().__init__(views.window)
-        self.views = views
-        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
-        self.controller = controller
-        self.prompts = prompts
-        self.status = status
+        super().__init__(views, controller=controller, prompts=prompts, status=status)
         self.dialog: ModelCodeDialog | None = None
         self.trust_box: QMessageBox | None = None
         self.report_box: QMessageBox | None = None

@@ -7,7 +7,6 @@ The gradient switch swaps the tensor handed to the grid and the statistics (``p.
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QLabel, QMenu
 
@@ -19,7 +18,7 @@ from ..core.model.tree import module_entries
 from .models.tree_model import DEVICE, GRAD, RATIO
 from .ownership_flows import OwnershipActions
 from .workers import Task
-from .window_views import Views
+from .window_views import Presenter, Views
 
 
 ALL_TOGETHER, EACH_TENSOR = "all selected tensors together", "each tensor"
@@ -31,7 +30,7 @@ def is_live(doc) -> bool:
         and not isinstance(doc.module, torch.jit.ScriptModule)
 
 
-class ParamFlows(OwnershipActions, QObject):
+class ParamFlows(OwnershipActions, Presenter):
     """The parameter-model presenter of a live model.
 
     Parameters
@@ -51,13 +50,7 @@ class ParamFlows(OwnershipActions, QObject):
     """
 
     def __init__(self, views: Views, *, controller, edit_flows, prompts, status):
-        super().__init__(views.window)
-        self.views = views
-        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
-        self.controller = controller
-        self.edit_flows = edit_flows
-        self.prompts = prompts
-        self.status = status
+        super().__init__(views, controller=controller, prompts=prompts, status=status, edit_flows=edit_flows)
         self.edits = controller.edits
         self.dialog = None
         self._grad_task: Task | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QEventLoop, QObject
+from PySide6.QtCore import QEventLoop
 
 from ..core.errors import UserError
 from ..core.formats import save as core_save
@@ -16,7 +16,7 @@ from ..core.formats.save import (DEFAULT_SHARD_SIZE, SAFETENSORS, SHARDED, TIED_
                            has_ties)
 from .settings import remember_folder
 from .workers import Task
-from .window_views import Views
+from .window_views import Presenter, Views
 
 TORCH_FILTER = "PyTorch checkpoint (*.pt *.pth *.bin *.ckpt)"
 SAFETENSORS_FILTER = "safetensors (*.safetensors)"
@@ -76,7 +76,7 @@ def tied_from_choice(chosen_filter: str) -> str:
     return TIED_EVERY if chosen_filter in (SAFETENSORS_EVERY_FILTER, SHARDED_EVERY_FILTER) else TIED_ONCE
 
 
-class SaveFlows(QObject):
+class SaveFlows(Presenter):
     """The saving presenter.
 
     Parameters
@@ -97,13 +97,7 @@ class SaveFlows(QObject):
     """
 
     def __init__(self, views: Views, *, controller, edit_flows, prompts, status):
-        super().__init__(views.window)
-        self.views = views
-        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
-        self.controller = controller
-        self.edit_flows = edit_flows
-        self.prompts = prompts
-        self.status = status
+        super().__init__(views, controller=controller, prompts=prompts, status=status, edit_flows=edit_flows)
         self.task: Task | None = None
         self.last_error: str | None = None
         self.window.actionSave.triggered.connect(lambda: self.save())

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 
 import shiboken6
-from PySide6.QtCore import QObject, QThreadPool
+from PySide6.QtCore import QThreadPool
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QMessageBox, QProgressBar, QPushButton
 
 from .progress import show_progress
 from .workers import Task
-from .window_views import Views
+from .window_views import Presenter, Views
 
 #: tensor names listed in the warning itself; the rest are in its details
 SHOWN = 8
@@ -54,7 +54,7 @@ def describe(bad: list[str], names: dict[str, str]) -> tuple[str, str]:
     return text, "\n".join(details)
 
 
-class VerifyFlows(QObject):
+class VerifyFlows(Presenter):
     """The checksum presenter.
 
     Parameters
@@ -67,12 +67,7 @@ class VerifyFlows(QObject):
     """
 
     def __init__(self, views: Views, *, controller, prompts, status):
-        super().__init__(views.window)
-        self.views = views
-        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
-        self.controller = controller
-        self.prompts = prompts
-        self.status = status
+        super().__init__(views, controller=controller, prompts=prompts, status=status)
         self.pool = QThreadPool(self)  # its own thread: loads and statistics never wait on it
         self.pool.setMaxThreadCount(1)
         self.task: Task | None = None

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QObject
+
 if TYPE_CHECKING:  # the window imports the presenters, which import this
     from .main_window import MainWindow
     from .views.stats_panel import StatsPanel
@@ -36,3 +38,27 @@ class Views:
     tree: "ModuleTreePanel"
     grid: "TensorView"
     stats: "StatsPanel"
+
+
+class Presenter(QObject):
+    """The base of the presenters: a child of the window that keeps what it was handed.
+
+    Parameters
+    ----------
+    views
+        Where it shows things (``Views``); ``views.window`` is its Qt parent.
+    controller, prompts, status
+        The document and selection, every question it asks, a ``status(text, timeout_ms)`` sink.
+    edit_flows
+        The presenter that pushes edits, for those that make them.
+    """
+
+    def __init__(self, views: Views, *, controller, prompts, status, edit_flows=None):
+        super().__init__(views.window)
+        self.views = views
+        self.window = views.window  # dialogs' parent; menu bar, status bar, actions
+        self.controller = controller
+        self.prompts = prompts
+        self.status = status
+        if edit_flows is not None:
+            self.edit_flows = edit_flows

@@ -19,6 +19,10 @@ from app.core.edits.values import FillEdit
 from app.core.errors import UserError
 from app.core.edits.surgery import CastEdit, DeleteEdit, RenameEdit
 
+#: A hang detector, not a timing target: only work that never ends takes this long, even on a
+#: loaded machine (speed is measured by benchmarks/bench_soak.py, never asserted here).
+HANG_S = 600
+
 
 def soak_checkpoint(path: str, width: int = 256, depth: int = 8) -> str:
     """A training checkpoint (model, Adam state, scalars) of a small MLP with batch norms."""
@@ -86,7 +90,7 @@ class Soak:
     def doc(self):
         return self.window.controller.document
 
-    def settle(self, timeout: float = 30.0) -> None:
+    def settle(self, timeout: float = HANG_S) -> None:
         """Let queued work finish: loads, saves, reads, statistics."""
         w, end = self.window, time.monotonic() + timeout
         QApplication.processEvents()
@@ -103,10 +107,10 @@ class Soak:
             self.old_docs.append(weakref.ref(self.doc))
         old = self.doc
         self.window.open_path(self.path)
-        end = time.monotonic() + 60
+        end = time.monotonic() + HANG_S
         while self.doc is old or self.window.controller.is_loading:
             if time.monotonic() > end:
-                raise TimeoutError(f"{self.path} did not open within 60 s")
+                raise TimeoutError(f"{self.path} did not open within {HANG_S} s")
             QApplication.processEvents()
             time.sleep(0.002)
         del old

@@ -35,7 +35,7 @@ def load_torchscript(path: str, trust: bool = False) -> Document:
             f"{path} is a TorchScript archive that paramedit cannot read without running its "
             f"code ({_short(reason)}); it was not loaded. Open it only if you trust its source "
             "(--trust on the command line).")
-    return load_torchscript_jit(path)
+    return _run_torchscript_trusted(path)
 
 
 def _short(text: str) -> str:
@@ -43,7 +43,7 @@ def _short(text: str) -> str:
     return text if len(text) <= 100 else text[:97] + "..."
 
 
-def load_torchscript_jit(path: str) -> Document:
+def _run_torchscript_trusted(path: str) -> Document:
     """The whole archive through ``torch.jit.load``: ONLY for trusted files (it runs their code)."""
     try:
         module = torch.jit.load(path, map_location="cpu")
