@@ -24,10 +24,13 @@ def test_offscreen_wayland_and_other_systems_are_left_to_qt():
 def test_missing_xcb_libraries_are_named(monkeypatch):
     import ctypes.util
     from app.qt import display
-    real = ctypes.util.find_library
-    # a library the loader cannot find, by its soname or by its name
+    # a library the loader cannot find, by its soname or by its name; every other one is found
+    # (by name), whatever this machine has installed
     monkeypatch.setitem(display._SONAMES, "xcb-cursor", "libxcb-cursor-not-here.so.0")
-    monkeypatch.setattr(ctypes.util, "find_library", lambda n: None if n == "xcb-cursor" else real(n))
+    for lib in display._SONAMES:
+        if lib != "xcb-cursor":
+            monkeypatch.setitem(display._SONAMES, lib, "libc.so.6")
+    monkeypatch.setattr(ctypes.util, "find_library", lambda n: None if n == "xcb-cursor" else n)
     problem = display_problem({"DISPLAY": ":99"}, "linux")
     assert XCB_LIBRARIES["xcb-cursor"] in problem and "apt-get install" in problem
     assert "xcb-icccm" not in problem  # the ones that load are not named
