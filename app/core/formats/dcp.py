@@ -16,6 +16,7 @@ import torch
 
 from ..errors import ContentError
 from ..model.document import Document
+from ..model.file_stamps import FileChangedError, stamp
 from ..model.tensor_entry import TensorEntry
 from .dcp_metadata import METADATA_NAME, BytesMeta, DcpMetadata, TensorMeta, read_metadata
 
@@ -51,12 +52,15 @@ class DcpFiles:
     """The storage files of one DCP folder, opened on first use and kept open.
 
     Kept open so that a save replacing the folder (``pin()`` first) leaves unread tensors
-    readable from the old, unlinked files, as a replaced safetensors file stays mapped.
+    readable from the old, unlinked files, as a replaced safetensors file stays mapped. Each
+    file is stamped when the folder is opened: one opened later (past ``PIN_AT_OPEN``) that is
+    no longer that file (replaced, rewritten) is refused, never read as if it were.
     """
 
     def __init__(self, folder: str, names):
         self.folder = folder
         self.names = sorted(set(names))
+        self._stamps = {n: stamp(os.path.join(folder, n)) for n in self.names}
         self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -75,7 +79,13 @@ class DcpFiles:
         with self._lock:
             fd = self._fds.get(name)
             if fd is None:
-                fd = self._fds[name] = os.open(os.path.join(self.folder, name), os.O_RDONLY)
+                fd = os.open(os.path.join(self.folder, name), os.O_RDONLY)
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != self._stamps.get(name):
+                    os.close(fd)
+                    raise FileChangedError(f"{name} changed on disk since {self.folder} was "
+                                           "opened; reload the folder")
+                self._fds[name] = fd
             return fd
 
     def close(self) -> None:
