@@ -74,3 +74,13 @@ def test_saving_the_folder_in_place_is_not_a_change(folder):
     doc.restamp(doc.path)  # as the window does after its own save
     assert doc.files_changed() == []
     assert torch.equal(doc.tensor("w"), _tensors()["w"])  # unread: from the old files, kept open
+
+
+def test_a_replaced_metadata_is_a_change_but_not_a_danger(folder):
+    doc = load_document(folder)
+    meta = os.path.join(folder, ".metadata")
+    with open(meta, "r+b") as f:  # same inode (as a replacement reusing the freed inode reads)
+        f.write(f.read())
+    os.utime(meta, ns=(0, os.stat(meta).st_mtime_ns + 10**9))
+    assert doc.files_changed() == [meta]
+    assert torch.equal(doc.tensor("w"), _tensors()["w"])  # read whole at open: nothing at risk

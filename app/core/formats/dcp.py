@@ -19,6 +19,7 @@ from ..model.document import Document
 from ..model.file_stamps import FileChangedError, stamp
 from ..model.tensor_entry import TensorEntry
 from .dcp_metadata import METADATA_NAME, BytesMeta, DcpMetadata, TensorMeta, read_metadata
+from .dcp_transforms import RECORD_SLACK, decode, extensions
 
 DCP = "dcp"
 #: a non-tensor value larger than this is not read at open (a step counter is a few hundred bytes)
@@ -117,8 +118,21 @@ def read_tensor(files: DcpFiles, meta: TensorMeta) -> torch.Tensor:
     return out
 
 
+def _stored(files: DcpFiles, where, what: str, limit: int) -> bytes:
+    """The bytes of a record, decoded through its transforms (at most ``limit`` bytes)."""
+    data = files.read(where.file, where.offset, where.length)
+    if not where.transforms:
+        return data
+    return decode(data, extensions(what, where.transforms), limit, what)
+
+
 def _read_chunk(files: DcpFiles, meta: TensorMeta, c) -> torch.Tensor:
-    piece = _load_record(files.read(c.file, c.offset, c.length), f"{meta.name} (a chunk)")
+    numel = 1
+    for s in c.sizes:
+        numel *= s
+    limit = numel * torch.empty((), dtype=meta.dtype).element_size() + RECORD_SLACK
+    what = f"{meta.name} (a chunk)"
+    piece = _load_record(_stored(files, c, what, limit), what)
     if not isinstance(piece, torch.Tensor) or tuple(piece.shape) != c.sizes:
         raise ContentError(f"{meta.name}: a chunk holds something else than the "
                            f"{list(c.sizes)} piece its metadata announces")
@@ -131,7 +145,8 @@ def read_value(files: DcpFiles, meta: BytesMeta):
     if meta.length > MAX_VALUE_BYTES:
         raise ContentError(f"the value {meta.name!r} takes {meta.length} bytes, more than a "
                            f"non-tensor entry may ({MAX_VALUE_BYTES // 2**20} MiB)")
-    return _load_record(files.read(meta.file, meta.offset, meta.length), f"the value {meta.name!r}")
+    what = f"the value {meta.name!r}"
+    return _load_record(_stored(files, meta, what, MAX_VALUE_BYTES), what)
 
 
 def summarise(value) -> str:
@@ -162,16 +177,19 @@ def load_dcp(path: str, progress=None) -> Document:
     doc = Document(entries, path=folder, fmt=DCP, entries={n: summarise(v) for n, v in values.items()},
                    closers=[files.close])
     #: what saving needs beyond the tensors: the non-tensor values, their key paths, the files
-    doc.dcp = DcpState(files, values, {n: meta.paths[n] for n in meta.values})
+    doc.dcp = DcpState(files, values, {n: meta.paths[n] for n in meta.values}, meta.transforms)
     if progress:
         progress(1, 1)
     return doc
 
 
 class DcpState:
-    """Kept on a DCP document as ``doc.dcp``: its files and its non-tensor values by name."""
+    """Kept on a DCP document as ``doc.dcp``: its files, its non-tensor values by name, and the
+    stream transforms its entries were stored through (a save back writes them again)."""
 
-    def __init__(self, files: DcpFiles, values: dict, paths: dict[str, tuple]):
+    def __init__(self, files: DcpFiles, values: dict, paths: dict[str, tuple],
+                 transforms: tuple[str, ...] = ()):
         self.files = files
         self.values = values
         self.paths = paths
+        self.transforms = transforms

@@ -83,6 +83,8 @@ class FileStamps:
         by a rename, or deleted, leaves the old inode intact while it stays mapped."""
         out = []
         for p, s in self.stamps.items():
+            if os.path.basename(p) == DCP_METADATA:
+                continue  # read whole at open, never again (and a replacement may reuse its inode)
             now = stamp(p)
             if s is not None and now is not None and now[:2] == s[:2] and now != s:
                 out.append(p)
