@@ -99,3 +99,17 @@ def test_a_record_decoding_beyond_its_tensor_is_refused(tmp_path, monkeypatch):
     doc = load_document(folder)
     with pytest.raises(ContentError, match="decodes to more than"):
         doc.tensor("w")
+
+
+@pytest.mark.parametrize("descriptors", ["stream.zstd/1", [["stream.zstd/1"]], [None]],
+                         ids=["text", "nested", "none"])
+def test_malformed_transform_descriptors_are_refused_in_one_line(tmp_path, descriptors):
+    from tests.dcp_make import write_chunked
+
+    def spoil(meta):
+        for info in meta.storage_data.values():
+            info.transform_descriptors = descriptors
+    folder = write_chunked(tmp_path / "ck", {"w": torch.ones(4)}, ranks=1, metadata_hook=spoil)
+    with pytest.raises(CheckpointError, match="transform") as info:
+        load_document(folder)
+    assert "\n" not in str(info.value)

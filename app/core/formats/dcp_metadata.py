@@ -128,7 +128,9 @@ def _checked(raw, folder: str) -> DcpMetadata:
             raise ContentError("its .metadata has a malformed storage_data entry")
         transforms = info.transform_descriptors or ()
         if transforms:  # only torch's own, known ones: checked now, one line naming it
-            extensions(f"{key.fqn!r}", transforms)
+            if not (isinstance(transforms, (list, tuple)) and all(isinstance(d, str) for d in transforms)
+                    and tuple(transforms) in used):
+                extensions(f"{key.fqn!r}", transforms)
             transforms = tuple(transforms)
             used[transforms] = used.get(transforms, 0) + 1
         rel = info.relative_path
