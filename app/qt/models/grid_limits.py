@@ -118,8 +118,9 @@ class GridLimits:
             parts.append(f"{int(t.shape[0]):,} values: shown {self._view.wrap:,} per row "
                          f"(the grid holds at most {MAX_ROWS:,} rows)")
         for w in self.windows():
-            what = "values" if t.dim() == 1 else f"axis {w.axis}"
-            parts.append(f"{what} {w.start:,} to {w.start + w.span - 1:,} of {w.length:,} shown")
+            what = "values" if t.dim() == 1 else f"axis {w.axis}: indices"
+            parts.append(f"{what} {w.start:,} to {w.start + w.span - 1:,} of {w.length:,} shown "
+                         f"(at most {w.span:,} at once)")
         return "; ".join(parts)
 
 
