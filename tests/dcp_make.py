@@ -74,3 +74,127 @@ def write_chunked(folder, tensors: dict[str, torch.Tensor], ranks: int = 2,
     with open(os.path.join(folder, ".metadata"), "wb") as f:
         pickle.dump(meta, f)
     return folder
+
+
+def save_through(sd: dict, folder, extensions) -> str:
+    """``dcp.save`` with torch's ``FileSystemWriter(_extensions=...)``: every record written
+    through those stream transforms (``transform_descriptors`` in the metadata)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import FileSystemWriter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save(sd, storage_writer=FileSystemWriter(str(folder), _extensions=list(extensions)),
+                 no_dist=True)
+    return str(folder)
+
+
+def _stream_transform():
+    from torch.distributed.checkpoint._extension import StreamTransformExtension
+    return StreamTransformExtension
+
+
+class _Buffered(io.RawIOBase):
+    """A writable stream handing what was written to ``emit(data)`` when closed."""
+
+    def __init__(self, output, emit):
+        self.output, self.emit, self.data = output, emit, bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.data += bytes(b)
+        return len(memoryview(b))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.output.write(self.emit(bytes(self.data)))
+            self.output.close()
+        super().close()
+
+
+_XOR = bytes(x ^ 0x5A for x in range(256))
+
+
+def raw_zstd_frame(data: bytes) -> bytes:
+    """``data`` as one genuine Zstandard frame of raw (stored) blocks: what any zstd decoder
+    reads, written without the zstandard package (not installed in paramedit's environment)."""
+    out = bytearray(b"\x28\xb5\x2f\xfd")  # the magic number
+    out += bytes([0x00, 7 << 3])  # no content size, no checksum; a 128 KiB window
+    block = 128 * 1024
+    pieces = [data[i:i + block] for i in range(0, len(data), block)] or [b""]
+    for i, piece in enumerate(pieces):
+        header = (len(piece) << 3) | (0 << 1) | (1 if i == len(pieces) - 1 else 0)
+        out += header.to_bytes(3, "little") + piece
+    return bytes(out)
+
+
+def transforms():
+    """Stream transforms for tests, made on first use (torch's module is imported lazily):
+    ``RawZstd`` (torch's ``stream.zstd/1`` descriptor, genuine frames of stored blocks; it only
+    writes), ``Xor`` (``test.xor/1``: every byte xor 0x5A, both ways) and ``Bomb``
+    (``test.bomb/1``: decodes to endless zeros)."""
+    base = _stream_transform()
+
+    class RawZstd(base):
+        @staticmethod
+        def registry_name() -> str:
+            return "stream.zstd"
+
+        @staticmethod
+        def from_descriptor(version: str):
+            return RawZstd()
+
+        def get_descriptor(self) -> str:
+            return "stream.zstd/1"
+
+        def transform_to(self, output):
+            return _Buffered(output, raw_zstd_frame)
+
+        def transform_from(self, input):
+            raise NotImplementedError("RawZstd only writes")
+
+    class Xor(base):
+        @staticmethod
+        def registry_name() -> str:
+            return "test.xor"
+
+        @staticmethod
+        def from_descriptor(version: str):
+            if version != "1":
+                raise ValueError(f"Unknown extension {version=}")
+            return Xor()
+
+        def get_descriptor(self) -> str:
+            return "test.xor/1"
+
+        def transform_to(self, output):
+            return _Buffered(output, lambda d: d.translate(_XOR))
+
+        def transform_from(self, input):
+            return io.BytesIO(input.read().translate(_XOR))
+
+    class Endless(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b) -> int:
+            memoryview(b)[:] = bytes(len(memoryview(b)))
+            return len(memoryview(b))
+
+    class Bomb(Xor):
+        @staticmethod
+        def registry_name() -> str:
+            return "test.bomb"
+
+        @staticmethod
+        def from_descriptor(version: str):
+            return Bomb()
+
+        def get_descriptor(self) -> str:
+            return "test.bomb/1"
+
+        def transform_from(self, input):
+            return Endless()
+
+    return RawZstd, Xor, Bomb

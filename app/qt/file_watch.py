@@ -37,6 +37,7 @@ class FileWatch(Presenter):
         self.watcher.fileChanged.connect(self._on_path_changed)
         self.watcher.directoryChanged.connect(self._on_path_changed)
         self.notice_box: QMessageBox | None = None
+        self._inodes: dict[str, tuple[int, int]] = {}  # what each watched path was when added
         self.controller.documentChanged.connect(self.watch)
         self.controller.stale_handler = self.resolve
 
@@ -45,19 +46,42 @@ class FileWatch(Presenter):
         old = self.watcher.files() + self.watcher.directories()
         if old:
             self.watcher.removePaths(old)
-        files = [p for p in doc.files.paths if os.path.exists(p)]
+        self._inodes = {}
+        files = [p for p in doc.files.paths if self._identity(p) is not None]
         # The folders too: a file replaced by rename (os.replace) leaves the watcher's list.
         folders = sorted({os.path.dirname(p) for p in doc.files.paths})
         if files or folders:
             self.watcher.addPaths(files + [f for f in folders if os.path.isdir(f)])
 
+    @staticmethod
+    def _identity_now(path: str):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _identity(self, path: str):
+        """The (device, inode) now at ``path``, remembered as the one watched; None if gone."""
+        now = self._identity_now(path)
+        if now is not None:
+            self._inodes[path] = now
+        return now
+
     def _on_path_changed(self, _path: str) -> None:
         doc = self.controller.document
         if doc is None:
             return
+        watched = set(self.watcher.files())
+        # Replaced by a rename: watch the new file under the same name. The old inode's watch
+        # stays listed while something holds it open (a DCP rank file, a mapping): replaced too.
+        replaced = [p for p in doc.files.paths
+                    if p in watched and self._inodes.get(p) != self._identity_now(p)]
+        if replaced:
+            self.watcher.removePaths(replaced)
         missing = [p for p in doc.files.paths
-                   if p not in self.watcher.files() and os.path.exists(p)]
-        if missing:  # replaced by a rename: watch the new file under the same name
+                   if p not in self.watcher.files() and self._identity(p) is not None]
+        if missing:
             self.watcher.addPaths(missing)
         changed = doc.files_changed()
         if changed and not self.saving():

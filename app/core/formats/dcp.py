@@ -16,8 +16,10 @@ import torch
 
 from ..errors import ContentError
 from ..model.document import Document
+from ..model.file_stamps import FileChangedError, stamp
 from ..model.tensor_entry import TensorEntry
 from .dcp_metadata import METADATA_NAME, BytesMeta, DcpMetadata, TensorMeta, read_metadata
+from .dcp_transforms import RECORD_SLACK, decode, extensions
 
 DCP = "dcp"
 #: a non-tensor value larger than this is not read at open (a step counter is a few hundred bytes)
@@ -51,12 +53,15 @@ class DcpFiles:
     """The storage files of one DCP folder, opened on first use and kept open.
 
     Kept open so that a save replacing the folder (``pin()`` first) leaves unread tensors
-    readable from the old, unlinked files, as a replaced safetensors file stays mapped.
+    readable from the old, unlinked files, as a replaced safetensors file stays mapped. Each
+    file is stamped when the folder is opened: one opened later (past ``PIN_AT_OPEN``) that is
+    no longer that file (replaced, rewritten) is refused, never read as if it were.
     """
 
     def __init__(self, folder: str, names):
         self.folder = folder
         self.names = sorted(set(names))
+        self._stamps = {n: stamp(os.path.join(folder, n)) for n in self.names}
         self._fds: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -75,7 +80,13 @@ class DcpFiles:
         with self._lock:
             fd = self._fds.get(name)
             if fd is None:
-                fd = self._fds[name] = os.open(os.path.join(self.folder, name), os.O_RDONLY)
+                fd = os.open(os.path.join(self.folder, name), os.O_RDONLY)
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != self._stamps.get(name):
+                    os.close(fd)
+                    raise FileChangedError(f"{name} changed on disk since {self.folder} was "
+                                           "opened; reload the folder")
+                self._fds[name] = fd
             return fd
 
     def close(self) -> None:
@@ -107,8 +118,21 @@ def read_tensor(files: DcpFiles, meta: TensorMeta) -> torch.Tensor:
     return out
 
 
+def _stored(files: DcpFiles, where, what: str, limit: int) -> bytes:
+    """The bytes of a record, decoded through its transforms (at most ``limit`` bytes)."""
+    data = files.read(where.file, where.offset, where.length)
+    if not where.transforms:
+        return data
+    return decode(data, extensions(what, where.transforms), limit, what)
+
+
 def _read_chunk(files: DcpFiles, meta: TensorMeta, c) -> torch.Tensor:
-    piece = _load_record(files.read(c.file, c.offset, c.length), f"{meta.name} (a chunk)")
+    numel = 1
+    for s in c.sizes:
+        numel *= s
+    limit = numel * torch.empty((), dtype=meta.dtype).element_size() + RECORD_SLACK
+    what = f"{meta.name} (a chunk)"
+    piece = _load_record(_stored(files, c, what, limit), what)
     if not isinstance(piece, torch.Tensor) or tuple(piece.shape) != c.sizes:
         raise ContentError(f"{meta.name}: a chunk holds something else than the "
                            f"{list(c.sizes)} piece its metadata announces")
@@ -121,7 +145,8 @@ def read_value(files: DcpFiles, meta: BytesMeta):
     if meta.length > MAX_VALUE_BYTES:
         raise ContentError(f"the value {meta.name!r} takes {meta.length} bytes, more than a "
                            f"non-tensor entry may ({MAX_VALUE_BYTES // 2**20} MiB)")
-    return _load_record(files.read(meta.file, meta.offset, meta.length), f"the value {meta.name!r}")
+    what = f"the value {meta.name!r}"
+    return _load_record(_stored(files, meta, what, MAX_VALUE_BYTES), what)
 
 
 def summarise(value) -> str:
@@ -152,16 +177,19 @@ def load_dcp(path: str, progress=None) -> Document:
     doc = Document(entries, path=folder, fmt=DCP, entries={n: summarise(v) for n, v in values.items()},
                    closers=[files.close])
     #: what saving needs beyond the tensors: the non-tensor values, their key paths, the files
-    doc.dcp = DcpState(files, values, {n: meta.paths[n] for n in meta.values})
+    doc.dcp = DcpState(files, values, {n: meta.paths[n] for n in meta.values}, meta.transforms)
     if progress:
         progress(1, 1)
     return doc
 
 
 class DcpState:
-    """Kept on a DCP document as ``doc.dcp``: its files and its non-tensor values by name."""
+    """Kept on a DCP document as ``doc.dcp``: its files, its non-tensor values by name, and the
+    stream transforms its entries were stored through (a save back writes them again)."""
 
-    def __init__(self, files: DcpFiles, values: dict, paths: dict[str, tuple]):
+    def __init__(self, files: DcpFiles, values: dict, paths: dict[str, tuple],
+                 transforms: tuple[str, ...] = ()):
         self.files = files
         self.values = values
         self.paths = paths
+        self.transforms = transforms

@@ -18,6 +18,7 @@ import torch
 
 from ..errors import ContentError
 from . import restricted_pickle
+from .dcp_transforms import extensions
 
 METADATA_NAME = ".metadata"
 MAX_METADATA_BYTES = 256 * 1024 * 1024
@@ -59,6 +60,8 @@ class Chunk:
     file: str
     offset: int
     length: int
+    #: the stream transforms its bytes went through (``"stream.zstd/1"``), in the stored order
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -76,6 +79,7 @@ class BytesMeta:
     file: str
     offset: int
     length: int
+    transforms: tuple[str, ...] = ()
 
 
 @dataclass
@@ -85,6 +89,8 @@ class DcpMetadata:
     values: dict[str, BytesMeta]
     order: list[str]
     paths: dict[str, tuple]
+    #: the transforms most entries were stored through (what a save back writes), () for none
+    transforms: tuple[str, ...] = ()
 
 
 def read_metadata(folder: str) -> DcpMetadata:
@@ -115,14 +121,18 @@ def _checked(raw, folder: str) -> DcpMetadata:
     if not isinstance(storage, dict):
         raise ContentError("its .metadata has no storage_data (where each entry's bytes are)")
     sizes: dict[str, int] = {}
-    located: dict[tuple, tuple[str, int, int]] = {}
+    located: dict[tuple, tuple[str, int, int, tuple]] = {}
+    used: dict[tuple, int] = {}
     for key, info in storage.items():
         if not isinstance(key, md.MetadataIndex) or not isinstance(info, filesystem._StorageInfo):
             raise ContentError("its .metadata has a malformed storage_data entry")
-        if info.transform_descriptors:
-            raise ContentError(f"{key.fqn!r} is stored through transforms "
-                               f"({', '.join(map(str, info.transform_descriptors))}), "
-                               "which paramedit does not read")
+        transforms = info.transform_descriptors or ()
+        if transforms:  # only torch's own, known ones: checked now, one line naming it
+            if not (isinstance(transforms, (list, tuple)) and all(isinstance(d, str) for d in transforms)
+                    and tuple(transforms) in used):
+                extensions(f"{key.fqn!r}", transforms)
+            transforms = tuple(transforms)
+            used[transforms] = used.get(transforms, 0) + 1
         rel = info.relative_path
         if not (isinstance(rel, str) and rel and os.path.basename(rel) == rel
                 and rel not in (".", "..") and "\0" not in rel and "\\" not in rel):
@@ -137,7 +147,7 @@ def _checked(raw, folder: str) -> DcpMetadata:
             raise ContentError(f"{key.fqn!r} lies outside its storage file {rel} "
                                "(the file is truncated?)")
         offsets = tuple(key.offset) if key.offset is not None else None
-        located[(key.fqn, offsets)] = (rel, info.offset, info.length)
+        located[(key.fqn, offsets)] = (rel, info.offset, info.length, transforms)
     planner = raw.planner_data if isinstance(raw.planner_data, dict) else {}
     tensors: dict[str, TensorMeta] = {}
     values: dict[str, BytesMeta] = {}
@@ -157,7 +167,8 @@ def _checked(raw, folder: str) -> DcpMetadata:
             tensors[name] = _tensor_meta(name, item, located)
         else:
             raise ContentError(f"{name!r} has metadata of an unknown kind")
-    return DcpMetadata(tensors, values, list(raw.state_dict_metadata), paths)
+    common = max(used, key=used.get) if used else ()
+    return DcpMetadata(tensors, values, list(raw.state_dict_metadata), paths, common)
 
 
 def _is_int(x) -> bool:
@@ -189,7 +200,7 @@ def _tensor_meta(name: str, item, located) -> TensorMeta:
         n = 1
         for s in sizes:
             n *= s
-        if where[2] < n * element:
+        if not where[3] and where[2] < n * element:  # transformed (compressed) bytes may be fewer
             raise ContentError(f"{name!r}: a chunk of {n} elements is stored in {where[2]} bytes")
         covered += n
         chunks.append(Chunk(offsets, sizes, *where))

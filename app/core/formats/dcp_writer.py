@@ -99,7 +99,7 @@ def write_dcp(doc: Document, out: str, progress: Callable | None = None,
     try:
         with warnings.catch_warnings():  # "torch.distributed is disabled ... single process"
             warnings.simplefilter("ignore", UserWarning)
-            dcp.save(sd, checkpoint_id=tmp, no_dist=True)
+            dcp.save(sd, storage_writer=_storage_writer(tmp, state), no_dist=True)
         if cancelled is not None and cancelled():
             raise Cancelled("save cancelled")
         for name in os.listdir(tmp):
@@ -112,6 +112,16 @@ def write_dcp(doc: Document, out: str, progress: Callable | None = None,
             raise UserError(f"cannot save {out}: {exc.strerror or exc}") from None
         raise
     return out
+
+
+def _storage_writer(folder: str, state):
+    """torch's writer; a DCP read through stream transforms (zstd) is written through them again."""
+    from torch.distributed.checkpoint import FileSystemWriter
+    from .dcp_transforms import writer_extensions
+    transforms = state.transforms if state is not None else ()
+    if not transforms:
+        return FileSystemWriter(folder)
+    return FileSystemWriter(folder, _extensions=writer_extensions(transforms))
 
 
 def _swap_in(tmp: str, out: str) -> None:

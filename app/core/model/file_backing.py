@@ -223,7 +223,7 @@ class FileBacking:
         """After a save to ``written``: when that replaced the document's own file, watch what is
         there now (the data read stays mapped from the replaced file, which nothing can change
         any more). A save elsewhere changes nothing: the data still maps the old file."""
-        if os.path.abspath(written) in self.files.stamps:
+        if set(source_files(written)) & set(self.files.stamps):  # its file, or a folder's
             self.files = FileStamps(source_files(written))
 
 

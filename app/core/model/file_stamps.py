@@ -16,6 +16,8 @@ from typing import Iterable, NamedTuple
 from ..errors import UserError
 
 _SUFFIXES = (".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt")
+#: a torch.distributed.checkpoint folder: its metadata and the rank files it points into
+DCP_METADATA, DCP_SUFFIX = ".metadata", ".distcp"
 
 
 class FileChangedError(UserError):
@@ -39,8 +41,9 @@ def stamp(path: str) -> Stamp | None:
 
 
 def source_files(path: str | None) -> list[str]:
-    """The files a document opened from ``path`` reads: the file itself, or for a sharded
-    checkpoint (its folder or its index) the checkpoint files of that folder."""
+    """The files a document opened from ``path`` reads: the file itself, for a sharded
+    checkpoint (its folder or its index) the checkpoint files of that folder, for a DCP folder
+    its ``.metadata`` and every ``.distcp`` rank file."""
     if not path:
         return []
     path = os.path.abspath(path)
@@ -53,8 +56,11 @@ def source_files(path: str | None) -> list[str]:
         names = sorted(os.listdir(folder))
     except OSError:
         return []
-    return [os.path.join(folder, n) for n in names
-            if n.endswith(_SUFFIXES) and not n.startswith(".") and os.path.isfile(os.path.join(folder, n))]
+    if DCP_METADATA in names:
+        keep = [n for n in names if n == DCP_METADATA or n.endswith(DCP_SUFFIX)]
+    else:
+        keep = [n for n in names if n.endswith(_SUFFIXES) and not n.startswith(".")]
+    return [os.path.join(folder, n) for n in keep if os.path.isfile(os.path.join(folder, n))]
 
 
 class FileStamps:
@@ -77,6 +83,8 @@ class FileStamps:
         by a rename, or deleted, leaves the old inode intact while it stays mapped."""
         out = []
         for p, s in self.stamps.items():
+            if os.path.basename(p) == DCP_METADATA:
+                continue  # read whole at open, never again (and a replacement may reuse its inode)
             now = stamp(p)
             if s is not None and now is not None and now[:2] == s[:2] and now != s:
                 out.append(p)

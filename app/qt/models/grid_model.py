@@ -9,7 +9,8 @@ with ``set_raw(True)``, its stored integers, sparse densified one block at a tim
 tensors never materialised) and kept in a small cache, so a screen costs a handful of tensor
 reads, never one per cell, and nothing bigger than a block is read on selection (the heatmap's
 scale grows with the blocks read until ``set_heat_scale`` gives the exact one).
-``data(index)`` is the displayed text.
+``data(index)`` is the displayed text. Counts stay within what Qt can hold (``grid_limits``): a
+vector too long for one column is wrapped, an axis too long is shown through a window.
 
 Digits: by default as many significant digits as the dtype holds (``auto_digits``: bfloat16 4,
 float16 5, float32 7, float64 10, integers exact); ``set_precision(n)`` overrides, 0 is "auto".
@@ -31,6 +32,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal
 
 from ...core.model import dtypes
 from ...core.model.slice2d import Slice2D
+from .grid_limits import GridLimits
 from .grid_format import (AUTO_PRECISION, BAD_BG, BAD_FG, DEFAULT_PRECISION, DTYPE_DIGITS,
                           FP8_DIGITS, INT_CHARS, LUT, LUT_TEXT, OTHER_DIGITS, QUANTIZED_DIGITS,
                           GridFormatting, auto_digits, palette_lut, text_on)
@@ -61,10 +63,11 @@ READ_ONLY = Qt.ItemIsEnabled | Qt.ItemIsSelectable
 EDITABLE = READ_ONLY | Qt.ItemIsEditable
 
 
-class TensorTableModel(GridFormatting, QAbstractTableModel):
+class TensorTableModel(GridFormatting, GridLimits, QAbstractTableModel):
     """Table over ``view2d()``; see the module docstring."""
 
     editRefused = Signal(str)
+    windowChanged = Signal()  # a window's start moved (``set_window_start``)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -77,6 +80,7 @@ class TensorTableModel(GridFormatting, QAbstractTableModel):
         self._blocks: dict[tuple[int, int], list[list]] = {}
         self._kind = "float"
         self._wrap = 0
+        self._starts, self._windows = {}, {}
         self._short_row = None  # (last row, cells in it) when a wrapped vector's last row is short
         self._precision, self._scientific = DEFAULT_PRECISION, False
         self._fmt = self._make_fmt()
@@ -107,6 +111,7 @@ class TensorTableModel(GridFormatting, QAbstractTableModel):
         """Show ``tensor``; ``wrap`` > 0 shows a 1-D tensor in rows of that many elements."""
         self.beginResetModel()
         self._wrap = max(0, int(wrap))
+        self._starts = {}
         self._tensor = tensor.detach() if tensor is not None else None
         if self._heatmap:  # the palette may have changed since the heatmap was turned on
             self._lut, self._lut_text = palette_lut()
@@ -167,11 +172,12 @@ class TensorTableModel(GridFormatting, QAbstractTableModel):
         t = self._tensor
         self._blocks.clear()
         if t is None:
-            self._view, self._rows, self._cols = None, 0, 0
+            self._view, self._rows, self._cols, self._windows = None, 0, 0, {}
             self._kind = "float"
             self._fmt = self._make_fmt()
             return
-        self._view = Slice2D(t, row_axis, col_axis, fixed, raw=self._raw, wrap=self._wrap)
+        shown, wrap = self._limited(t, row_axis, col_axis)
+        self._view = Slice2D(shown, row_axis, col_axis, fixed, raw=self._raw, wrap=wrap)
         if t.dim() >= 2:
             self._row_axis, self._col_axis = self._view.row_axis, self._view.col_axis
             self._fixed = dict(self._view.fixed)
@@ -190,11 +196,12 @@ class TensorTableModel(GridFormatting, QAbstractTableModel):
         wrapped vector."""
         if self._view is None:
             return ()
-        return self._view.index(row, col)
+        return self._to_tensor(self._view.index(row, col))
 
     def cell_of(self, index) -> tuple[int, int]:
-        """The (row, col) of the cell that shows element ``index`` of the tensor."""
-        return self._view.cell_of(index) if self._view is not None else (0, 0)
+        """The (row, col) of the cell that shows element ``index`` of the tensor (``show_index``
+        first moves the windows of an axis too long to show whole)."""
+        return self._view.cell_of(self._to_view(index)) if self._view is not None else (0, 0)
 
     def invalidate(self) -> None:
         """Forget the cached blocks (the tensor was edited in place) and repaint."""
@@ -353,6 +360,8 @@ class TensorTableModel(GridFormatting, QAbstractTableModel):
                 return f"+{section}"
             if self._tensor is not None and self._tensor.dim() < 2:
                 return "value"
-        elif wrap:
-            return str(section * wrap)  # the index of the row's first element
-        return str(section)
+            return str(section + self._start(self._col_axis))
+        if wrap:
+            return str(self._start(0) + section * wrap)  # the index of the row's first element
+        return str(section + self._start(self._row_axis if self._tensor.dim() >= 2 else 0)
+                   if self._tensor is not None else section)

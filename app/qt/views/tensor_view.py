@@ -19,6 +19,7 @@ from ...core.model import dtypes
 from ...core.model.slice2d import default_axes
 from ..models.grid_model import TensorTableModel
 from . import grid_settings
+from .grid_window_controls import GridWindowControls, index_spin
 from .tensor_grid import COPY_LIMIT, IndexHeader, TensorGrid
 from .tensor_title import TensorTitle
 
@@ -104,6 +105,9 @@ class TensorView(QWidget):
         layout.addWidget(self.title)
         layout.addLayout(settings_row)
         layout.addLayout(bar)
+        #: what the grid cannot show whole: a note, and where a too-long axis's window starts
+        self.window_controls = GridWindowControls(self.model, self)
+        layout.addWidget(self.window_controls)
         layout.addWidget(self.grid, 1)
         self._chain_tab_order()
 
@@ -174,6 +178,8 @@ class TensorView(QWidget):
         self._fit_cells()
         self.model.set_wrap(self._wrap_width())
         self.grid.scrollToTop()
+        if self.model.limit_note():
+            self.message.emit(self.model.limit_note())
 
     def clear(self) -> None:
         self.name = ""
@@ -201,6 +207,7 @@ class TensorView(QWidget):
         if len(index) != t.dim() or any(not 0 <= i < n for i, n in zip(index, t.shape)):
             return
         if t.dim() < 2:
+            self.model.show_index(index)
             row, col = self.model.cell_of(index)
         else:
             ra, ca = self.model.row_axis, self.model.col_axis
@@ -211,7 +218,8 @@ class TensorView(QWidget):
                     spin.setValue(index[axis])
                     spin.blockSignals(False)
             self._apply_slice()
-            row, col = index[ra], index[ca]
+            self.model.show_index(index)
+            row, col = self.model.cell_of(index)
         qi = self.model.index(row, col)
         self.grid.scrollTo(qi, QAbstractItemView.PositionAtCenter)
         self.grid.selectionModel().setCurrentIndex(qi, QItemSelectionModel.ClearAndSelect)
@@ -312,12 +320,10 @@ class TensorView(QWidget):
             combo.setCurrentIndex(axis)
             combo.blockSignals(False)
         for a in range(nd):
-            spin = QSpinBox(self.slice_box, objectName=f"sliceAxis{a}")
-            spin.setRange(0, max(0, tensor.shape[a] - 1))
+            spin = index_spin(self.slice_box, tensor.shape[a], f"sliceAxis{a}")
             spin.setPrefix(f"axis {a}: ")
             spin.setSuffix(f" / {tensor.shape[a]}")
             spin.setProperty("axis", a)
-            spin.setKeyboardTracking(False)
             spin.setToolTip(f"Index along axis {a}")
             spin.valueChanged.connect(self._apply_slice)
             self.slice_layout.addWidget(spin)
@@ -346,5 +352,5 @@ class TensorView(QWidget):
     def _apply_slice(self, *_):
         if self.model.tensor is None or self.model.tensor.dim() < 2:
             return
-        fixed = {spin.property("axis"): spin.value() for spin in self._spins}
+        fixed = {spin.property("axis"): int(spin.value()) for spin in self._spins}
         self.model.set_slice(self.row_combo.currentData(), self.col_combo.currentData(), fixed)
