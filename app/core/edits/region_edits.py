@@ -180,7 +180,7 @@ class ExprEdit(_RegionEdit):
         self._saved, self._touched = saved, touched
 
     def _chunkable(self, units) -> bool:
-        if not self._compiled.elementwise:
+        if not self._compiled.elementwise or self._one_op_in_place(units):
             return False
         if self._mask_compiled is not None and not self._mask_compiled.elementwise:
             return False
@@ -194,6 +194,15 @@ class ExprEdit(_RegionEdit):
         regions = [t[self.idx] for _n, t in units]
         return (any(r.numel() > self.chunk_elements for r in regions)
                 and all(r.dim() > 0 and _storage_key(r) == k for r, k in zip(regions, keys)))
+
+    def _one_op_in_place(self, units) -> bool:
+        """``w * 2``, ``torch.clamp(w, -1, 1)`` on floating-point tensors: the whole region is
+        saved and then written by that one operation (``evaluate(out=)``), which makes no
+        temporary and runs on torch's threads like ``clone()`` + the in-place operation."""
+        top = self._compiled.top
+        return (self.mask is None and top is not None and top.on_w_only
+                and all((t.dtype.is_floating_point or t.dtype.is_complex) and t.dtype not in FLOAT8
+                        for _n, t in units))
 
     def _new_values(self, t: torch.Tensor, region: torch.Tensor, cancelled,
                     into: bool = False) -> torch.Tensor | None:

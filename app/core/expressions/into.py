@@ -35,6 +35,9 @@ class Top:
     value: Callable[..., Any]   # (operands, keywords) -> what the expression gives
     kind: str                   # "binop", "commutative", "where" or "clamp": how fits checks it
     write: Callable[..., Any]   # (operands, keywords, out) -> the same values, into out
+    #: its operands are ``w`` and real numbers only: on a floating-point ``w`` it always fits, and
+    #: it makes no temporary at all (so a whole tensor needs no chunks to bound its memory)
+    on_w_only: bool = False
 
     def read(self, w) -> tuple[list, dict]:
         return [f(w) for f in self.operands], {k: f(w) for k, f in self.keywords}
@@ -91,6 +94,18 @@ def top_of(compiler: _Compiler, node: ast.AST) -> Top | None:
     return None
 
 
+def _is_leaf(node: ast.AST | None) -> bool:
+    """``w``, a real number (``-1`` too) or None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+        if not isinstance(node, ast.Constant):
+            return False
+    if isinstance(node, ast.Name):
+        return node.id == "w"
+    return isinstance(node, ast.Constant) and (
+        node.value is None or isinstance(node.value, (bool, int, float)))
+
+
 def _binop_top(compiler: _Compiler, node: ast.BinOp) -> Top:
     value = binop_value(compiler.text, node.op)
     fn = _BINOP_OUT[type(node.op)]
@@ -102,8 +117,10 @@ def _binop_top(compiler: _Compiler, node: ast.BinOp) -> Top:
         return fn(a, b, out=out)
 
     kind = "commutative" if isinstance(node.op, _COMMUTATIVE) else "binop"
+    leaves = _is_leaf(node.left) and _is_leaf(node.right) and (
+        kind == "commutative" or isinstance(node.left, ast.Name))
     return Top((compiler.compile(node.left), compiler.compile(node.right)), (),
-               lambda args, _kwargs: value(*args), kind, write)
+               lambda args, _kwargs: value(*args), kind, write, leaves)
 
 
 def _call_top(compiler: _Compiler, node: ast.Call) -> Top | None:
@@ -141,4 +158,7 @@ def _call_top(compiler: _Compiler, node: ast.Call) -> Top | None:
                     torch.tensor(a, dtype=out.dtype, device=out.device) for a in args]
         return fn(*args, **kwargs, out=out)
 
-    return Top(tuple(operands), keywords, plain, "where" if name == "where" else "clamp", write)
+    leaves = name != "where" and all(_is_leaf(n) for n in [
+        *([] if path is not None else [func.value]), *node.args, *(k.value for k in node.keywords)])
+    return Top(tuple(operands), keywords, plain, "where" if name == "where" else "clamp", write,
+               leaves)
