@@ -168,6 +168,8 @@ def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = 
                 raise InPlaceChange(f"expression `{source}`: it changed {label(*key)} in place, "
                                     "which is not allowed")
     if into:
+        if cancelled is not None and cancelled():
+            raise Cancelled()  # the last operation runs outside the guard, which polls otherwise
         try:
             with torch.no_grad():
                 top.write(args, kwargs, out)
