@@ -229,7 +229,10 @@ class ExprEdit(_RegionEdit):
             return torch.where(mask, new, region)
         if _storage_key(mask) == _storage_key(t):
             mask = mask.clone()  # a bool tensor's own values as the mask, seen through w.t()
-        torch.where(mask, new, region, out=region)
+        try:
+            torch.where(mask, new, region, out=region)
+        except Exception as exc:  # as _write says it: e.g. a tensor whose elements overlap
+            raise UserError(f"the edit could not be written: {str(exc).splitlines()[0]}") from None
         return None
 
     def _apply_whole(self, saved, cancelled) -> None:
