@@ -91,10 +91,9 @@ def main() -> int:
         ours, floors = [], []
         for _ in range(args.rounds):
             floors.append(_timed(floor_fn))
-            edits = []
+            edits: list = []
             ours.append(_timed(lambda: edits.append(_case_edit(doc, make)())))
-            edits[0].revert(doc)
-            del edits
+            edits.pop().revert(doc)
         o, f = statistics.median(ours), statistics.median(floors)
         good = o / f <= TARGET
         ok &= good
