@@ -180,7 +180,7 @@ class ExprEdit(_RegionEdit):
         self._saved, self._touched = saved, touched
 
     def _chunkable(self, units) -> bool:
-        if not self._compiled.elementwise:
+        if not self._compiled.elementwise or self._one_op_in_place(units):
             return False
         if self._mask_compiled is not None and not self._mask_compiled.elementwise:
             return False
@@ -195,28 +195,65 @@ class ExprEdit(_RegionEdit):
         return (any(r.numel() > self.chunk_elements for r in regions)
                 and all(r.dim() > 0 and _storage_key(r) == k for r, k in zip(regions, keys)))
 
-    def _new_values(self, t: torch.Tensor, region: torch.Tensor, cancelled) -> torch.Tensor:
+    def _one_op_in_place(self, units) -> bool:
+        """``w * 2``, ``torch.clamp(w, -1, 1)`` on floating-point tensors: the whole region is
+        saved and then written by that one operation (``evaluate(out=)``), which makes no
+        temporary and runs on torch's threads like ``clone()`` + the in-place operation."""
+        top = self._compiled.top
+        return (self.mask is None and top is not None and top.on_w_only
+                and all((t.dtype.is_floating_point or t.dtype.is_complex) and t.dtype not in FLOAT8
+                        for _n, t in units))
+
+    def _new_values(self, t: torch.Tensor, region: torch.Tensor, cancelled,
+                    into: bool = False) -> torch.Tensor | None:
+        """The new values of ``region`` (a part of ``t``); with ``into`` (``region`` is a view of
+        ``t`` that nothing else is computed from) they may be written straight into ``region``,
+        and then None is returned."""
         # fp8 has no arithmetic in torch: the expression sees float32 values, and its result is
         # rounded back to the tensor's dtype when written
         seen = region.to(torch.float32) if t.dtype in FLOAT8 else region
         env = self._current_env
-        new = fit_result(self.expr, evaluate(self.expr, seen, cancelled, env=env), region.shape,
-                         t.dtype, t.device)
+        out = region if into and self.mask is None else None
+        got = evaluate(self.expr, seen, cancelled, env=env, out=out)
+        if out is not None and got is out:
+            return None
+        new = fit_result(self.expr, got, region.shape, t.dtype, t.device)
+        mask = None
         if self.mask is not None:
-            new = torch.where(evaluate_mask(self.mask, seen, cancelled, env=env), new, region)
+            mask = evaluate_mask(self.mask, seen, cancelled, env=env)
         if _storage_key(new) == _storage_key(t):
             new = new.clone()  # e.g. `w.t()`: never copy a tensor onto itself
-        return new
+        if mask is None:
+            return new
+        if not into:
+            return torch.where(mask, new, region)
+        if _storage_key(mask) == _storage_key(t):
+            mask = mask.clone()  # a bool tensor's own values as the mask, seen through w.t()
+        try:
+            torch.where(mask, new, region, out=region)
+        except Exception as exc:  # as _write says it: e.g. a tensor whose elements overlap
+            raise UserError(f"the edit could not be written: {str(exc).splitlines()[0]}") from None
+        return None
 
     def _apply_whole(self, saved, cancelled) -> None:
-        news = [self._new_values(t, t[idx], cancelled) for t, idx, _old in saved]
-        _write(saved, news)
+        keys = [_storage_key(t) for t, _idx, _old in saved]
+        # values are written as they are computed only where no tensor can see another's change
+        into = len(set(keys)) == len(keys) and (len(saved) == 1 or "t" not in self.reads())
+        news = []
+        for t, idx, _old in saved:
+            region = t[idx]
+            view = into and _storage_key(region) == _storage_key(t)
+            news.append(self._new_values(t, region, cancelled, into=view))
+        left = [(s, n) for s, n in zip(saved, news) if n is not None]
+        _write([s for s, _n in left], [n for _s, n in left])
 
     def _apply_chunked(self, units, progress, cancelled) -> None:
         """One pass per chunk: save its old values, evaluate, write — while the chunk is in cache.
 
         The undo buffer is filled chunk by chunk as the region is written, so the edit costs
-        about the copy undo needs plus the expression itself, with no extra pass over the tensor.
+        about the copy undo needs plus the expression itself, with no extra pass over the tensor:
+        the expression's last operation writes into the chunk itself where it can
+        (``evaluate(out=)``), and a mask picks between new and old values in place.
         On any failure the chunks done so far are put back from the buffer.
         """
         with torch.no_grad():
@@ -232,7 +269,9 @@ class ExprEdit(_RegionEdit):
                     for view, old_view in _chunk_pairs(t[idx], old, self.chunk_elements):
                         old_view.copy_(view)
                         written.append((view, old_view))
-                        view.copy_(self._new_values(t, view, cancelled))
+                        new = self._new_values(t, view, cancelled, into=True)
+                        if new is not None:
+                            view.copy_(new)
                         done += view.numel()
                         if progress is not None:
                             progress(done, total)

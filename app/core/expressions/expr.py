@@ -30,6 +30,7 @@ from ..errors import Cancelled, UserError
 from .env import CURRENT, Env, label
 from .guard import Guard, Refused, _broadcast
 from .interp import NAMES, Fn, _Compiler, _fail  # noqa: F401 - NAMES is public here
+from .into import Top, top_of
 
 MAX_TEXT = 4000          # characters of one expression
 MIN_LIMIT_BYTES = 64 * 2**20
@@ -45,6 +46,7 @@ class Compiled:
     fn: Fn
     elementwise: bool  # every element of the result depends only on the same element of w
     tensors: frozenset = frozenset()  # (source, name) of the t["NAME"] / ref["NAME"] it reads
+    top: Top | None = None  # its last operation, when evaluate(out=) can write it into place
 
     def sources(self) -> set[str]:
         """``{"t", "ref"}`` or part of it: what the expression reads besides ``w``."""
@@ -69,9 +71,10 @@ def compile_expr(text: str) -> Compiled:
     compiler = _Compiler(source)
     try:
         fn = compiler.compile(tree)
+        top = top_of(compiler, tree.body)
     except RecursionError:
         raise _fail(source, "too deeply nested") from None
-    return Compiled(source, fn, compiler.elementwise, frozenset(compiler.tensors))
+    return Compiled(source, fn, compiler.elementwise, frozenset(compiler.tensors), top)
 
 
 def limit_bytes_for(w: torch.Tensor) -> int:
@@ -106,8 +109,14 @@ def _read_tensors(compiled: Compiled, env: Env | None, w: torch.Tensor) -> dict:
 
 
 def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = None,
-             limit_bytes: int | None = None, env: Env | None = None):
+             limit_bytes: int | None = None, env: Env | None = None,
+             out: torch.Tensor | None = None):
     """The value of ``text`` with ``w`` bound (under ``torch.no_grad``).
+
+    ``out`` (a tensor the caller will overwrite with the value, typically ``w`` itself): when the
+    expression's last operation can write exactly its value there (``into.Top``), it does so,
+    after the guard and the version checks have passed, and ``out`` is returned; otherwise the
+    value is returned as without ``out``, which is left untouched.
 
     ``env`` gives what ``t["NAME"]`` and ``ref["NAME"]`` read (only the tensors named are read);
     they are protected like ``w`` and count toward the size bound. InPlaceChange when the
@@ -128,9 +137,16 @@ def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = 
     labels = ["w", *(label(*key) for key in others)]
     guard = Guard(protected, limit_bytes, cancelled, labels=labels)
     token = CURRENT.set({key: s for key, (_o, s) in others.items()})
+    top = compiled.top if out is not None else None
+    into = False
     try:
         with torch.no_grad(), guard:
-            result = compiled.fn(w)
+            if top is None:
+                result = compiled.fn(w)
+            else:
+                args, kwargs = top.read(w)
+                into = top.fits(args, kwargs, out)
+                result = out if into else top.value(args, kwargs)
     except Cancelled:
         raise
     except Refused as exc:
@@ -151,6 +167,14 @@ def evaluate(text: str, w: torch.Tensor, cancelled: Callable[[], bool] | None = 
             if o._version != versions[key]:
                 raise InPlaceChange(f"expression `{source}`: it changed {label(*key)} in place, "
                                     "which is not allowed")
+    if into:
+        if cancelled is not None and cancelled():
+            raise Cancelled()  # the last operation runs outside the guard, which polls otherwise
+        try:
+            with torch.no_grad():
+                top.write(args, kwargs, out)
+        except Exception as exc:  # pragma: no cover - fits() admits only what torch accepts
+            raise _fail(source, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from None
     return result
 
 

@@ -201,17 +201,9 @@ class _Compiler:
             raise self.refuse(f"the operator in {_source(node)} is not allowed")
         if isinstance(node.op, ast.MatMult):
             self.elementwise = False
-        left, right, text, kind = self.compile(node.left), self.compile(node.right), self.text, node.op
-
-        def binop(w):
-            a, b = left(w), right(w)
-            for v in (a, b):
-                if not (isinstance(v, torch.Tensor) or _is_number(v)):
-                    raise _fail(text, f"arithmetic on a {type(v).__name__} is not allowed")
-            if isinstance(a, int) and isinstance(b, int):
-                _bound_int_op(text, kind, a, b)
-            return _check_int(text, op(a, b))
-        return binop
+        left, right = self.compile(node.left), self.compile(node.right)
+        apply = binop_value(self.text, node.op)
+        return lambda w: apply(left(w), right(w))
 
     def _UnaryOp(self, node):
         operand, text = self.compile(node.operand), self.text
@@ -306,6 +298,20 @@ class _Compiler:
                 raise _fail(text, f"a {type(obj).__name__} cannot be indexed")
             return obj[index(w)]
         return subscript
+
+
+def binop_value(text: str, kind: ast.operator) -> Callable[[Any, Any], Any]:
+    """``(a, b) -> a OP b`` with the checks of the interpreter (numbers or tensors, bounded ints)."""
+    op = _BINOPS[type(kind)]
+
+    def apply(a, b):
+        for v in (a, b):
+            if not (isinstance(v, torch.Tensor) or _is_number(v)):
+                raise _fail(text, f"arithmetic on a {type(v).__name__} is not allowed")
+        if isinstance(a, int) and isinstance(b, int):
+            _bound_int_op(text, kind, a, b)
+        return _check_int(text, op(a, b))
+    return apply
 
 
 def _not(v):
