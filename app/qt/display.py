@@ -50,9 +50,10 @@ def _loadable(lib: str, environ=os.environ) -> bool:
 
 
 def _library_folders(environ) -> list[str]:
-    """LD_LIBRARY_PATH, then the folders the loader searches on Debian, Fedora and Arch."""
+    """LD_LIBRARY_PATH, then where Debian (multiarch), Fedora and Arch (lib64) keep this machine's
+    libraries; not /usr/lib, which holds 32-bit ones on Fedora: those are left to dlopen."""
     multiarch = getattr(sys.implementation, "_multiarch", "")
     folders = [f for f in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if f]
     if multiarch:
         folders += [f"/usr/lib/{multiarch}", f"/lib/{multiarch}"]
-    return folders + ["/usr/lib64", "/lib64", "/usr/lib", "/lib"]
+    return folders + ["/usr/lib64", "/lib64"]
