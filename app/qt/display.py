@@ -1,7 +1,6 @@
 """Say in words why no window can open, before Qt aborts the process on a missing display."""
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 
@@ -28,18 +27,33 @@ def display_problem(environ=os.environ, platform: str = sys.platform) -> str | N
     if not environ.get("DISPLAY"):
         return ("no display: DISPLAY is not set, so no window can open (log in to a desktop, or "
                 f"use ssh -X); {HEADLESS_HINT}")
-    missing = [pkg for lib, pkg in XCB_LIBRARIES.items() if not _loadable(lib)]
+    missing = [pkg for lib, pkg in XCB_LIBRARIES.items() if not _loadable(lib, environ)]
     if missing:
         return (f"Qt needs system libraries that are missing: {' '.join(missing)} "
                 f"(Debian/Ubuntu: apt-get install {' '.join(missing)}); {HEADLESS_HINT}")
     return None
 
 
-def _loadable(lib: str) -> bool:
-    """Whether the dynamic loader finds ``lib`` (by its soname first: fast, and what Qt loads)."""
+def _loadable(lib: str, environ=os.environ) -> bool:
+    """Whether the dynamic loader finds ``lib``: its soname in a usual library folder (a few stat
+    calls: importing ctypes would delay the first paint), else what dlopen and ldconfig say."""
+    soname = _SONAMES[lib]
+    if any(os.path.exists(os.path.join(folder, soname)) for folder in _library_folders(environ)):
+        return True
+    import ctypes
     try:
-        ctypes.CDLL(_SONAMES[lib])
+        ctypes.CDLL(soname)
         return True
     except OSError:
         from ctypes.util import find_library  # another soname, or one found only by its name
         return find_library(lib) is not None
+
+
+def _library_folders(environ) -> list[str]:
+    """LD_LIBRARY_PATH, then where Debian (multiarch), Fedora and Arch (lib64) keep this machine's
+    libraries; not /usr/lib, which holds 32-bit ones on Fedora: those are left to dlopen."""
+    multiarch = getattr(sys.implementation, "_multiarch", "")
+    folders = [f for f in environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if f]
+    if multiarch:
+        folders += [f"/usr/lib/{multiarch}", f"/lib/{multiarch}"]
+    return folders + ["/usr/lib64", "/lib64"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 APP_NAME = ORGANIZATION = "paramedit"
@@ -28,6 +27,7 @@ def application(icon: bool = True) -> QApplication:
 
 
 def set_icon(app: QApplication) -> None:
+    from PySide6.QtGui import QIcon  # after the splash's first paint: its type costs a start
     from .icons import resource_dir  # not the tree model's: that one imports torch
     app.setWindowIcon(QIcon(os.path.join(resource_dir(), "paramedit.svg")))
 
@@ -54,10 +54,10 @@ def demo_document():
 
 
 def run_gui(args) -> int:
-    from ..core.errors import UserError
     from .display import display_problem
     problem = display_problem()
     if problem:
+        from ..core.errors import UserError
         raise UserError(problem)
     app = application(icon=False)
     from .splash import Splash

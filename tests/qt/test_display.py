@@ -44,3 +44,16 @@ def test_the_gui_without_a_display_exits_2_with_one_line():
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no display"), proc.stderr
+
+
+def test_xcb_libraries_in_a_library_folder_are_found_without_importing_ctypes(tmp_path):
+    """Importing ctypes (to dlopen them) would delay the splash's first paint (issue 15)."""
+    from app.qt import display
+    for soname in display._SONAMES.values():
+        (tmp_path / soname).write_bytes(b"")
+    code = ("import sys\nfrom app.qt.display import display_problem\n"
+            f"environ = {{'DISPLAY': ':99', 'LD_LIBRARY_PATH': {str(tmp_path)!r}}}\n"
+            "print(display_problem(environ, 'linux'), 'ctypes' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.split() == ["None", "False"], proc.stderr
