@@ -24,6 +24,9 @@ class _AliasLoader:
     def create_module(self, spec):
         return self.module
 
+    def get_code(self, fullname):  # ``python -m app``: runpy runs the real module's code as __main__
+        return self.spec.loader.get_code(self.spec.name)
+
     def exec_module(self, module):
         # importlib has just set ``__spec__`` to the alias's spec; put the module's own back, so
         # that its relative imports keep ``__package__ == __spec__.parent`` (else ImportWarning)

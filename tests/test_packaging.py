@@ -53,6 +53,14 @@ def test_a_module_reached_as_app_keeps_its_own_spec():
     assert out.returncode == 0, out.stderr
 
 
+@pytest.mark.parametrize("name", ["app", "paramedit"])
+def test_python_dash_m_runs_the_command_line_in_the_checkout(name):
+    out = subprocess.run([sys.executable, "-m", name, "--version"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"paramedit {__import__('app').__version__}"
+
+
 def test_version_flag_prints_the_one_version(capsys):
     import app
     from app.__main__ import main
