@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +33,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=512, help="MLP width: the checkpoint's size")
     ap.add_argument("--steps", type=int, default=0,
                     help="a fixed number of actions instead of --minutes (runs compare alike)")
+    ap.add_argument("--sample", action="store_true",
+                    help="print the GUI thread's stacks while it is blocked (> 40 ms)")
     args = ap.parse_args()
     from app.qt.launch import application
     app = application()
@@ -49,11 +52,19 @@ def main() -> None:
         probe = StallProbe()
         soak.probe = probe
         probe.start()
+        sampler = None
+        if args.sample:
+            from benchmarks._stall_sampler import StallSampler
+            sampler = StallSampler(probe)
+            soak.on_action = lambda name: setattr(sampler, "label", name)
+            sampler.start()
         if args.steps:
             soak.run(steps=args.steps)
         else:
             soak.run(seconds=args.minutes * 60)
         probe.stop()
+        if sampler is not None:
+            sampler.stop()
         for _ in range(3):
             soak.reopen()
         growth = rss_mib() - start_rss
@@ -68,6 +79,13 @@ def main() -> None:
         seconds, name = soak.slowest
         print(f"  slowest action called on the GUI thread: {name} {seconds * 1000:.0f} ms "
               "(save and reopen wait in an event loop: their stalls are the probe's)")
+        print("stall per action (ms): action | runs | median | max | GUI CPU median | max")
+        for action, stalls in sorted(soak.stalls.items(), key=lambda kv: -max(kv[1])):
+            cpu = soak.cpu_stalls[action]
+            print(f"  {action:14} | {len(stalls):4} | {statistics.median(stalls):6.0f} | "
+                  f"{max(stalls):6.0f} | {statistics.median(cpu):6.0f} | {max(cpu):6.0f}")
+        if sampler is not None:
+            print(sampler.report())
         print(f"unexpected errors {len(soak.errors)}: {verdict(not soak.errors)}")
         for line in soak.errors[:5]:
             print("  ", line)

@@ -268,7 +268,8 @@ def test_exact_pass_progress_repaints_are_throttled(panel, qtbot, monkeypatch):
     reports, moves = [], []
     bar = panel.findChild(QWidget, "statsProgress")
     bar.valueChanged.connect(moves.append)
-    big = torch.randn(8 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(8))
+    from app.core.stats_source import CHUNK
+    big = torch.randn(8 * CHUNK, generator=torch.Generator().manual_seed(8))  # 8 progress steps
     with qtbot.waitSignal(panel.statsReady, timeout=60_000):
         panel.show_tensors("big", [big])
         qtbot.waitUntil(lambda: panel._task is not None
