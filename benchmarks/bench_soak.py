@@ -33,8 +33,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=512, help="MLP width: the checkpoint's size")
     ap.add_argument("--steps", type=int, default=0,
                     help="a fixed number of actions instead of --minutes (runs compare alike)")
-    ap.add_argument("--sample", action="store_true",
-                    help="print the GUI thread's stacks while it is blocked (> 40 ms)")
+    ap.add_argument("--explain", action="store_true",
+                    help="the events the GUI thread handled in the 5 worst stalls (slower)")
     args = ap.parse_args()
     from app.qt.launch import application
     app = application()
@@ -52,19 +52,19 @@ def main() -> None:
         probe = StallProbe()
         soak.probe = probe
         probe.start()
-        sampler = None
-        if args.sample:
-            from benchmarks._stall_sampler import StallSampler
-            sampler = StallSampler(probe)
-            soak.on_action = lambda name: setattr(sampler, "label", name)
-            sampler.start()
+        events = None
+        if args.explain:
+            from benchmarks._stall_events import EventLog
+            events = EventLog(probe)
+            app.installEventFilter(events)
+            soak.before_action, soak.after_action = (lambda name: events.begin()), events.end
         if args.steps:
             soak.run(steps=args.steps)
         else:
             soak.run(seconds=args.minutes * 60)
         probe.stop()
-        if sampler is not None:
-            sampler.stop()
+        if events is not None:
+            app.removeEventFilter(events)
         for _ in range(3):
             soak.reopen()
         growth = rss_mib() - start_rss
@@ -84,8 +84,9 @@ def main() -> None:
             cpu = soak.cpu_stalls[action]
             print(f"  {action:14} | {len(stalls):4} | {statistics.median(stalls):6.0f} | "
                   f"{max(stalls):6.0f} | {statistics.median(cpu):6.0f} | {max(cpu):6.0f}")
-        if sampler is not None:
-            print(sampler.report())
+        if events is not None:
+            print("the worst stretches without a tick, by GUI-thread CPU:")
+            print(events.report())
         print(f"unexpected errors {len(soak.errors)}: {verdict(not soak.errors)}")
         for line in soak.errors[:5]:
             print("  ", line)

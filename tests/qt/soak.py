@@ -55,7 +55,7 @@ class StallProbe:
         self.interval, self.longest_ms, self.window_ms = interval_ms, 0.0, 0.0
         self.window_cpu_ms = 0.0
         self._cpu = time.thread_time()
-        self.last_tick = time.monotonic()  # read by a sampler thread to see a stall in progress
+        self.last_tick = time.monotonic()
         self._clock = QElapsedTimer()
         self._timer = QTimer()
         self._timer.setInterval(interval_ms)
@@ -94,7 +94,8 @@ class Soak:
         self.stall_action = ""                        # the action during the longest stall
         self.stalls: dict[str, list[float]] = {}      # per action: its longest stall, each run
         self.cpu_stalls: dict[str, list[float]] = {}  # per action: the most GUI CPU between ticks
-        self.on_action = lambda name: None            # told each action's name before it runs
+        self.before_action = lambda name: None        # told each action's name before it runs
+        self.after_action = lambda name: None         # and once its work has settled
         window.controller.edits.memory_cap = 32 * 1024 ** 2
         self.actions = [(self.select_tensor, 6), (self.select_module, 3), (self.edit, 4),
                         (self.undo, 3), (self.redo, 2), (self.rename, 1), (self.delete, 1),
@@ -139,10 +140,11 @@ class Soak:
         before = self.probe.longest_ms if self.probe is not None else 0.0
         if self.probe is not None:
             self.probe.mark()
-        self.on_action(action.__name__)
+        self.before_action(action.__name__)
         action()
         self.slowest = max(self.slowest, (time.perf_counter() - start, action.__name__))
         self.settle()
+        self.after_action(action.__name__)
         if self.probe is not None:
             self.stalls.setdefault(action.__name__, []).append(self.probe.window_ms)
             self.cpu_stalls.setdefault(action.__name__, []).append(self.probe.window_cpu_ms)
