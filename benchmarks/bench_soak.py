@@ -3,14 +3,19 @@ checkpoint — select tensors and modules, edit, undo/redo, rename, delete, cast
 save — printing RSS growth and the longest GUI-thread stall (a 5 ms QTimer probe).
 
 Targets: RSS growth after warm-up <= 4x the checkpoint + 64 MiB; longest stall <= 100 ms;
-no unexpected error; no old document alive. Prints PASS/FAIL per figure; exits 0 (a report).
+no unexpected error; no old document alive. Prints PASS/FAIL per figure, and per action its
+longest stall (wall) and the most GUI-thread CPU between two ticks: on a machine shared with
+other work the wall gaps stretch with the scheduler, the CPU ones hardly. ``--explain`` lists the
+events handled in the worst stretches (benchmarks/_stall_events.py). Exits 0 (a report).
 
     python benchmarks/bench_soak.py [--minutes 2 | --steps 400] [--seed 0] [--width 512]
+                                    [--explain]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +37,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=512, help="MLP width: the checkpoint's size")
     ap.add_argument("--steps", type=int, default=0,
                     help="a fixed number of actions instead of --minutes (runs compare alike)")
+    ap.add_argument("--explain", action="store_true",
+                    help="the events the GUI thread handled in the 5 worst stalls (slower)")
     args = ap.parse_args()
     from app.qt.launch import application
     app = application()
@@ -49,11 +56,19 @@ def main() -> None:
         probe = StallProbe()
         soak.probe = probe
         probe.start()
+        events = None
+        if args.explain:
+            from benchmarks._stall_events import EventLog
+            events = EventLog(probe)
+            app.installEventFilter(events)
+            soak.before_action, soak.after_action = (lambda name: events.begin()), events.end
         if args.steps:
             soak.run(steps=args.steps)
         else:
             soak.run(seconds=args.minutes * 60)
         probe.stop()
+        if events is not None:
+            app.removeEventFilter(events)
         for _ in range(3):
             soak.reopen()
         growth = rss_mib() - start_rss
@@ -68,6 +83,14 @@ def main() -> None:
         seconds, name = soak.slowest
         print(f"  slowest action called on the GUI thread: {name} {seconds * 1000:.0f} ms "
               "(save and reopen wait in an event loop: their stalls are the probe's)")
+        print("stall per action (ms): action | runs | median | max | GUI CPU median | max")
+        for action, stalls in sorted(soak.stalls.items(), key=lambda kv: -max(kv[1])):
+            cpu = soak.cpu_stalls[action]
+            print(f"  {action:14} | {len(stalls):4} | {statistics.median(stalls):6.0f} | "
+                  f"{max(stalls):6.0f} | {statistics.median(cpu):6.0f} | {max(cpu):6.0f}")
+        if events is not None:
+            print("the longest stretches without a tick:")
+            print(events.report())
         print(f"unexpected errors {len(soak.errors)}: {verdict(not soak.errors)}")
         for line in soak.errors[:5]:
             print("  ", line)

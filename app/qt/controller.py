@@ -16,7 +16,7 @@ from ..core.model.document import Document
 from ..core.errors import Cancelled, UnsafePickleError, UserError
 from ..core.report import human_count, human_size
 from ..core.model.tree import Node
-from .settings import settings
+from .recent_files import RecentFiles
 from .undo import EditStack
 from .workers import Task
 
@@ -77,33 +77,6 @@ def numeric(t: torch.Tensor) -> bool:
 
 #: bytes of mapped file data copied to private memory on the GUI thread (more: in a worker)
 SYNC_PRIVATE = 16 * 1024 ** 2
-
-
-class RecentFiles:
-    """File > Open Recent, kept in QSettings (organisation and application "paramedit")."""
-
-    KEY, LIMIT = "recentFiles", 10
-
-    @staticmethod
-    def _settings():
-        return settings()
-
-    def paths(self) -> list[str]:
-        value = self._settings().value(self.KEY, [])
-        items = [value] if isinstance(value, str) else list(value or [])
-        return [p for p in items if isinstance(p, str)]
-
-    def add(self, path: str) -> None:
-        path = os.path.abspath(path)
-        items = [path] + [p for p in self.paths() if p != path]
-        self._settings().setValue(self.KEY, items[: self.LIMIT])
-
-    def clear(self) -> None:
-        self._settings().remove(self.KEY)
-
-    def last_folder(self) -> str:
-        paths = self.paths()
-        return os.path.dirname(paths[0]) if paths else os.getcwd()
 
 
 class Controller(QObject):

@@ -47,10 +47,15 @@ def rss_mib() -> float:
 
 
 class StallProbe:
-    """The longest gap between ticks of a 5 ms QTimer: how long the GUI thread was blocked."""
+    """The longest gap between ticks of a 5 ms QTimer: how long the GUI thread was blocked.
+    ``window_ms`` is the longest since the last ``mark()`` (one action's); ``window_cpu_ms`` the
+    most CPU the GUI thread used between two ticks (a loaded machine stretches the wall gaps)."""
 
     def __init__(self, interval_ms: int = 5):
-        self.interval, self.longest_ms = interval_ms, 0.0
+        self.interval, self.longest_ms, self.window_ms = interval_ms, 0.0, 0.0
+        self.window_cpu_ms = 0.0
+        self._cpu = time.thread_time()
+        self.last_tick = time.monotonic()
         self._clock = QElapsedTimer()
         self._timer = QTimer()
         self._timer.setInterval(interval_ms)
@@ -63,9 +68,16 @@ class StallProbe:
     def stop(self) -> None:
         self._timer.stop()
 
+    def mark(self) -> None:
+        self.window_ms = self.window_cpu_ms = 0.0
+
     def _tick(self) -> None:
-        gap = self._clock.restart()
-        self.longest_ms = max(self.longest_ms, float(gap - self.interval))
+        self.last_tick, cpu = time.monotonic(), time.thread_time()
+        self.window_cpu_ms = max(self.window_cpu_ms, (cpu - self._cpu) * 1000)
+        self._cpu = cpu
+        gap = float(self._clock.restart() - self.interval)
+        self.longest_ms = max(self.longest_ms, gap)
+        self.window_ms = max(self.window_ms, gap)
 
 
 class Soak:
@@ -80,6 +92,10 @@ class Soak:
         self.slowest: tuple[float, str] = (0.0, "")  # the longest action, run on the GUI thread
         self.probe: StallProbe | None = None          # set to attribute stalls to actions
         self.stall_action = ""                        # the action during the longest stall
+        self.stalls: dict[str, list[float]] = {}      # per action: its longest stall, each run
+        self.cpu_stalls: dict[str, list[float]] = {}  # per action: the most GUI CPU between ticks
+        self.before_action = lambda name: None        # told each action's name before it runs
+        self.after_action = lambda name: None         # and once its work has settled
         window.controller.edits.memory_cap = 32 * 1024 ** 2
         self.actions = [(self.select_tensor, 6), (self.select_module, 3), (self.edit, 4),
                         (self.undo, 3), (self.redo, 2), (self.rename, 1), (self.delete, 1),
@@ -122,11 +138,18 @@ class Soak:
         self.counts[action.__name__] = self.counts.get(action.__name__, 0) + 1
         start = time.perf_counter()
         before = self.probe.longest_ms if self.probe is not None else 0.0
+        if self.probe is not None:
+            self.probe.mark()
+        self.before_action(action.__name__)
         action()
         self.slowest = max(self.slowest, (time.perf_counter() - start, action.__name__))
         self.settle()
-        if self.probe is not None and self.probe.longest_ms > before:
-            self.stall_action = action.__name__
+        self.after_action(action.__name__)
+        if self.probe is not None:
+            self.stalls.setdefault(action.__name__, []).append(self.probe.window_ms)
+            self.cpu_stalls.setdefault(action.__name__, []).append(self.probe.window_cpu_ms)
+            if self.probe.longest_ms > before:
+                self.stall_action = action.__name__
 
     def run(self, steps: int | None = None, seconds: float | None = None) -> None:
         end = time.monotonic() + seconds if seconds else None

@@ -274,7 +274,8 @@ def test_exact_pass_progress_repaints_are_throttled(panel, qtbot, monkeypatch):
         reports.append((done, total))
         plain(bar, done, total)
     monkeypatch.setattr(stats_workers, "show_progress", recording)
-    big = torch.randn(8 * sp.SYNC_LIMIT, generator=torch.Generator().manual_seed(8))
+    from app.core.stats_source import CHUNK
+    big = torch.randn(8 * CHUNK, generator=torch.Generator().manual_seed(8))  # 8 progress steps
     with qtbot.waitSignal(panel.statsReady, timeout=60_000):
         panel.show_tensors("big", [big])
     assert len(reports) > 5 and len([v for v in moves if v]) <= 2

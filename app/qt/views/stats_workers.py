@@ -14,7 +14,10 @@ from ...core.threads import one_thread
 from ..progress import show_progress
 from ..workers import Task
 
-SYNC_LIMIT = 1 << 20   # elements computed on the GUI thread (a few ms); more go to a Task
+# elements computed on the GUI thread; more go to a Task. At 1 << 20 (a 1024 x 1024 weight) the
+# statistics and the range plan took 25-50 ms of GUI-thread CPU (300 ms with the cores busy), most
+# of the soak's longest stalls; at 1 << 18 they take a few ms.
+SYNC_LIMIT = 1 << 18
 SYNC_TENSORS = 64      # and at most this many tensors: a module of 100k tensors goes to a Task
 FADED = 0.3            # the opacity of the previous plot while a big tensor is sampled
 
