@@ -18,7 +18,8 @@ _NP_CAST = (torch.float32, torch.float64)  # numpy casts these to float64 faster
 
 
 class ChunkFigures(NamedTuple):
-    """Counts, largest |a - b| and the float64 sums of squares of one chunk (finite places)."""
+    """Counts, largest |a - b| and the float64 sums of squares of one chunk (finite places);
+    ``rounded``: ``max_abs`` is |a - b| rounded to float32 (``single_figures``), not exact."""
 
     n_diff: int
     nan_a: int
@@ -27,6 +28,7 @@ class ChunkFigures(NamedTuple):
     a2: float
     b2: float
     d2: float
+    rounded: bool = False
 
 
 class ChunkMath:

@@ -1,0 +1,89 @@
+"""The figures of a float32 / bfloat16 / float16 chunk pair in float32 arithmetic.
+
+Fewer, lighter passes than float64 (no widening copies): a2, b2 and d2 are float32 dot products
+of the chunk (single thread), added up across chunks in float64 by ``tensor_diff``. Exact:
+``n_diff`` (a float compare), and ``max_abs`` once ``tensor_diff`` redoes the few chunks that
+may hold the largest difference (``exact_max``; ``|a - b|`` rounded to float32 is within 2**-24
+of the exact one, relatively). Within ``SUMSQ_REL_ERROR``: a2, b2, d2 (any float32 summation
+order of n squares errs by at most (n + 2) * 2**-24 relatively, d's rounding included; BLAS
+lanes make it far smaller, see tests/core/test_diff_accuracy.py). ``figures`` returns None where
+float32 cannot keep that bound (NaN / Inf, squares that overflow or underflow): the caller then
+takes the float64 path, which owns those cases.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .chunk_figures import ChunkFigures
+
+SINGLE = (torch.float16, torch.bfloat16, torch.float32)
+#: below n * TINY a float32 sum of n squares may have lost subnormal or underflowed squares
+#: (each costs at most 2**-149) beyond 2**-24 of the sum: such a chunk goes to float64
+TINY = 2.0 ** -125
+
+
+def sumsq_rel_error(n: int) -> float:
+    """The bound on the relative error of a2, b2, d2 of a chunk of ``n`` elements."""
+    return (n + 2) * 2.0 ** -24
+
+
+class SingleMath:
+    """One thread's float32 scratch buffers and the float32 arithmetic of a chunk pair."""
+
+    def __init__(self) -> None:
+        self._bufs: list[torch.Tensor] = [torch.empty(0)] * 3
+        self._ne = np.empty(0, dtype=bool)
+
+    def _buf(self, i: int, n: int) -> torch.Tensor:
+        if self._bufs[i].numel() < n:
+            self._bufs[i] = torch.empty(n)
+        return self._bufs[i][:n]
+
+    def _single(self, p: torch.Tensor, i: int) -> torch.Tensor:
+        return p if p.dtype == torch.float32 else self._buf(i, p.numel()).copy_(p)
+
+    def sumsq(self, x: torch.Tensor) -> float | None:
+        """float32 x . x, or None where that is not within the bound (or not finite)."""
+        s = float(torch.dot(x, x))
+        return s if math.isfinite(s) and s >= x.numel() * TINY else None
+
+    def equal_sumsq(self, p: torch.Tensor) -> float | None:
+        """a2 (= b2) of a bit-equal chunk: what ``figures`` gives it, or None where it would."""
+        return self.sumsq(self._single(p, 0))
+
+    def figures(self, pa: torch.Tensor, pb: torch.Tensor) -> ChunkFigures | None:
+        n = pa.numel()
+        ta, tb = self._single(pa, 0), self._single(pb, 1)
+        a2 = self.sumsq(ta)
+        b2 = None if a2 is None else self.sumsq(tb)
+        if b2 is None:
+            return None
+        fa, fb = ta.numpy(), tb.numpy()
+        if self._ne.shape[0] < n:
+            self._ne = np.empty(n, dtype=bool)
+        # a float compare: -0 == 0, and no NaN here (a2, b2 are finite)
+        n_diff = int(np.count_nonzero(np.not_equal(fa, fb, out=self._ne[:n])))
+        if n_diff == 0:
+            return ChunkFigures(0, 0, 0, 0.0, a2, b2, 0.0)
+        d = self._buf(2, n)
+        fd = d.numpy()
+        np.subtract(fa, fb, out=fd)
+        d2 = self.sumsq(d)  # overflow (|a - b| > float32 max) is caught here too
+        if d2 is None:
+            return None
+        return ChunkFigures(n_diff, 0, 0, max(-float(fd.min()), float(fd.max())), a2, b2, d2,
+                            rounded=True)
+
+
+def exact_max(pa: torch.Tensor, pb: torch.Tensor, near: float) -> float:
+    """The exact (float64) largest |a - b| of a finite chunk among the places whose float32
+    |a - b| is at least ``near`` (the others cannot hold the tensor's largest)."""
+    fa = pa.numpy() if pa.dtype == torch.float32 else pa.float().numpy()
+    fb = pb.numpy() if pb.dtype == torch.float32 else pb.float().numpy()
+    idx = np.flatnonzero(np.abs(np.subtract(fa, fb)) >= near)
+    if idx.size == 0:
+        return 0.0
+    return float(np.abs(fa[idx].astype(np.float64) - fb[idx].astype(np.float64)).max())
