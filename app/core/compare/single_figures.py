@@ -35,7 +35,6 @@ class SingleMath:
 
     def __init__(self) -> None:
         self._bufs: list[torch.Tensor] = [torch.empty(0)] * 3
-        self._ne = np.empty(0, dtype=bool)
 
     def _buf(self, i: int, n: int) -> torch.Tensor:
         if self._bufs[i].numel() < n:
@@ -61,21 +60,18 @@ class SingleMath:
         b2 = None if a2 is None else self.sumsq(tb)
         if b2 is None:
             return None
-        fa, fb = ta.numpy(), tb.numpy()
-        if self._ne.shape[0] < n:
-            self._ne = np.empty(n, dtype=bool)
-        # a float compare: -0 == 0, and no NaN here (a2, b2 are finite)
-        n_diff = int(np.count_nonzero(np.not_equal(fa, fb, out=self._ne[:n])))
-        if n_diff == 0:
-            return ChunkFigures(0, 0, 0, 0.0, a2, b2, 0.0)
         d = self._buf(2, n)
         fd = d.numpy()
-        np.subtract(fa, fb, out=fd)
+        np.abs(np.subtract(ta.numpy(), tb.numpy(), out=fd), out=fd)
+        # finite floats: a - b == 0 exactly when a == b (gradual underflow; -0 == 0), and |d|
+        # has no sign bit, so its nonzero bit patterns are the places that differ
+        n_diff = int(np.count_nonzero(fd.view(np.int32)))
+        if n_diff == 0:
+            return ChunkFigures(0, 0, 0, 0.0, a2, b2, 0.0)
         d2 = self.sumsq(d)  # overflow (|a - b| > float32 max) is caught here too
         if d2 is None:
             return None
-        return ChunkFigures(n_diff, 0, 0, max(-float(fd.min()), float(fd.max())), a2, b2, d2,
-                            rounded=True)
+        return ChunkFigures(n_diff, 0, 0, float(fd.max()), a2, b2, d2, rounded=True)
 
 
 def exact_max(pa: torch.Tensor, pb: torch.Tensor, near: float) -> float:
