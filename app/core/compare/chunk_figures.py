@@ -1,4 +1,5 @@
-"""The figures of one pair of chunks, computed in float64 (complex128 for complex).
+"""The figures of one pair of chunks, computed in float64 (complex128 for complex); float32,
+bfloat16 and float16 chunks without tolerance go to ``single_figures`` first.
 
 ``ChunkMath`` holds one thread's scratch buffers; each chunk gives a ``ChunkFigures`` of its
 own, and ``tensor_diff`` adds them up in chunk order, so the totals do not depend on which thread

@@ -74,12 +74,22 @@ class SingleMath:
         return ChunkFigures(n_diff, 0, 0, float(fd.max()), a2, b2, d2, rounded=True)
 
 
-def exact_max(pa: torch.Tensor, pb: torch.Tensor, near: float) -> float:
-    """The exact (float64) largest |a - b| of a finite chunk among the places whose float32
-    |a - b| is at least ``near`` (the others cannot hold the tensor's largest)."""
+def exact_max(pa: torch.Tensor, pb: torch.Tensor, top: float) -> float:
+    """The exact (float64) largest |a - b| of a finite chunk whose float32 largest is ``top``.
+
+    Only the places where the float32 |a - b| is ``top`` can hold it (rounding is monotonic).
+    A float32 difference s = a - b is exact iff a - s == b and s + b == a, both in float32 (the
+    Fast2Sum error term, taken from whichever side is larger in magnitude, is zero), so float64
+    is only needed at the inexact places: ties of exact differences (quantized weights, shifts
+    by an ulp) cost a few float32 passes, not a float64 chunk."""
     fa = pa.numpy() if pa.dtype == torch.float32 else pa.float().numpy()
     fb = pb.numpy() if pb.dtype == torch.float32 else pb.float().numpy()
-    idx = np.flatnonzero(np.abs(np.subtract(fa, fb)) >= near)
-    if idx.size == 0:
-        return 0.0
-    return float(np.abs(fa[idx].astype(np.float64) - fb[idx].astype(np.float64)).max())
+    s = np.subtract(fa, fb)
+    at_top = np.abs(s) == np.float32(top)
+    exact = (np.subtract(fa, s) == fb) & (np.add(s, fb) == fa)
+    inexact = np.flatnonzero(at_top & ~exact)
+    best = top if np.count_nonzero(at_top & exact) else 0.0
+    if inexact.size:
+        d = np.abs(fa[inexact].astype(np.float64) - fb[inexact].astype(np.float64))
+        best = max(best, float(d.max()))
+    return best

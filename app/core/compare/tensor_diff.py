@@ -1,8 +1,11 @@
 """Compare two tensors of the same shape, chunk by chunk, in bounded memory.
 
 Each chunk pair is first checked for equal bytes (memory speed); a chunk that differs gets its
-figures in float64 (complex128 for complex, see ``chunk_figures``), and once a tensor is known
-to differ, its bit-equal chunks get their norms and NaN counts too. Chunks are shared between
+figures in float32 arithmetic where both sides are float32 / bfloat16 / float16 and there is no
+tolerance (``single_figures``: norms within a documented bound, counts and the largest
+difference exact), else, or where float32 cannot keep that bound, in float64 (complex128 for
+complex, see ``chunk_figures``). Once a tensor is known to differ, its bit-equal chunks get
+their norms and NaN counts too. Chunks are shared between
 two threads (``chunk_threads``); each chunk's figures are kept apart and added up in chunk
 order, so the result is the same on every run, with any number of threads. NaN equals NaN at
 the same place; ``max_abs``, ``rel_l2`` and ``cosine`` are taken over the places where both
@@ -180,13 +183,13 @@ def _exact_max(figs: list[ChunkFigures], pieces: Callable[[int], tuple]) -> None
     """Make ``max_abs`` exact where it may be the tensor's largest and was rounded to float32.
 
     A float32 |a - b| is within 2**-24 of the exact one (relatively), so only chunks within
-    2**-22 of the top can hold the exact largest; usually one chunk, redone in float64 at the
-    few places near the top (order-independent: the result is a max)."""
+    2**-22 of the top can hold the exact largest: usually one chunk (``exact_max``; the
+    result is a max, so it does not depend on which thread took which chunk)."""
     top = max(f.max_abs for f in figs)
     near = top * (1 - 2.0 ** -22)
     for i, f in enumerate(figs):
         if f.rounded and f.max_abs >= near:
-            figs[i] = f._replace(max_abs=exact_max(*pieces(i), near), rounded=False)
+            figs[i] = f._replace(max_abs=exact_max(*pieces(i), f.max_abs), rounded=False)
 
 
 def _result(numel: int, figs: list[ChunkFigures]) -> TensorDiff:
