@@ -1,8 +1,8 @@
 """Compare two tensors of the same shape, chunk by chunk, in bounded memory.
 
 Each chunk pair is first checked for equal bytes (memory speed); a chunk that differs gets its
-figures in float32 arithmetic where both sides are float32 / bfloat16 / float16 and there is no
-tolerance (``single_figures``: norms within a documented bound, counts and the largest
+figures in float32 arithmetic where both sides are float32, or bfloat16, or float16, and there
+is no tolerance (``single_figures``: norms within a documented bound, counts and the largest
 difference exact), else, or where float32 cannot keep that bound, in float64 (complex128 for
 complex, see ``chunk_figures``). Once a tensor is known to differ, its bit-equal chunks get
 their norms and NaN counts too. Chunks are shared between
@@ -137,7 +137,8 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor, atol: float = 0.0, rtol: f
     if threads is None:
         threads = default_threads() if a.numel() >= PARALLEL_MIN else 1
     figs: list[ChunkFigures | None] = [None] * len(keys)  # None: bit-equal, figures pending
-    single = (a.dtype in SINGLE and b.dtype in SINGLE and not (atol or rtol)
+    # a changed dtype is compared in float64 (CONTRACT.md section 5)
+    single = (same_dtype and a.dtype in SINGLE and not (atol or rtol)
               and a.device.type == "cpu" and b.device.type == "cpu")
 
     def make_job() -> Callable[[int], ChunkFigures | None]:
