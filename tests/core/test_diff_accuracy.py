@@ -82,6 +82,10 @@ def test_max_is_exact_where_float32_rounds_two_chunks_to_the_same_top():
     a[5 * CHUNK + 3], b[5 * CHUNK + 3] = 2.0 ** 24 + 4, 1.1
     d = compare_tensors(a, b, threads=2)
     assert d.max_abs == reference(a, b)["max_abs"] == (2.0 ** 24 + 4) - float(torch.tensor(1.1))
+    a[5 * CHUNK + 3], b[5 * CHUNK + 3] = 1.1, -(2.0 ** 24 + 4)  # now |b| > |a|, rounded up
+    a[10] = b[10] = 0.0
+    d = compare_tensors(a, b)
+    assert d.max_abs == reference(a, b)["max_abs"] == float(torch.tensor(1.1)) + 2.0 ** 24 + 4
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
