@@ -4,7 +4,7 @@ Fewer, lighter passes than float64 (no widening copies): a2, b2 and d2 are float
 of the chunk (single thread), added up across chunks in float64 by ``tensor_diff``. Exact:
 ``n_diff`` (a float compare), and ``max_abs`` once ``tensor_diff`` redoes the few chunks that
 may hold the largest difference (``exact_max``; ``|a - b|`` rounded to float32 is within 2**-24
-of the exact one, relatively). Within ``SUMSQ_REL_ERROR``: a2, b2, d2 (any float32 summation
+of the exact one, relatively). Within ``sumsq_rel_error(n)``: a2, b2, d2 (any float32 summation
 order of n squares errs by at most (n + 2) * 2**-24 relatively, d's rounding included; BLAS
 lanes make it far smaller, see tests/core/test_diff_accuracy.py). ``figures`` returns None where
 float32 cannot keep that bound (NaN / Inf, squares that overflow or underflow): the caller then
