@@ -5,7 +5,7 @@ of the chunk (single thread), added up across chunks in float64 by ``tensor_diff
 ``n_diff`` (a float compare), and ``max_abs`` once ``tensor_diff`` redoes the few chunks that
 may hold the largest difference (``exact_max``; ``|a - b|`` rounded to float32 is within 2**-24
 of the exact one, relatively). Within ``sumsq_rel_error(n)``: a2, b2, d2 (any float32 summation
-order of n squares errs by at most (n + 2) * 2**-24 relatively, d's rounding included; BLAS
+order of n squares errs by at most about (n + 2) * 2**-24 relatively, d's rounding included; BLAS
 lanes make it far smaller, see tests/core/test_diff_accuracy.py). ``figures`` returns None where
 float32 cannot keep that bound (NaN / Inf, squares that overflow or underflow): the caller then
 takes the float64 path, which owns those cases.
@@ -26,8 +26,10 @@ TINY = 2.0 ** -125
 
 
 def sumsq_rel_error(n: int) -> float:
-    """The bound on the relative error of a2, b2, d2 of a chunk of ``n`` elements."""
-    return (n + 2) * 2.0 ** -24
+    """The bound on the relative error of a2, b2, d2 of a chunk of ``n`` elements: Higham's
+    gamma_{n+2} for float32 (n - 1 additions, the square, d's own rounding counted twice)."""
+    g = (n + 2) * 2.0 ** -24
+    return g / (1 - g)
 
 
 class SingleMath:
