@@ -13,10 +13,12 @@ sampled during the comparison.
     .venv/bin/python benchmarks/bench_diff.py [--mb 1024] [--format safetensors|torch]
     .venv/bin/python benchmarks/bench_diff.py --accuracy [--elements 100000000]
 
-Targets: equal files <= 2x the floor, changed files <= 1.3x (issue 12). Measured on 2 busy
-CPUs, --mb 1024, safetensors, median of 5 rounds: changed 1.91x with float64 arithmetic (~8
-passes over widened copies of each chunk, cpu 0.85 s), 1.23x with float32 arithmetic (cpu
-0.48 s; equal: cpu 0.31 s). Anonymous RSS growth (memory not backed by the files) bounded by
+Targets: equal files <= 2x the floor, changed files <= 1.3x (issue 12). Measured on 2 shared
+CPUs, --mb 1024, 1 thread, old (float64, ~8 passes over widened copies of each chunk) and new
+(float32) code alternating on the same files: changed, safetensors 1.89x -> 1.21x (busy, 4
+rounds), 1.28x -> 1.06x (quieter, 3 rounds); torch 1.91x -> 1.17x, 1.53x -> 1.00x; cpu 0.65-0.74 s
+-> 0.41-0.46 s (equal files: 0.26-0.33 s, unchanged). The ratio follows the machine's load.
+Anonymous RSS growth (memory not backed by the files) bounded by
 the largest tensor of each side, never both files. File-backed pages of the mapped files count
 in VmHWM but are clean page cache the kernel reclaims at will.
 
