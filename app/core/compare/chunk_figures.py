@@ -1,4 +1,5 @@
-"""The figures of one pair of chunks, computed in float64 (complex128 for complex).
+"""The figures of one pair of chunks, computed in float64 (complex128 for complex); float32,
+bfloat16 and float16 chunks without tolerance go to ``single_figures`` first.
 
 ``ChunkMath`` holds one thread's scratch buffers; each chunk gives a ``ChunkFigures`` of its
 own, and ``tensor_diff`` adds them up in chunk order, so the totals do not depend on which thread
@@ -18,7 +19,8 @@ _NP_CAST = (torch.float32, torch.float64)  # numpy casts these to float64 faster
 
 
 class ChunkFigures(NamedTuple):
-    """Counts, largest |a - b| and the float64 sums of squares of one chunk (finite places)."""
+    """Counts, largest |a - b| and the float64 sums of squares of one chunk (finite places);
+    ``rounded``: ``max_abs`` is |a - b| rounded to float32 (``single_figures``), not exact."""
 
     n_diff: int
     nan_a: int
@@ -27,6 +29,7 @@ class ChunkFigures(NamedTuple):
     a2: float
     b2: float
     d2: float
+    rounded: bool = False
 
 
 class ChunkMath:

@@ -1,8 +1,11 @@
 """Compare two tensors of the same shape, chunk by chunk, in bounded memory.
 
 Each chunk pair is first checked for equal bytes (memory speed); a chunk that differs gets its
-figures in float64 (complex128 for complex, see ``chunk_figures``), and once a tensor is known
-to differ, its bit-equal chunks get their norms and NaN counts too. Chunks are shared between
+figures in float32 arithmetic where both sides are float32, or bfloat16, or float16, and there
+is no tolerance (``single_figures``: norms within a documented bound, counts and the largest
+difference exact), else, or where float32 cannot keep that bound, in float64 (complex128 for
+complex, see ``chunk_figures``). Once a tensor is known to differ, its bit-equal chunks get
+their norms and NaN counts too. Chunks are shared between
 two threads (``chunk_threads``); each chunk's figures are kept apart and added up in chunk
 order, so the result is the same on every run, with any number of threads. NaN equals NaN at
 the same place; ``max_abs``, ``rel_l2`` and ``cosine`` are taken over the places where both
@@ -19,6 +22,7 @@ import torch
 
 from .chunk_figures import ChunkFigures, ChunkMath
 from .chunk_threads import default_threads, map_chunks
+from .single_figures import SINGLE, SingleMath, exact_max
 from ..threads import one_thread
 
 CHUNK = 1 << 16  # elements per chunk: 512 KB per side in float64, so the few passes over a
@@ -133,9 +137,13 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor, atol: float = 0.0, rtol: f
     if threads is None:
         threads = default_threads() if a.numel() >= PARALLEL_MIN else 1
     figs: list[ChunkFigures | None] = [None] * len(keys)  # None: bit-equal, figures pending
+    # a changed dtype is compared in float64 (CONTRACT.md section 5)
+    single = (same_dtype and a.dtype in SINGLE and not (atol or rtol)
+              and a.device.type == "cpu" and b.device.type == "cpu")
 
     def make_job() -> Callable[[int], ChunkFigures | None]:
         math_ = ChunkMath(float(atol), float(rtol), work_dtype(a.dtype, b.dtype), same_dtype)
+        fast = SingleMath() if single else None
         seen_diff = not same_dtype
 
         def job(i: int) -> ChunkFigures | None:
@@ -144,7 +152,8 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor, atol: float = 0.0, rtol: f
             if not seen_diff and bits_equal(pa, pb):
                 return None
             seen_diff = True  # this tensor differs: later equal chunks are not worth checking
-            return math_.figures(pa, pb)
+            f = fast.figures(pa, pb) if fast is not None else None
+            return math_.figures(pa, pb) if f is None else f
         return job
 
     with one_thread():
@@ -156,11 +165,32 @@ def compare_tensors(a: torch.Tensor, b: torch.Tensor, atol: float = 0.0, rtol: f
 
         def make_norms() -> Callable[[int], ChunkFigures]:
             math_ = ChunkMath(float(atol), float(rtol), work_dtype(a.dtype, b.dtype), same_dtype)
-            return lambda i: math_.equal_figures(_piece(a, keys[i]))
+            fast = SingleMath() if single else None
+
+            def norms(i: int) -> ChunkFigures:
+                p = _piece(a, keys[i])
+                s = fast.equal_sumsq(p) if fast is not None else None
+                return math_.equal_figures(p) if s is None else ChunkFigures(0, 0, 0, 0.0, s, s,
+                                                                             0.0)
+            return norms
 
         map_chunks(pending, make_norms, sizes, figs, threads=threads if len(pending) > 1 else 1,
                    cancelled=cancelled)
+        _exact_max(figs, lambda i: (_piece(a, keys[i]), _piece(b, keys[i])))
     return _result(a.numel(), figs)
+
+
+def _exact_max(figs: list[ChunkFigures], pieces: Callable[[int], tuple]) -> None:
+    """Make ``max_abs`` exact where it may be the tensor's largest and was rounded to float32.
+
+    A float32 |a - b| is within 2**-24 of the exact one (relatively), so only chunks within
+    2**-22 of the top can hold the exact largest: usually one chunk (``exact_max``; the
+    result is a max, so it does not depend on which thread took which chunk)."""
+    top = max(f.max_abs for f in figs)
+    near = top * (1 - 2.0 ** -22)
+    for i, f in enumerate(figs):
+        if f.rounded and f.max_abs >= near:
+            figs[i] = f._replace(max_abs=exact_max(*pieces(i), f.max_abs), rounded=False)
 
 
 def _result(numel: int, figs: list[ChunkFigures]) -> TensorDiff:
