@@ -94,7 +94,7 @@ class TreeFiltering:
                 self._expand_first_levels(self.model.root)
             else:
                 self._expand_matches(index, matches)
-            if current is not None:
+            if current is not None and self.model.reveal(current):
                 shown = self.proxy.mapFromSource(self.model.index_of(current))
                 if shown.isValid():
                     self.view.setCurrentIndex(shown)
@@ -112,7 +112,8 @@ class TreeFiltering:
             for node in index.ancestors(i):
                 if id(node) not in expanded:
                     expanded.add(id(node))
-                    self.view.setExpanded(self.proxy.mapFromSource(self.model.index_of(node)), True)
+                    if self.model.reveal(node):
+                        self.view.setExpanded(self.proxy.mapFromSource(self.model.index_of(node)), True)
 
     def _show_message(self, text: str, error: bool = False) -> None:
         self.filter_message.setText(text)

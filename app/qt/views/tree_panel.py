@@ -115,7 +115,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
 
     def _update_hint(self, *_args) -> None:
         """Shown while nothing is open (a filter that matches nothing is not "nothing open")."""
-        self.empty_hint.setVisible(self.model.rowCount() == 0)
+        self.empty_hint.setVisible(not self.model.root.children)
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
         if event.type() == QEvent.FocusIn and obj is self.filter:
