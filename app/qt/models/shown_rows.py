@@ -6,9 +6,9 @@ Two things keep the view's work proportional to what is on screen at 100k tensor
   (one bisection per child over the sorted matches of a ``NameIndex``), so the model itself
   holds only the matches and their ancestors: no proxy asks a Python ``filterAcceptsRow``
   per row, and a new pattern is one model reset;
-- a parent with more than ``CHUNK`` shown children gives them out ``CHUNK`` at a time
-  (Qt's ``canFetchMore``/``fetchMore``: the view asks for more when it is scrolled to the
-  end): expanding 2,500 layers, or expanding all, lays out a few hundred rows, not 100k.
+- a parent with more than ``CHUNK`` shown children gives them out ``CHUNK`` at a time (more
+  when the view is scrolled to the end, ``tree_fetch``): expanding 2,500 layers, or
+  expanding all, lays out a few hundred rows, not 100k.
 
 Plain Python (no Qt): ``TreeModel`` wraps it and sends the signals.
 """
@@ -28,17 +28,21 @@ class ShownRows:
         self.index = None     # the NameIndex that ``matches`` refer to
         self.matches = None   # sorted node positions in ``index``, or None: no filter
         self.lazy = True      # False: every row at once (a sorting or recursive proxy needs all)
+        self.want_lazy = True  # what ``lazy`` becomes at the next reset
         self._kids: dict[int, list] = {}
         self._rows: dict[int, int] = {}
         self._fetched: dict[int, int] = {}
+        self.partial: dict[int, object] = {}  # the nodes whose rows were cut short so far
 
     def reset(self, root=None, index=None, matches=None) -> None:
         if root is not None:
             self.root = root
         self.index, self.matches = index, matches
+        self.lazy = self.want_lazy
         self._kids.clear()
         self._rows.clear()
         self._fetched.clear()
+        self.partial.clear()
 
     # -- structure -------------------------------------------------------------------------
     def kids(self, node) -> list:
@@ -59,7 +63,10 @@ class ShownRows:
         """How many of ``node``'s shown children the view has been given."""
         n = len(node.children) if self.matches is None else len(self.kids(node))
         if n > CHUNK and self.lazy:
-            return min(n, self._fetched.get(id(node), CHUNK))
+            have = self._fetched.get(id(node), CHUNK)
+            if have < n:
+                self.partial[id(node)] = node
+                return have
         return n
 
     def has_kids(self, node) -> bool:
@@ -89,3 +96,5 @@ class ShownRows:
 
     def fetched(self, node, upto: int) -> None:
         self._fetched[id(node)] = upto
+        if upto >= len(self.kids(node)):
+            self.partial.pop(id(node), None)

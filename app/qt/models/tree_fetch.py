@@ -1,6 +1,11 @@
-"""Handing a wide parent's rows to the view a chunk at a time (``canFetchMore``/``fetchMore``),
-and all at once when a proxy must see every row. A mixin of ``tree_model.TreeModel``, whose
-``shown`` (``shown_rows.ShownRows``) says which rows exist and how many are handed out."""
+"""Handing a wide parent's rows to the view a chunk at a time, and all at once when a proxy must
+see every row. A mixin of ``tree_model.TreeModel``, whose ``shown`` (``shown_rows.ShownRows``)
+says which rows exist and how many are handed out.
+
+Not through Qt's ``canFetchMore``/``fetchMore``: ``QTreeView`` fetches in every layout pass of
+an expanded parent, and each fetch lays the tree out again, so one expand fetched chunk after
+chunk. The tree panel asks for the next chunk when the view is scrolled to its end
+(``fetch_more``), and ``reveal`` fetches down to a row that is selected."""
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex
@@ -13,15 +18,11 @@ class FetchRows:
 
     def set_lazy(self, lazy: bool) -> None:
         """Whether wide parents give their rows out a chunk at a time; turning it off hands the
-        view every remaining row (a sorting or recursively filtering proxy needs them all)."""
+        view every remaining row at once (a sorting or recursively filtering proxy needs them
+        all); turning it on takes effect with the next reset (rows are never taken back)."""
         shown = self.shown
-        if lazy == shown.lazy:
-            return
-        if lazy:
-            self.beginResetModel()
-            shown.lazy = True
-            shown.reset(None, shown.index, shown.matches)
-            self.endResetModel()
+        shown.want_lazy = lazy
+        if lazy or not shown.lazy:
             return
         root = self._root
         for node in [n for n in root.walk() if len(n.children) > CHUNK]:  # parents first
@@ -30,12 +31,12 @@ class FetchRows:
             self._fetch(node, len(shown.kids(node)))
         shown.lazy = False
 
-    def canFetchMore(self, parent: QModelIndex) -> bool:
-        node = self.node(parent)
-        return self.shown.lazy and self.shown.count(node) < len(self.shown.kids(node))
+    def can_fetch_more(self, node) -> bool:
+        return self.shown.count(node) < len(self.shown.kids(node))
 
-    def fetchMore(self, parent: QModelIndex) -> None:
-        self._fetch(self.node(parent), None)
+    def fetch_more(self, node) -> None:
+        """Hand the view ``node``'s next ``CHUNK`` rows."""
+        self._fetch(node, None)
 
     def _fetch(self, node, upto: int | None) -> None:
         """The next chunk of ``node``'s rows, or as many chunks as reach row ``upto``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
 
 
 def is_glob(pattern: str) -> bool:
@@ -35,7 +35,14 @@ class TreeFilterProxy(QSortFilterProxyModel):
     Asking a Python ``filterAcceptsRow`` per row cost the view a call per row it laid out
     (2,500 siblings per keystroke at 100k tensors); without ``extra_filter`` it answers at
     once. While this proxy sorts or filters, the source hands out every row (``set_lazy``):
-    a sort or a recursive filter over a partly fetched parent would be wrong."""
+    a sort or a recursive filter over a partly fetched parent would be wrong.
+
+    The tree panel's view shows the source model itself unless this proxy is ``active`` (it
+    doubled the Python calls of every row laid out and every cell painted): ``activeChanged``
+    tells it when to switch."""
+
+    #: whether the view needs this proxy (compare's filter or a sort) changed
+    activeChanged = Signal(bool)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -44,6 +51,11 @@ class TreeFilterProxy(QSortFilterProxyModel):
         self._matches = None    # sorted indices, or None: no name filter
         self.extra_filter = None  # callable(Node) -> bool, e.g. "only changed" while comparing
         self.setRecursiveFilteringEnabled(False)
+
+    @property
+    def active(self) -> bool:
+        """Whether the rows differ from the source's: compare's filter, or a sort."""
+        return self.extra_filter is not None or self.sortColumn() >= 0
 
     @property
     def pattern(self) -> str:
@@ -76,6 +88,7 @@ class TreeFilterProxy(QSortFilterProxyModel):
             self.set_matches(None, None)
 
     def set_extra_filter(self, accepts) -> None:
+        was = self.active
         self._update_lazy(accepts, self.sortColumn())
         self.setRecursiveFilteringEnabled(accepts is not None)
         if hasattr(self, "endFilterChange"):  # Qt >= 6.10 deprecates invalidateFilter()
@@ -85,10 +98,15 @@ class TreeFilterProxy(QSortFilterProxyModel):
         else:
             self.extra_filter = accepts
             self.invalidateFilter()
+        if self.active != was:
+            self.activeChanged.emit(self.active)
 
     def sort(self, column: int, order=Qt.AscendingOrder) -> None:
+        was = self.active
         self._update_lazy(self.extra_filter, column)
         super().sort(column, order)
+        if self.active != was:
+            self.activeChanged.emit(self.active)
 
     def _update_lazy(self, accepts, column: int) -> None:
         source = self.sourceModel()

@@ -94,8 +94,8 @@ class TreeFiltering:
                 self._expand_first_levels(self.model.root)
             else:
                 self._expand_matches(index, matches)
-            if current is not None and self.model.reveal(current):
-                shown = self.proxy.mapFromSource(self.model.index_of(current))
+            if current is not None:
+                shown = self.view_index(current)
                 if shown.isValid():
                     self.view.setCurrentIndex(shown)
                     self.view.scrollTo(shown)
@@ -112,8 +112,7 @@ class TreeFiltering:
             for node in index.ancestors(i):
                 if id(node) not in expanded:
                     expanded.add(id(node))
-                    if self.model.reveal(node):
-                        self.view.setExpanded(self.proxy.mapFromSource(self.model.index_of(node)), True)
+                    self.view.setExpanded(self.view_index(node), True)
 
     def _show_message(self, text: str, error: bool = False) -> None:
         self.filter_message.setText(text)
