@@ -166,7 +166,7 @@ class TreeModel(FetchRows, QAbstractItemModel):
                 return QModelIndex()
         else:
             children = shown.kids(node)
-            if row >= shown.count(node):
+            if row >= CHUNK and shown.lazy and row >= shown.count(node):
                 return QModelIndex()
         if row >= len(children):
             return QModelIndex()
