@@ -78,6 +78,24 @@ def test_expand_all_lays_out_only_the_first_chunk_of_a_wide_parent(qtbot):
     assert panel.model.indexes < LAYERS * 3 * 2  # never every row of the tree
 
 
+def test_after_expand_all_scrolling_to_the_end_fetches_the_next_layers(qtbot):
+    """The last rows are then a layer's children, not a row of the wide parent."""
+    sd = deep_sd()
+    sd["model.norm.weight"] = torch.zeros(2)  # a row after the layers, for a second check
+    panel = open_panel(qtbot, sd)
+    view, layers = panel.view, layers_row(panel)
+    view.expandAll()
+    bar = view.verticalScrollBar()
+    bar.setValue(bar.maximum())
+    qtbot.waitUntil(lambda: view.model().rowCount(layers) == 2 * CHUNK, timeout=3000)
+    view.collapseAll()
+    view.expand(view.model().index(0, 0))
+    view.expand(view.model().index(0, 0, view.model().index(0, 0)))
+    view.expand(layers)  # "norm" follows the layers: it shows when their end is on screen
+    bar.setValue(bar.maximum())
+    qtbot.waitUntil(lambda: view.model().rowCount(layers) == LAYERS, timeout=3000)
+
+
 def test_selecting_a_row_past_the_first_chunk_fetches_down_to_it(qtbot):
     panel = open_panel(qtbot, deep_sd())
     name = f"model.encoder.layers.{2 * CHUNK + 5}.k.weight"

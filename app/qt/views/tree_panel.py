@@ -143,19 +143,32 @@ class ModuleTreePanel(TreeFiltering, QWidget):
             selection.blockSignals(False)
 
     def _scrolled(self, *_args) -> None:
-        """The next chunk of every expanded parent whose last row handed out so far is on
-        screen (the model hands wide parents out a chunk at a time)."""
+        """The next chunk of every expanded parent whose rows handed out so far end on screen
+        (the model hands wide parents out a chunk at a time): the row after its subtree is
+        visible, or its subtree ends the tree and the view is scrolled to the end."""
         model, view = self.model, self.view
         if view.model() is not model or not model.shown.partial:
             return
-        screen = view.viewport().rect()
+        bar = view.verticalScrollBar()
+        at_end, screen = bar.value() >= bar.maximum(), view.viewport().rect()
         for node in list(model.shown.partial.values()):
-            parent = model.index_of(node) if node is not model.root else QModelIndex()
-            if node is not model.root and not (parent.isValid() and view.isExpanded(parent)):
-                continue
-            last = model.index(model.shown.count(node) - 1, 0, parent)
-            if view.visualRect(last).intersects(screen):
+            if node is not model.root:
+                index = model.index_of(node)
+                if not (index.isValid() and view.isExpanded(index)):
+                    continue
+            after = self._row_after(node)
+            if at_end if after is None else view.visualRect(model.index_of(after)).intersects(screen):
                 model.fetch_more(node)
+
+    def _row_after(self, node):
+        """The node of the first row below ``node``'s subtree; None when it ends the tree."""
+        shown, root = self.model.shown, self.model.root
+        while node is not None and node is not root:
+            up, row = node.parent, shown.row(node)
+            if row + 1 < shown.count(up):
+                return shown.kids(up)[row + 1]
+            node = up
+        return None
 
     def view_index(self, node):
         """``node``'s index in the view's model, its row fetched (invalid when filtered out)."""
