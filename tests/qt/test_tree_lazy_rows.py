@@ -79,21 +79,24 @@ def test_expand_all_lays_out_only_the_first_chunk_of_a_wide_parent(qtbot):
 
 
 def test_after_expand_all_scrolling_to_the_end_fetches_the_next_layers(qtbot):
-    """The last rows are then a layer's children, not a row of the wide parent."""
-    sd = deep_sd()
+    """The last rows are then a layer's children (more than a screen of them), not a row of
+    the wide parent."""
+    layers = CHUNK + 10
+    sd = {f"model.encoder.layers.{i}.p{j}": torch.zeros(2) for i in range(layers)
+          for j in range(40)}
     sd["model.norm.weight"] = torch.zeros(2)  # a row after the layers, for a second check
     panel = open_panel(qtbot, sd)
-    view, layers = panel.view, layers_row(panel)
+    view, wide = panel.view, layers_row(panel)
     view.expandAll()
     bar = view.verticalScrollBar()
     bar.setValue(bar.maximum())
-    qtbot.waitUntil(lambda: view.model().rowCount(layers) == 2 * CHUNK, timeout=3000)
-    view.collapseAll()
-    view.expand(view.model().index(0, 0))
-    view.expand(view.model().index(0, 0, view.model().index(0, 0)))
-    view.expand(layers)  # "norm" follows the layers: it shows when their end is on screen
+    qtbot.waitUntil(lambda: view.model().rowCount(wide) == layers, timeout=3000)
+    panel.show_root(panel.model.root)  # a chunk again; "norm" follows the layers: it
+    wide = layers_row(panel)           # shows when their end is on screen
+    view.expand(wide)
+    assert view.model().rowCount(wide) == CHUNK
     bar.setValue(bar.maximum())
-    qtbot.waitUntil(lambda: view.model().rowCount(layers) == LAYERS, timeout=3000)
+    qtbot.waitUntil(lambda: view.model().rowCount(wide) == layers, timeout=3000)
 
 
 def test_selecting_a_row_past_the_first_chunk_fetches_down_to_it(qtbot):
