@@ -7,7 +7,7 @@ row through the proxy, and the selection survives the switch."""
 from __future__ import annotations
 
 import torch
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt
 
 from app.core.model.document import Document
 from app.core.tree_filter import NameIndex, parse_filter
@@ -159,3 +159,30 @@ def test_compare_sort_sees_every_row_and_keeps_the_selection(qtbot):
     assert panel.model.rowCount(layers_row(panel)) == LAYERS  # rows are never taken back
     panel.show_root(panel.model.root)
     assert panel.model.rowCount(layers_row(panel)) == CHUNK  # lazy again from the next reset
+
+
+class PaintCounter(QObject):
+    def __init__(self):
+        super().__init__()
+        self.paints = 0
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Paint:
+            self.paints += 1
+        return False
+
+
+def test_a_filter_pass_paints_the_tree_once(qtbot):
+    """The tree is laid out in the pass itself: laid out on the first paint, its new scroll
+    range asked for another paint of every visible row."""
+    panel = with_index(qtbot, open_panel(qtbot, deep_sd()))
+    counter = PaintCounter()
+    panel.view.viewport().installEventFilter(counter)
+    qtbot.wait(50)
+    for text in ("q.weight", "k.weight"):
+        counter.paints = 0
+        panel.filter.setText(text)
+        with qtbot.waitSignal(panel.filterApplied, timeout=3000):
+            pass
+        qtbot.wait(100)
+        assert counter.paints == 1, text

@@ -160,15 +160,8 @@ class TreeModel(FetchRows, QAbstractItemModel):
         else:
             node = self._root
         shown = self.shown
-        if shown.matches is None:
-            children = node.children
-            if row >= CHUNK and shown.lazy and row >= shown.count(node):
-                return QModelIndex()
-        else:
-            children = shown.kids(node)
-            if row >= CHUNK and shown.lazy and row >= shown.count(node):
-                return QModelIndex()
-        if row >= len(children):
+        children = node.children if shown.matches is None else shown.kids(node)
+        if row >= len(children) or (row >= CHUNK and shown.lazy and row >= shown.count(node)):
             return QModelIndex()
         return self.createIndex(row, column, children[row])
 

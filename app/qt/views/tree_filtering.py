@@ -101,6 +101,9 @@ class TreeFiltering:
                     self.view.scrollTo(shown)
         finally:
             selection.blockSignals(False)
+        # laid out now, not on the first paint: the new scroll range would call for a second
+        # paint (a keystroke at 100k tensors painted the tree three times)
+        self.view.executeDelayedItemsLayout()
         self.view.viewport().update()
         if matches is not None:
             self.filterApplied.emit(len(matches))
