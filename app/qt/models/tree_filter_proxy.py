@@ -27,10 +27,10 @@ def name_matches(full_name: str, pattern: str) -> bool:
 
 
 class TreeFilterProxy(QSortFilterProxyModel):
-    """The tree as the view sees it: a name filter pass (``set_matches``: indices into a
-    ``NameIndex``) is handed to the source ``TreeModel``, which then holds only the matches and
-    their ancestors; here only ``extra_filter`` (compare's "only changed", recursive) and
-    sorting are applied.
+    """The filters and sort over the tree model: a name filter pass (``set_matches``: indices
+    into a ``NameIndex``) is handed to the source ``TreeModel``, which then holds only the
+    matches and their ancestors; here only ``extra_filter`` (compare's "only changed",
+    recursive) and sorting are applied.
 
     Asking a Python ``filterAcceptsRow`` per row cost the view a call per row it laid out
     (2,500 siblings per keystroke at 100k tensors); without ``extra_filter`` it answers at

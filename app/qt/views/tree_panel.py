@@ -5,6 +5,10 @@ background task once per tree, never through the view: typing is debounced (``DE
 each pass answers with the matching rows, and only the first ``EXPAND_CAP`` matches are expanded
 (``expandAll`` on 100k rows took tens of seconds). "NaN/Inf" scans every tensor in a worker, with
 progress and Cancel, and filters the tree to the tensors holding NaN or Inf.
+
+The view shows the tree model itself (a filter pass resets it to the matches and their
+ancestors; a wide parent hands out its rows a chunk at a time, more as the view scrolls to
+them), and the proxy only while compare sorts or filters (``_attach``).
 """
 from __future__ import annotations
 
