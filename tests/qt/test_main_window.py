@@ -26,8 +26,7 @@ class Nothing(QUndoCommand):
 def select(window, full_name):
     """Select a row through the view's selection model, as a click does."""
     view = window.tree_view
-    source = window.tree_model.find(full_name)
-    index = view.model().mapFromSource(source)
+    index = window.tree_panel.view_index(window.tree_model.root.find(full_name))
     view.selectionModel().setCurrentIndex(
         index, QItemSelectionModel.ClearAndSelect | QItemSelectionModel.Rows)
 

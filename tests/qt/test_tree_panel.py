@@ -157,11 +157,16 @@ def deep_sd(layers):
             for p in ("q", "k")}
 
 
+def shown_row(panel, name):
+    """``name``'s index in the view's model (the tree model, or the proxy while comparing)."""
+    return panel.view_index(panel.model.root.find(name))
+
+
 def test_the_first_selection_of_an_opened_tree_never_lays_out_a_wide_parent(qtbot):
     """Opening 2,500 layers selected the first tensor by expanding "layers" (laying out every
     layer row): now it becomes current unrevealed; later selections reveal as before."""
     panel = panel_with(qtbot, deep_sd(tp.WIDE_PARENT + 1))
-    layers = panel.proxy.mapFromSource(panel.model.find("model.encoder.layers"))
+    layers = shown_row(panel, "model.encoder.layers")
     assert not panel.view.isExpanded(layers)
     assert panel.select("model.encoder.layers.0.q.weight")
     assert panel.current_node().full_name == "model.encoder.layers.0.q.weight"
@@ -173,10 +178,10 @@ def test_the_first_selection_of_an_opened_tree_never_lays_out_a_wide_parent(qtbo
 
 def test_the_first_selection_of_a_narrow_tree_or_a_rebuilt_one_is_revealed(qtbot):
     panel = panel_with(qtbot, deep_sd(20))
-    layers = panel.proxy.mapFromSource(panel.model.find("model.encoder.layers"))
+    layers = shown_row(panel, "model.encoder.layers")
     panel.view.collapse(layers)
     assert panel.select("model.encoder.layers.0.q.weight") and panel.view.isExpanded(layers)
     wide = Document.from_object(deep_sd(tp.WIDE_PARENT + 1)).root
     panel.show_root(wide, fit=False)  # a structural edit's rebuild: where the user was shows
     assert panel.select("model.encoder.layers.3.q.weight")
-    assert panel.view.isExpanded(panel.proxy.mapFromSource(panel.model.find("model.encoder.layers")))
+    assert panel.view.isExpanded(shown_row(panel, "model.encoder.layers"))

@@ -1,10 +1,10 @@
-"""Filtering the module tree: ``TreeFilterProxy`` keeps the rows a filter pass matched (and their
-ancestors), and ``name_matches`` is the plain name / glob test."""
+"""Filtering the module tree: ``TreeFilterProxy`` hands a filter pass to the tree model and
+applies compare's filter and sort, and ``name_matches`` is the plain name / glob test."""
 from __future__ import annotations
 
 import fnmatch
 
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, Signal
 
 
 def is_glob(pattern: str) -> bool:
@@ -27,12 +27,22 @@ def name_matches(full_name: str, pattern: str) -> bool:
 
 
 class TreeFilterProxy(QSortFilterProxyModel):
-    """Keeps the rows a filter pass matched (``set_matches``: indices into a ``NameIndex``) and
-    their ancestors; ``extra_filter`` (compare's "only changed") is applied recursively.
+    """The filters and sort over the tree model: a name filter pass (``set_matches``: indices
+    into a ``NameIndex``) is handed to the source ``TreeModel``, which then holds only the
+    matches and their ancestors; here only ``extra_filter`` (compare's "only changed",
+    recursive) and sorting are applied.
 
-    Whether a row is kept is one bisection over the matches (``NameIndex.shown``): rows are
-    never matched through the view one by one, and recursive filtering (which walks every
-    descendant of a rejected row) is on only for ``extra_filter``."""
+    Asking a Python ``filterAcceptsRow`` per row cost the view a call per row it laid out
+    (2,500 siblings per keystroke at 100k tensors); without ``extra_filter`` it answers at
+    once. While this proxy sorts or filters, the source hands out every row (``set_lazy``):
+    a sort or a recursive filter over a partly fetched parent would be wrong.
+
+    The tree panel's view shows the source model itself unless this proxy is ``active`` (it
+    doubled the Python calls of every row laid out and every cell painted): ``activeChanged``
+    tells it when to switch."""
+
+    #: whether the view needs this proxy (compare's filter or a sort) changed
+    activeChanged = Signal(bool)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -41,6 +51,11 @@ class TreeFilterProxy(QSortFilterProxyModel):
         self._matches = None    # sorted indices, or None: no name filter
         self.extra_filter = None  # callable(Node) -> bool, e.g. "only changed" while comparing
         self.setRecursiveFilteringEnabled(False)
+
+    @property
+    def active(self) -> bool:
+        """Whether the rows differ from the source's: compare's filter, or a sort."""
+        return self.extra_filter is not None or self.sortColumn() >= 0
 
     @property
     def pattern(self) -> str:
@@ -54,49 +69,53 @@ class TreeFilterProxy(QSortFilterProxyModel):
         """Filter by ``text`` at once (``core.tree_filter`` syntax) over an index built here."""
         from ...core.tree_filter import NameIndex, parse_filter
         if not text.strip():
-            self._set_filter(_pattern=text, _index=None, _matches=None)
+            self.set_matches(None, None, text)
             return
         index = self._index
         if index is None or index.root is not self.sourceModel().root:
             index = NameIndex(self.sourceModel().root)
-        self._set_filter(_pattern=text, _index=index, _matches=index.matches(parse_filter(text)))
+        self.set_matches(index, index.matches(parse_filter(text)), text)
 
     def set_matches(self, index, matches: list[int] | None, text: str = "") -> None:
-        """A new filter pass: the proxy is reset, not invalidated. Invalidating sent row
-        removals and insertions for every expanded parent, which the view applies one range at
-        a time: 6-16 s per keystroke at 5000 tensors once a filter had expanded rows."""
-        self.beginResetModel()
+        """A new filter pass: the source model is reset to the matches (one reset; it once
+        invalidated this proxy, whose row removals and insertions for every expanded parent
+        took 6-16 s per keystroke at 5000 tensors)."""
         self._pattern, self._index, self._matches = text, index, matches
-        self.endResetModel()
+        self.sourceModel().set_filter(index, matches)
 
     def clear_matches(self) -> None:
         if self._matches is not None:
             self.set_matches(None, None)
 
     def set_extra_filter(self, accepts) -> None:
+        was = self.active
+        self._update_lazy(accepts, self.sortColumn())
         self.setRecursiveFilteringEnabled(accepts is not None)
-        self._set_filter(extra_filter=accepts)
-
-    def _set_filter(self, **attrs) -> None:
         if hasattr(self, "endFilterChange"):  # Qt >= 6.10 deprecates invalidateFilter()
             self.beginFilterChange()
-            for k, v in attrs.items():
-                setattr(self, k, v)
+            self.extra_filter = accepts
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
         else:
-            for k, v in attrs.items():
-                setattr(self, k, v)
+            self.extra_filter = accepts
             self.invalidateFilter()
+        if self.active != was:
+            self.activeChanged.emit(self.active)
+
+    def sort(self, column: int, order=Qt.AscendingOrder) -> None:
+        was = self.active
+        self._update_lazy(self.extra_filter, column)
+        super().sort(column, order)
+        if self.active != was:
+            self.activeChanged.emit(self.active)
+
+    def _update_lazy(self, accepts, column: int) -> None:
+        source = self.sourceModel()
+        if source is not None and hasattr(source, "set_lazy"):
+            source.set_lazy(accepts is None and column < 0)
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
-        if self._matches is None and self.extra_filter is None:
+        accepts = self.extra_filter
+        if accepts is None:
             return True
-        model = self.sourceModel()
-        parent = model.node(source_parent)
-        children = parent.children
-        if source_row >= len(children):
-            return False
-        node = children[source_row]
-        if self.extra_filter is not None and not self.extra_filter(node):
-            return False
-        return self._matches is None or self._index.shown(node, self._matches)
+        index = self.sourceModel().index(source_row, 0, source_parent)
+        return index.isValid() and accepts(index.internalPointer())

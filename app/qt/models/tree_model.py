@@ -1,7 +1,9 @@
 """The module tree as a Qt model: a thin adapter over ``app.core.model.tree.Node``.
 
 Each index carries its ``Node`` as the internal pointer (napari style); the nodes stay alive
-because the model holds the root. Nothing is copied: rows are the nodes' own children lists.
+because the model holds the root. Nothing is copied: rows are the nodes' own children lists, or,
+while a name filter is set (``set_filter``), the matches and their ancestors; wide parents give
+their rows out a chunk at a time (``shown_rows``).
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from ...core.report import human_count, human_size
 from ...core.model.tree import ENTRY, GROUP, MODULE, ROOT, Node
 from . import param_columns
 from ..icons import resource_dir
+from .shown_rows import CHUNK, ShownRows
+from .tree_fetch import FetchRows
 from .tree_filter_proxy import TreeFilterProxy, is_glob, name_matches  # noqa: F401  (re-exported)
 
 NAME, TYPE, SHAPE, DTYPE, ELEMENTS, BYTES = range(6)
@@ -63,13 +67,14 @@ def tied_module_aliases(node: Node) -> list[str]:
     return sorted(aliases or ())
 
 
-class TreeModel(QAbstractItemModel):
+class TreeModel(FetchRows, QAbstractItemModel):
     """Columns: name, type, shape, dtype, elements (tied storage once), bytes."""
 
     def __init__(self, root: Node | None = None, parent=None):
         super().__init__(parent)
         self._root = root if root is not None else Node("", ROOT)
         self._by_name: dict[str, Node] | None = None
+        self.shown = ShownRows(self._root)
         self.modified: set[str] = set()   # tensors changed since the document was opened
         self.notes: dict[str, str] = {}   # warnings per tensor (e.g. missing from the checkpoint)
         #: an extra last column (compare_columns.ChangeColumn) with ``header`` and
@@ -88,9 +93,17 @@ class TreeModel(QAbstractItemModel):
         self.beginResetModel()
         self._root = root
         self._by_name = None
+        self.shown.reset(root)
         self.params.clear_cache()
         self.endResetModel()
         self.resets += 1
+
+    def set_filter(self, index, matches: list[int] | None) -> None:
+        """Show only ``matches`` (sorted positions in the ``NameIndex`` ``index``) and their
+        ancestors; None: every node. One reset: nothing is laid out until the view asks."""
+        self.beginResetModel()
+        self.shown.reset(None, index, matches)
+        self.endResetModel()
 
     def reset_marks(self, notes: dict[str, str] | None = None) -> None:
         """A new document: nothing modified yet; ``notes`` are per-tensor warnings."""
@@ -110,7 +123,7 @@ class TreeModel(QAbstractItemModel):
         (hundreds of milliseconds on the GUI thread), and finding each row by its position in a
         wide parent was quadratic."""
         changed: set[int] = set()
-        parents: dict[int, Node] = {}
+        parents: dict[int, tuple[Node, list[Node]]] = {}
         for name in names:
             if modified:
                 self.modified.add(name)
@@ -120,25 +133,35 @@ class TreeModel(QAbstractItemModel):
             node.invalidate_totals()
             while node is not None and node is not self._root and id(node) not in changed:
                 changed.add(id(node))
-                parents[id(node.parent)] = node.parent
+                parents.setdefault(id(node.parent), (node.parent, []))[1].append(node)
                 node = node.parent
         last_column = len(HEADERS) - 1
-        for parent in parents.values():
-            rows = [i for i, c in enumerate(parent.children) if id(c) in changed]
+        shown = self.shown
+        for parent, nodes in parents.values():
+            count = shown.count(parent)
+            rows = sorted(r for r in map(shown.row, nodes) if 0 <= r < count)  # laid out only
             if rows:
-                first, last = rows[0], rows[-1]
-                self.dataChanged.emit(self.createIndex(first, 0, parent.children[first]),
-                                      self.createIndex(last, last_column, parent.children[last]))
+                kids, first, last = shown.kids(parent), rows[0], rows[-1]
+                self.dataChanged.emit(self.createIndex(first, 0, kids[first]),
+                                      self.createIndex(last, last_column, kids[last]))
 
     def node(self, index: QModelIndex) -> Node:
         return index.internalPointer() if index.isValid() else self._root
 
     def index(self, row: int, column: int, parent: QModelIndex = QModelIndex()) -> QModelIndex:
-        # hasIndex() would call back into rowCount/columnCount through Qt: checked here instead
-        if row < 0 or not 0 <= column < self._ncols or (parent.isValid() and parent.column() != 0):
+        # asked for every row the view lays out: hasIndex() would call back into rowCount and
+        # columnCount through Qt, so it is checked here, with no further Python calls
+        if row < 0 or not 0 <= column < self._ncols:
             return QModelIndex()
-        children = self.node(parent).children
-        if row >= len(children):
+        if parent.isValid():
+            if parent.column() != 0:
+                return QModelIndex()
+            node = parent.internalPointer()
+        else:
+            node = self._root
+        shown = self.shown
+        children = node.children if shown.matches is None else shown.kids(node)
+        if row >= len(children) or (row >= CHUNK and shown.lazy and row >= shown.count(node)):
             return QModelIndex()
         return self.createIndex(row, column, children[row])
 
@@ -148,12 +171,12 @@ class TreeModel(QAbstractItemModel):
         up = index.internalPointer().parent
         if up is None or up is self._root:
             return QModelIndex()
-        return self.createIndex(up.index_in_parent(), 0, up)
+        return self.createIndex(self.shown.row(up), 0, up)
 
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:
         if parent.isValid() and parent.column() != 0:
             return 0
-        return len(self.node(parent).children)
+        return self.shown.count(self.node(parent))
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:
         return self._columns
@@ -171,23 +194,35 @@ class TreeModel(QAbstractItemModel):
     def hasChildren(self, parent: QModelIndex = QModelIndex()) -> bool:
         # asked for every row of every expanded parent while the view lays out: kept lean
         if not parent.isValid():
-            return bool(self._root.children)
-        return parent.column() == 0 and bool(parent.internalPointer().children)
+            return self.shown.has_kids(self._root)
+        if parent.column() != 0:
+            return False
+        if self.shown.matches is None:
+            return bool(parent.internalPointer().children)
+        return self.shown.has_kids(parent.internalPointer())
 
     def index_of(self, node: Node, column: int = 0) -> QModelIndex:
+        """``node``'s index; invalid when the filter hides it or its row is not fetched yet
+        (``reveal`` fetches it)."""
         if node is self._root or node.parent is None:
             return QModelIndex()
-        return self.createIndex(node.index_in_parent(), column, node)
+        row = self.shown.row(node)
+        if row < 0 or row >= self.shown.count(node.parent):
+            return QModelIndex()
+        return self.createIndex(row, column, node)
 
     def find(self, full_name: str) -> QModelIndex:
+        """The index of the named node, its row fetched; invalid when absent or filtered out."""
         node = self._root.find(full_name)
-        return self.index_of(node) if node is not None else QModelIndex()
+        return self.index_of(node) if node is not None and self.reveal(node) else QModelIndex()
 
     def node_changed(self, node: Node) -> None:
         """A node's tensor changed shape/dtype/size: refresh it and its ancestors' totals."""
         node.invalidate_totals()
         while node is not None and node is not self._root:
-            self.dataChanged.emit(self.index_of(node, 0), self.index_of(node, len(HEADERS) - 1))
+            first = self.index_of(node, 0)
+            if first.isValid():
+                self.dataChanged.emit(first, self.index_of(node, len(HEADERS) - 1))
             node = node.parent
 
     # -- content ------------------------------------------------------------------------------

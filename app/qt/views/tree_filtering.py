@@ -95,12 +95,15 @@ class TreeFiltering:
             else:
                 self._expand_matches(index, matches)
             if current is not None:
-                shown = self.proxy.mapFromSource(self.model.index_of(current))
+                shown = self.view_index(current)
                 if shown.isValid():
                     self.view.setCurrentIndex(shown)
                     self.view.scrollTo(shown)
         finally:
             selection.blockSignals(False)
+        # laid out now, not on the first paint: the new scroll range would call for a second
+        # paint (a keystroke at 100k tensors painted the tree three times)
+        self.view.executeDelayedItemsLayout()
         self.view.viewport().update()
         if matches is not None:
             self.filterApplied.emit(len(matches))
@@ -112,7 +115,7 @@ class TreeFiltering:
             for node in index.ancestors(i):
                 if id(node) not in expanded:
                     expanded.add(id(node))
-                    self.view.setExpanded(self.proxy.mapFromSource(self.model.index_of(node)), True)
+                    self.view.setExpanded(self.view_index(node), True)
 
     def _show_message(self, text: str, error: bool = False) -> None:
         self.filter_message.setText(text)

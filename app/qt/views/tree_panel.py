@@ -5,10 +5,14 @@ background task once per tree, never through the view: typing is debounced (``DE
 each pass answers with the matching rows, and only the first ``EXPAND_CAP`` matches are expanded
 (``expandAll`` on 100k rows took tens of seconds). "NaN/Inf" scans every tensor in a worker, with
 progress and Cancel, and filters the tree to the tensors holding NaN or Inf.
+
+The view shows the tree model itself (a filter pass resets it to the matches and their
+ancestors; a wide parent hands out its rows a chunk at a time, more as the view scrolls to
+them), and the proxy only while compare sorts or filters (``_attach``).
 """
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar,
                                QStyle, QToolButton, QTreeView, QVBoxLayout, QWidget)
 
@@ -61,7 +65,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         self.filter_message = QLabel("", self, objectName="treeFilterMessage")
         self.filter_message.setWordWrap(False)
         self.view = QTreeView(self, objectName="moduleTree")
-        self.view.setModel(self.proxy)
+        self.view.setModel(self.model)  # the proxy only while it is active (_attach)
         self.view.setUniformRowHeights(True)
         self.view.setIndentation(14)  # deep module paths need the width more than the steps
         self.view.setAlternatingRowColors(True)
@@ -111,11 +115,75 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         self.filter.installEventFilter(self)
         for signal in (self.proxy.modelReset, self.proxy.rowsInserted, self.proxy.rowsRemoved):
             signal.connect(self._update_hint)
+        self.proxy.activeChanged.connect(self._attach)
+        self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.proxy.sourceModelChanged.connect(self._attach)
         self._update_hint()
+
+    def _attach(self, *_args) -> None:
+        """Show the tree model itself, or the proxy while it is active (compare's filter or
+        sort), keeping the selection model (others listen to it), the columns and the
+        current row."""
+        want = self.proxy if self.proxy.active else self.proxy.sourceModel()
+        if want is None or self.view.model() is want:
+            return
+        current = self.current_node()
+        header, selection = self.view.header(), self.view.selectionModel()
+        state = header.saveState()
+        selection.blockSignals(True)
+        try:
+            self.view.setModel(want)
+            made = self.view.selectionModel()
+            selection.setModel(want)
+            self.view.setSelectionModel(selection)
+            made.deleteLater()
+            header.restoreState(state)
+            self._expand_first_levels(self.model.root)
+            if current is not None:
+                index = self.view_index(current)
+                if index.isValid():
+                    self.view.setCurrentIndex(index)
+        finally:
+            selection.blockSignals(False)
+
+    def _scrolled(self, *_args) -> None:
+        """The next chunk of every expanded parent whose rows handed out so far end on screen
+        (the model hands wide parents out a chunk at a time): the row after its subtree is
+        visible, or its subtree ends the tree and the view is scrolled to the end."""
+        model, view = self.model, self.view
+        if view.model() is not model or not model.shown.partial:
+            return
+        bar = view.verticalScrollBar()
+        at_end, screen = bar.value() >= bar.maximum(), view.viewport().rect()
+        for node in list(model.shown.partial.values()):
+            if node is not model.root:
+                index = model.index_of(node)
+                if not (index.isValid() and view.isExpanded(index)):
+                    continue
+            after = self._row_after(node)
+            if at_end if after is None else view.visualRect(model.index_of(after)).intersects(screen):
+                model.fetch_more(node)
+
+    def _row_after(self, node):
+        """The node of the first row below ``node``'s subtree; None when it ends the tree."""
+        shown, root = self.model.shown, self.model.root
+        while node is not None and node is not root:
+            up, row = node.parent, shown.row(node)
+            if row + 1 < shown.count(up):
+                return shown.kids(up)[row + 1]
+            node = up
+        return None
+
+    def view_index(self, node):
+        """``node``'s index in the view's model, its row fetched (invalid when filtered out)."""
+        if not self.model.reveal(node):
+            return QModelIndex()
+        source = self.model.index_of(node)
+        return self.proxy.mapFromSource(source) if self.view.model() is self.proxy else source
 
     def _update_hint(self, *_args) -> None:
         """Shown while nothing is open (a filter that matches nothing is not "nothing open")."""
-        self.empty_hint.setVisible(self.model.rowCount() == 0)
+        self.empty_hint.setVisible(not self.model.root.children)
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
         if event.type() == QEvent.FocusIn and obj is self.filter:
@@ -160,7 +228,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         if shown < few:
             levels += [c for n in top for c in n.children if c.children]
         for node in levels:
-            self.view.setExpanded(proxy.mapFromSource(self.model.index_of(node)), True)
+            self.view.setExpanded(self.view_index(node), True)
 
     def fit_columns(self) -> None:
         """Columns as wide as their text in the first screen of rows (``column_fit``), Type
@@ -238,7 +306,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
 
     def _visible_rows(self) -> int:
         count, index = 0, self.view.indexAt(self.view.rect().topLeft())
-        index = self.proxy.index(0, 0) if not index.isValid() else index
+        index = self.view.model().index(0, 0) if not index.isValid() else index
         while index.isValid() and count < 1000:
             count, index = count + 1, self.view.indexBelow(index)
         return count
@@ -252,15 +320,16 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         """Make ``full_name``'s row current (clearing a filter that hides it) and reveal it;
         the first selection of a tree just opened (``show_root(fit=True)``) is not revealed
         when that would expand a parent of more than ``WIDE_PARENT`` rows."""
-        source = self.model.find(full_name)
-        if not source.isValid():
+        node = self.model.root.find(full_name)
+        if node is None:
             return False
-        index = self.proxy.mapFromSource(source)
+        index = self.view_index(node)
         if not index.isValid():  # hidden by the filter
             self.nonfinite_button.setChecked(False)
             self.filter.clear()
             self.apply_filter()
-            index = self.proxy.mapFromSource(source)
+            index = self.view_index(node)
+        source = self.model.index_of(node)
         opening, self._opened = self._opened, False
         if not opening or self.view.currentIndex().isValid() or not self._reveal_is_wide(source):
             self.view.scrollTo(index)  # expands collapsed ancestors
@@ -281,8 +350,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         """Whether showing ``source``'s row expands a parent of more than ``WIDE_PARENT`` rows."""
         up = self.model.node(source).parent
         while up is not None and up is not self.model.root:
-            if len(up.children) > WIDE_PARENT and not self.view.isExpanded(
-                    self.proxy.mapFromSource(self.model.index_of(up))):
+            if len(up.children) > WIDE_PARENT and not self.view.isExpanded(self.view_index(up)):
                 return True
             up = up.parent
         return False
