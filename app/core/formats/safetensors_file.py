@@ -183,8 +183,10 @@ def open_entries(path: str) -> tuple[list[TensorEntry], dict[str, str], Callable
 def restore_aliases(entries: list[TensorEntry], metadata: dict[str, str]) -> list[TensorEntry]:
     """Re-create tied names recorded by paramedit, and put everything back in document order."""
     by_name = {e.name: e for e in entries}
-    stored_names = set(by_name)
     order = _json(metadata.get(ORDER_KEY), [])
+    if not order and not metadata.get(ALIASES_KEY) and len(by_name) == len(entries):
+        return list(entries)  # not written by paramedit: the file's order, nothing to re-create
+    stored_names = set(by_name)
     listed = {n for n in order if isinstance(n, str)}  # paramedit writes every alias in both keys
     aliases = _json(metadata.get(ALIASES_KEY), {})
     groups: dict[str, list[TensorEntry]] = {}
