@@ -148,3 +148,13 @@ def test_a_read_document_is_left_to_the_oldest_collection(tmp_path):
     # not walked again by the next young collections: moved as it is to the oldest generation
     assert not any(o is node for o in gc.get_objects(generation=0))
     assert not any(o is node for o in gc.get_objects(generation=1))
+
+
+def test_names_of_a_str_subclass_still_make_a_tree():
+    class Key(str):
+        pass
+
+    entries = [TensorEntry.of(Key("w"), torch.zeros(2)), TensorEntry.of(Key("a.w"), torch.zeros(3))]
+    root = tree_from_names(entries)
+    assert [c.name for c in root.children] == ["w", "a"] and root.children[1].children[0].name == "w"
+    assert root.totals() == (5, 20)

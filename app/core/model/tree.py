@@ -1,7 +1,6 @@
 """The tree shown to the user: modules from ``named_children``, or groups from dotted names."""
 from __future__ import annotations
 
-import sys
 import weakref
 from math import prod
 from typing import Iterator
@@ -191,7 +190,8 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
     def group(parts: list[str]) -> Node:
         return _group_at(by_prefix, root, ".".join(parts)) if parts else root
 
-    get, intern = by_prefix.get, sys.intern
+    get = by_prefix.get
+    share = _one_copy()  # the few distinct names ("weight", "0") stored once, not per node
     for e in entries:
         name = e.name
         prefix, dot, leaf = name.rpartition(".")
@@ -202,11 +202,11 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
             parent = get(prefix)
             if parent is None:
                 if name.count(".") < MAX_NAME_LEVELS:
-                    parent = _group_at(by_prefix, root, prefix)
+                    parent = _group_at(by_prefix, root, prefix, share)
                 else:
                     parts = _parts(name)
                     leaf, parent = parts[-1], group(parts[:-1])
-        _placed(parent, intern(leaf), e.kind, _tensor_type(e), e, _NO_CHILDREN, None)
+        _placed(parent, share(leaf, leaf), e.kind, _tensor_type(e), e, _NO_CHILDREN, None)
     for key, summary in (extra_leaves or {}).items():
         by_prefix[key] = Node(key, ENTRY, "entry", root, summary=summary)
     if container is not None:
@@ -217,15 +217,17 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
     return root
 
 
-def _group_at(by_prefix: dict[str, Node], root: Node, prefix: str) -> Node:
+def _group_at(by_prefix: dict[str, Node], root: Node, prefix: str, share=None) -> Node:
     """The group node of ``prefix``, made with its missing ancestors. A module-level function:
     a closure calling itself is a reference cycle (through its cell) that kept ``by_prefix``,
     so the whole tree, alive until a full garbage collection."""
     node = by_prefix.get(prefix)
     if node is None:
         up, dot, name = prefix.rpartition(".")
-        parent = _group_at(by_prefix, root, up) if dot else root
-        node = by_prefix[prefix] = _placed(parent, sys.intern(name), GROUP, "", None, [], prefix)
+        parent = _group_at(by_prefix, root, up, share) if dot else root
+        if share is not None:
+            name = share(name, name)
+        node = by_prefix[prefix] = _placed(parent, name, GROUP, "", None, [], prefix)
     return node
 
 
@@ -244,6 +246,12 @@ def _placed(parent: Node, name: str, kind: str, type_name: str, entry: TensorEnt
 
 
 _new_node, _weak = object.__new__, weakref.ref
+
+
+def _one_copy():
+    """``share(s, s)``: the first string equal to ``s`` met (a local table: ``sys.intern``
+    refuses str subclasses)."""
+    return {}.setdefault
 
 
 def _parts(name: str) -> list[str]:
