@@ -46,7 +46,8 @@ def read_header_at(path: str) -> tuple[dict, int]:
     """
     # A Python hook per object lets the interpreter switch threads while a 100k-entry header
     # is parsed (the C decoder alone held the GIL ~0.5 s: the window froze).
-    header, n, data_len = _parse(path, _same)
+    n, data_len = _header_size(path)
+    header = _parse(path, n, _same)
     if not _tensors_valid(header, data_len):  # only then the slow checks, for their message
         for name, info in header.items():
             if name != "__metadata__":
@@ -67,10 +68,10 @@ def read_tensor_table(path: str) -> tuple[list[tuple[str, RangeLoader]], dict, M
     n, data_len = _header_size(path)
     handle = MappedFile(path)  # one mapping, never charged the file's size (see mapped_file)
     try:
-        header, _, _ = _parse(path, _loader_maker(handle, 8 + n, data_len))
+        header = _parse(path, n, _loader_maker(handle, 8 + n, data_len))
         metadata = header.pop("__metadata__", None) or {}
         table = list(header.items())
-        for i, (name, info) in enumerate(table):
+        for name, info in table:
             if type(info) is not RangeLoader:  # refused by the maker: say why
                 _check_tensor(path, name, info, data_len)
                 raise CheckpointError(f"{path} has a corrupt safetensors header: tensor {name!r}")
@@ -134,10 +135,8 @@ def _header_size(path: str) -> tuple[int, int]:
     return n, size - 8 - n
 
 
-def _parse(path: str, hook) -> tuple[dict, int, int]:
-    """The header parsed with ``hook`` on every object, with its length and the data's;
-    ``__metadata__`` checked."""
-    n, data_len = _header_size(path)
+def _parse(path: str, n: int, hook) -> dict:
+    """The ``n`` bytes of header parsed with ``hook`` on every object; ``__metadata__`` checked."""
     with open(path, "rb") as f:
         f.seek(8)
         raw = f.read(n)
@@ -159,7 +158,7 @@ def _parse(path: str, hook) -> tuple[dict, int, int]:
             isinstance(k, str) and isinstance(v, str) for k, v in meta.items())):
         raise CheckpointError(f"{path} has a corrupt safetensors header: __metadata__ "
                               "must map strings to strings")
-    return header, n, data_len
+    return header
 
 
 def _tensors_valid(header: dict, data_len: int) -> bool:
