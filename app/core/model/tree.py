@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import weakref
+from math import prod
 from typing import Iterator
 
 import torch
 
+from .dtypes import _element_size
 from .tensor_entry import BUFFER, PARAMETER, TENSOR, TensorEntry
 from .ties import unique_entries
 
@@ -23,21 +25,26 @@ class Node:
     (a checkpoint's memory map stayed alive per replaced tree: the soak's RSS grew without bound).
     A node kept after its tree went (the selection across a rebuild) has no parent, but still
     knows its ``full_name``: a group's is set when it is placed.
+
+    A checkpoint may hold 100k tensors, so a node is small: a tensor's node has no children
+    (an empty tuple shared by all) and no totals of its own (its entry's shape says them); a
+    group keeps its sums as two ints, not a tuple.
     """
 
     __slots__ = ("name", "kind", "type_name", "_parent", "_path", "children", "entry", "summary",
-                 "_totals", "_tied", "_row", "module", "__weakref__")
+                 "_numel", "_nbytes", "_tied", "_row", "module", "__weakref__")
 
     def __init__(self, name: str, kind: str, type_name: str = "", parent: "Node | None" = None,
                  entry: TensorEntry | None = None, summary: str = ""):
         self.name = name
         self.kind = kind
         self.type_name = type_name
-        self.children: list[Node] = []
+        self.children: list[Node] = [] if entry is None else _NO_CHILDREN
         self.entry = entry
         self.parent = parent
         self.summary = summary
-        self._totals: tuple[int, int] | None = None
+        self._numel = -1    # the subtree's sums; -1 until summed (a group's only)
+        self._nbytes = 0
         self._tied = False  # some tensor below is tied: totals count its storage once
         self._row = -1      # position in the parent's children (checked before use)
         self.module = None  # the nn.Module of a live model's module node
@@ -126,37 +133,47 @@ class Node:
         Filled for every node below in one post-order pass, adding the children's sums; only a
         subtree holding tied tensors is counted over its unique entries (a walk per node
         re-read every tensor once per level: 2 s at 100k tensors)."""
-        if self._totals is None:
-            order, stack = [], [self]
-            while stack:
-                node = stack.pop()
-                if node._totals is None:
-                    order.append(node)
-                    stack.extend(node.children)
-            for node in reversed(order):  # children before their parents
-                node._fill_totals()
-        return self._totals
-
-    def _fill_totals(self) -> None:
         e = self.entry
         if e is not None:
-            self._totals, self._tied = (e.numel, e.nbytes), bool(e.shared_with)
-            return
+            numel = prod(e.shape)
+            return numel, numel * _element_size(e.dtype)
+        if self._numel < 0:
+            order, stack = [], [self]
+            while stack:  # the nodes without a tensor that are not summed yet
+                node = stack.pop()
+                order.append(node)
+                stack += [c for c in node.children if c.entry is None and c._numel < 0]
+            for node in reversed(order):  # children before their parents
+                node._fill_totals()
+        return self._numel, self._nbytes
+
+    def _fill_totals(self) -> None:
         numel = nbytes = 0
         tied = False
         for c in self.children:
-            n, b = c._totals
-            numel, nbytes, tied = numel + n, nbytes + b, tied or c._tied
+            e = c.entry
+            if e is None:
+                numel += c._numel
+                nbytes += c._nbytes
+                tied = tied or c._tied
+            else:
+                n = prod(e.shape)
+                numel += n
+                nbytes += n * _element_size(e.dtype)
+                tied = tied or bool(e.shared_with)
         if tied:
             uniq = unique_entries(self.tensor_entries())
             numel, nbytes = sum(u.numel for u in uniq), sum(u.nbytes for u in uniq)
-        self._totals, self._tied = (numel, nbytes), tied
+        self._numel, self._nbytes, self._tied = numel, nbytes, tied
 
     def invalidate_totals(self) -> None:
         node: Node | None = self
         while node is not None:
-            node._totals = None
+            node._numel = -1
             node = node.parent
+
+
+_NO_CHILDREN: tuple = ()  # a tensor's node never has children
 
 
 def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | None = None,
@@ -170,21 +187,26 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
     root = Node("", ROOT)
     by_prefix: dict[str, Node] = {}  # "a.b" -> the group a / b: one lookup per tensor
 
-    def group_at(prefix: str) -> Node:
-        return _group_at(by_prefix, root, prefix)
-
     def group(parts: list[str]) -> Node:
         return _group_at(by_prefix, root, ".".join(parts)) if parts else root
 
+    get = by_prefix.get
+    share = _one_copy()  # the few distinct names ("weight", "0") stored once, not per node
     for e in entries:
         name = e.name
-        if name.count(".") < MAX_NAME_LEVELS:
-            prefix, dot, leaf = name.rpartition(".")
-            parent = (by_prefix.get(prefix) or group_at(prefix)) if dot else root
+        prefix, dot, leaf = name.rpartition(".")
+        if not dot:
+            parent = root
         else:
-            parts = _parts(name)
-            leaf, parent = parts[-1], group(parts[:-1])
-        Node(leaf, e.kind, _tensor_type(e), parent, entry=e)
+            # a known prefix has fewer than MAX_NAME_LEVELS levels: only a new one is counted
+            parent = get(prefix)
+            if parent is None:
+                if name.count(".") < MAX_NAME_LEVELS:
+                    parent = _group_at(by_prefix, root, prefix, share)
+                else:
+                    parts = _parts(name)
+                    leaf, parent = parts[-1], group(parts[:-1])
+        _placed(parent, share(leaf, leaf), e.kind, _tensor_type(e), e, _NO_CHILDREN, None)
     for key, summary in (extra_leaves or {}).items():
         by_prefix[key] = Node(key, ENTRY, "entry", root, summary=summary)
     if container is not None:
@@ -195,16 +217,41 @@ def tree_from_names(entries: list[TensorEntry], extra_leaves: dict[str, str] | N
     return root
 
 
-def _group_at(by_prefix: dict[str, Node], root: Node, prefix: str) -> Node:
+def _group_at(by_prefix: dict[str, Node], root: Node, prefix: str, share=None) -> Node:
     """The group node of ``prefix``, made with its missing ancestors. A module-level function:
     a closure calling itself is a reference cycle (through its cell) that kept ``by_prefix``,
     so the whole tree, alive until a full garbage collection."""
     node = by_prefix.get(prefix)
     if node is None:
         up, dot, name = prefix.rpartition(".")
-        node = by_prefix[prefix] = Node(name, GROUP, "",
-                                        _group_at(by_prefix, root, up) if dot else root)
+        parent = _group_at(by_prefix, root, up, share) if dot else root
+        if share is not None:
+            name = share(name, name)
+        node = by_prefix[prefix] = _placed(parent, name, GROUP, "", None, [], prefix)
     return node
+
+
+def _placed(parent: Node, name: str, kind: str, type_name: str, entry: TensorEntry | None,
+            children, path: str | None) -> Node:
+    """A node as ``Node(...)`` makes it, without its general placing: the builder already knows
+    the path (a group's is its prefix, the very string its lookup is keyed by) and that nothing
+    is below. Once per tensor and group of a 100k-tensor file."""
+    node = _new_node(Node)
+    node.name, node.kind, node.type_name, node.entry, node.children = \
+        name, kind, type_name, entry, children
+    node._parent, node._path, node.summary, node.module = _weak(parent), path, "", None
+    node._numel, node._nbytes, node._tied, node._row = -1, 0, False, -1
+    parent.children.append(node)
+    return node
+
+
+_new_node, _weak = object.__new__, weakref.ref
+
+
+def _one_copy():
+    """``share(s, s)``: the first string equal to ``s`` met (a local table: ``sys.intern``
+    refuses str subclasses)."""
+    return {}.setdefault
 
 
 def _parts(name: str) -> list[str]:
@@ -311,7 +358,10 @@ def _class_name(module) -> str:
     return name if isinstance(name, str) and name else type(module).__name__
 
 
+_TYPE_NAMES = {"parameter": "Parameter", "buffer": "buffer"}
+
+
 def _tensor_type(e: TensorEntry) -> str:
     if not e.persistent:
         return "buffer (non-persistent, not saved)"
-    return {"parameter": "Parameter", "buffer": "buffer"}.get(e.kind, "tensor")
+    return _TYPE_NAMES.get(e.kind, "tensor")
