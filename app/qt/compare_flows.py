@@ -282,6 +282,9 @@ class CompareFlows(Presenter):
 
     def _restore_tree(self, name: str | None) -> None:
         self.views.tree.view.expandToDepth(0)
+        if self.column is not None:  # Change right after Name: what a comparison is read for
+            header = self.views.tree.view.header()
+            header.moveSection(header.visualIndex(len(HEADERS)), 1)
         self.views.tree.fit_columns()
         self.window.fit_docks()  # room for the Change column
         if name is not None:

@@ -299,3 +299,15 @@ def test_a_result_arriving_after_the_window_closed_is_dropped(qtbot, pair):
     assert QThreadPool.globalInstance().waitForDone(20_000)
     for _ in range(5):  # deliver the finished signals queued for the GUI thread
         QApplication.processEvents()
+
+
+def test_the_change_column_shows_next_to_the_names_and_goes_with_the_comparison(qtbot, window, pair):
+    """The tree dock is narrow: a last column would start off screen, so Change moves right after
+    Name while comparing, and the columns are as before once the comparison is closed."""
+    flows = compared(qtbot, window, pair)
+    header = window.tree_view.header()
+    assert header.visualIndex(CHANGE) == 1
+    assert header.sectionPosition(CHANGE) == header.sectionSize(0)  # where Type began
+    flows.close_comparison()
+    assert header.count() == len(HEADERS)
+    assert [header.logicalIndex(v) for v in range(header.count())] == list(range(len(HEADERS)))
