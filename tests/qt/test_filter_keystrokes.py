@@ -3,21 +3,29 @@ regex still waits for a pause), from whole-column numpy passes over the names, w
 answers kept (a backspace scans nothing) and which rows show decided for every node at once."""
 from __future__ import annotations
 
+import sys
+
 import torch
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from app.core import name_index
 from app.core.model.document import Document
+from app.qt.models.tree_model import TreeModel
 from app.qt.views.tree_panel import ModuleTreePanel
 from tests.helpers.qt import tree_rows
 
 
-def typed_panel(qtbot, layers=40) -> ModuleTreePanel:
+def typed_panel(qtbot, layers=40, model=None) -> ModuleTreePanel:
     sd = {f"model.layers.{i}.{p}.{leaf}": torch.zeros(2) for i in range(layers)
           for p in ("q_proj", "k_proj", "mlp") for leaf in ("weight", "bias")}
     panel = ModuleTreePanel()
     qtbot.addWidget(panel)
+    if model is not None:  # as the panel made it
+        panel.model = model
+        model.setParent(panel)
+        panel.proxy.setSourceModel(model)
+        panel.view.setModel(model)
     panel.resize(900, 600)
     panel.show()
     panel.show_root(Document.from_object(sd).root)
@@ -124,3 +132,82 @@ def test_which_rows_show_is_decided_for_every_node_at_once(qtbot, monkeypatch):
     assert shown(panel) == expected(panel, lambda n: "k_proj.w" in n)
     layers = panel.view_index(panel.model.root.find("model.layers"))
     assert panel.view.isExpanded(layers) and panel.model.rowCount(layers) == 40
+
+
+def layer_rows(panel) -> list:
+    layers = panel.view_index(panel.model.root.find("model.layers"))
+    return [panel.model.index(r, 0, layers) for r in range(panel.model.rowCount(layers))]
+
+
+def test_the_filter_expands_a_screenful_and_the_rest_as_it_scrolls_into_view(qtbot):
+    """Only the rows that fill the viewport are expanded by a pass (it expanded the ancestors
+    of 50 matches, laid out whether seen or not); scrolling expands the rows that come into
+    view, and a row the user collapsed stays collapsed."""
+    panel = typed_panel(qtbot, layers=120)
+    qtbot.keyClicks(panel.filter, "_proj.weight")
+    turns()
+    view = panel.view
+    expanded = [i for i in layer_rows(panel) if view.isExpanded(i)]
+    assert 0 < len(expanded) <= 12  # a screen shows ~6 layers of five rows (not 25 layers)
+    last = layer_rows(panel)[-1]
+    assert not view.isExpanded(last)
+    bar = view.verticalScrollBar()
+    for _ in range(30):  # to the end, as rows expanded on the way push it further
+        bar.setValue(bar.maximum())
+        turns()
+    assert view.isExpanded(last)  # scrolled into view: expanded
+    layer = panel.model.index(0, 0, last)
+    assert panel.model.index(0, 0, layer).data(Qt.UserRole) == "model.layers.119.q_proj.weight"
+    view.collapse(last)
+    bar.setValue(bar.maximum() - 1)
+    bar.setValue(bar.maximum())
+    turns()
+    assert not view.isExpanded(last)  # the user's collapse stays
+
+
+class CountingModel(TreeModel):
+    """Counts the ``data`` calls Qt makes itself, and those made for a ``multiData``."""
+
+    from_qt = from_multi = 0
+
+    def data(self, *args):
+        if sys._getframe(1).f_code.co_name == "multiData":
+            self.from_multi += 1
+        else:
+            self.from_qt += 1
+        return super().data(*args)
+
+
+def test_a_repaint_asks_the_model_once_per_cell(qtbot):
+    """The delegate asks seven roles per cell: one Python call each made a repaint after a
+    keystroke ~1,900 calls from Qt."""
+    panel = typed_panel(qtbot, model=CountingModel())
+    qtbot.keyClicks(panel.filter, "weight")
+    turns()
+    model = panel.model
+    model.from_qt = model.from_multi = 0
+    panel.view.viewport().repaint()
+    columns = sum(1 for i in range(model.columnCount()) if not panel.view.isColumnHidden(i))
+    assert model.from_multi >= columns * 10 * 7 and model.from_qt == 0
+
+
+def test_what_a_cell_paints_is_what_its_data_says(qtbot):
+    from PySide6.QtWidgets import QStyleOptionViewItem
+    from app.qt.models.tree_model import DTYPE, ELEMENTS, NAME, TYPE
+    panel = typed_panel(qtbot)
+    panel.model.modified.add("model.layers.0.q_proj.weight")  # italic, coloured
+    delegate = panel.view.itemDelegate()
+    for name in ("model.layers.0", "model.layers.0.q_proj.weight", "model.layers.1.mlp.bias"):
+        row = panel.model.find(name)
+        for col in (NAME, TYPE, DTYPE, ELEMENTS):
+            index = row.siblingAtColumn(col)
+            option = QStyleOptionViewItem()
+            delegate.initStyleOption(option, index)  # asks the model through multiData
+            assert option.text == (index.data(Qt.DisplayRole) or "")
+            font = index.data(Qt.FontRole)
+            assert option.font.italic() == bool(font is not None and font.italic())
+            colour = index.data(Qt.ForegroundRole)
+            if colour is not None:
+                assert option.palette.text().color() == colour
+            assert option.icon.isNull() == (index.data(Qt.DecorationRole) is None)
+            assert bool(option.displayAlignment & Qt.AlignRight) == (col >= ELEMENTS)

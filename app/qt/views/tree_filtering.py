@@ -3,9 +3,12 @@ box's text over it, showing and expanding the matches, and the NaN/Inf scan. A m
 ``tree_panel.ModuleTreePanel``, which holds the widgets, the view and its columns."""
 from __future__ import annotations
 
+from PySide6.QtCore import QPoint
+
 from ...core.errors import UserError, first_line
 from ...core.model.nonfinite import nonfinite_names
 from ...core.tree_filter import NameIndex, parse_filter
+from ..models.tree_model import NodeRole
 from ..progress import show_progress
 from ..workers import Task
 
@@ -114,13 +117,38 @@ class TreeFiltering:
             self.filterApplied.emit(len(matches))
 
     def _expand_matches(self, index: NameIndex, matches: list[int]) -> None:
-        """Expand the ancestors of the first ``EXPAND_CAP`` matches, never the whole tree."""
-        expanded: set[int] = set()
-        for i in matches[:EXPAND_CAP]:
+        """Expand the ancestors of the first matches, as many as fill the viewport (at most
+        ``EXPAND_CAP``), never the whole tree; the others are expanded as they scroll into
+        view (``_expand_in_view``). Only marked expanded here: laid out once, afterwards."""
+        seen = self._auto_expanded = set()
+        fit = self.view.viewport().height() // max(1, self.view.fontMetrics().height())
+        for n, i in enumerate(matches[:EXPAND_CAP]):
             for node in index.ancestors(i):
-                if id(node) not in expanded:
-                    expanded.add(id(node))
+                if id(node) not in seen:
+                    seen.add(id(node))
                     self.view.setExpanded(self.view_index(node), True)
+            if len(seen) + n + 1 > fit:  # the rows down to this match fill the viewport
+                break
+
+    def _expand_in_view(self) -> None:
+        """While a filter shows: expand the collapsed rows on screen that hold matches, once
+        each (a row the user collapses stays collapsed)."""
+        view, model = self.view, self.model
+        if model.shown.matches is None or view.model() is not model:
+            return
+        seen, bottom = self._auto_expanded, view.viewport().height()
+        index = view.indexAt(QPoint(0, 0))
+        for _ in range(1000):  # at most a screenful of rows
+            if not index.isValid() or view.visualRect(index).top() > bottom:
+                break
+            node = index.internalPointer()
+            if id(node) not in seen and not view.isExpanded(index) and model.hasChildren(index):
+                seen.add(id(node))
+                view.expand(index)
+            index = view.indexBelow(index)
+
+    def _user_collapsed(self, index) -> None:
+        self._auto_expanded.add(id(self.view.model().data(index, NodeRole)))
 
     def _show_message(self, text: str, error: bool = False) -> None:
         self.filter_message.setText(text)

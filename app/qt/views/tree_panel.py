@@ -99,6 +99,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         self._index_root = None
         self._scan_task: Task | None = None
         self._running: set[Task] = set()
+        self._auto_expanded: set[int] = set()  # rows expanded for the filter, or collapsed since
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self.apply_filter)
         self.filter.textChanged.connect(self._filter_changed)
@@ -116,6 +117,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
             signal.connect(self._update_hint)
         self.proxy.activeChanged.connect(self._attach)
         self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.view.collapsed.connect(self._user_collapsed)
         self.proxy.sourceModelChanged.connect(self._attach)
         self._update_hint()
 
@@ -146,9 +148,11 @@ class ModuleTreePanel(TreeFiltering, QWidget):
             selection.blockSignals(False)
 
     def _scrolled(self, *_args) -> None:
-        """The next chunk of every expanded parent whose rows handed out so far end on screen
+        """While filtering, the rows scrolled into view that hold matches expanded; then the
+        next chunk of every expanded parent whose rows handed out so far end on screen
         (the model hands wide parents out a chunk at a time): the row after its subtree is
         visible, or its subtree ends the tree and the view is scrolled to the end."""
+        self._expand_in_view()
         model, view = self.model, self.view
         if view.model() is not model or not model.shown.partial:
             return
