@@ -29,8 +29,9 @@ from .name_scan import Codes, NameBytes, as_list, as_mask, both
 if TYPE_CHECKING:
     from .tree_filter import NameFilter
 
-#: answers kept per index (typing, then backspacing over it, asks for them again)
-RECENT = 32
+#: answers kept per index (typing, then backspacing over it, asks for them again), as masks
+#: of one byte per node, or as lists when no longer than this
+RECENT, KEPT_LIST = 32, 4096
 #: regex syntax that means something else in names joined by newlines: string anchors, inline
 #: flags and lookarounds, escapes that name a newline
 _PER_NAME = re.compile(r"\\[AZzn]|\(\?|\\x0[aA]|\\u000[aA]|\\N|\\012")
@@ -69,8 +70,8 @@ class Visibility:
 class NameIndex:
     """Every node under ``root`` (root excluded) with its lower-cased full name, in tree order.
 
-    ``matches(filter)`` returns the sorted indices of matching nodes (a list kept for later
-    keystrokes: not to be changed); ``shown(node, matches)`` whether a row is to be shown (it
+    ``matches(filter)`` returns the sorted indices of matching nodes (a list that may be
+    handed out again: not to be changed); ``shown(node, matches)`` whether a row is to be shown (it
     matches, or something below it does); ``visibility(matches)`` says it for every node."""
 
     def __init__(self, root: Node):
@@ -98,7 +99,9 @@ class NameIndex:
                 self.end[i] = i + 1
         self._ends = np.array(self.end, dtype=np.int64)
         self.bytes = NameBytes(self.names)
-        self._recent: OrderedDict = OrderedDict()  # filter -> (matches, mask or None)
+        # filter -> its answer as a mask, or a short list (a list of 185k ints is 7 MB)
+        self._recent: OrderedDict = OrderedDict()
+        self._given: tuple[list[int], np.ndarray | None] | None = None  # the last answer
         self._last: tuple[NameFilter, list[int]] | None = None
 
     def __len__(self) -> int:
@@ -108,24 +111,27 @@ class NameIndex:
         """Indices of the nodes that pass every term of ``flt`` (all nodes when it is empty)."""
         if flt.empty:
             return list(range(len(self.nodes)))
-        key = replace(flt, text="")  # "a  b" and "a b" are one filter
+        n, key = len(self.nodes), replace(flt, text="")  # "a  b" and "a b" are one filter
         kept = self._recent.get(key)
         if kept is None:
             last = self._last
             candidates = last[1] if last is not None and flt.narrows(last[0]) else None
-            sel = self._match(flt, candidates, deadline or Deadline())
-            kept = (as_list(sel, len(self.nodes)), sel if isinstance(sel, np.ndarray) else None)
+            kept = self._match(flt, candidates, deadline or Deadline())
+            if kept is None or (isinstance(kept, list) and len(kept) > KEPT_LIST):
+                kept = as_mask(kept, n)
             self._recent[key] = kept
             if len(self._recent) > RECENT:
                 self._recent.popitem(last=False)
         self._recent.move_to_end(key)
-        self._last = (flt, kept[0])
-        return kept[0]
+        out = as_list(kept, n)
+        self._given = (out, kept if isinstance(kept, np.ndarray) else None)
+        self._last = (flt, out)
+        return out
 
     def visibility(self, matches: list[int]) -> Visibility:
         """Which nodes ``matches`` shows, for all nodes at once (a few ms at 185k nodes)."""
-        mask = next((m for lst, m in self._recent.values() if lst is matches and m is not None),
-                    None)
+        given = self._given
+        mask = given[1] if given is not None and given[0] is matches else None
         if mask is None:
             mask = as_mask(matches, len(self.nodes))
         counts = np.zeros(len(self.nodes) + 1, dtype=np.int64)
@@ -172,7 +178,8 @@ class NameIndex:
             return mask
         names, sel = self.names, None
         for lit in _literals(pattern):
-            sel = both(sel, self._containing(lit, sel if isinstance(sel, list) else None), len(names))
+            found = self._containing(lit, sel if isinstance(sel, list) else None)
+            sel = both(sel, found, len(names))
         hit = _tail_glob(pattern)
         idx = range(len(names)) if sel is None else as_list(sel, len(names))
         return [i for i in idx if hit(names[i])]

@@ -113,6 +113,8 @@ def both(a, b, n: int):
     if isinstance(a, np.ndarray):
         a, b = b, a
     if isinstance(b, np.ndarray):  # a list and a mask: a short list stays a list
-        return [i for i in a if b[i]] if len(a) < 256 else np.flatnonzero(as_mask(a, n) & b).tolist()
+        if len(a) < 256:
+            return [i for i in a if b[i]]
+        return np.flatnonzero(as_mask(a, n) & b).tolist()
     keep = set(b)
     return [i for i in a if i in keep]
