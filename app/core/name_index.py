@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import replace
 from itertools import compress, repeat
 from operator import contains
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import regex
@@ -24,7 +24,7 @@ import regex
 from .expressions.user_regex import Deadline, compile_pattern, search
 from .errors import UserError
 from .model.tree import Node
-from .name_scan import Codes, NameBytes, as_list, as_mask, both
+from .name_scan import Codes, Matches, NameBytes, as_list, as_mask, both
 
 if TYPE_CHECKING:
     from .tree_filter import NameFilter
@@ -101,8 +101,7 @@ class NameIndex:
         self.bytes = NameBytes(self.names)
         # filter -> its answer as a mask, or a short list (a list of 185k ints is 7 MB)
         self._recent: OrderedDict = OrderedDict()
-        self._given: tuple[list[int], np.ndarray | None] | None = None  # the last answer
-        self._last: tuple[NameFilter, list[int]] | None = None
+        self._last: tuple[NameFilter, Matches] | None = None
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -111,11 +110,20 @@ class NameIndex:
         """Indices of the nodes that pass every term of ``flt`` (all nodes when it is empty)."""
         if flt.empty:
             return list(range(len(self.nodes)))
-        n, key = len(self.nodes), replace(flt, text="")  # "a  b" and "a b" are one filter
+        return self.answer(flt, deadline).list()
+
+    def answer(self, flt: NameFilter, deadline: Deadline | None = None) -> Matches:
+        """``matches`` as a ``Matches``: counted, with its mask, listed only when asked."""
+        n = len(self.nodes)
+        if flt.empty:
+            return Matches(None, n)
+        key = replace(flt, text="")  # "a  b" and "a b" are one filter
         kept = self._recent.get(key)
         if kept is None:
             last = self._last
-            candidates = last[1] if last is not None and flt.narrows(last[0]) else None
+            candidates = None
+            if last is not None and flt.narrows(last[0]) and len(last[1]) * 8 < n:
+                candidates = last[1].list()
             kept = self._match(flt, candidates, deadline or Deadline())
             if kept is None or (isinstance(kept, list) and len(kept) > KEPT_LIST):
                 kept = as_mask(kept, n)
@@ -123,17 +131,15 @@ class NameIndex:
             if len(self._recent) > RECENT:
                 self._recent.popitem(last=False)
         self._recent.move_to_end(key)
-        out = as_list(kept, n)
-        self._given = (out, kept if isinstance(kept, np.ndarray) else None)
+        out = Matches(kept, n)
         self._last = (flt, out)
         return out
 
-    def visibility(self, matches: list[int]) -> Visibility:
+    def visibility(self, matches: Sequence[int]) -> Visibility:
         """Which nodes ``matches`` shows, for all nodes at once (a few ms at 185k nodes)."""
-        given = self._given
-        mask = given[1] if given is not None and given[0] is matches else None
+        mask = getattr(matches, "mask", None)
         if mask is None:
-            mask = as_mask(matches, len(self.nodes))
+            mask = as_mask(list(matches), len(self.nodes))
         counts = np.zeros(len(self.nodes) + 1, dtype=np.int64)
         np.cumsum(mask, out=counts[1:])
         inside = counts[self._ends]
@@ -165,7 +171,7 @@ class NameIndex:
         """The names containing ``text``: a narrowing of few ``candidates`` (the previous
         answer, when it holds every match), else a whole-column pass."""
         names = self.names
-        if candidates is not None and len(candidates) * 8 < len(names):
+        if candidates is not None:
             return [i for i in candidates if text in names[i]]
         mask = self.bytes.containing(text)
         if mask is not None:

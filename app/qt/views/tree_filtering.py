@@ -3,6 +3,8 @@ box's text over it, showing and expanding the matches, and the NaN/Inf scan. A m
 ``tree_panel.ModuleTreePanel``, which holds the widgets, the view and its columns."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from PySide6.QtCore import QPoint
 
 from ...core.errors import UserError, first_line
@@ -82,14 +84,14 @@ class TreeFiltering:
         try:
             flt = parse_filter(text)
             index = self.name_index()
-            matches = index.matches(flt)
+            matches = index.answer(flt)
         except UserError as exc:
             self._show_message(first_line(exc), error=True)
             return
         self._show_message("" if matches else "no match")
         self._show_matches(index, matches)
 
-    def _show_matches(self, index: NameIndex | None, matches: list[int] | None) -> None:
+    def _show_matches(self, index: NameIndex | None, matches: Sequence[int] | None) -> None:
         """Reset the proxy to the matches (None: every row), expand the first of them (or the
         first levels) and keep the current row, without telling the controller: what it shows
         does not change."""
@@ -116,7 +118,7 @@ class TreeFiltering:
         if matches is not None:
             self.filterApplied.emit(len(matches))
 
-    def _expand_matches(self, index: NameIndex, matches: list[int]) -> None:
+    def _expand_matches(self, index: NameIndex, matches: Sequence[int]) -> None:
         """Expand the ancestors of the first matches, as many as fill the viewport (at most
         ``EXPAND_CAP``), never the whole tree; the others are expanded as they scroll into
         view (``_expand_in_view``). Only marked expanded here: laid out once, afterwards."""
