@@ -146,6 +146,8 @@ class Matches(Sequence):
         return iter(self.list())
 
     def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
         return self.list() == list(other)
 
     __hash__ = None  # type: ignore[assignment]

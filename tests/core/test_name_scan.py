@@ -87,3 +87,12 @@ def test_kind_dtype_and_shape_columns_are_tested_once_per_value():
     assert found == [f"l{i}.w" for i in range(12) if i % 2 == 0 and i % 3 == 1]
     assert [index.full[i] for i in index.matches(parse_filter("kind:group"))] == [
         f"l{i}" for i in range(12)]
+
+
+def test_an_answer_is_counted_and_sliced_without_its_whole_list():
+    index = index_of([f"layer{i}.w" for i in range(300)])
+    answer = index.answer(parse_filter("w"))
+    assert answer.mask is not None and answer._list is None
+    assert len(answer) == 300 and answer[:3] == [1, 3, 5] and answer._list is None
+    assert answer == index.matches(parse_filter("w")) and answer != None  # noqa: E711
+    assert not index.answer(parse_filter("nothing"))
