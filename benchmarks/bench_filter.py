@@ -173,6 +173,13 @@ def main() -> None:
     # processes on a shared machine
     best = [min(cpus[k::len(keys)]) for k in range(len(keys))]
     best_floor = [min(floors[k::len(keys)]) for k in range(len(keys))]
+    if ARGS.keys:
+        texts = []
+        for ch in keys:  # the box's text after each key
+            prev = texts[-1] if texts else ""
+            texts.append(prev[:-1] if ch == "\b" else "" if ch == "\x15" else prev + ch)
+        for k in sorted(range(len(keys)), key=best.__getitem__)[-8:]:
+            print(f"  slowest keys (best of repeats): {texts[k]!r:<18} {best[k] * 1e3:5.1f} ms")
     row("key's best CPU: worst key", max(best), max(best_floor))
     row("key's best CPU: median key", statistics.median(best), statistics.median(best_floor))
     print(f"keys over 50 ms (wall): {sum(w > 0.05 for w in walls)} of {len(walls)}")
