@@ -3,9 +3,9 @@
 Two things keep the view's work proportional to what is on screen at 100k tensors:
 
 - a name filter is applied here, per parent and only for the parents the view asks about
-  (one bisection per child over the sorted matches of a ``NameIndex``), so the model itself
-  holds only the matches and their ancestors: no proxy asks a Python ``filterAcceptsRow``
-  per row, and a new pattern is one model reset;
+  (one byte per child of the ``NameIndex``'s ``visibility``, made for every node at once in
+  numpy), so the model itself holds only the matches and their ancestors: no proxy asks a
+  Python ``filterAcceptsRow`` per row, and a new pattern is one model reset;
 - a parent with more than ``CHUNK`` shown children gives them out ``CHUNK`` at a time (more
   when the view is scrolled to the end, ``tree_fetch``): expanding 2,500 layers, or
   expanding all, lays out a few hundred rows, not 100k.
@@ -13,8 +13,6 @@ Two things keep the view's work proportional to what is on screen at 100k tensor
 Plain Python (no Qt): ``TreeModel`` wraps it and sends the signals.
 """
 from __future__ import annotations
-
-from bisect import bisect_left
 
 #: rows of one parent handed to the view at a time
 CHUNK = 256
@@ -27,6 +25,7 @@ class ShownRows:
         self.root = root
         self.index = None     # the NameIndex that ``matches`` refer to
         self.matches = None   # sorted node positions in ``index``, or None: no filter
+        self._shown = self._below = b""  # per node of ``index``: shown; has a match below
         self.lazy = True      # False: every row at once (a sorting or recursive proxy needs all)
         self.want_lazy = True  # what ``lazy`` becomes at the next reset
         self._kids: dict[int, list] = {}
@@ -38,6 +37,9 @@ class ShownRows:
         if root is not None:
             self.root = root
         self.index, self.matches = index, matches
+        if matches is not None:
+            seen = index.visibility(matches)
+            self._shown, self._below = seen.shown, seen.below
         self.lazy = self.want_lazy
         self._kids.clear()
         self._rows.clear()
@@ -51,8 +53,8 @@ class ShownRows:
             return node.children
         kids = self._kids.get(id(node))
         if kids is None:
-            shown, matches = self.index.shown, self.matches
-            kids = [c for c in node.children if shown(c, matches)]
+            shown, pos = self._shown, self.index.pos
+            kids = [c for c in node.children if shown[pos.get(id(c), -1)]]
             self._kids[id(node)] = kids
             rows = self._rows
             for i, c in enumerate(kids):
@@ -72,12 +74,10 @@ class ShownRows:
     def has_kids(self, node) -> bool:
         if self.matches is None:
             return bool(node.children)
-        index = self.index
-        i = index.pos.get(id(node))
+        i = self.index.pos.get(id(node))
         if i is None:
             return node is self.root and bool(self.matches)
-        j = bisect_left(self.matches, i + 1)  # a match strictly inside i's subtree
-        return j < len(self.matches) and self.matches[j] < index.end[i]
+        return bool(self._below[i])
 
     def row(self, node) -> int:
         """``node``'s row under its parent, -1 when the filter hides it."""

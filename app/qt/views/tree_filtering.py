@@ -3,14 +3,24 @@ box's text over it, showing and expanding the matches, and the NaN/Inf scan. A m
 ``tree_panel.ModuleTreePanel``, which holds the widgets, the view and its columns."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from PySide6.QtCore import QPoint
+
 from ...core.errors import UserError, first_line
 from ...core.model.nonfinite import nonfinite_names
 from ...core.tree_filter import NameIndex, parse_filter
+from ..models.tree_model import NodeRole
 from ..progress import show_progress
 from ..workers import Task
 
 #: at most this many matches have their ancestors expanded
 EXPAND_CAP = 50
+#: a ``re:`` term waits this long for the next key before the filter runs (a regex pass can
+#: take a while, and a half-typed one is an error); other text runs at the next turn of the
+#: event loop (a pass takes 15-30 ms at 100k tensors, and keys typed meanwhile make one pass):
+#: waiting 150 ms for every key made the tree answer each one 150 ms late
+DEBOUNCE_MS = 150
 
 
 class TreeFiltering:
@@ -50,12 +60,12 @@ class TreeFiltering:
         return self._index
 
     # -- filtering -----------------------------------------------------------------------------
-    def _filter_changed(self, _text: str) -> None:
+    def _filter_changed(self, text: str) -> None:
         self._build_index()
         if self.nonfinite_button.isChecked():  # typing leaves the NaN/Inf view
             self.cancel_scan()
             self.nonfinite_button.setChecked(False)
-        self._debounce.start()
+        self._debounce.start(DEBOUNCE_MS if "re:" in text else 0)
 
     def apply_filter(self) -> None:
         """Run the filter box's text now (the debounce timer calls it)."""
@@ -74,14 +84,14 @@ class TreeFiltering:
         try:
             flt = parse_filter(text)
             index = self.name_index()
-            matches = index.matches(flt)
+            matches = index.answer(flt)
         except UserError as exc:
             self._show_message(first_line(exc), error=True)
             return
         self._show_message("" if matches else "no match")
         self._show_matches(index, matches)
 
-    def _show_matches(self, index: NameIndex | None, matches: list[int] | None) -> None:
+    def _show_matches(self, index: NameIndex | None, matches: Sequence[int] | None) -> None:
         """Reset the proxy to the matches (None: every row), expand the first of them (or the
         first levels) and keep the current row, without telling the controller: what it shows
         does not change."""
@@ -108,14 +118,39 @@ class TreeFiltering:
         if matches is not None:
             self.filterApplied.emit(len(matches))
 
-    def _expand_matches(self, index: NameIndex, matches: list[int]) -> None:
-        """Expand the ancestors of the first ``EXPAND_CAP`` matches, never the whole tree."""
-        expanded: set[int] = set()
-        for i in matches[:EXPAND_CAP]:
+    def _expand_matches(self, index: NameIndex, matches: Sequence[int]) -> None:
+        """Expand the ancestors of the first matches, as many as fill the viewport (at most
+        ``EXPAND_CAP``), never the whole tree; the others are expanded as they scroll into
+        view (``_expand_in_view``). Only marked expanded here: laid out once, afterwards."""
+        seen = self._auto_expanded = set()
+        fit = self.view.viewport().height() // max(1, self.view.fontMetrics().height())
+        for n, i in enumerate(matches[:EXPAND_CAP]):
             for node in index.ancestors(i):
-                if id(node) not in expanded:
-                    expanded.add(id(node))
+                if id(node) not in seen:
+                    seen.add(id(node))
                     self.view.setExpanded(self.view_index(node), True)
+            if len(seen) + n + 1 > fit:  # the rows down to this match fill the viewport
+                break
+
+    def _expand_in_view(self) -> None:
+        """While a filter shows: expand the collapsed rows on screen that hold matches, once
+        each (a row the user collapses stays collapsed)."""
+        view, model = self.view, self.model
+        if model.shown.matches is None or view.model() is not model:
+            return
+        seen, bottom = self._auto_expanded, view.viewport().height()
+        index = view.indexAt(QPoint(0, 0))
+        for _ in range(1000):  # at most a screenful of rows
+            if not index.isValid() or view.visualRect(index).top() > bottom:
+                break
+            node = index.internalPointer()
+            if id(node) not in seen and not view.isExpanded(index) and model.hasChildren(index):
+                seen.add(id(node))
+                view.expand(index)
+            index = view.indexBelow(index)
+
+    def _user_collapsed(self, index) -> None:
+        self._auto_expanded.add(id(self.view.model().data(index, NodeRole)))
 
     def _show_message(self, text: str, error: bool = False) -> None:
         self.filter_message.setText(text)

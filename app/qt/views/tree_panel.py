@@ -1,9 +1,10 @@
 """The module tree dock's content: the filter box (``treeFilter``) above the tree (``moduleTree``).
 
 The filter runs over a flat index of names (``core.tree_filter.NameIndex``), built in a
-background task once per tree, never through the view: typing is debounced (``DEBOUNCE_MS``),
-each pass answers with the matching rows, and only the first ``EXPAND_CAP`` matches are expanded
-(``expandAll`` on 100k rows took tens of seconds). "NaN/Inf" scans every tensor in a worker, with
+background task once per tree, never through the view: each keystroke runs a pass at the next
+turn of the event loop (a regex waits for a pause, ``DEBOUNCE_MS``); each pass answers with the
+matching rows, and only the first ``EXPAND_CAP`` matches are expanded (``expandAll`` on 100k
+rows took tens of seconds). "NaN/Inf" scans every tensor in a worker, with
 progress and Cancel, and filters the tree to the tensors holding NaN or Inf.
 
 The view shows the tree model itself (a filter pass resets it to the matches and their
@@ -21,12 +22,10 @@ from ..models.tree_model import (BYTES, DTYPE, ELEMENTS, NAME, SHAPE, TYPE, Node
                                  TreeFilterProxy, TreeModel)
 from ..workers import Task
 from .column_fit import MAX_WIDTH, SLACK, fit_columns
-from .tree_filtering import EXPAND_CAP, TreeFiltering  # noqa: F401  (EXPAND_CAP: re-exported)
+from .tree_filtering import DEBOUNCE_MS, EXPAND_CAP, TreeFiltering  # noqa: F401  (re-exported)
 
 #: rows whose text sizes the tree's columns (the visible ones first): a screenful, never all
 FIT_ROWS = 48
-#: typing waits this long for the next key before the filter runs
-DEBOUNCE_MS = 150
 #: the first selection of a tree just shown never expands a parent with more rows than this
 WIDE_PARENT = 500
 #: fitted widths: the name column between these; Type (long module class names) capped, so
@@ -100,6 +99,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         self._index_root = None
         self._scan_task: Task | None = None
         self._running: set[Task] = set()
+        self._auto_expanded: set[int] = set()  # rows expanded for the filter, or collapsed since
         self._debounce = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
         self._debounce.timeout.connect(self.apply_filter)
         self.filter.textChanged.connect(self._filter_changed)
@@ -117,6 +117,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
             signal.connect(self._update_hint)
         self.proxy.activeChanged.connect(self._attach)
         self.view.verticalScrollBar().valueChanged.connect(self._scrolled)
+        self.view.collapsed.connect(self._user_collapsed)
         self.proxy.sourceModelChanged.connect(self._attach)
         self._update_hint()
 
@@ -147,9 +148,11 @@ class ModuleTreePanel(TreeFiltering, QWidget):
             selection.blockSignals(False)
 
     def _scrolled(self, *_args) -> None:
-        """The next chunk of every expanded parent whose rows handed out so far end on screen
+        """While filtering, the rows scrolled into view that hold matches expanded; then the
+        next chunk of every expanded parent whose rows handed out so far end on screen
         (the model hands wide parents out a chunk at a time): the row after its subtree is
         visible, or its subtree ends the tree and the view is scrolled to the end."""
+        self._expand_in_view()
         model, view = self.model, self.view
         if view.model() is not model or not model.shown.partial:
             return
