@@ -311,3 +311,33 @@ def test_the_change_column_shows_next_to_the_names_and_goes_with_the_comparison(
     flows.close_comparison()
     assert header.count() == len(HEADERS)
     assert [header.logicalIndex(v) for v in range(header.count())] == list(range(len(HEADERS)))
+
+
+def test_while_comparing_name_change_shape_dtype_and_elements_fit_the_tree(qtbot, window, pair):
+    """The Change column comes in next to Name: the columns up to Elements still fit the
+    viewport (Type gives way), as they do without a comparison."""
+    from app.qt.models.tree_model import ELEMENTS
+    window.resize(1400, 900)
+    window.show()
+    qtbot.waitExposed(window)
+    compared(qtbot, window, pair)
+    header, viewport = window.tree_view.header(), window.tree_view.viewport()
+    qtbot.waitUntil(lambda: header.sectionViewportPosition(ELEMENTS) > 0)
+    for column in (CHANGE, 2, 3, ELEMENTS):  # Change, Shape, Dtype, Elements
+        assert not header.isSectionHidden(column)
+        right = header.sectionViewportPosition(column) + header.sectionSize(column)
+        assert right <= viewport.width(), column
+
+
+def test_a_squeezed_change_column_keeps_the_start_of_its_text(qtbot, window, pair):
+    """Names elide in the middle (weight_ih_l0 / l1); a squeezed Change cell keeps its figure,
+    which comes first, and the delegate goes with the comparison."""
+    from PySide6.QtWidgets import QStyleOptionViewItem
+    flows = compared(qtbot, window, pair)
+    view = window.tree_view
+    option = QStyleOptionViewItem()
+    view.itemDelegateForColumn(CHANGE).initStyleOption(option, row(window, "head.weight", CHANGE))
+    assert option.textElideMode == Qt.ElideRight
+    assert view.textElideMode() == Qt.ElideMiddle
+    flows.close_comparison()
+    assert view.itemDelegateForColumn(CHANGE) is None

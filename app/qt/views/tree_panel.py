@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar,
-                               QStyle, QToolButton, QTreeView, QVBoxLayout, QWidget)
+                               QStyle, QStyledItemDelegate, QToolButton, QTreeView, QVBoxLayout,
+                               QWidget)
 
 from ...core.tree_filter import SYNTAX_HELP, NameIndex
 from ..models.tree_model import (BYTES, DTYPE, ELEMENTS, NAME, SHAPE, TYPE, NodeRole,
@@ -33,6 +34,14 @@ WIDE_PARENT = 500
 NAME_WIDTH, TYPE_WIDTH = (160, 320), 150
 #: the narrowest the name and type columns are squeezed to when the dock is narrow
 SQUEEZED = {NAME: 165, TYPE: 0}  # Type can go: the row's icon tells it too
+MOVED_IN_SQUEEZED = 120  # a column moved in next to Name (a comparison's Change) elides down to this
+
+
+class ElideRight(QStyledItemDelegate):
+    """For a column moved in next to Name (a comparison's Change): its text is read from the left."""
+    def initStyleOption(self, option, index):  # noqa: N802 (Qt's name)
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.ElideRight
 
 
 class ModuleTreePanel(TreeFiltering, QWidget):
@@ -71,6 +80,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         self.view.setSelectionBehavior(QTreeView.SelectRows)
         # weight_ih_l0 / weight_ih_l1 stay distinguishable when narrow; tooltips say it all
         self.view.setTextElideMode(Qt.ElideMiddle)
+        self._elide_right, self._elided = ElideRight(self.view), set()
         header = self.view.header()
         header.setStretchLastSection(False)
         header.setSectionResizeMode(QHeaderView.Interactive)
@@ -242,7 +252,14 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         header = self.view.header()
         self._fit_to_tensors(caps)
         header.resizeSection(NAME, min(max(header.sectionSize(NAME), NAME_WIDTH[0]), NAME_WIDTH[1]))
-        self._fitted = {c: header.sectionSize(c) for c in (NAME, TYPE)}
+        moved_in = [c for c in range(BYTES + 1, header.count())
+                    if header.visualIndex(c) < header.visualIndex(ELEMENTS)]
+        for c in self._elided.difference(moved_in):
+            self.view.setItemDelegateForColumn(c, None)
+        for c in moved_in:
+            self.view.setItemDelegateForColumn(c, self._elide_right)
+        self._elided = set(moved_in)
+        self._fitted = {c: header.sectionSize(c) for c in (NAME, TYPE, *moved_in)}
         self._squeeze()
 
     def _fit_to_tensors(self, caps: dict[int, int]) -> None:
@@ -288,13 +305,16 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         header = self.view.header()
         for c, w in self._fitted.items():
             header.resizeSection(c, w)
-        # Name through Elements must fit; Bytes and the live-model columns may scroll
-        excess = sum(header.sectionSize(c) for c in range(ELEMENTS + 1)
-                     if not header.isSectionHidden(c)) - self.view.viewport().width()
-        for c in (TYPE, NAME):
+        # what stands left of Bytes must fit (a comparison's Change column moves in next to Name);
+        # Bytes and the live-model columns may scroll
+        shown = [c for c in map(header.logicalIndex, range(header.visualIndex(ELEMENTS) + 1))
+                 if not header.isSectionHidden(c)]
+        excess = sum(header.sectionSize(c) for c in shown) - self.view.viewport().width()
+        moved_in = [c for c in shown if c > BYTES]
+        for c in (TYPE, NAME, *moved_in):
             if excess <= 0:
                 break
-            give = max(0, min(excess, header.sectionSize(c) - SQUEEZED[c]))
+            give = max(0, min(excess, header.sectionSize(c) - SQUEEZED.get(c, MOVED_IN_SQUEEZED)))
             if c == TYPE and give:  # all or nothing: a sliver of "parameter" reads as "..."
                 give = header.sectionSize(c)
             header.resizeSection(c, header.sectionSize(c) - give)
