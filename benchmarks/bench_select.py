@@ -128,7 +128,7 @@ def main() -> int:
     mid = torch.randn(2048, 2048, generator=g)
     print(f"paramedit select benchmark ({ARGS.checkout}; torch {torch.__version__}, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
-    print(f"{"case":<62} | {'ours':>11} | {'floor':>11} | ratio")
+    print(f"{'case':<62} | {'ours':>11} | {'floor':>11} | ratio")
 
     view = TensorView()
     view.resize(1400, 900)
