@@ -178,6 +178,9 @@ class TensorView(QWidget):
         self._fit_cells()
         self.model.set_wrap(self._wrap_width())
         self.grid.scrollToTop()
+        # the headers' new sizes now, not on a timer after the first paint: that paint would
+        # be thrown away, and the grid painted twice
+        self.grid.executeDelayedItemsLayout()
         if self.model.limit_note():
             self.message.emit(self.model.limit_note())
 
