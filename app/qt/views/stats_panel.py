@@ -289,7 +289,13 @@ class StatsPanel(StatsWorkers, QWidget):
         self._show_view(stats, plan)
         self.table.set_stats(stats, can_goto=n == 1)
         self._set_pending(stats.approximate)
+        self._lay_out_now()
         (self.previewReady if stats.approximate else self.statsReady).emit(stats)
+
+    def _lay_out_now(self) -> None:
+        """The new texts' and rows' sizes now: a layout left for later would come after the
+        paint the changes asked for, resize the plot and paint it a second time."""
+        self.layout().activate()
 
     def _show_empty(self, empty: bool) -> None:
         """Nothing selected: one grey hint, no empty axes and no "NaN —" rows."""

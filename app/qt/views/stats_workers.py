@@ -82,6 +82,7 @@ class StatsWorkers:
         self.table.set_stats(None)
         self.range_label.setText("")
         self._dim(True)  # the old plot stays, faded, until the preview replaces it
+        self._lay_out_now()
         self._start(task)
 
     def _on_preview(self, payload) -> None:
