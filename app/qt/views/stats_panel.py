@@ -295,6 +295,7 @@ class StatsPanel(StatsWorkers, QWidget):
     def _lay_out_now(self) -> None:
         """The new texts' and rows' sizes now: a layout left for later would come after the
         paint the changes asked for, resize the plot and paint it a second time."""
+        self.table.layout().activate()  # its rows first: their heights are the panel's
         self.layout().activate()
 
     def _show_empty(self, empty: bool) -> None:

@@ -182,6 +182,7 @@ class StatsWorkers:
         if gen == self._view_generation:
             self._view_task = None
             self._show_plan(stats, plan, auto, stats.approximate)
+            self._lay_out_now()  # the range's words may take another line
 
 
 
