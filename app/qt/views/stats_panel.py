@@ -31,6 +31,7 @@ from ...core.stats import COMPLEX_PARTS, Stats, find_first
 from ...core.stats_range import ROBUST_QUANTILES, ViewPlan
 from .elided_label import ElidedLabel
 from .histogram import Histogram
+from .next_turn import NextTurn
 from .stats_table import StatsTable
 from ..settings import settings
 from ..workers import Task
@@ -153,14 +154,7 @@ class StatsPanel(StatsWorkers, QWidget):
 
         self._refresh_timer = QTimer(self, singleShot=True, interval=THROTTLE_MS)
         self._refresh_timer.timeout.connect(self._recompute)
-        # Two zero timers, not one (nor a queued call, which would run in the same pass over
-        # posted events as the paint the selection asked for): the first fires after that
-        # paint, but in one batch with every other timer due by then; the second, started from
-        # it, runs on a later turn, so the grid's paint and the statistics are two short stalls.
-        self._later = QTimer(self, singleShot=True, interval=0)
-        self._later_still = QTimer(self, singleShot=True, interval=0)
-        self._later.timeout.connect(self._later_still.start)
-        self._later_still.timeout.connect(self._show_taken)
+        self._later = NextTurn(self._show_taken, self)  # show_tensors_later
         self.bins_spin.valueChanged.connect(lambda _: self._recompute())
         self.part_combo.currentIndexChanged.connect(lambda _: self._recompute())
         self.log_check.toggled.connect(self.histogram.set_log_y)
@@ -183,8 +177,7 @@ class StatsPanel(StatsWorkers, QWidget):
     @property
     def is_busy(self) -> bool:
         """Statistics of what is shown are yet to come (``show_tensors_later``, a worker)."""
-        return self._task is not None or self._later.isActive() or \
-            self._later_still.isActive()
+        return self._task is not None or self._later.is_active
 
     @property
     def bins(self) -> int:
@@ -222,7 +215,7 @@ class StatsPanel(StatsWorkers, QWidget):
 
     def _take(self, label: str, tensors: list[torch.Tensor]) -> None:
         """What is shown from now on; nothing of the old one's may show after this."""
-        self._stop_later()
+        self._later.stop()
         self._refresh_timer.stop()
         self._cancel()
         self._cancel_view()
@@ -231,19 +224,15 @@ class StatsPanel(StatsWorkers, QWidget):
         many = len(tensors) > SYNC_TENSORS  # no per-tensor loop on the GUI thread for these
         self.tensors = list(tensors) if many else [t.detach() for t in tensors]
 
-    def _stop_later(self) -> None:
-        self._later.stop()
-        self._later_still.stop()
-
     def _show_taken(self) -> None:
-        self._stop_later()
+        self._later.stop()
         many = len(self.tensors) > SYNC_TENSORS
         self._show_empty(False)
         self.part_combo.setVisible(not many and any(t.is_complex() for t in self.tensors))
         self._recompute()
 
     def clear(self) -> None:
-        self._stop_later()
+        self._later.stop()
         self._cancel()
         self._refresh_timer.stop()
         self.label, self.tensors, self.current_stats = "", [], None
@@ -258,8 +247,7 @@ class StatsPanel(StatsWorkers, QWidget):
 
     def refresh(self) -> None:
         """The tensors were edited in place: recompute soon (calls in a burst coalesce)."""
-        if self.tensors and not self._refresh_timer.isActive() \
-                and not self._later.isActive() and not self._later_still.isActive():
+        if self.tensors and not self._refresh_timer.isActive() and not self._later.is_active:
             self._refresh_timer.start()
 
     def find_first(self, kind: str) -> None:
