@@ -160,3 +160,35 @@ def test_a_heat_scale_repaints_the_grid_a_turn_later_and_only_when_changed(qtbot
 @pytest.mark.parametrize("kind, side", [(ValueAxis, "bottom"), (CountAxis, "left")])
 def test_the_histogram_has_one_level_of_ticks_and_grid_lines(qtbot, kind, side):
     assert len(kind(side).tickSpacing(0.0, 1000.0, 300)) == 1
+
+
+class Resizes(QObject):
+    def __init__(self, widget, log: list):
+        super().__init__(widget)
+        self.log = log
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+        if event.type() == QEvent.Resize:
+            self.log.append(event.size())
+        return False
+
+
+def test_sampling_a_big_tensor_never_resizes_the_histogram(qtbot):
+    """The "sampling…" note and its progress bar come and go without moving the plot: a
+    resize would lay it out and paint it whole, twice per click."""
+    panel = StatsPanel()
+    qtbot.addWidget(panel)
+    panel.resize(420, 640)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.show_tensors("small", [torch.randn(100)])
+    qtbot.wait(30)
+    resized = []
+    Resizes(panel.plot, resized)
+    panel.show_tensors_later("big", [torch.randn(4 * sp.SYNC_LIMIT)])
+    qtbot.waitUntil(lambda: panel.approx_label.isVisible())
+    qtbot.waitUntil(lambda: not panel.is_busy, timeout=30_000)
+    qtbot.wait(30)
+    assert panel.is_exact and not panel.approx_label.isVisible()
+    assert resized == []

@@ -31,6 +31,7 @@ from ...core.stats import COMPLEX_PARTS, Stats, find_first
 from ...core.stats_range import ROBUST_QUANTILES, ViewPlan
 from .elided_label import ElidedLabel
 from .histogram import Histogram
+from .kept_setting import kept_setting
 from .next_turn import NextTurn
 from .stats_table import StatsTable
 from ..settings import settings
@@ -81,6 +82,10 @@ class StatsPanel(StatsWorkers, QWidget):
         self.progress = QProgressBar(self, objectName="statsProgress", textVisible=False)
         self.progress.setMaximumHeight(8)
         self.progress.setRange(0, 1000)
+        for w in (self.approx_label, self.progress):  # shown or hidden, the plot keeps its size
+            keep = w.sizePolicy()
+            keep.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(keep)
         self.plot = pg.PlotWidget(self)
         self.plot.setObjectName("histogramPlot")
         self.plot.setMinimumSize(120, 160)
@@ -102,7 +107,7 @@ class StatsPanel(StatsWorkers, QWidget):
         self.histogram.hovered.connect(lambda text: self.hover_label.setText(text or " "))
         kept = settings()
         self.bins_spin = QSpinBox(self, objectName="binsSpin", minimum=10, maximum=1000,
-                                  value=_setting(kept, BINS_KEY, DEFAULT_BINS, int),
+                                  value=kept_setting(kept, BINS_KEY, DEFAULT_BINS, int),
                                   prefix="bins: ", singleStep=10)
         self.bins_spin.setKeyboardTracking(False)
         self.bins_spin.setToolTip("Number of bins (integer tensors: one bin per integer while "
@@ -118,7 +123,7 @@ class StatsPanel(StatsWorkers, QWidget):
             "Auto: the robust range when a few outliers would squash the full range into a bar "
             "or two.\nFull range: min to max.\nPercentiles: the elements outside are counted "
             "at the edges.")
-        mode = _setting(kept, RANGE_KEY, "auto", str)
+        mode = kept_setting(kept, RANGE_KEY, "auto", str)
         self.range_combo.setCurrentIndex(max(0, self.range_combo.findData(mode)))
         self._view_generation = 0
         self._view_task: Task | None = None
@@ -158,7 +163,7 @@ class StatsPanel(StatsWorkers, QWidget):
         self.bins_spin.valueChanged.connect(lambda _: self._recompute())
         self.part_combo.currentIndexChanged.connect(lambda _: self._recompute())
         self.log_check.toggled.connect(self.histogram.set_log_y)
-        self.log_check.setChecked(_setting(kept, LOG_KEY, False, bool))
+        self.log_check.setChecked(kept_setting(kept, LOG_KEY, False, bool))
         self.bins_spin.valueChanged.connect(lambda v: settings().setValue(BINS_KEY, v))
         self.log_check.toggled.connect(lambda on: settings().setValue(LOG_KEY, on))
         self.range_combo.currentIndexChanged.connect(self._range_mode_changed)
@@ -205,11 +210,10 @@ class StatsPanel(StatsWorkers, QWidget):
         self._show_taken()
 
     def show_tensors_later(self, label: str, tensors: list[torch.Tensor]) -> None:
-        """As ``show_tensors``, but shown (computed, or started in a worker) on a later turn of
-        the event loop: a click's grid paints first, on its own, and of a burst of selections
-        (an arrow key held) only the last is computed. ``label`` and ``tensors`` are the new
-        ones at once; ``is_busy`` is True until the statistics are shown (the old ones stay,
-        as while a big tensor is sampled)."""
+        """As ``show_tensors``, computed (or started in a worker) on a later turn of the event
+        loop: a click's grid paints first, alone, and of a burst of clicks only the last's is
+        computed. ``label`` and ``tensors`` are the new ones at once, ``is_busy`` is True until
+        then, and the old statistics stay meanwhile (as while a big tensor is sampled)."""
         self._take(label, tensors)
         self._later.start()
 
@@ -382,15 +386,3 @@ class StatsPanel(StatsWorkers, QWidget):
         if event.type() == QEvent.PaletteChange:  # a dark palette: a dark plot
             self.histogram.apply_palette(self.palette())
 
-
-def _setting(store, key: str, default, kind):
-    """A kept setting, or ``default`` when it is missing or not a ``kind``."""
-    value = store.value(key, default)
-    try:
-        if kind is bool:
-            return value if isinstance(value, bool) else str(value).lower() == "true"
-        if kind is int:
-            return int(value)
-        return kind(value)
-    except (TypeError, ValueError):
-        return default
