@@ -5,9 +5,12 @@ a background ``Task`` (the panel says "sampling…" and keeps the old plot meanw
 preview is shown marked approximate, then a second ``Task`` computes the exact statistics; the
 range plan of the histogram (its robust range, from a sample) is made in those workers too (and
 in another one when the range mode changes), so selecting a big tensor costs the GUI thread
-nothing but the paint. Progress repaints are throttled (``progress.show_progress``). Showing something else cancels
-them, and a stale result is ignored (a generation counter). ``refresh()`` (after
-an edit) is throttled, so a burst of edits costs one recomputation.
+nothing but the paint. Progress repaints are throttled (``progress.show_progress``). Showing
+something else cancels them, and a stale result is ignored (a generation counter). ``refresh()``
+(after an edit) is throttled, so a burst of edits costs one recomputation.
+``show_tensors_later`` (the window's selection) starts all this a turn of the event loop later
+(``NextTurn``), so that a click's grid paints first, alone; the note and progress bar keep their
+room when hidden and the panel lays out before it paints, so the plot is painted once per result.
 
 What is shown: a histogram over the full range, or over a robust range (0.1–99.9th percentile,
 the elements outside counted at the edges) which "auto" picks when a few outliers would squash
