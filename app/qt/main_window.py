@@ -349,7 +349,8 @@ class MainWindow(WindowBuild, QMainWindow):
 
     def _show_tensor(self, name: str, tensor) -> None:
         self.tensor_view.show_tensor(name, tensor)
-        self.stats_panel.show_tensors(name, [tensor])  # complex: the panel picks abs/real/imag
+        # complex: the panel picks abs/real/imag; later: the grid paints first, on its own
+        self.stats_panel.show_tensors_later(name, [tensor])
 
     def _stats_ready(self, stats) -> None:
         """Exact statistics of the shown tensor give the heatmap its colour scale."""
@@ -359,7 +360,7 @@ class MainWindow(WindowBuild, QMainWindow):
 
     def _show_module(self, name: str, tensors: list) -> None:
         self.tensor_view.clear()
-        self.stats_panel.show_tensors(name or self.controller.title, tensors)
+        self.stats_panel.show_tensors_later(name or self.controller.title, tensors)
 
     def _clear_views(self) -> None:
         self.tensor_view.clear()

@@ -49,6 +49,7 @@ def test_tab_walks_filter_tree_controls_grid_stats(qtbot, window):
     window.activateWindow()
     window.open_document(Document.from_object({"w": torch.randn(4, 5, 6)}), "t")
     qtbot.waitUntil(lambda: window.tensor_view.name == "w")
+    qtbot.waitUntil(lambda: not window.stats_panel.is_busy)  # its controls shown a turn later
     names = focus_walk(qtbot, window, window.tree_panel.filter, 30)
     order = ["treeFilter", "nonfiniteButton", "moduleTree", "precisionSpin", "scientificCheck", "heatmapCheck",
              "rowAxisCombo", "colAxisCombo", "sliceAxis0", "tensorGrid"]

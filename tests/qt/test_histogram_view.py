@@ -309,6 +309,6 @@ def test_a_narrow_axis_keeps_more_than_one_label(qtbot):
     from app.qt.views.histogram_axes import ValueAxis, _inner_ticks
     axis = ValueAxis("bottom")
     lo, hi = -0.10013742737514934, 0.10003866247875652
-    (major, _), _minor = axis.tickSpacing(lo, hi, 243.4)
+    (major, _), *_minor = axis.tickSpacing(lo, hi, 243.4)
     margin = axis._label_extent(lo, hi) * (hi - lo) / 243.4
     assert _inner_ticks(lo, hi, major, margin) >= 2, major

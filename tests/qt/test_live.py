@@ -121,7 +121,8 @@ def test_initializer_edits_the_tensors_an_existing_optimizer_steps_on(qtbot, ope
     stepped = weight.detach().clone()
     QApplication.sendEvent(win, QEvent(QEvent.WindowActivate))
     assert win.tensor_view.model.value(0, 0) == pytest.approx(float(stepped[0, 0]))
-    qtbot.waitUntil(lambda: win.stats_panel.current_stats.max == pytest.approx(
+    qtbot.waitUntil(lambda: win.stats_panel.current_stats is not None
+                    and win.stats_panel.current_stats.max == pytest.approx(
         float(stepped.max())), timeout=2000)
 
     win.actionUndo.trigger()  # back to the value before the edit, still in place

@@ -112,9 +112,11 @@ class GridFormatting:
 
     def set_heat_scale(self, scale: float | None) -> None:
         """Use ``scale`` (max |value|, e.g. from exact statistics) for the heatmap colours."""
-        self._heat_scale = float(scale) if scale else None
-        self._heat_external = self._heat_scale is not None
-        if self._heatmap:
+        scale = float(scale) if scale else None
+        same = scale == self._heat_scale  # e.g. a small tensor's, scanned whole already
+        self._heat_scale = scale
+        self._heat_external = scale is not None
+        if self._heatmap and not same:  # a repaint of the grid beside the statistics' own
             self._changed_all()
 
     def _make_fmt(self):

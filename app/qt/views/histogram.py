@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPointF, Qt, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QFontMetrics, QPalette
 from PySide6.QtWidgets import QLabel
 
 from ..colours import contrast
@@ -41,6 +41,12 @@ class Histogram(QObject):
         self.plot = plot
         self.item = plot.getPlotItem()
         self.item.setAxisItems({"left": CountAxis("left"), "bottom": ValueAxis("bottom")})
+        # Room for the widest count ("88.8M") from the start: pyqtgraph measures the labels
+        # while it paints and widens the axis then, which lays the plot out again after the
+        # paint and paints it a second time.
+        fm = QFontMetrics(self.item.getAxis("left").font())
+        self.item.getAxis("left").setStyle(autoExpandTextSpace=False,
+                                           tickTextWidth=fm.horizontalAdvance("88.8M") + 2)
         self.item.showGrid(x=True, y=True, alpha=0.2)
         for name in ("left", "bottom"):  # "value (x0.001)" hides the scale next to the ticks
             self.item.getAxis(name).enableAutoSIPrefix(False)
@@ -159,6 +165,9 @@ class Histogram(QObject):
             self.curve.setData(self._edges, self._counts)
         self.curve.setVisible(True)
         self.item.enableAutoRange()
+        # the new range and transform now: pyqtgraph would fit them as the paint begins, and
+        # what that changes (the axes, the curve's place) would ask for a second paint
+        self.item.getViewBox().prepareForPaint()
         self._show_edge_labels()
 
     def _show_edge_labels(self) -> None:

@@ -5,9 +5,12 @@ a background ``Task`` (the panel says "sampling…" and keeps the old plot meanw
 preview is shown marked approximate, then a second ``Task`` computes the exact statistics; the
 range plan of the histogram (its robust range, from a sample) is made in those workers too (and
 in another one when the range mode changes), so selecting a big tensor costs the GUI thread
-nothing but the paint. Progress repaints are throttled (``progress.show_progress``). Showing something else cancels
-them, and a stale result is ignored (a generation counter). ``refresh()`` (after
-an edit) is throttled, so a burst of edits costs one recomputation.
+nothing but the paint. Progress repaints are throttled (``progress.show_progress``). Showing
+something else cancels them, and a stale result is ignored (a generation counter). ``refresh()``
+(after an edit) is throttled, so a burst of edits costs one recomputation.
+``show_tensors_later`` (the window's selection) starts all this a turn of the event loop later
+(``NextTurn``), so that a click's grid paints first, alone; the note and progress bar keep their
+room when hidden and the panel lays out before it paints, so the plot is painted once per result.
 
 What is shown: a histogram over the full range, or over a robust range (0.1–99.9th percentile,
 the elements outside counted at the edges) which "auto" picks when a few outliers would squash
@@ -31,6 +34,8 @@ from ...core.stats import COMPLEX_PARTS, Stats, find_first
 from ...core.stats_range import ROBUST_QUANTILES, ViewPlan
 from .elided_label import ElidedLabel
 from .histogram import Histogram
+from .kept_setting import kept_setting
+from .next_turn import NextTurn
 from .stats_table import StatsTable
 from ..settings import settings
 from ..workers import Task
@@ -80,6 +85,10 @@ class StatsPanel(StatsWorkers, QWidget):
         self.progress = QProgressBar(self, objectName="statsProgress", textVisible=False)
         self.progress.setMaximumHeight(8)
         self.progress.setRange(0, 1000)
+        for w in (self.approx_label, self.progress):  # shown or hidden, the plot keeps its size
+            keep = w.sizePolicy()
+            keep.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(keep)
         self.plot = pg.PlotWidget(self)
         self.plot.setObjectName("histogramPlot")
         self.plot.setMinimumSize(120, 160)
@@ -101,7 +110,7 @@ class StatsPanel(StatsWorkers, QWidget):
         self.histogram.hovered.connect(lambda text: self.hover_label.setText(text or " "))
         kept = settings()
         self.bins_spin = QSpinBox(self, objectName="binsSpin", minimum=10, maximum=1000,
-                                  value=_setting(kept, BINS_KEY, DEFAULT_BINS, int),
+                                  value=kept_setting(kept, BINS_KEY, DEFAULT_BINS, int),
                                   prefix="bins: ", singleStep=10)
         self.bins_spin.setKeyboardTracking(False)
         self.bins_spin.setToolTip("Number of bins (integer tensors: one bin per integer while "
@@ -117,7 +126,7 @@ class StatsPanel(StatsWorkers, QWidget):
             "Auto: the robust range when a few outliers would squash the full range into a bar "
             "or two.\nFull range: min to max.\nPercentiles: the elements outside are counted "
             "at the edges.")
-        mode = _setting(kept, RANGE_KEY, "auto", str)
+        mode = kept_setting(kept, RANGE_KEY, "auto", str)
         self.range_combo.setCurrentIndex(max(0, self.range_combo.findData(mode)))
         self._view_generation = 0
         self._view_task: Task | None = None
@@ -153,10 +162,11 @@ class StatsPanel(StatsWorkers, QWidget):
 
         self._refresh_timer = QTimer(self, singleShot=True, interval=THROTTLE_MS)
         self._refresh_timer.timeout.connect(self._recompute)
+        self._later = NextTurn(self._show_taken, self)  # show_tensors_later
         self.bins_spin.valueChanged.connect(lambda _: self._recompute())
         self.part_combo.currentIndexChanged.connect(lambda _: self._recompute())
         self.log_check.toggled.connect(self.histogram.set_log_y)
-        self.log_check.setChecked(_setting(kept, LOG_KEY, False, bool))
+        self.log_check.setChecked(kept_setting(kept, LOG_KEY, False, bool))
         self.bins_spin.valueChanged.connect(lambda v: settings().setValue(BINS_KEY, v))
         self.log_check.toggled.connect(lambda on: settings().setValue(LOG_KEY, on))
         self.range_combo.currentIndexChanged.connect(self._range_mode_changed)
@@ -174,7 +184,8 @@ class StatsPanel(StatsWorkers, QWidget):
 
     @property
     def is_busy(self) -> bool:
-        return self._task is not None
+        """Statistics of what is shown are yet to come (``show_tensors_later``, a worker)."""
+        return self._task is not None or self._later.is_active
 
     @property
     def bins(self) -> int:
@@ -198,15 +209,37 @@ class StatsPanel(StatsWorkers, QWidget):
 
     def show_tensors(self, label: str, tensors: list[torch.Tensor]) -> None:
         """Statistics of one tensor, or of several pooled (a module's)."""
+        self._take(label, tensors)
+        self._show_taken()
+
+    def show_tensors_later(self, label: str, tensors: list[torch.Tensor]) -> None:
+        """As ``show_tensors``, computed (or started in a worker) on a later turn of the event
+        loop: a click's grid paints first, alone, and of a burst of clicks only the last's is
+        computed. ``label`` and ``tensors`` are the new ones at once, ``is_busy`` is True until
+        then, and the old statistics stay meanwhile (as while a big tensor is sampled)."""
+        self._take(label, tensors)
+        self._later.start()
+
+    def _take(self, label: str, tensors: list[torch.Tensor]) -> None:
+        """What is shown from now on; nothing of the old one's may show after this."""
+        self._later.stop()
+        self._refresh_timer.stop()
+        self._cancel()
+        self._cancel_view()
+        self._generation += 1
         self.label = label
         many = len(tensors) > SYNC_TENSORS  # no per-tensor loop on the GUI thread for these
         self.tensors = list(tensors) if many else [t.detach() for t in tensors]
+
+    def _show_taken(self) -> None:
+        self._later.stop()
+        many = len(self.tensors) > SYNC_TENSORS
         self._show_empty(False)
         self.part_combo.setVisible(not many and any(t.is_complex() for t in self.tensors))
-        self._refresh_timer.stop()
         self._recompute()
 
     def clear(self) -> None:
+        self._later.stop()
         self._cancel()
         self._refresh_timer.stop()
         self.label, self.tensors, self.current_stats = "", [], None
@@ -221,7 +254,7 @@ class StatsPanel(StatsWorkers, QWidget):
 
     def refresh(self) -> None:
         """The tensors were edited in place: recompute soon (calls in a burst coalesce)."""
-        if self.tensors and not self._refresh_timer.isActive():
+        if self.tensors and not self._refresh_timer.isActive() and not self._later.is_active:
             self._refresh_timer.start()
 
     def find_first(self, kind: str) -> None:
@@ -251,7 +284,14 @@ class StatsPanel(StatsWorkers, QWidget):
         self._show_view(stats, plan)
         self.table.set_stats(stats, can_goto=n == 1)
         self._set_pending(stats.approximate)
+        self._lay_out_now()
         (self.previewReady if stats.approximate else self.statsReady).emit(stats)
+
+    def _lay_out_now(self) -> None:
+        """The new texts' and rows' sizes now: a layout left for later would come after the
+        paint the changes asked for, resize the plot and paint it a second time."""
+        self.table.layout().activate()  # its rows first: their heights are the panel's
+        self.layout().activate()
 
     def _show_empty(self, empty: bool) -> None:
         """Nothing selected: one grey hint, no empty axes and no "NaN —" rows."""
@@ -349,15 +389,3 @@ class StatsPanel(StatsWorkers, QWidget):
         if event.type() == QEvent.PaletteChange:  # a dark palette: a dark plot
             self.histogram.apply_palette(self.palette())
 
-
-def _setting(store, key: str, default, kind):
-    """A kept setting, or ``default`` when it is missing or not a ``kind``."""
-    value = store.value(key, default)
-    try:
-        if kind is bool:
-            return value if isinstance(value, bool) else str(value).lower() == "true"
-        if kind is int:
-            return int(value)
-        return kind(value)
-    except (TypeError, ValueError):
-        return default

@@ -66,7 +66,8 @@ class StatsTable(QWidget):
         self.stats = s
         if s is None:
             for key, w in self.fields.items():
-                w.setText("—")  # nothing selected is not "no NaN"
+                if w.text() != "—":
+                    w.setText("—")  # nothing selected is not "no NaN"
                 if isinstance(w, QPushButton):
                     w.setEnabled(False)
             return
@@ -79,12 +80,15 @@ class StatsTable(QWidget):
                  "zeros": _count(s.zeros, s.numel)}
         for key, text in texts.items():
             w = self.fields[key]
-            w.setText(text if key == "numel" or text == "—" else approx + text)
+            text = text if key == "numel" or text == "—" else approx + text
+            if w.text() != text:  # a new text lays the rows out again
+                w.setText(text)
             if isinstance(w, QPushButton):
                 count = s.nan if key == "nan" else s.inf
                 w.setEnabled(bool(count) and can_goto and not s.approximate)
-        self.fields["nan"].setStyleSheet(LINK_STYLE + (" QPushButton:enabled { color: #c00000; }"
-                                                       if s.nan else ""))
+        sheet = LINK_STYLE + (" QPushButton:enabled { color: #c00000; }" if s.nan else "")
+        if self.fields["nan"].styleSheet() != sheet:  # a new style sheet restyles, relays out
+            self.fields["nan"].setStyleSheet(sheet)
 
     def values(self) -> dict[str, str]:
         return {key: w.text() for key, w in self.fields.items()}

@@ -82,6 +82,7 @@ class StatsWorkers:
         self.table.set_stats(None)
         self.range_label.setText("")
         self._dim(True)  # the old plot stays, faded, until the preview replaces it
+        self._lay_out_now()
         self._start(task)
 
     def _on_preview(self, payload) -> None:
@@ -181,6 +182,7 @@ class StatsWorkers:
         if gen == self._view_generation:
             self._view_task = None
             self._show_plan(stats, plan, auto, stats.approximate)
+            self._lay_out_now()  # the range's words may take another line
 
 
 

@@ -20,6 +20,7 @@ from ...core.model.slice2d import default_axes
 from ..models.grid_model import TensorTableModel
 from . import grid_settings
 from .grid_window_controls import GridWindowControls, index_spin
+from .next_turn import NextTurn
 from .tensor_grid import COPY_LIMIT, IndexHeader, TensorGrid
 from .tensor_title import TensorTitle
 
@@ -52,6 +53,8 @@ class TensorView(QWidget):
         self.grid.copied.connect(self.message)
         self.name = ""
         self._spins: list[QSpinBox] = []
+        self._heat_scale: float | None = None
+        self._heat_later = NextTurn(self._apply_heat_scale, self)  # set_heat_scale
         #: the widget Tab reaches after the grid (the window sets the statistics panel)
         self.tab_next: QWidget | None = None
 
@@ -163,6 +166,7 @@ class TensorView(QWidget):
 
     def show_tensor(self, name: str, tensor: torch.Tensor) -> None:
         """Show ``tensor``: only the blocks on screen are read (never the whole tensor)."""
+        self._heat_later.stop()  # the last tensor's
         self.name = name
         shape = "×".join(map(str, tensor.shape)) or "scalar"
         dtype = dtypes.dtype_name(tensor.dtype)
@@ -178,10 +182,14 @@ class TensorView(QWidget):
         self._fit_cells()
         self.model.set_wrap(self._wrap_width())
         self.grid.scrollToTop()
+        # the headers' new sizes now, not on a timer after the first paint: that paint would
+        # be thrown away, and the grid painted twice
+        self.grid.executeDelayedItemsLayout()
         if self.model.limit_note():
             self.message.emit(self.model.limit_note())
 
     def clear(self) -> None:
+        self._heat_later.stop()
         self.name = ""
         self.title.setText("No tensor selected")
         self.title.setToolTip("")
@@ -195,7 +203,13 @@ class TensorView(QWidget):
         self.model.invalidate()
 
     def set_heat_scale(self, scale: float | None) -> None:
-        self.model.set_heat_scale(scale)
+        """The heatmap's colour scale (e.g. from exact statistics), applied on a later turn of
+        the event loop: its repaint of the grid must not join the statistics' own paint."""
+        self._heat_scale = scale
+        self._heat_later.start()
+
+    def _apply_heat_scale(self) -> None:
+        self.model.set_heat_scale(self._heat_scale)
 
     def goto_index(self, index) -> None:
         """Show the cell at ``index`` (a full index into the tensor): set the fixed axes,
