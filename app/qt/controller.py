@@ -219,6 +219,11 @@ class Controller(QObject):
                 old[0].close()  # live models belong to their caller
 
     @property
+    def owns_document(self) -> bool:
+        """The document was read from a file here (not handed in: the demo, a live model)."""
+        return self._owned
+
+    @property
     def is_releasing(self) -> bool:
         """A replaced document is still being freed (tests wait for it)."""
         return bool(self._releasing)
