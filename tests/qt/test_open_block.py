@@ -40,7 +40,7 @@ def test_progress_reaches_the_gui_thread_spaced_out(qtbot):
     task.signals.progress.connect(lambda done, total: reports.append((done, total)))
     with qtbot.waitSignal(task.signals.done, timeout=30_000):
         task.start()
-    assert 0 < len(reports) < steps // 10
+    assert 0 < len(reports) < 1000  # a hundredth of the way each, or 40 ms apart
     assert reports[-1] == (steps, steps)  # the last report always goes
 
 
