@@ -315,8 +315,9 @@ class MainWindow(WindowBuild, QMainWindow):
             return
         if self.controller.owns_document:
             # read from a file: the tree is painted first, the first tensor shown after it (two
-            # short stretches of the GUI thread, not one long one)
-            QTimer.singleShot(0, self, lambda: self._select_first(doc, first.full_name))
+            # short stretches of the GUI thread, not one long one). Not 0 ms: Qt queues that as a
+            # call run before the event loop turns
+            QTimer.singleShot(1, self, lambda: self._select_first(doc, first.full_name))
         else:
             self.select_name(first.full_name)
 
