@@ -6,6 +6,7 @@ gestures to it and shows what its signals say.
 from __future__ import annotations
 
 import os
+import weakref
 
 import shiboken6
 from PySide6.QtCore import QEvent, QModelIndex, Qt, QTimer
@@ -317,11 +318,12 @@ class MainWindow(WindowBuild, QMainWindow):
             # read from a file: the tree is painted first, the first tensor shown after it (two
             # short stretches of the GUI thread, not one long one). Not 0 ms: Qt queues that as a
             # call run before the event loop turns
-            QTimer.singleShot(1, self, lambda: self._select_first(doc, first.full_name))
+            shown = weakref.ref(doc)  # not the document itself: replaced, it is freed on a worker
+            QTimer.singleShot(1, self, lambda: self._select_first(shown(), first.full_name))
         else:
             self.select_name(first.full_name)
 
-    def _select_first(self, doc: Document, name: str) -> None:
+    def _select_first(self, doc: Document | None, name: str) -> None:
         """The first tensor of a document just opened, unless something else was chosen since."""
         if doc is self.controller.document and not self.tree_view.currentIndex().isValid():
             self.select_name(name)

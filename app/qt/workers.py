@@ -10,6 +10,7 @@ keep the task, and all it read, alive for ever — the cycle runs through Qt, ou
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -32,6 +33,24 @@ PROGRESS_STEP = 0.01
 #: of 100k tensors, a checksum pass over 100k zip records) each ask waited up to 5 ms, and a slot
 #: making 30 such calls stalled 150 ms without using the CPU.
 GIL_SWITCH_S = 0.001
+
+#: workers' nice value (Linux: each thread has its own): when the GUI thread and a worker both
+#: want a core, the GUI thread gets it first (a worker still gets a third of a contended core);
+#: added to the process's own
+WORKER_NICE = 5
+_worker = threading.local()
+
+
+def _yield_the_cpu() -> None:
+    """Lower this worker thread's priority, once per thread (it cannot be raised back)."""
+    if getattr(_worker, "niced", False) or not sys.platform.startswith("linux"):
+        return
+    _worker.niced = True
+    me = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + WORKER_NICE))
+    except OSError:
+        pass
 
 
 def share_the_gil() -> None:
@@ -77,6 +96,7 @@ class Task(QRunnable):
 
     def run(self) -> None:
         fn, self._fn = self._fn, None  # what the function captured goes with it
+        _yield_the_cpu()
         try:
             result = fn(self._progress, self._cancel.is_set)
         except Cancelled:

@@ -172,3 +172,18 @@ def test_a_tensor_chosen_before_the_first_is_shown_stays_chosen(qtbot, window, t
     qtbot.wait(50)
     assert window.tensor_view.name == "layer2.weight"
     assert window.tree_panel.current_node().full_name == "layer2.weight"
+
+
+def test_workers_yield_the_cpu_to_the_gui_thread(qtbot):
+    """When the GUI thread and a worker both want a core, the GUI thread gets it first."""
+    import os
+    import sys
+    import pytest
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a thread's own nice value is Linux's")
+    seen = []
+    task = Task(lambda _p, _c: seen.append(os.getpriority(os.PRIO_PROCESS,
+                                                           threading.get_native_id())))
+    with qtbot.waitSignal(task.signals.done, timeout=10_000):
+        task.start()
+    assert seen and seen[0] > os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
