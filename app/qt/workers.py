@@ -63,13 +63,28 @@ class TaskSignals(QObject):
     progress = Signal(object, object)  # done, total (may exceed 2**31)
     finished = Signal(object)          # the result
     failed = Signal(object, str)       # the exception, its traceback text
-    done = Signal()                    # always last, whatever happened
+    done = Signal()                    # always last, whatever happened, right after the outcome
+    _ended = Signal(object, object)    # from the worker: ("finished" | "failed" | None, payload)
+
+    def __init__(self):
+        super().__init__()
+        self._ended.connect(self._end)  # queued: emitted by the worker, run on the GUI thread
+
+    def _end(self, kind, payload) -> None:
+        """The outcome and ``done`` in one go: a slot of ``finished`` never runs while ``done``
+        is still to come (a worker paused between two emits let the GUI thread in between)."""
+        if kind == "finished":
+            self.finished.emit(payload)
+        elif kind == "failed":
+            self.failed.emit(*payload)
+        del payload
+        self.done.emit()
 
     def release(self) -> None:
         """Disconnect every slot (runs on the GUI thread, after the callers' ``done`` slots)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a signal nobody connected
-            for signal in (self.progress, self.finished, self.failed, self.done):
+            for signal in (self.progress, self.finished, self.failed, self.done, self._ended):
                 try:
                     signal.disconnect()
                 except (RuntimeError, TypeError):
@@ -97,6 +112,7 @@ class Task(QRunnable):
     def run(self) -> None:
         fn, self._fn = self._fn, None  # what the function captured goes with it
         _yield_the_cpu()
+        kind, payload = None, None
         try:
             result = fn(self._progress, self._cancel.is_set)
         except Cancelled:
@@ -104,14 +120,16 @@ class Task(QRunnable):
         except Exception as exc:  # reported to the GUI thread, which shows it
             if not self._cancel.is_set():
                 text = traceback.format_exc()  # the frames go: they hold what the task read
-                self.signals.failed.emit(detached(exc), text)
+                kind, payload = "failed", (detached(exc), text)
         else:
             if not self._cancel.is_set():
-                self.signals.finished.emit(result)
+                kind, payload = "finished", result
             del result
         finally:
             del fn
-            self.signals.done.emit()
+            ended = self.signals._ended
+            ended.emit(kind, payload)
+            del payload
 
     def _progress(self, done: int, total: int) -> None:
         if self._cancel.is_set():

@@ -187,3 +187,27 @@ def test_workers_yield_the_cpu_to_the_gui_thread(qtbot):
     with qtbot.waitSignal(task.signals.done, timeout=10_000):
         task.start()
     assert seen and seen[0] > os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+def test_a_tasks_outcome_and_done_arrive_in_one_delivery(qtbot):
+    """A worker paused between two emits (it yields the CPU and the GIL sooner now) let the GUI
+    thread run a ``finished`` slot, and whatever the test or the window did next, before ``done``:
+    both now come in one queued call."""
+    from PySide6.QtCore import QEvent, QObject
+
+    class Deliveries(QObject):
+        count = 0
+
+        def eventFilter(self, _obj, event):  # noqa: N802 (Qt's name)
+            if event.type() == QEvent.MetaCall:
+                self.count += 1
+            return False
+    task = Task(lambda _p, _c: 42)
+    deliveries = Deliveries()
+    task.signals.installEventFilter(deliveries)
+    seen = []
+    task.signals.finished.connect(lambda r: seen.append(("finished", r, deliveries.count)))
+    task.signals.done.connect(lambda: seen.append(("done", deliveries.count)))
+    with qtbot.waitSignal(task.signals.done, timeout=10_000):
+        task.start()
+    assert seen == [("finished", 42, 1), ("done", 1)]
