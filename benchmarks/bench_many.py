@@ -234,6 +234,7 @@ def main() -> None:
     if args.checkout:
         os.environ["BENCH_CHECKOUT"] = os.path.abspath(args.checkout)
     folder = args.keep or tempfile.mkdtemp(prefix="bench_many_")
+    os.makedirs(folder, exist_ok=True)
     try:
         pt, st = generate(folder, args.n)
         print(f"{args.n} tensors; torch zip {os.path.getsize(pt) / 2**20:.0f} MiB, "
