@@ -9,25 +9,58 @@ other work the wall gaps stretch with the scheduler, the CPU ones hardly. ``--ex
 events handled in the worst stretches (benchmarks/_stall_events.py). Exits 0 (a report).
 
     python benchmarks/bench_soak.py [--minutes 2 | --steps 400] [--seed 0] [--width 512]
-                                    [--explain]
+                                    [--explain] [--checkout PATH]
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if "--checkout" in sys.argv:  # another checkout's app under this harness (before / after)
+    sys.path.insert(0, os.path.abspath(sys.argv[sys.argv.index("--checkout") + 1]))
 
 from benchmarks._measure import verdict  # noqa: E402
 from tests.qt.soak import Soak, StallProbe, rss_mib, soak_checkpoint  # noqa: E402
 
 STALL_TARGET_MS = 100.0
+
+
+class FullCollections:
+    """Python's full (oldest generation) garbage collections: each holds the GIL throughout."""
+
+    def __init__(self):
+        self.ms: list[tuple[float, bool]] = []  # (duration, on the GUI thread)
+        self._start: dict[int, float] = {}
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        now, me = time.perf_counter(), threading.get_ident()
+        if phase == "start":
+            self._start[me] = now
+        elif me in self._start:
+            self.ms.append(((now - self._start.pop(me)) * 1000,
+                            threading.current_thread() is threading.main_thread()))
+
+    def report(self) -> str:
+        if not self.ms:
+            return "0"
+        gui = sum(1 for _, on_gui in self.ms if on_gui)
+        return (f"{len(self.ms)} ({gui} on the GUI thread), longest "
+                f"{max(ms for ms, _ in self.ms):.0f} ms")
+
+    def stop(self) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 def main() -> None:
@@ -39,6 +72,7 @@ def main() -> None:
                     help="a fixed number of actions instead of --minutes (runs compare alike)")
     ap.add_argument("--explain", action="store_true",
                     help="the events the GUI thread handled in the 5 worst stalls (slower)")
+    ap.add_argument("--checkout", help="run another checkout's app (e.g. /work/main)")
     args = ap.parse_args()
     from app.qt.launch import application
     app = application()
@@ -56,6 +90,7 @@ def main() -> None:
         probe = StallProbe()
         soak.probe = probe
         probe.start()
+        full_gcs = FullCollections()
         events = None
         if args.explain:
             from benchmarks._stall_events import EventLog
@@ -67,6 +102,7 @@ def main() -> None:
         else:
             soak.run(seconds=args.minutes * 60)
         probe.stop()
+        full_gcs.stop()
         if events is not None:
             app.removeEventFilter(events)
         for _ in range(3):
@@ -91,6 +127,7 @@ def main() -> None:
         if events is not None:
             print("the longest stretches without a tick:")
             print(events.report())
+        print(f"full garbage collections during the run: {full_gcs.report()}")
         print(f"unexpected errors {len(soak.errors)}: {verdict(not soak.errors)}")
         for line in soak.errors[:5]:
             print("  ", line)

@@ -6,6 +6,7 @@ the background load tasks (only the newest one may replace the document).
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import Callable, Iterable
 
@@ -13,8 +14,8 @@ import torch
 from PySide6.QtCore import QObject, Signal
 
 from ..core.model.document import Document
+from ..core.model.document_summary import document_summary  # noqa: F401  (re-exported)
 from ..core.errors import Cancelled, UnsafePickleError, UserError
-from ..core.report import human_count, human_size
 from ..core.model.tree import Node
 from .recent_files import RecentFiles
 from .undo import EditStack
@@ -54,16 +55,6 @@ def document_title(doc: Document) -> str:
     return "untitled"
 
 
-def document_summary(doc: Document) -> str:
-    """Status-bar totals: tensors, elements (tied storage once), bytes, format."""
-    tied = sum(1 for e in doc.tensors.values() if e.shared_with)
-    text = f"{len(doc.tensors)} tensors"
-    if tied:
-        text += f" ({tied} tied)"
-    return (f"{text} · {human_count(doc.total_numel())} elements · "
-            f"{human_size(doc.total_bytes())} · {doc.format}")
-
-
 def has_values(t: torch.Tensor) -> bool:
     """False for tensors without data to read (the ``meta`` device). Tensors on any other device
     (CUDA, MPS, ...) are handed to the views as they are: the views read them through small
@@ -77,6 +68,18 @@ def numeric(t: torch.Tensor) -> bool:
 
 #: bytes of mapped file data copied to private memory on the GUI thread (more: in a worker)
 SYNC_PRIVATE = 16 * 1024 ** 2
+#: documents of more tensors are read in a worker even for a small selection: making a copy
+#: private looks at every tensor of the document for others sharing its storage (0.4 s at 100k)
+SYNC_TENSORS = 5000
+
+
+def keep_out_of_gc() -> None:
+    """Move everything alive now (the document just read, the program) out of the cyclic
+    collector's reach, for good: freed by reference counting as usual (documents hold no
+    cycles), but never walked again. Else a full collection, due soon after a big document
+    arrives, walks all of it while holding the GIL: 0.3-0.8 s without a tick at 100k tensors,
+    whichever thread runs it. (What is already cyclic garbage now is kept: a little.)"""
+    gc.freeze()
 
 
 class Controller(QObject):
@@ -101,6 +104,8 @@ class Controller(QObject):
         self._task: Task | None = None       # the load that may replace the document
         self._read_task: Task | None = None  # reading the selected tensors of a lazy file
         self._running: set[Task] = set()  # keeps cancelled tasks alive until they finish
+        self._releasing: set[Task] = set()  # replaced documents being freed on a worker
+        self._owned = False  # the document was read from a file here: nobody else holds it
         self.current_node: Node | None = None
         #: asked before a read or save while a file of the document changed on disk (set by the
         #: window's FileWatch): returns True to go on (working from private copies), False to stop
@@ -143,6 +148,8 @@ class Controller(QObject):
             if cancelled():
                 doc.close()
                 raise Cancelled()
+            document_summary(doc)  # remembered: the status bar's line costs the GUI nothing
+            keep_out_of_gc()
             return doc
 
         task = Task(work)
@@ -174,7 +181,7 @@ class Controller(QObject):
             return
         self._task = None
         self.recent.add(path)
-        self.set_document(doc, os.path.basename(os.path.normpath(path)))
+        self.set_document(doc, os.path.basename(os.path.normpath(path)), owned=True)
         self.busy.emit(False)
 
     def _on_failed(self, task: Task, exc: BaseException, path: str) -> None:
@@ -194,18 +201,41 @@ class Controller(QObject):
     def _on_done(self, task: Task) -> None:
         self._running.discard(task)
 
-    def set_document(self, doc: Document, title: str | None = None) -> None:
-        """Show ``doc`` (loaded here, or built by the caller: the demo, a live model)."""
-        old = self.document
-        self.document = doc
+    def set_document(self, doc: Document, title: str | None = None, owned: bool = False) -> None:
+        """Show ``doc`` (loaded here, or built by the caller: the demo, a live model). ``owned``:
+        read from a file by this controller, so once replaced it is freed on a worker."""
+        old, was_owned = [self.document], self._owned  # a list: no local keeps it alive below
+        self.document, self._owned = doc, owned
         self.title = title or document_title(doc)
         self.current_node = None
         self.edits.reset(doc)
         self.selectionCleared.emit()  # before documentChanged: the window may select at once
         self.documentChanged.emit(doc)
         self.status.emit(f"Opened {self.title}")
-        if old is not None and old is not doc and old.module is None:
-            old.close()  # live models belong to their caller
+        if old[0] is not None and old[0] is not doc and old[0].module is None:
+            if was_owned:
+                self._release(old)
+            else:
+                old[0].close()  # live models belong to their caller
+
+    @property
+    def owns_document(self) -> bool:
+        """The document was read from a file here (not handed in: the demo, a live model)."""
+        return self._owned
+
+    @property
+    def is_releasing(self) -> bool:
+        """A replaced document is still being freed (tests wait for it)."""
+        return bool(self._releasing)
+
+    def _release(self, box: list) -> None:
+        """Free the replaced document in ``box`` (its last holder) on a worker, in pieces
+        (``core.loading.release``): dropped here, 100k tensors held the GUI thread 0.1 s."""
+        from ..core.loading.release import release
+        task = Task(lambda _progress, _cancelled: release(box))
+        self._releasing.add(task)
+        task.signals.done.connect(lambda task=task: self._releasing.discard(task))
+        task.start()
 
     def summary(self) -> str:
         return document_summary(self.document) if self.document is not None else "Nothing open"
@@ -240,7 +270,8 @@ class Controller(QObject):
         if doc.is_private(entries):
             self._show(node, [e.tensor() for e in entries])
             return
-        if all(e.is_loaded for e in entries) and sum(e.nbytes for e in entries) <= SYNC_PRIVATE:
+        if all(e.is_loaded for e in entries) and sum(e.nbytes for e in entries) <= SYNC_PRIVATE \
+                and len(doc.tensors) <= SYNC_TENSORS:
             try:  # a copy of a few MiB takes milliseconds: no worker, no flicker
                 tensors = doc.read_private(entries)
             except UserError as exc:

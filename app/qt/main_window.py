@@ -6,6 +6,7 @@ gestures to it and shows what its signals say.
 from __future__ import annotations
 
 import os
+import weakref
 
 import shiboken6
 from PySide6.QtCore import QEvent, QModelIndex, Qt, QTimer
@@ -31,6 +32,7 @@ from .settings import last_folder, remember_folder, save_layout
 from .verify_flows import VerifyFlows
 from .window_build import WindowBuild
 from .window_views import Views
+from .workers import share_the_gil
 
 from .views.drop_overlay import DropOverlay
 from .views.tree_panel import FIT_ROWS, ModuleTreePanel  # noqa: F401  (re-exported)
@@ -56,6 +58,7 @@ class MainWindow(WindowBuild, QMainWindow):
     def __init__(self, controller: Controller | None = None, parent=None,
                  prompts: Prompts | None = None):
         super().__init__(parent)
+        share_the_gil()  # workers run Python beside the GUI thread: it gets its turn sooner
         self.setObjectName("mainWindow")
         self.controller = controller or Controller(self)
         self.undo_stack = self.controller.undo_stack
@@ -309,8 +312,21 @@ class MainWindow(WindowBuild, QMainWindow):
         self.summary_label.setText(document_summary(doc))
         self.update_title()
         first = next((n for n in doc.root.walk() if n.entry is not None), None)
-        if first is not None:
+        if first is None:
+            return
+        if self.controller.owns_document:
+            # read from a file: the tree is painted first, the first tensor shown after it (two
+            # short stretches of the GUI thread, not one long one). Not 0 ms: Qt queues that as a
+            # call run before the event loop turns
+            shown = weakref.ref(doc)  # not the document itself: replaced, it is freed on a worker
+            QTimer.singleShot(1, self, lambda: self._select_first(shown(), first.full_name))
+        else:
             self.select_name(first.full_name)
+
+    def _select_first(self, doc: Document | None, name: str) -> None:
+        """The first tensor of a document just opened, unless something else was chosen since."""
+        if doc is self.controller.document and not self.tree_view.currentIndex().isValid():
+            self.select_name(name)
 
     def _on_structure_changed(self, doc: Document) -> None:
         """The document announced a structural change (once per batch): rebuild the tree once."""
@@ -379,16 +395,3 @@ class MainWindow(WindowBuild, QMainWindow):
     def update_summary(self) -> None:
         """The status bar's summary of the document (tensors, parameters, bytes)."""
         self.summary_label.setText(self.controller.summary())
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        recent = self.controller.recent
-        for path in recent.paths():
-            action = self.recent_menu.addAction(path)
-            action.setEnabled(os.path.exists(path))
-            action.triggered.connect(lambda _=False, p=path: self.open_path(p))
-        if self.recent_menu.isEmpty():
-            self.recent_menu.addAction("(none)").setEnabled(False)
-        else:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear", recent.clear)

@@ -9,6 +9,7 @@ tensors are marked in the tree.
 from __future__ import annotations
 
 import os
+import weakref
 
 import shiboken6
 from PySide6.QtCore import QThreadPool
@@ -23,15 +24,21 @@ from .window_views import Presenter, Views
 SHOWN = 8
 
 
-def _check(path: str, tensors: list):
+def _check(path: str, document):
     """The background work: (bad lines, {tensor name: line}), or None for a format without
-    checksums (safetensors, legacy pickles). Qt-free."""
+    checksums (safetensors, legacy pickles). Qt-free. ``document``: a weak reference to the
+    document checked; its tensors are listed here, and only for a damaged file (100k of them took
+    30 ms of the GUI thread at every open), and the check never keeps a replaced one alive."""
     def work(progress, cancelled):
         from ..core.formats import verify_document
         from ..core.formats.verify_names import damaged_tensors, has_checksums
         if not has_checksums(path):
             return None
         bad = verify_document(path, progress=progress, cancel=cancelled)
+        doc = document() if bad else None
+        entries = list(doc.tensors.values()) if doc is not None else []
+        del doc
+        tensors = [(e.name, e.tensor()) for e in entries if e.is_loaded]
         return bad, damaged_tensors(path, bad, tensors)
     return work
 
@@ -117,9 +124,7 @@ class VerifyFlows(Presenter):
         self.cancel()
         if doc is None or not doc.path:
             return None
-        tensors = [(e.name, e.tensor()) for e in doc.tensors.values() if e.is_loaded]
-        task = Task(_check(os.fspath(doc.path), tensors))
-        del tensors
+        task = Task(_check(os.fspath(doc.path), weakref.ref(doc)))
         self.task, self._doc, self._asked = task, doc, asked
         self._running[task.signals] = task
         task.signals.progress.connect(self._on_progress)

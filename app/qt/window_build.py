@@ -2,6 +2,8 @@
 of ``main_window.MainWindow``, which wires them to the controller and the presenters)."""
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QProgressBar, QPushButton, QWidget
@@ -107,3 +109,17 @@ class WindowBuild:
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(self.cancel_button)
         self.set_busy(False)
+
+    def _fill_recent_menu(self) -> None:
+        """File > Open Recent, filled as it opens."""
+        self.recent_menu.clear()
+        recent = self.controller.recent
+        for path in recent.paths():
+            action = self.recent_menu.addAction(path)
+            action.setEnabled(os.path.exists(path))
+            action.triggered.connect(lambda _=False, p=path: self.open_path(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear", recent.clear)

@@ -107,11 +107,13 @@ class Soak:
         return self.window.controller.document
 
     def settle(self, timeout: float = HANG_S) -> None:
-        """Let queued work finish: loads, saves, reads, statistics."""
+        """Let queued work finish: loads, saves, reads, statistics, freeing a replaced
+        document."""
         w, end = self.window, time.monotonic() + timeout
         QApplication.processEvents()
         while (w.controller.is_loading or w.save_flows.is_saving
-               or w.controller._read_task is not None):
+               or w.controller._read_task is not None
+               or getattr(w.controller, "is_releasing", False)):  # older checkouts: bench --checkout
             if time.monotonic() > end:  # a hang is a failure, never silently skipped
                 raise TimeoutError(f"background work still running after {timeout:g} s")
             QApplication.processEvents()
