@@ -14,7 +14,7 @@ import torch
 from PySide6.QtCore import QObject, Signal
 
 from ..core.model.document import Document
-from ..core.model.document_summary import document_summary  # noqa: F401  (re-exported)
+from ..core.document_summary import document_summary  # noqa: F401  (re-exported)
 from ..core.errors import Cancelled, UnsafePickleError, UserError
 from ..core.model.tree import Node
 from .recent_files import RecentFiles

@@ -45,7 +45,7 @@ def test_progress_reaches_the_gui_thread_spaced_out(qtbot):
 
 
 def test_the_summary_is_worked_out_where_the_file_is_read(qtbot, window, tmp_path, monkeypatch):
-    from app.core.model import document_summary as summary_module
+    from app.core import document_summary as summary_module
     path, _ = _checkpoint(tmp_path / "m.pt")
     threads = []
     plain = summary_module.human_count

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import weakref
 
-from ..report import human_count, human_size
+from .report import human_count, human_size
 
 _lock = threading.Lock()  # the loading worker fills in while the GUI thread reads
 _known: "weakref.WeakKeyDictionary[object, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
