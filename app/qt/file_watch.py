@@ -8,10 +8,13 @@ never read become unavailable). ``Prompts.file_changed`` is the one question.
 from __future__ import annotations
 
 import os
+import weakref
+from functools import partial
 
 from PySide6.QtCore import QFileSystemWatcher
 from PySide6.QtWidgets import QMessageBox
 
+from ..core.model import file_lease
 from .prompts import CANCEL, KEEP, RELOAD  # noqa: F401  (the answers)
 from .window_views import Presenter, Views
 
@@ -38,6 +41,8 @@ class FileWatch(Presenter):
         self.watcher.directoryChanged.connect(self._on_path_changed)
         self.notice_box: QMessageBox | None = None
         self._inodes: dict[str, tuple[int, int]] = {}  # what each watched path was when added
+        self._leased: list[str] = []  # read leases: a rewrite waits for reads in flight
+        self.destroyed.connect(partial(file_lease.release, self._leased))
         self.controller.documentChanged.connect(self.watch)
         self.controller.stale_handler = self.resolve
 
@@ -52,6 +57,13 @@ class FileWatch(Presenter):
         folders = sorted({os.path.dirname(p) for p in doc.files.paths})
         if files or folders:
             self.watcher.addPaths(files + [f for f in folders if os.path.isdir(f)])
+        self._lease(doc, files)
+
+    def _lease(self, doc, files: list[str]) -> None:
+        file_lease.release(self._leased)
+        self._leased.clear()
+        if not getattr(doc, "detached", True):
+            self._leased += file_lease.hold(files, partial(_breaking, weakref.ref(doc)))
 
     @staticmethod
     def _identity_now(path: str):
@@ -136,3 +148,11 @@ class FileWatch(Presenter):
 
     def _notice_closed(self, _result: int = 0) -> None:
         self.notice_box = None
+
+
+def _breaking(doc_ref, path: str) -> None:
+    """A lease breaks: another process opens ``path`` to rewrite it. Nothing may start reading
+    it from now on (in-flight reads end before the lease is given up)."""
+    doc = doc_ref()
+    if doc is not None and path in doc.files.stamps:
+        doc.files.breaking.add(path)

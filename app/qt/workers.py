@@ -21,6 +21,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from ..core.errors import Cancelled, detached
+from ..core.model import file_lease
 
 #: a task sends a progress report when it moved on by a hundredth of the total, or this long after
 #: the last one it sent, and always the last one (done == total); the others are dropped: a reader
@@ -81,10 +82,12 @@ class TaskSignals(QObject):
         self.done.emit()
 
     def release(self) -> None:
-        """Disconnect every slot (runs on the GUI thread, after the callers' ``done`` slots)."""
+        """Disconnect the callers' slots (runs on the GUI thread, after their ``done`` slots).
+        ``_ended`` stays: it holds nothing of theirs, and the worker may still be inside its
+        ``emit`` (PySide lets go of the GIL there) when this runs."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a signal nobody connected
-            for signal in (self.progress, self.finished, self.failed, self.done, self._ended):
+            for signal in (self.progress, self.finished, self.failed, self.done):
                 try:
                     signal.disconnect()
                 except (RuntimeError, TypeError):
@@ -114,7 +117,8 @@ class Task(QRunnable):
         _yield_the_cpu()
         kind, payload = None, None
         try:
-            result = fn(self._progress, self._cancel.is_set)
+            with file_lease.reading():  # a rewrite of a mapped file waits for this to end
+                result = fn(self._progress, self._cancel.is_set)
         except Cancelled:
             pass
         except Exception as exc:  # reported to the GUI thread, which shows it

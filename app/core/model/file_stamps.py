@@ -68,6 +68,9 @@ class FileStamps:
 
     def __init__(self, paths: Iterable[str]):
         self.stamps: dict[str, Stamp | None] = {p: stamp(p) for p in paths}
+        #: files another process is about to rewrite: its ``open`` waits on our lease
+        #: (``file_lease``); they count as rewritten before a byte of them changed
+        self.breaking: set[str] = set()
 
     @property
     def paths(self) -> list[str]:
@@ -75,7 +78,7 @@ class FileStamps:
 
     def changed(self) -> list[str]:
         """Files that differ in any way: rewritten, replaced (a new inode), or gone."""
-        return [p for p, s in self.stamps.items() if stamp(p) != s]
+        return [p for p, s in self.stamps.items() if p in self.breaking or stamp(p) != s]
 
     def rewritten(self) -> list[str]:
         """Files whose very inode was written since (``torch.save`` to the path truncates and
@@ -85,6 +88,9 @@ class FileStamps:
         for p, s in self.stamps.items():
             if os.path.basename(p) == DCP_METADATA:
                 continue  # read whole at open, never again (and a replacement may reuse its inode)
+            if p in self.breaking:
+                out.append(p)
+                continue
             now = stamp(p)
             if s is not None and now is not None and now[:2] == s[:2] and now != s:
                 out.append(p)

@@ -1,0 +1,92 @@
+"""The child process that holds ``file_lease``'s read leases (run as a script; standard library
+only). Lines in: ``hold HEX``, ``release HEX``, ``ack HEX`` (HEX: a path's bytes); lines out:
+``held HEX``, ``refused HEX``, ``breaking HEX``. The count of reads in flight is an int64 at the
+start of the shared memory passed as the file descriptor argument. It ends when its input ends
+(the editor quit or died), and the kernel then drops its leases.
+"""
+import fcntl
+import mmap
+import os
+import select
+import signal
+import struct
+import sys
+import time
+
+#: a writer in the editor's own process blocks holding its GIL: it cannot acknowledge
+ACK_WAIT_S = 0.2
+#: the longest a writer waits for reads in flight (the kernel breaks a lease after 45 s)
+READERS_WAIT_S = 10.0
+IDLE_TICK_S, BREAKING_TICK_S = 0.025, 0.002
+
+
+def _take(held, code):
+    try:
+        fd = os.open(bytes.fromhex(code), os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return "refused"
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+    except OSError:  # not the owner, open for writing elsewhere, no leases on this file system
+        os.close(fd)
+        return "refused"
+    held[code] = fd
+    return "held"
+
+
+def _give_up(held, breaking, code):
+    breaking.pop(code, None)
+    fd = held.pop(code, None)
+    if fd is not None:
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _breaks(fd):
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETLEASE) == fcntl.F_UNLCK
+    except OSError:
+        return True
+
+
+def _say(kind, code):
+    sys.stdout.write(f"{kind} {code}\n")
+    sys.stdout.flush()
+
+
+def main(shared_fd):
+    signal.signal(signal.SIGIO, signal.SIG_IGN)  # the kernel's notice of a break: we poll
+    shared = mmap.mmap(shared_fd, mmap.PAGESIZE)
+    held, breaking, pending = {}, {}, b""
+    while True:
+        tick = BREAKING_TICK_S if breaking else IDLE_TICK_S if held else None
+        if select.select([0], [], [], tick)[0]:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                command, _, code = line.decode().partition(" ")
+                if command == "hold":
+                    _say(_take(held, code), code)
+                elif command == "release":
+                    _give_up(held, breaking, code)
+                elif command == "ack" and code in breaking:
+                    breaking[code][1] = True
+        now = time.monotonic()
+        for code, fd in held.items():
+            if code not in breaking and _breaks(fd):
+                breaking[code] = [now, False]
+                _say("breaking", code)
+        readers = struct.unpack_from("q", shared, 0)[0]
+        for code, (since, acked) in list(breaking.items()):
+            waited = now - since
+            if (readers <= 0 and (acked or waited > ACK_WAIT_S)) or waited > READERS_WAIT_S:
+                _give_up(held, breaking, code)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
