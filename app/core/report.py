@@ -1,22 +1,40 @@
 """What ``main.py inspect`` prints: CONTRACT.md's JSON, or an indented tree for people."""
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, TextIO
 
+from .model import file_lease
 from .model.document import Document
 from .stats import compute_stats
 from .model.nested import nested_entries
-from .model.tree import ENTRY, Node
+from .model.tree import ENTRY
 
 
 def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
+    with _leased(doc, with_stats):
+        return _inspect_json(doc, with_stats)
+
+
+@contextlib.contextmanager
+def _leased(doc: Document, with_stats: bool):
+    """While statistics read every tensor: a rewrite of the file (a training loop saving to it)
+    waits for the tensor being read, and the next one refuses (``file_lease``), never SIGBUS."""
+    held = file_lease.hold(doc.files.paths, doc.files.breaking.add) if with_stats else []
+    try:
+        yield
+    finally:
+        file_lease.release(held)
+
+
+def _inspect_json(doc: Document, with_stats: bool) -> dict[str, Any]:
     tensors = []
     for e in doc.tensors.values():
         item: dict[str, Any] = {"name": e.name, "shape": list(e.shape), "dtype": e.dtype_name,
                                 "numel": e.numel, "kind": e.kind, "shared_with": list(e.shared_with)}
         if with_stats:
-            item["stats"] = _stats_dict(e)
+            item["stats"] = _stats_dict(e, doc)
         tensors.append(item)
     out = {"path": doc.path, "format": doc.format, "tensors": tensors,
            "entries": all_entries(doc), "total_numel": doc.total_numel()}
@@ -62,16 +80,22 @@ def all_entries(doc: Document) -> dict[str, str]:
     return out
 
 
-def _stats_dict(entry) -> dict:
+def _stats_dict(entry, doc: Document) -> dict:
     """The values' statistics (dequantized, sparse zeros counted, fp8 as floats); for complex
     tensors those of abs, with "real" and "imag" beside them. ``std`` is torch's (Bessel)."""
     from .compare.diff import read_entry  # here: the window imports this module at start-up
-    # read without keeping it in the entry: inspecting a 40 GB file holds one tensor at a time
-    t = read_entry(entry).detach()
-    try:
-        s = compute_stats(t, bins=0)
-    except ValueError as exc:  # e.g. an overlapping view far larger than its memory
-        return {"error": str(exc)}
+    with file_lease.reading():
+        doc.guard(entry)  # the file changed (or is about to): FileChangedError, one error line
+        # read without keeping it in the entry: inspecting a 40 GB file holds one tensor at a time
+        t = read_entry(entry).detach()
+        try:
+            s = compute_stats(t, bins=0)
+        except ValueError as exc:  # e.g. an overlapping view far larger than its memory
+            return {"error": str(exc)}
+        return _stats_fields(t, s)
+
+
+def _stats_fields(t, s) -> dict:
     out = {"min": s.min, "max": s.max, "mean": s.mean, "std": s.std,
            "nan": s.nan, "inf": s.inf, "zeros": s.zeros}
     if s.part is not None:
@@ -103,7 +127,8 @@ def inspect_text(doc: Document, with_stats: bool = False) -> str:
     if doc.load_report is not None:
         from .loading.model_code import describe_report
         lines += [f"  {line}" for line in describe_report(doc.load_report)]
-    _tree_lines(doc.root, 0, lines, with_stats)
+    with _leased(doc, with_stats):
+        _tree_lines(doc, 0, lines, with_stats)
     entries = all_entries(doc)
     if entries:
         lines.append("entries:")
@@ -115,8 +140,8 @@ def inspect_text(doc: Document, with_stats: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _tree_lines(node: Node, depth: int, lines: list[str], with_stats: bool) -> None:
-    stack = [(c, depth) for c in reversed(node.children)]  # iterative: names may nest deeply
+def _tree_lines(doc: Document, depth: int, lines: list[str], with_stats: bool) -> None:
+    stack = [(c, depth) for c in reversed(doc.root.children)]  # iterative: names may nest deeply
     while stack:
         c, depth = stack.pop()
         pad = "  " * depth
@@ -126,7 +151,7 @@ def _tree_lines(node: Node, depth: int, lines: list[str], with_stats: bool) -> N
             if e.shared_with:
                 text += f"  (tied with {', '.join(e.shared_with)})"
             if with_stats:
-                s = _stats_dict(e)
+                s = _stats_dict(e, doc)
                 if s.get("error"):
                     text += f"  (no statistics: {s['error']})"
                 elif s and s["min"] is not None:

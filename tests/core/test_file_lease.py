@@ -96,3 +96,38 @@ def test_a_breaking_file_counts_as_rewritten_before_a_byte_changed(tmp_path):
     assert stamps.rewritten() == [] and stamps.changed() == []
     stamps.breaking.add(path)
     assert stamps.rewritten() == [path] and stamps.changed() == [path]
+
+
+def test_inspect_stats_stops_with_one_error_when_the_file_is_rewritten_meanwhile(tmp_path):
+    """``inspect --stats`` reads every tensor of a file that another process then truncates:
+    the writer waits for the tensor being read, the next read refuses; never SIGBUS."""
+    path = str(tmp_path / "open.pt")
+    out = _run("""
+        import subprocess, sys, threading, time
+        import torch, app
+        from app.core.errors import UserError
+        from app.core.loading.open import open_document
+        from app.core.model import file_lease
+        from app.core.report import inspect_json
+        path = sys.argv[1]
+        torch.save({f"w{i}": torch.randn(1_000_000) for i in range(40)}, path)
+        doc = open_document(path)
+        said = []
+        def inspect():
+            try:
+                inspect_json(doc, with_stats=True)
+                said.append("finished first")
+            except UserError as exc:
+                said.append(f"refused: {exc}")
+        reader = threading.Thread(target=inspect)
+        reader.start()
+        while not file_lease.held():
+            time.sleep(0.001)
+        writer = subprocess.run([sys.executable, "-I", "-S", "-c",
+                                 "import sys; open(sys.argv[1], 'wb').write(b'new')", path])
+        reader.join()
+        print(said[0], writer.returncode)
+    """, path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("refused:") and "changed on disk" in out.stdout
+    assert out.stdout.split()[-1] == "0"
