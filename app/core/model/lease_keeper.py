@@ -15,8 +15,17 @@ import time
 
 #: a writer in the editor's own process blocks holding its GIL: it cannot acknowledge
 ACK_WAIT_S = 0.2
-#: the longest a writer waits for reads in flight (the kernel breaks a lease after 45 s)
-READERS_WAIT_S = 10.0
+
+def _readers_wait_s() -> float:
+    """The longest a writer waits for reads in flight (a save of a big file reads for a while):
+    a little less than the kernel's own limit, after which it breaks the lease itself."""
+    try:
+        with open("/proc/sys/fs/lease-break-time") as f:
+            return max(1.0, float(f.read()) - 5.0)
+    except (OSError, ValueError):
+        return 10.0
+
+
 IDLE_TICK_S, BREAKING_TICK_S = 0.025, 0.002
 
 
@@ -61,6 +70,7 @@ def main(shared_fd):
     signal.signal(signal.SIGIO, signal.SIG_IGN)  # the kernel's notice of a break: we poll
     shared = mmap.mmap(shared_fd, mmap.PAGESIZE)
     held, breaking, pending = {}, {}, b""
+    readers_wait_s = _readers_wait_s()
     while True:
         tick = BREAKING_TICK_S if breaking else IDLE_TICK_S if held else None
         if select.select([0], [], [], tick)[0]:
@@ -84,7 +94,7 @@ def main(shared_fd):
         readers = struct.unpack_from("q", shared, 0)[0]
         for code, (since, acked) in list(breaking.items()):
             waited = now - since
-            if (readers <= 0 and (acked or waited > ACK_WAIT_S)) or waited > READERS_WAIT_S:
+            if (readers <= 0 and (acked or waited > ACK_WAIT_S)) or waited > readers_wait_s:
                 _give_up(held, breaking, code)
 
 
