@@ -26,7 +26,8 @@ def _readers_wait_s() -> float:
         return 10.0
 
 
-IDLE_TICK_S, BREAKING_TICK_S = 0.025, 0.002
+#: the kernel's SIGIO wakes us when a lease breaks; the idle tick is only a fallback
+IDLE_TICK_S, BREAKING_TICK_S = 1.0, 0.002
 
 
 def _take(held, code):
@@ -67,13 +68,25 @@ def _say(kind, code):
 
 
 def main(shared_fd):
-    signal.signal(signal.SIGIO, signal.SIG_IGN)  # the kernel's notice of a break: we poll
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    signal.signal(signal.SIGIO, lambda *_: None)  # a lease breaks: the wakeup byte wakes select
     shared = mmap.mmap(shared_fd, mmap.PAGESIZE)
     held, breaking, pending = {}, {}, b""
     readers_wait_s = _readers_wait_s()
     while True:
         tick = BREAKING_TICK_S if breaking else IDLE_TICK_S if held else None
-        if select.select([0], [], [], tick)[0]:
+        ready = select.select([0, wake_read], [], [], tick)[0]
+        if wake_read in ready:
+            while True:
+                try:
+                    if not os.read(wake_read, 512):
+                        break
+                except BlockingIOError:
+                    break
+        if 0 in ready:
             chunk = os.read(0, 65536)
             if not chunk:
                 return
