@@ -17,15 +17,10 @@ def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
         return _inspect_json(doc, with_stats)
 
 
-@contextlib.contextmanager
 def _leased(doc: Document, with_stats: bool):
     """While statistics read every tensor: a rewrite of the file (a training loop saving to it)
     waits for the tensor being read, and the next one refuses (``file_lease``), never SIGBUS."""
-    held = file_lease.hold(doc.files.paths, doc.files.breaking.add) if with_stats else []
-    try:
-        yield
-    finally:
-        file_lease.release(held)
+    return file_lease.leased(doc) if with_stats else contextlib.nullcontext()
 
 
 def _inspect_json(doc: Document, with_stats: bool) -> dict[str, Any]:

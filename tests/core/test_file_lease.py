@@ -131,3 +131,38 @@ def test_inspect_stats_stops_with_one_error_when_the_file_is_rewritten_meanwhile
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("refused:") and "changed on disk" in out.stdout
     assert out.stdout.split()[-1] == "0"
+
+
+def test_diff_stops_with_one_error_when_a_file_is_rewritten_meanwhile(tmp_path):
+    """``paramedit diff A B`` reads both files tensor by tensor; B truncated meanwhile: the
+    pair being compared is finished, the next read refuses; never SIGBUS."""
+    a, b = str(tmp_path / "a.pt"), str(tmp_path / "b.pt")
+    out = _run("""
+        import subprocess, sys, threading, time
+        import torch, app
+        from app.core.compare.diff import open_and_diff
+        from app.core.errors import UserError
+        from app.core.model import file_lease
+        a, b = sys.argv[1], sys.argv[2]
+        state = {f"w{i}": torch.randn(10_000_000) for i in range(4)}
+        torch.save(state, a)
+        torch.save({k: v + 1 for k, v in state.items()}, b)
+        said = []
+        def diff():
+            try:
+                open_and_diff(a, b)
+                said.append("finished first")
+            except UserError as exc:
+                said.append(f"refused: {exc}")
+        reader = threading.Thread(target=diff)
+        reader.start()
+        while len(file_lease.held()) < 2:
+            time.sleep(0.001)
+        writer = subprocess.run([sys.executable, "-I", "-S", "-c",
+                                 "import sys; open(sys.argv[1], 'wb').write(b'new')", b])
+        reader.join()
+        print(said[0], writer.returncode)
+    """, a, b)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("refused:") and "changed on disk" in out.stdout
+    assert out.stdout.split()[-1] == "0"

@@ -14,6 +14,7 @@ from typing import Callable, Iterable
 import torch
 
 from .tensor_diff import TensorDiff, compare_tensors, one_thread
+from ..model import file_lease
 from ..model.document import Document
 from ..errors import Cancelled, UserError
 from ..model.tensor_entry import TensorEntry
@@ -181,7 +182,10 @@ def diff_documents(doc_a: Document, doc_b: Document, *, atol: float = 0.0, rtol:
         tie = (frozenset([ea.name, *ea.shared_with]), frozenset([eb.name, *eb.shared_with]))
         d = memo.get(tie)
         if d is None:
-            d = _compare_entries(key, ea, eb, atol, rtol, step, cancelled)
+            with file_lease.reading():  # a rewrite of either file waits for this pair
+                doc_a.guard(ea)
+                doc_b.guard(eb)
+                d = _compare_entries(key, ea, eb, atol, rtol, step, cancelled)
             if ea.shared_with or eb.shared_with:
                 memo[tie] = d
         else:
@@ -215,9 +219,10 @@ def open_and_diff(path_a: str, path_b: str, *, atol: float = 0.0, rtol: float = 
     try:
         doc_b = load_document(path_b, trust=trust)
         try:
-            return diff_documents(doc_a, doc_b, atol=atol, rtol=rtol, rules=rules,
-                                  progress=progress, cancelled=cancelled,
-                                  a_label=str(path_a), b_label=str(path_b))
+            with file_lease.leased(doc_a, doc_b):
+                return diff_documents(doc_a, doc_b, atol=atol, rtol=rtol, rules=rules,
+                                      progress=progress, cancelled=cancelled,
+                                      a_label=str(path_a), b_label=str(path_b))
         finally:
             doc_b.close()
     finally:

@@ -153,3 +153,17 @@ def _listen(child: subprocess.Popen) -> None:
                     on_break(path)
             with _lock:
                 _send("ack", path)
+
+
+@contextlib.contextmanager
+def leased(*docs):
+    """For a command that reads every tensor (``inspect --stats``, ``diff``): the documents'
+    files leased meanwhile; a file about to be rewritten is marked on its document, whose
+    ``guard`` then refuses the next read with one error line."""
+    held_here = []
+    for doc in docs:
+        held_here += hold(doc.files.paths, doc.files.breaking.add)
+    try:
+        yield
+    finally:
+        release(held_here)
