@@ -166,3 +166,34 @@ def test_diff_stops_with_one_error_when_a_file_is_rewritten_meanwhile(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("refused:") and "changed on disk" in out.stdout
     assert out.stdout.split()[-1] == "0"
+
+
+def test_apply_refuses_with_one_error_when_its_input_is_rewritten_meanwhile(tmp_path):
+    """``apply`` reads its input while another process truncates it: the writer waits until the
+    output is written or refused; the run ends with exit 0 or one error line, never SIGBUS."""
+    src, out_path = str(tmp_path / "in.pt"), str(tmp_path / "out.pt")
+    recipe = tmp_path / "r.json"
+    recipe.write_text('{"version": 1, "steps": [{"op": "cast", "target": "*", "dtype": "float64"}]}')
+    out = _run("""
+        import subprocess, sys, threading, time
+        import torch, app
+        from app.core.model import file_lease
+        from tests.cli import run_main
+        recipe, src, dst = sys.argv[1:4]
+        torch.save({f"w{i}": torch.randn(10_000_000) for i in range(4)}, src)
+        done = []
+        runner = threading.Thread(target=lambda: done.append(
+            run_main("apply", recipe, src, "-o", dst)))
+        runner.start()
+        while not file_lease.held():
+            time.sleep(0.001)
+        writer = subprocess.run([sys.executable, "-I", "-S", "-c",
+                                 "import sys; open(sys.argv[1], 'wb').write(b'new')", src])
+        runner.join()
+        proc = done[0]
+        print(proc.returncode, writer.returncode, repr(proc.stderr.strip()))
+    """, str(recipe), src, out_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    code, writer, err = out.stdout.split(" ", 2)
+    assert writer == "0"
+    assert (code, err.strip()) == ("0", "''") or (code == "2" and "changed on disk" in err)

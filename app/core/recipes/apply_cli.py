@@ -10,12 +10,12 @@ import os
 from contextlib import ExitStack
 
 from ..errors import UserError
+from ..model import file_lease
 
 
 def apply_command(args) -> int:
     from ..loading.open import open_document
     from .recipe import load_recipe
-    from ..formats.save import WouldDropEntries, save_document
 
     out = os.fspath(args.output)
     src = os.fspath(args.path)
@@ -30,17 +30,24 @@ def apply_command(args) -> int:
                         model_args=getattr(args, "model_args", None),
                         trust=bool(getattr(args, "trust", False)))
     try:
-        replay_lean(recipe, doc, inputs)
-        try:
-            save_document(doc, out, drop_non_tensor=bool(getattr(args, "drop_non_tensor", False)))
-        except WouldDropEntries as exc:
-            raise UserError(f"{out}: safetensors holds only tensors; saving would lose "
-                            f"{_listing(exc.keys)}. Pass --drop-entries to save without them, "
-                            "or write .pt to keep them") from None
+        # a rewrite of the input meanwhile waits (its lease), and the save then refuses it
+        with file_lease.leased(doc), file_lease.reading():
+            replay_lean(recipe, doc, inputs)
+            _save(doc, out, args)
     finally:
         inputs.close()
         doc.close()
     return 0
+
+
+def _save(doc, out: str, args) -> None:
+    from ..formats.save import WouldDropEntries, save_document
+    try:
+        save_document(doc, out, drop_non_tensor=bool(getattr(args, "drop_non_tensor", False)))
+    except WouldDropEntries as exc:
+        raise UserError(f"{out}: safetensors holds only tensors; saving would lose "
+                        f"{_listing(exc.keys)}. Pass --drop-entries to save without them, "
+                        "or write .pt to keep them") from None
 
 
 def _listing(keys: list[str], most: int = 8) -> str:
