@@ -43,7 +43,9 @@ _held: dict[str, Callable[[str], None]] = {}
 
 
 def available() -> bool:
-    return sys.platform.startswith("linux") and hasattr(os, "memfd_create")
+    """Linux, and a Python interpreter to run the keeper with (not a frozen application)."""
+    return (sys.platform.startswith("linux") and hasattr(os, "memfd_create")
+            and bool(sys.executable) and not getattr(sys, "frozen", False))
 
 
 def _start() -> bool:  # with _lock held
