@@ -23,6 +23,7 @@ from ..models.tree_model import (BYTES, DTYPE, ELEMENTS, NAME, SHAPE, TYPE, Node
                                  TreeFilterProxy, TreeModel)
 from ..workers import Task
 from .column_fit import MAX_WIDTH, SLACK, fit_columns
+from .next_turn import NextTurn
 from .tree_filtering import DEBOUNCE_MS, EXPAND_CAP, TreeFiltering  # noqa: F401  (re-exported)
 
 #: rows whose text sizes the tree's columns (the visible ones first): a screenful, never all
@@ -104,6 +105,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
 
         self._opened = False
         self._fitted: dict[int, int] = {}  # fitted widths of Name and Type (before squeezing)
+        self._fit_later, self._after_fit = NextTurn(self._fit_turn, self), None  # show_root(then=)
         self._index: NameIndex | None = None
         self._index_task: Task | None = None
         self._index_root = None
@@ -207,9 +209,10 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         return False
 
     # -- showing a tree ------------------------------------------------------------------------
-    def show_root(self, root, fit: bool = True) -> None:
+    def show_root(self, root, fit: bool = True, then=None) -> None:
         """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the
-        widths, since fitting six columns is most of a rebuild's time)."""
+        widths, since fitting six columns is most of a rebuild's time). ``then``: fitted on a later
+        turn, after the tree's first paint (two short stalls, not one long one), then ``then()``."""
         self.cancel_scan()
         self._index = None
         self.proxy.clear_matches()
@@ -220,8 +223,19 @@ class ModuleTreePanel(TreeFiltering, QWidget):
             self._debounce.start()
         self._expand_first_levels(root)
         self._opened = fit  # a tree just opened (not rebuilt after an edit): see select()
-        if fit:
+        if fit and then is not None:
+            self._after_fit = then
+            self._fit_later.start()
+        elif fit:
+            self._fit_later.stop()
+            self._after_fit = None
             self.fit_columns()
+
+    def _fit_turn(self) -> None:
+        then, self._after_fit = self._after_fit, None
+        self.fit_columns()
+        if then is not None:
+            then()
 
     def _expand_first_levels(self, root, few: int = 40) -> None:
         """The top level expanded, and the next one too when that shows fewer than ``few`` rows.
