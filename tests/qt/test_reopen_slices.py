@@ -108,3 +108,22 @@ def test_a_document_without_tensors_still_gets_the_empty_hint(qtbot, window, tmp
     qtbot.wait(30)
     assert panel.empty_hint.isVisible() and not panel.plot.isVisible()
     assert panel.histogram.item.opacity() == 1
+
+
+def test_reopening_the_same_file_leaves_the_columns_alone(qtbot, window, tmp_path):
+    """Fitted to the same widths, no column changes, not even for a moment: set one by one, the
+    columns went to their raw widths and back, and the whole tree was painted again."""
+    path = _checkpoint(tmp_path / "a.pt")
+    _opened(qtbot, window, path)
+    header = window.tree_view.header()
+    widths = [header.sectionSize(c) for c in range(header.count())]
+    resized = []
+    header.sectionResized.connect(lambda *args: resized.append(args))
+    old = window.controller.document
+    window.open_path(path)
+    qtbot.waitUntil(lambda: window.controller.document is not old)
+    qtbot.waitUntil(lambda: window.tree_panel.current_node() is not None
+                    and not window.stats_panel.is_busy)
+    qtbot.wait(30)
+    assert resized == []
+    assert [header.sectionSize(c) for c in range(header.count())] == widths
