@@ -113,7 +113,7 @@ class MainWindow(WindowBuild, QMainWindow):
         c.loadFailed.connect(self._on_load_failed)
         c.unsafeFile.connect(self._on_unsafe_file)
         c.busy.connect(lambda busy: self.set_busy(busy, self.controller.cancel_load))
-        c.progress.connect(self._on_progress)
+        c.progress.connect(lambda done, total: show_progress(self.progress_bar, done, total))
         c.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         c.statusDone.connect(self._status_done)
         c.tensorSelected.connect(self._show_tensor)
@@ -307,26 +307,31 @@ class MainWindow(WindowBuild, QMainWindow):
             self._document.events.disconnect(self._on_structure_changed)
         self._document = doc
         doc.events.connect(self._on_structure_changed)
-        self.tree_panel.show_root(doc.root)
-        self.fit_docks()
         self.summary_label.setText(document_summary(doc))
         self.update_title()
-        first = next((n for n in doc.root.walk() if n.entry is not None), None)
-        if first is None:
-            return
-        if self.controller.owns_document:
-            # read from a file: the tree is painted first, the first tensor shown after it (two
-            # short stretches of the GUI thread, not one long one). Not 0 ms: Qt queues that as a
-            # call run before the event loop turns
-            shown = weakref.ref(doc)  # not the document itself: replaced, it is freed on a worker
-            QTimer.singleShot(1, self, lambda: self._select_first(shown(), first.full_name))
-        else:
-            self.select_name(first.full_name)
+        first = next((n.full_name for n in doc.root.walk() if n.entry is not None), None)
+        if not self.controller.owns_document:
+            self.tree_panel.show_root(doc.root)
+            return self._fitted(doc, first, later=False)
+        # read from a file: the tree paints, its columns are fitted, the first tensor shows, each
+        # on its own turn; a weak reference: replaced, the document is freed on a worker
+        self.tree_panel.show_root(doc.root, then=lambda ref=weakref.ref(doc): self._fitted(ref(), first, True))
 
-    def _select_first(self, doc: Document | None, name: str) -> None:
-        """The first tensor of a document just opened, unless something else was chosen since."""
-        if doc is self.controller.document and not self.tree_view.currentIndex().isValid():
-            self.select_name(name)
+    def _fitted(self, doc: Document | None, first: str | None, later: bool) -> None:
+        if doc is self.controller.document:  # the tree's columns are fitted: the docks follow
+            self.fit_docks()
+            if later and first is not None:  # not 0 ms: Qt queues that as a call run at once
+                shown = weakref.ref(doc)
+                QTimer.singleShot(1, self, lambda: self._select_first(shown(), first))
+            else:
+                self._select_first(doc, first)
+
+    def _select_first(self, doc: Document | None, name: str | None) -> None:
+        """The first tensor of a document just opened, unless something else was chosen since;
+        none after all: the statistics panel's place, kept by ``_clear_views``, gets its hint."""
+        if doc is self.controller.document and not self.tree_view.currentIndex().isValid() \
+                and not (name and self.select_name(name)):
+            self.stats_panel.clear()
 
     def _on_structure_changed(self, doc: Document) -> None:
         """The document announced a structural change (once per batch): rebuild the tree once."""
@@ -357,9 +362,6 @@ class MainWindow(WindowBuild, QMainWindow):
         if busy:
             self.progress_bar.setRange(0, 0)  # indeterminate until the first progress report
 
-    def _on_progress(self, done, total) -> None:
-        show_progress(self.progress_bar, done, total)
-
     def _tree_current_changed(self, current: QModelIndex, _previous=None) -> None:
         self.controller.select_node(current.data(NodeRole) if current.isValid() else None)
 
@@ -379,8 +381,8 @@ class MainWindow(WindowBuild, QMainWindow):
         self.stats_panel.show_tensors_later(name or self.controller.title, tensors)
 
     def _clear_views(self) -> None:
-        self.tensor_view.clear()
-        self.stats_panel.clear()
+        self.tensor_view.clear()  # a document coming in shows its first tensor next: no hint meanwhile
+        self.stats_panel.clear(keep_view=self.controller.document is not self._document)
 
     def _clean_changed(self, clean: bool) -> None:
         if shiboken6.isValid(self):  # the stack reports "clean" while a deleted window is torn down

@@ -38,9 +38,11 @@ def _depth(index: QModelIndex) -> int:
     return depth
 
 
-def fit_columns(view: QTreeView, rows: int, caps: dict[int, int] | None = None) -> list[int]:
+def fit_columns(view: QTreeView, rows: int, caps: dict[int, int] | None = None,
+                apply: bool = True) -> list[int]:
     """Resize every shown section of ``view``'s header to its header text and the text of at most
-    ``rows`` rows, each at most ``caps[column]`` (else ``MAX_WIDTH``) wide; returns the widths."""
+    ``rows`` rows, each at most ``caps[column]`` (else ``MAX_WIDTH``) wide; returns the widths
+    (``apply=False``: only returns them)."""
     model, header = view.model(), view.header()
     style = view.style()
     fm, header_fm = view.fontMetrics(), header.fontMetrics()
@@ -67,6 +69,6 @@ def fit_columns(view: QTreeView, rows: int, caps: dict[int, int] | None = None) 
             widths[c] = max(widths[c], w)
     caps = caps or {}
     widths = [min(w, caps.get(c, MAX_WIDTH)) for c, w in enumerate(widths)]
-    for c in shown:
+    for c in shown if apply else ():
         header.resizeSection(c, widths[c])
     return widths

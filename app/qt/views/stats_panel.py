@@ -238,16 +238,23 @@ class StatsPanel(StatsWorkers, QWidget):
         self.part_combo.setVisible(not many and any(t.is_complex() for t in self.tensors))
         self._recompute()
 
-    def clear(self) -> None:
+    def clear(self, keep_view: bool = False) -> None:
+        """Nothing shown. ``keep_view``: something is shown next (a document just opened selects
+        its first tensor): the old plot stays, faded, with the figures blanked, instead of the
+        empty hint; hiding the plot and showing it a turn later laid it out and painted it twice."""
         self._later.stop()
         self._cancel()
         self._refresh_timer.stop()
         self.label, self.tensors, self.current_stats = "", [], None
-        self.part_combo.setVisible(False)
         self.title.setText("")
         self._cancel_view()
-        self.histogram.clear()
         self.table.set_stats(None)
+        if keep_view:
+            self._dim(True)
+            self.range_label.setText(" ")  # one line, as the hover label's: no relayout
+            return
+        self.part_combo.setVisible(False)
+        self.histogram.clear()
         self._set_pending(False)
         self._dim(False)
         self._show_empty(True)

@@ -23,6 +23,7 @@ from ..models.tree_model import (BYTES, DTYPE, ELEMENTS, NAME, SHAPE, TYPE, Node
                                  TreeFilterProxy, TreeModel)
 from ..workers import Task
 from .column_fit import MAX_WIDTH, SLACK, fit_columns
+from .next_turn import NextTurn
 from .tree_filtering import DEBOUNCE_MS, EXPAND_CAP, TreeFiltering  # noqa: F401  (re-exported)
 
 #: rows whose text sizes the tree's columns (the visible ones first): a screenful, never all
@@ -104,6 +105,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
 
         self._opened = False
         self._fitted: dict[int, int] = {}  # fitted widths of Name and Type (before squeezing)
+        self._fit_later, self._after_fit = NextTurn(self._fit_turn, self), None  # show_root(then=)
         self._index: NameIndex | None = None
         self._index_task: Task | None = None
         self._index_root = None
@@ -207,9 +209,10 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         return False
 
     # -- showing a tree ------------------------------------------------------------------------
-    def show_root(self, root, fit: bool = True) -> None:
+    def show_root(self, root, fit: bool = True, then=None) -> None:
         """Show a tree; ``fit`` sizes the columns to it (on opening: a structural edit keeps the
-        widths, since fitting six columns is most of a rebuild's time)."""
+        widths, since fitting six columns is most of a rebuild's time). ``then``: fitted on a later
+        turn, after the tree's first paint (two short stalls, not one long one), then ``then()``."""
         self.cancel_scan()
         self._index = None
         self.proxy.clear_matches()
@@ -220,8 +223,19 @@ class ModuleTreePanel(TreeFiltering, QWidget):
             self._debounce.start()
         self._expand_first_levels(root)
         self._opened = fit  # a tree just opened (not rebuilt after an edit): see select()
-        if fit:
+        if fit and then is not None:
+            self._after_fit = then
+            self._fit_later.start()
+        elif fit:
+            self._fit_later.stop()
+            self._after_fit = None
             self.fit_columns()
+
+    def _fit_turn(self) -> None:
+        then, self._after_fit = self._after_fit, None
+        self.fit_columns()
+        if then is not None:
+            then()
 
     def _expand_first_levels(self, root, few: int = 40) -> None:
         """The top level expanded, and the next one too when that shows fewer than ``few`` rows.
@@ -247,11 +261,12 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         """Columns as wide as their text in the first screen of rows (``column_fit``), Type
         capped; when the view is narrower than that, Type and then Name give way (their text
         elides in the middle; tooltips show it whole), so the numbers stay visible."""
-        caps = {TYPE: TYPE_WIDTH, NAME: NAME_WIDTH[1]}
-        fit_columns(self.view, FIT_ROWS, caps)
-        header = self.view.header()
-        self._fit_to_tensors(caps)
-        header.resizeSection(NAME, min(max(header.sectionSize(NAME), NAME_WIDTH[0]), NAME_WIDTH[1]))
+        caps, header = {TYPE: TYPE_WIDTH, NAME: NAME_WIDTH[1]}, self.view.header()
+        # the widths worked out first, then set at once: set one by one, a refit to the same
+        # widths (reopening a file) changed them and back, and the whole tree was painted again
+        widths = dict(enumerate(fit_columns(self.view, FIT_ROWS, caps, apply=False)))
+        self._fit_to_tensors(caps, widths)
+        widths[NAME] = min(max(widths[NAME], NAME_WIDTH[0]), NAME_WIDTH[1])
         moved_in = [c for c in range(BYTES + 1, header.count())
                     if header.visualIndex(c) < header.visualIndex(ELEMENTS)]
         for c in self._elided.difference(moved_in):
@@ -259,10 +274,10 @@ class ModuleTreePanel(TreeFiltering, QWidget):
         for c in moved_in:
             self.view.setItemDelegateForColumn(c, self._elide_right)
         self._elided = set(moved_in)
-        self._fitted = {c: header.sectionSize(c) for c in (NAME, TYPE, *moved_in)}
-        self._squeeze()
+        self._fitted = {c: widths[c] for c in (NAME, TYPE, *moved_in)}
+        self._squeeze(widths)
 
-    def _fit_to_tensors(self, caps: dict[int, int]) -> None:
+    def _fit_to_tensors(self, caps: dict[int, int], widths: dict[int, int]) -> None:
         """Widen the metadata columns to the first ``FIT_ROWS`` tensors' text: in a deeply nested
         checkpoint the first screen shows groups only, and Shape and Dtype were fitted to their
         headers ("64 × 16" showed as "64…16")."""
@@ -274,7 +289,7 @@ class ModuleTreePanel(TreeFiltering, QWidget):
                     break
         if not nodes:
             return
-        header, fm = self.view.header(), self.view.fontMetrics()
+        fm = self.view.fontMetrics()
         pad = 2 * (self.view.style().pixelMetric(QStyle.PM_FocusFrameHMargin, None, self.view) + 1) \
             + SLACK
         icon = self.view.iconSize().width()
@@ -293,32 +308,32 @@ class ModuleTreePanel(TreeFiltering, QWidget):
             width = max(name_width(n) if col == NAME else
                         fm.horizontalAdvance(self.model.cell_text(n, col)) for n in nodes) + \
                 (0 if col == NAME else pad)
-            width = min(width, caps.get(col, MAX_WIDTH))
-            if width > header.sectionSize(col):
-                header.resizeSection(col, width)
+            widths[col] = max(widths[col], min(width, caps.get(col, MAX_WIDTH)))
 
-    def _squeeze(self) -> None:
+    def _squeeze(self, widths: dict[int, int] | None = None) -> None:
         """Give the fitted Name and Type columns back, or take from them (Type first) until
-        Name, Type, Shape, Dtype and Elements fit the viewport."""
+        Name, Type, Shape, Dtype and Elements fit the viewport; ``widths``: fitted anew."""
         if not self._fitted:
             return
         header = self.view.header()
-        for c, w in self._fitted.items():
-            header.resizeSection(c, w)
+        widths = {c: header.sectionSize(c) for c in range(header.count())} | (widths or {}) | self._fitted
         # what stands left of Bytes must fit (a comparison's Change column moves in next to Name);
         # Bytes and the live-model columns may scroll
         shown = [c for c in map(header.logicalIndex, range(header.visualIndex(ELEMENTS) + 1))
                  if not header.isSectionHidden(c)]
-        excess = sum(header.sectionSize(c) for c in shown) - self.view.viewport().width()
+        excess = sum(widths[c] for c in shown) - self.view.viewport().width()
         moved_in = [c for c in shown if c > BYTES]
         for c in (TYPE, NAME, *moved_in):
             if excess <= 0:
                 break
-            give = max(0, min(excess, header.sectionSize(c) - SQUEEZED.get(c, MOVED_IN_SQUEEZED)))
+            give = max(0, min(excess, widths[c] - SQUEEZED.get(c, MOVED_IN_SQUEEZED)))
             if c == TYPE and give:  # all or nothing: a sliver of "parameter" reads as "..."
-                give = header.sectionSize(c)
-            header.resizeSection(c, header.sectionSize(c) - give)
+                give = widths[c]
+            widths[c] -= give
             excess -= give
+        for c, w in widths.items():
+            if w != header.sectionSize(c) and not header.isSectionHidden(c):
+                header.resizeSection(c, w)
 
     def preferred_width(self) -> int:
         """Wide enough for every column without a horizontal scroll bar."""
