@@ -68,9 +68,6 @@ def numeric(t: torch.Tensor) -> bool:
 
 #: bytes of mapped file data copied to private memory on the GUI thread (more: in a worker)
 SYNC_PRIVATE = 16 * 1024 ** 2
-#: documents of more tensors are read in a worker even for a small selection: making a copy
-#: private looks at every tensor of the document for others sharing its storage (0.4 s at 100k)
-SYNC_TENSORS = 5000
 
 
 def keep_out_of_gc() -> None:
@@ -270,9 +267,11 @@ class Controller(QObject):
         if doc.is_private(entries):
             self._show(node, [e.tensor() for e in entries])
             return
+        # a copy of a few MiB takes milliseconds: no worker, no flicker; unless the tensors
+        # sharing its storage are to be found anew (after a structural edit: a pass over all)
         if all(e.is_loaded for e in entries) and sum(e.nbytes for e in entries) <= SYNC_PRIVATE \
-                and len(doc.tensors) <= SYNC_TENSORS:
-            try:  # a copy of a few MiB takes milliseconds: no worker, no flicker
+                and doc.sharing_indexed:
+            try:
                 tensors = doc.read_private(entries)
             except UserError as exc:
                 self.status.emit(f"Cannot read {node.full_name}: {exc}")
