@@ -12,7 +12,6 @@ import torch
 from PySide6.QtCore import QThreadPool
 
 from app.core.model.tensor_entry import TensorEntry
-from app.qt import controller as controller_module
 from app.qt.workers import Task
 from tests.core.test_verify_names import flip_record
 from tests.helpers.qt import wait_for_document
