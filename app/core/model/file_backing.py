@@ -33,7 +33,8 @@ class FileBacking:
         #: private copies made only to be shown: {copy's address: (file storage, tensors'
         #: versions)}; released (the tensors view the file again) once no longer read, if unedited
         self._shown_copies: dict[int, tuple[torch.UntypedStorage, list]] = {}
-        self._by_storage: dict[int, list[TensorEntry]] = {}
+        #: {storage address: the entry viewing it, or a list of those sharing it}
+        self._by_storage: dict[int, TensorEntry | list[TensorEntry]] = {}
         self._unindexed: list[TensorEntry] = []
         self._index_key: tuple | None = None
         if self.files.paths:
@@ -161,7 +162,7 @@ class FileBacking:
         Moving a storage to private memory and back then looks only at the tensors sharing it,
         not at every tensor of the document (0.4 s at 100k). Entries not read yet are indexed
         once they are (``_unindexed``)."""
-        index: dict[int, list[TensorEntry]] = {}
+        index: dict[int, TensorEntry | list[TensorEntry]] = {}
         unindexed = []
         for e in self.tensors.values():
             if not e.is_loaded:
@@ -169,7 +170,7 @@ class FileBacking:
                 continue
             ptr = _storage_ptr(e.tensor())
             if ptr is not None:
-                index.setdefault(ptr, []).append(e)
+                _add(index, ptr, e)
         self._by_storage, self._unindexed = index, unindexed
         self._index_key = (self.revision, len(self.tensors))
 
@@ -189,10 +190,11 @@ class FileBacking:
                 if not e.is_loaded:
                     waiting.append(e)
                 elif (at := _storage_ptr(e.tensor())) is not None:
-                    self._by_storage.setdefault(at, []).append(e)
+                    _add(self._by_storage, at, e)
             self._unindexed = waiting
         out = []
-        for e in self._by_storage.get(ptr, ()):
+        found = self._by_storage.get(ptr, ())
+        for e in found if isinstance(found, list) else (found,):
             if e.is_loaded and self.tensors.get(e.name) is e:
                 t = e.tensor()
                 if _storage_ptr(t) == ptr:
@@ -343,6 +345,18 @@ class _GuardedSource(_Guarded):
     def source(self):
         self.check()
         return self.loader.source()
+
+
+def _add(index: dict, ptr: int, e: TensorEntry) -> None:
+    """Index ``e`` under ``ptr``: most storages have one tensor, kept without a list (100k
+    lists cost more than the pass itself)."""
+    there = index.get(ptr)
+    if there is None:
+        index[ptr] = e
+    elif isinstance(there, list):
+        there.append(e)
+    else:
+        index[ptr] = [there, e]
 
 
 def _storage_ptr(t: torch.Tensor) -> int | None:
