@@ -73,3 +73,20 @@ def test_checksums_of_small_records_are_read_in_a_few_reads(tmp_path):
     before = _read_syscalls()
     assert verify_document(path) == []
     assert _read_syscalls() - before < 100  # one read per record (3000+) let the GIL go each time
+
+
+def test_the_checksum_pass_never_runs_the_cyclic_collector(tmp_path):
+    """Each collection walked the ZipInfo objects piling up, holding the GIL (100+ ms at 100k)."""
+    import gc
+    path = _many(tmp_path / "m.pt", 3000)
+    runs = []
+
+    def count(phase, _info):
+        if phase == "start":
+            runs.append(1)
+    gc.callbacks.append(count)
+    try:
+        assert verify_document(path) == []
+    finally:
+        gc.callbacks.remove(count)
+    assert runs == []
