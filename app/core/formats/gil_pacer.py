@@ -1,12 +1,14 @@
 """Let other threads have the GIL during a long read in a worker thread.
 
 A thread that drops and retakes the GIL many times a millisecond (torch.load: every tensor it
-rebuilds calls C++ that lets the GIL go for a few microseconds; a loop of small reads) starves a
-thread waiting for it: each drop wakes the waiter, the reader retakes the GIL before the waiter
-runs, and as the GIL changed hands, the waiter never asks the reader to drop it (the switch
-interval starts again). With 100k tensors the GUI thread got the GIL once in 60-250 ms.
+rebuilds calls C++ that lets the GIL go for a few microseconds) starves a thread waiting for it:
+each drop wakes the waiter, the reader has taken the GIL back before the waiter runs, and as the
+waiter was woken rather than timed out, it starts a new switch interval instead of asking the
+reader to drop the GIL. With 100k tensors a waiting thread got the GIL once in 100-250 ms.
 ``Pacer()`` called from such a loop sleeps ``PAUSE_S`` every ``PERIOD_S``: long enough for a
-woken waiter to take the GIL. On the main thread (the command line) it does nothing.
+woken waiter to take the GIL. Each pause costs a niced worker on a busy machine more than its
+length (it waits for a core again): every 20 ms, not every few. On the main thread (the command
+line) it does nothing.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import threading
 import time
 
 #: how often a worker gives the GIL away, and for how long (a woken thread takes it in ~50 us)
-PERIOD_S = 0.005
-PAUSE_S = 0.0003
+PERIOD_S = 0.02
+PAUSE_S = 0.0005
 
 
 class Pacer:
