@@ -11,7 +11,7 @@ import os
 from typing import Callable, Iterable
 
 import torch
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.model.document import Document
 from ..core.document_summary import document_summary  # noqa: F401  (re-exported)
@@ -68,9 +68,12 @@ def numeric(t: torch.Tensor) -> bool:
 
 #: bytes of mapped file data copied to private memory on the GUI thread (more: in a worker)
 SYNC_PRIVATE = 16 * 1024 ** 2
-#: documents of more tensors are read in a worker even for a small selection: making a copy
-#: private looks at every tensor of the document for others sharing its storage (0.4 s at 100k)
-SYNC_TENSORS = 5000
+
+
+#: a replaced document is freed this long after the new one is shown: freeing 100k parts (a
+#: Python loop on a worker) beside the GUI thread's first burst of work on the new document (the
+#: tree, the first tensor, its statistics) made each of the GUI thread's turns wait for the GIL
+RELEASE_DELAY_MS = 1500
 
 
 def keep_out_of_gc() -> None:
@@ -105,6 +108,7 @@ class Controller(QObject):
         self._read_task: Task | None = None  # reading the selected tensors of a lazy file
         self._running: set[Task] = set()  # keeps cancelled tasks alive until they finish
         self._releasing: set[Task] = set()  # replaced documents being freed on a worker
+        self._to_release: list[list] = []  # replaced documents waiting for RELEASE_DELAY_MS
         self._owned = False  # the document was read from a file here: nobody else holds it
         self.current_node: Node | None = None
         #: asked before a read or save while a file of the document changed on disk (set by the
@@ -225,17 +229,25 @@ class Controller(QObject):
 
     @property
     def is_releasing(self) -> bool:
-        """A replaced document is still being freed (tests wait for it)."""
-        return bool(self._releasing)
+        """A replaced document is still being freed, or waits to be (tests wait for it)."""
+        return bool(self._releasing or self._to_release)
 
     def _release(self, box: list) -> None:
         """Free the replaced document in ``box`` (its last holder) on a worker, in pieces
-        (``core.loading.release``): dropped here, 100k tensors held the GUI thread 0.1 s."""
+        (``core.loading.release``): dropped here, 100k tensors held the GUI thread 0.1 s. Once
+        the GUI thread is done with the new document (``RELEASE_DELAY_MS``)."""
+        self._to_release.append(box)
+        QTimer.singleShot(RELEASE_DELAY_MS, self, self._release_waiting)
+
+    def _release_waiting(self) -> None:
         from ..core.loading.release import release
-        task = Task(lambda _progress, _cancelled: release(box))
-        self._releasing.add(task)
-        task.signals.done.connect(lambda task=task: self._releasing.discard(task))
-        task.start()
+        boxes, self._to_release = self._to_release, []
+        for box in boxes:
+            task = Task(lambda _progress, _cancelled, box=box: release(box))
+            self._releasing.add(task)
+            task.signals.done.connect(lambda task=task: self._releasing.discard(task))
+            task.start()
+        del boxes
 
     def summary(self) -> str:
         return document_summary(self.document) if self.document is not None else "Nothing open"
@@ -270,9 +282,11 @@ class Controller(QObject):
         if doc.is_private(entries):
             self._show(node, [e.tensor() for e in entries])
             return
+        # a copy of a few MiB takes milliseconds: no worker, no flicker; unless the tensors
+        # sharing its storage are to be found anew (after a structural edit: a pass over all)
         if all(e.is_loaded for e in entries) and sum(e.nbytes for e in entries) <= SYNC_PRIVATE \
-                and len(doc.tensors) <= SYNC_TENSORS:
-            try:  # a copy of a few MiB takes milliseconds: no worker, no flicker
+                and doc.sharing_indexed:
+            try:
                 tensors = doc.read_private(entries)
             except UserError as exc:
                 self.status.emit(f"Cannot read {node.full_name}: {exc}")

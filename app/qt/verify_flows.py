@@ -9,6 +9,7 @@ tensors are marked in the tree.
 from __future__ import annotations
 
 import os
+import time
 import weakref
 
 import shiboken6
@@ -16,20 +17,30 @@ from PySide6.QtCore import QThreadPool
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QMessageBox, QProgressBar, QPushButton
 
+from ..core.errors import Cancelled
 from .progress import show_progress
 from .workers import Task
 from .window_views import Presenter, Views
 
 #: tensor names listed in the warning itself; the rest are in its details
 SHOWN = 8
+#: the check after opening waits this long (on its own thread) before reading: a pass over
+#: 100k records beside the GUI thread's first work on the document made each of the GUI
+#: thread's turns wait for the GIL (0.1-0.2 s without a tick)
+AUTO_DELAY_S = 1.5
 
 
-def _check(path: str, document):
+def _check(path: str, document, delay: float = 0.0):
     """The background work: (bad lines, {tensor name: line}), or None for a format without
     checksums (safetensors, legacy pickles). Qt-free. ``document``: a weak reference to the
     document checked; its tensors are listed here, and only for a damaged file (100k of them took
     30 ms of the GUI thread at every open), and the check never keeps a replaced one alive."""
     def work(progress, cancelled):
+        end = time.monotonic() + delay
+        while time.monotonic() < end:
+            if cancelled():
+                raise Cancelled()
+            time.sleep(0.05)
         from ..core.formats import verify_document
         from ..core.formats.verify_names import damaged_tensors, has_checksums
         if not has_checksums(path):
@@ -124,7 +135,7 @@ class VerifyFlows(Presenter):
         self.cancel()
         if doc is None or not doc.path:
             return None
-        task = Task(_check(os.fspath(doc.path), weakref.ref(doc)))
+        task = Task(_check(os.fspath(doc.path), weakref.ref(doc), 0.0 if asked else AUTO_DELAY_S))
         self.task, self._doc, self._asked = task, doc, asked
         self._running[task.signals] = task
         task.signals.progress.connect(self._on_progress)

@@ -12,7 +12,6 @@ import torch
 from PySide6.QtCore import QThreadPool
 
 from app.core.model.tensor_entry import TensorEntry
-from app.qt import controller as controller_module
 from app.qt.workers import Task
 from tests.core.test_verify_names import flip_record
 from tests.helpers.qt import wait_for_document
@@ -96,12 +95,8 @@ def test_an_opened_document_is_kept_out_of_the_cyclic_collector(qtbot, window, t
     assert gc.get_freeze_count() - before >= len(doc.tensors)
 
 
-def test_a_large_documents_first_tensor_is_read_in_a_worker(qtbot, window, tmp_path,
-                                                            monkeypatch):
-    """Making a copy private looks at every tensor of the document: 0.4 s at 100k tensors."""
+def _reads_on(monkeypatch) -> list[bool]:
     from app.core.model.document import Document
-    monkeypatch.setattr(controller_module, "SYNC_TENSORS", 2)
-    path, sd = _checkpoint(tmp_path / "m.pt")
     reads = []
     plain = Document.read_private
 
@@ -109,9 +104,31 @@ def test_a_large_documents_first_tensor_is_read_in_a_worker(qtbot, window, tmp_p
         reads.append(_on_gui_thread())
         return plain(self, entries, cancelled)
     monkeypatch.setattr(Document, "read_private", read_private)
+    return reads
+
+
+def test_a_large_documents_tensor_is_read_at_once(qtbot, window, tmp_path, monkeypatch):
+    """The tensors sharing its storage are indexed: no pass over the document's 6000 tensors
+    (0.4 s at 100k), so no worker either (the rule sent documents over 5000 tensors to one)."""
+    path, sd = _checkpoint(tmp_path / "m.pt", n=6000)
+    reads = _reads_on(monkeypatch)
     window.open_path(path)
     wait_for_document(qtbot, window, path)
     qtbot.waitUntil(lambda: window.tensor_view.name == "layer0.weight")
+    assert reads == [True]
+
+
+def test_after_a_structural_edit_the_read_goes_to_a_worker(qtbot, window, tmp_path,
+                                                           monkeypatch):
+    """The index is found anew after a rename (a pass over every tensor): not on the GUI thread."""
+    path, sd = _checkpoint(tmp_path / "m.pt")
+    window.open_path(path)
+    doc = wait_for_document(qtbot, window, path)
+    qtbot.waitUntil(lambda: window.tensor_view.name == "layer0.weight")
+    doc.rename_tensor("layer2.weight", "renamed.weight")
+    reads = _reads_on(monkeypatch)
+    window.controller.select_node(doc.node("layer1.weight"))
+    qtbot.waitUntil(lambda: window.tensor_view.name == "layer1.weight")
     assert reads == [False]
 
 

@@ -25,6 +25,7 @@ from torch import _weights_only_unpickler as _wo
 from ..model.document import Document
 from ..errors import CheckpointError, UnsafePickleError, first_line as _first_line
 from . import restricted_pickle
+from .gil_pacer import Pacer
 
 
 def numpy_safe_globals() -> list:
@@ -158,7 +159,24 @@ def _load_restricted(path: str, legacy: bool):
 def _torch_load(path: str, mmap: bool, pickle_module=None):
     kw = ({"weights_only": True} if pickle_module is None
           else {"weights_only": False, "pickle_module": pickle_module})
+    try:
+        return _torch_load_to(path, mmap, _paced_cpu(Pacer()), kw)
+    except RuntimeError as exc:  # a device tensor rebuilt from numpy wants a device name
+        if "Callable map_location" not in str(exc):
+            raise
+    return _torch_load_to(path, mmap, "cpu", kw)
+
+
+def _torch_load_to(path: str, mmap: bool, map_location, kw: dict):
     if path.endswith(".safetensors"):  # torch.load would hand such a name to safetensors
         with open(path, "rb") as f:
-            return torch.load(f, map_location="cpu", **kw)
-    return torch.load(path, map_location="cpu", mmap=mmap, **kw)
+            return torch.load(f, map_location=map_location, **kw)
+    return torch.load(path, map_location=map_location, mmap=mmap, **kw)
+
+
+def _paced_cpu(pace: Pacer):
+    """``map_location="cpu"``, called for every storage: the load lets other threads in."""
+    def restore(storage, _location):
+        pace()
+        return torch.serialization.default_restore_location(storage, "cpu")
+    return restore
