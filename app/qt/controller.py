@@ -156,7 +156,7 @@ class Controller(QObject):
             keep_out_of_gc()
             return doc
 
-        task = Task(work)
+        task = Task(work, reads_mapped=False)  # a new document: nothing of it is leased yet
         self._task = task
         self._running.add(task)
         # These lambdas capture the task: Task.start() disconnects them once it is done.
@@ -243,7 +243,7 @@ class Controller(QObject):
         from ..core.loading.release import release
         boxes, self._to_release = self._to_release, []
         for box in boxes:
-            task = Task(lambda _progress, _cancelled, box=box: release(box))
+            task = Task(lambda _progress, _cancelled, box=box: release(box), reads_mapped=False)
             self._releasing.add(task)
             task.signals.done.connect(lambda task=task: self._releasing.discard(task))
             task.start()

@@ -49,7 +49,7 @@ class RecentFiles:
     def _write(self, items: list[str]) -> None:
         with self._lock:
             self._items = items
-        task = Task(self._store)
+        task = Task(self._store, reads_mapped=False)
         self._tasks.add(task)
         task.signals.done.connect(lambda task=task: self._tasks.discard(task))
         task.start()

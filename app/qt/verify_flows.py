@@ -135,7 +135,8 @@ class VerifyFlows(Presenter):
         self.cancel()
         if doc is None or not doc.path:
             return None
-        task = Task(_check(os.fspath(doc.path), weakref.ref(doc), 0.0 if asked else AUTO_DELAY_S))
+        task = Task(_check(os.fspath(doc.path), weakref.ref(doc), 0.0 if asked else AUTO_DELAY_S),
+                    reads_mapped=False)  # reads the file by calls: a rewrite gives bad records
         self.task, self._doc, self._asked = task, doc, asked
         self._running[task.signals] = task
         task.signals.progress.connect(self._on_progress)

@@ -10,6 +10,7 @@ keep the task, and all it read, alive for ever — the cycle runs through Qt, ou
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -97,10 +98,14 @@ class TaskSignals(QObject):
 class Task(QRunnable):
     """A cancellable unit of work for ``QThreadPool``. Keep a reference while it runs."""
 
-    def __init__(self, fn: Callable[[Callable[[int, int], None], Callable[[], bool]], Any]):
+    def __init__(self, fn: Callable[[Callable[[int, int], None], Callable[[], bool]], Any], *,
+                 reads_mapped: bool = True):
         super().__init__()
         self.setAutoDelete(False)
         self._fn = fn
+        # whether it may touch memory mapped from a document's file (a rewrite of that file
+        # waits for it: ``file_lease``); False for work that only opens, frees or reads by calls
+        self._reads_mapped = reads_mapped
         self._cancel = threading.Event()
         self._reported = (float("-inf"), float("-inf"))  # when progress was last sent, and done
         self.signals = TaskSignals()
@@ -117,7 +122,7 @@ class Task(QRunnable):
         _yield_the_cpu()
         kind, payload = None, None
         try:
-            with file_lease.reading():  # a rewrite of a mapped file waits for this to end
+            with file_lease.reading() if self._reads_mapped else contextlib.nullcontext():
                 result = fn(self._progress, self._cancel.is_set)
         except Cancelled:
             pass

@@ -10,6 +10,7 @@ from typing import Callable, Iterable
 import torch
 
 from ..errors import Cancelled
+from . import file_lease
 from .file_stamps import FileChangedError, FileStamps, in_ranges, mapped_ranges, source_files
 from .tensor_entry import TensorEntry
 
@@ -119,16 +120,17 @@ class FileBacking:
         """
         entries = list(entries)
         out = []
-        for e in entries:
-            if cancelled is not None and cancelled():
-                raise Cancelled()
-            self.guard(e)
-            out.append(e.tensor())
-        if threading.current_thread() is threading.main_thread():
-            # never under a tensor the GUI thread may be reading: workers only add copies
-            self.release_shown(keep=entries)
-        # a tensor too big to copy is shown from the file (the guard still checks it first)
-        self.privatize([e for e in entries if e.nbytes <= copy_limit()], shown=True)
+        with file_lease.reading():  # a rewrite of the file waits for the copy (on any thread)
+            for e in entries:
+                if cancelled is not None and cancelled():
+                    raise Cancelled()
+                self.guard(e)
+                out.append(e.tensor())
+            if threading.current_thread() is threading.main_thread():
+                # never under a tensor the GUI thread may be reading: workers only add copies
+                self.release_shown(keep=entries)
+            # a tensor too big to copy is shown from the file (the guard still checks it first)
+            self.privatize([e for e in entries if e.nbytes <= copy_limit()], shown=True)
         return out
 
     def release_shown(self, keep: Iterable[TensorEntry] = ()) -> int:

@@ -15,6 +15,9 @@ import time
 
 #: a writer in the editor's own process blocks holding its GIL: it cannot acknowledge
 ACK_WAIT_S = 0.2
+#: then its reads in flight cannot go on either (they need that GIL): the ones inside a C call
+#: finish within this, the others wait for the GIL anyway
+STUCK_READERS_S = 2.0
 
 def _readers_wait_s() -> float:
     """The longest a writer waits for reads in flight (a save of a big file reads for a while):
@@ -107,7 +110,9 @@ def main(shared_fd):
         readers = struct.unpack_from("q", shared, 0)[0]
         for code, (since, acked) in list(breaking.items()):
             waited = now - since
-            if (readers <= 0 and (acked or waited > ACK_WAIT_S)) or waited > readers_wait_s:
+            if ((readers <= 0 and (acked or waited > ACK_WAIT_S))
+                    or (not acked and waited > ACK_WAIT_S + STUCK_READERS_S)
+                    or waited > readers_wait_s):
                 _give_up(held, breaking, code)
 
 

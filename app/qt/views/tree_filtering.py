@@ -41,7 +41,7 @@ class TreeFiltering:
         if not root.children:
             self._index = NameIndex(root)
             return
-        task = Task(lambda progress, cancelled: NameIndex(root))
+        task = Task(lambda progress, cancelled: NameIndex(root), reads_mapped=False)
         task.signals.finished.connect(lambda index, root=root: self._index_ready(root, index))
         self._index_task = task
         self._start(task)
