@@ -137,7 +137,10 @@ class Task(QRunnable):
         finally:
             del fn
             ended = self.signals._ended
-            ended.emit(kind, payload)
+            try:
+                ended.emit(kind, payload)
+            except RuntimeError:  # the application quit first: nobody is left to tell
+                pass
             del payload
 
     def _progress(self, done: int, total: int) -> None:

@@ -62,3 +62,15 @@ def test_a_structural_edit_renews_the_index(tmp_path):
     assert doc.sharing_indexed
     assert not doc.file_backed(doc.tensor("renamed"))  # moved with a: the renamed entry counted
     doc.close()
+
+
+def test_a_shown_copy_whose_tensor_was_deleted_is_dropped_on_the_next_read(tmp_path):
+    """Read a, delete it, read b: a's copy belongs to no entry of the renewed index any more
+    (this raised AttributeError in the selection slot, and the traceback kept the document)."""
+    path = str(tmp_path / "two.pt")
+    torch.save({"a": torch.ones(3), "b": torch.zeros(3)}, path)
+    doc = load_document(path)
+    doc.read_private([doc.entry("a")])
+    doc.remove_tensor("a")
+    assert doc.read_private([doc.entry("b")])[0].tolist() == [0.0, 0.0, 0.0]
+    doc.close()

@@ -7,6 +7,7 @@ import gc
 import os
 import random
 import re
+import sys
 import time
 import weakref
 
@@ -80,6 +81,22 @@ class StallProbe:
         self.window_ms = max(self.window_ms, gap)
 
 
+_counting: list = []  # [the soak told of exceptions raised in slots, the hook before ours]
+
+
+def _count_slot_errors(soak) -> None:
+    """An exception raised in a slot is printed by PySide through ``sys.excepthook``, never
+    raised to the caller: the latest soak counts it (and it is still printed)."""
+    if not _counting:
+        _counting[:] = [soak, sys.excepthook]
+
+        def hook(kind, value, tb):
+            _counting[0].errors.append(f"in a slot: {kind.__name__}: {value}")
+            _counting[1](kind, value, tb)
+        sys.excepthook = hook
+    _counting[0] = soak
+
+
 class Soak:
     """Drives ``window`` with random actions on the checkpoint at ``path``."""
 
@@ -97,6 +114,7 @@ class Soak:
         self.before_action = lambda name: None        # told each action's name before it runs
         self.after_action = lambda name: None         # and once its work has settled
         window.controller.edits.memory_cap = 32 * 1024 ** 2
+        _count_slot_errors(self)
         self.actions = [(self.select_tensor, 6), (self.select_module, 3), (self.edit, 4),
                         (self.undo, 3), (self.redo, 2), (self.rename, 1), (self.delete, 1),
                         (self.cast, 1), (self.reopen, 1), (self.save, 1)]

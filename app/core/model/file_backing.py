@@ -195,7 +195,9 @@ class FileBacking:
                     _add(self._by_storage, at, e)
             self._unindexed = waiting
         out = []
-        found = self._by_storage.get(ptr, ())
+        found = self._by_storage.get(ptr)
+        if found is None:
+            return out
         for e in found if isinstance(found, list) else (found,):
             if e.is_loaded and self.tensors.get(e.name) is e:
                 t = e.tensor()
