@@ -6,13 +6,12 @@ wrong with the file, never a traceback.
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import stat
 
 from ..model.document import Document
 from ..errors import Cancelled, CheckpointError, ContentError, UserError
+from .collector import collector_paused
 from .detect import (SAFETENSORS, SHARDED, TORCH_LEGACY, TORCH_ZIP, TORCHSCRIPT, detect,
                      require_regular)
 
@@ -39,25 +38,9 @@ def load_document(path: str, progress=None, trust: bool = False) -> Document:
                               f"{text[0] if text else 'no detail'})") from None
 
 
-@contextlib.contextmanager
 def _no_gc_pauses():
-    """Building a document of 100k tensors makes ~10 objects per tensor, none of them garbage:
-    the cyclic collector would walk all of them again and again (a third of the build time).
-    Paused while reading; it runs as usual afterwards (and in the other threads' allocations
-    nothing changes: the switch is process-wide, so it is turned back on only by the reader that
-    turned it off)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            # What was made while paused (a whole document) goes to the oldest generation as it
-            # is: otherwise the first collection after ``enable`` walks all of it (a quarter of
-            # the build time at 100k tensors), and the next one again.
-            gc.freeze()
-            gc.unfreeze()
-            gc.enable()
+    """Building a document of 100k tensors makes ~10 objects per tensor, none of them garbage."""
+    return collector_paused(age_what_was_made=True)
 
 
 def _load(path: str, progress, trust: bool) -> Document:

@@ -10,8 +10,6 @@ returns one line per bad member: ``"archive/data/0: CRC mismatch"``. Formats wit
 """
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import struct
 import zipfile
@@ -19,6 +17,7 @@ import zlib
 from typing import Callable
 
 from ..errors import Cancelled, CheckpointError
+from .collector import collector_paused
 from .detect import SHARDED, detect, read_index, require_regular
 
 CHUNK = 1 << 20
@@ -52,19 +51,10 @@ def verify_path(path: str, progress: Callable[[int, int], None] | None = None,
     return bad
 
 
-@contextlib.contextmanager
 def _collector_paused():
-    """A central directory of 100k records is 100k ZipInfo objects, none of them garbage: the
-    cyclic collector, run again and again while they pile up, held the GIL 100+ ms at a time
-    (the GUI thread waited). Off while one archive is checked; they are freed by reference
-    counting when it ends (and only the thread that turned it off turns it back on)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
+    """A central directory of 100k records is 100k ZipInfo objects, none of them garbage; they
+    are freed by reference counting when the check ends."""
+    return collector_paused()
 
 
 def _verify_zip(path: str, progress, cancel) -> list[str]:
