@@ -143,7 +143,8 @@ class VerifyFlows(Presenter):
         task.signals.finished.connect(self._on_finished)
         task.signals.failed.connect(self._on_failed)
         task.signals.done.connect(self._on_done)
-        self._show_busy(True)
+        # after opening, the check waits for the window to settle: shown once it reads
+        self._show_busy(asked)
         return task.start(self.pool)
 
     def cancel(self) -> None:
@@ -158,6 +159,8 @@ class VerifyFlows(Presenter):
 
     def _on_progress(self, done, total) -> None:
         if self._current():
+            if self.label.isHidden():
+                self._show_busy(True)
             show_progress(self.progress_bar, done, total)
 
     def _on_finished(self, result) -> None:

