@@ -107,6 +107,9 @@ class FileWatch(Presenter):
         """Called by ``Controller.ensure_fresh``: True to go on with ``what``."""
         doc = self.controller.document
         changed = doc.files_changed()
+        if changed and what == "read" and self.saving():
+            return True  # our own save just replaced the file (restamped when it reports back);
+            # what is read still maps the file that was opened, intact under its old inode
         if changed:
             answer = self.prompts.file_changed(changed, what)
             if answer == RELOAD:

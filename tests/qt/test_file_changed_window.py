@@ -4,6 +4,7 @@ process survives the truncating rewrite that used to be SIGBUS."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import torch
@@ -128,3 +129,23 @@ def test_own_save_is_not_a_change_and_rename_replacement_is_watched(qtbot, opene
     os.replace(tmp, path)  # an atomic writer: new inode, the old watch is gone
     qtbot.waitUntil(lambda: "changed on disk" in window.statusBar().currentMessage(), timeout=5000)
     assert os.path.abspath(path) in window.file_watch.watcher.files()
+
+
+def test_selecting_while_our_own_save_replaces_the_file_asks_nothing(qtbot, opened):
+    """The save's worker has replaced the file but the window has not heard back yet (it
+    restamps then): a tensor selected meanwhile (the first tensor's delayed selection after
+    opening did this) is read from the file that was opened, without a question."""
+    window, doc, path, asked, answers = opened
+    before = os.stat(path).st_ino
+    assert window.edit_flows.push(FillEdit(["layer1.weight"], 2.0))
+    assert window.save_flows.save()  # started; its outcome arrives through the event loop
+    for _ in range(2000):  # the worker replaces the file; no event is processed meanwhile
+        if os.path.exists(path) and os.stat(path).st_ino != before:
+            break
+        time.sleep(0.005)
+    assert window.save_flows.is_saving and os.stat(path).st_ino != before
+    window.select_name("layer2.weight")
+    assert asked == []
+    qtbot.waitUntil(lambda: not window.save_flows.is_saving, timeout=20_000)
+    qtbot.waitUntil(lambda: window.tensor_view.name == "layer2.weight")
+    assert asked == [] and doc.files_changed() == []
