@@ -10,7 +10,8 @@ import threading
 import pytest
 import torch
 
-from app.core.formats import gil_pacer, load_document, verify_document
+from app.core import gil_pacer
+from app.core.formats import load_document, verify_document
 
 
 def _many(path, n):

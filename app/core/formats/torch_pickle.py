@@ -27,7 +27,7 @@ from torch import _weights_only_unpickler as _wo
 from ..model.document import Document
 from ..errors import CheckpointError, UnsafePickleError, first_line as _first_line
 from . import restricted_pickle
-from .gil_pacer import Pacer
+from ..gil_pacer import Pacer
 
 
 def numpy_safe_globals() -> list:

@@ -10,6 +10,7 @@ from typing import Callable, Iterable
 import torch
 
 from ..errors import Cancelled
+from ..gil_pacer import Pacer
 from . import file_lease
 from .file_stamps import FileChangedError, FileStamps, in_ranges, mapped_ranges, source_files
 from .tensor_entry import TensorEntry
@@ -166,7 +167,9 @@ class FileBacking:
         once they are (``_unindexed``)."""
         index: dict[int, TensorEntry | list[TensorEntry]] = {}
         unindexed = []
+        pace = Pacer()
         for e in self.tensors.values():
+            pace()
             if not e.is_loaded:
                 unindexed.append(e)
                 continue

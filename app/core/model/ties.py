@@ -11,6 +11,7 @@ from typing import Iterable
 
 import torch
 
+from ..gil_pacer import Pacer
 from ..errors import ContentError
 from .tensor_entry import TensorEntry
 
@@ -53,7 +54,9 @@ def link_aliases(entries: Iterable[TensorEntry]) -> None:
     """Fill ``shared_with`` of every loaded entry whose tensor aliases another one's memory."""
     groups: dict[tuple, list[TensorEntry]] = {}
     by_object: dict[int, tuple] = {}  # one tensor object reached by many paths: key it once
+    pace = Pacer()  # in a loading worker: a tensor's C calls must not starve the window
     for e in entries:
+        pace()
         if e.is_loaded:
             t = e.tensor()
             key = by_object.get(id(t))
