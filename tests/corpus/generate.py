@@ -60,6 +60,24 @@ def zip_with_data_pkl(payload: bytes) -> bytes:
     return out.getvalue()
 
 
+def script_archive_with_data_pkl(src: Path, dst: Path, edit: Callable[[bytes], bytes]) -> Path:
+    """The TorchScript archive ``src`` rewritten to ``dst`` (same members, stored) with its
+    data.pkl replaced by ``edit(data.pkl)``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            zout.writestr(info.filename, edit(data) if info.filename.endswith("/data.pkl") else data)
+    return dst
+
+
+def with_memo_index(data_pkl: bytes, index: int) -> bytes:
+    """``data_pkl`` (protocol 2) first storing a None at memo ``index`` (LONG_BINPUT), then popping
+    it: the same objects, but the C unpickler grows its memo array to ``2 * index`` entries."""
+    assert data_pkl[:2] == b"\x80\x02", data_pkl[:2]
+    put = pickle.NONE + pickle.LONG_BINPUT + struct.pack("<I", index) + pickle.POP
+    return data_pkl[:2] + put + data_pkl[2:]
+
+
 def legacy_file(obj_pickle: bytes, storage_keys: list | None = None) -> bytes:
     """A legacy (non-zip) torch.save file around the pickle ``obj_pickle``."""
     sys_info = {"protocol_version": 1001, "little_endian": sys.byteorder == "little",
@@ -77,6 +95,11 @@ def safetensors_bytes(header, data: bytes = b"", raw_header: bytes | None = None
 def deep_list_pickle(depth: int) -> bytes:
     """``[[[...]]]`` ``depth`` levels deep, built without recursion (pickle would recurse)."""
     return b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b"."
+
+
+def bytearray8_of(length: int) -> bytes:
+    """A pickle stating a BYTEARRAY8 of ``length`` bytes and holding two."""
+    return b"\x80\x05" + pickle.BYTEARRAY8 + struct.pack("<Q", length) + b"ab" + pickle.STOP
 
 
 def sharded(folder: Path, weight_map, shards: dict[str, bytes]) -> Path:
@@ -144,6 +167,12 @@ def zip_without_data_pkl(d, m):
     with zipfile.ZipFile(out, "w") as z:
         z.writestr("archive/version", "3\n")
     return _write(d / "nodata.pt", out.getvalue())
+@case(says="bytearray8")
+def zip_pickle_bytearray8_2_30(d, m):  # torch's unpickler stops at it; ours read it: 1 GiB
+    return _write(d / "ba8.pt", zip_with_data_pkl(bytearray8_of(1 << 30)))
+@case(says="bytearray8")
+def legacy_bytearray8_2_30(d, m):
+    return _write(d / "ba8_legacy.pt", legacy_file(bytearray8_of(1 << 30)))
 @case()
 def legacy_garbage(d, m): return _write(d / "legacy.pt", b"\x80\x02" + bytes(range(255, 0, -1)) * 4)
 @case(says="--trust")
@@ -278,16 +307,26 @@ def torchscript_setstate_prints(d, m):
     p = d / "script_state.pt"
     torch.jit.save(torch.jit.script(_PrintsOnLoad()), str(p))
     return p
-@case(says="--trust")
-def torchscript_evil_data_pkl(d, m):
+
+
+def _linear_script(d: Path) -> Path:
     src = d / "script_src.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(src))
-    out = io.BytesIO()
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zout:
-        for info in zin.infolist():
-            evil = pickle.dumps(_Opens(m), protocol=2)
-            zout.writestr(info.filename, evil if info.filename.endswith("/data.pkl") else zin.read(info))
-    return _write(d / "script_evil.pt", out.getvalue())
+    return src
+
+
+@case(says="--trust")
+def torchscript_evil_data_pkl(d, m):
+    evil = pickle.dumps(_Opens(m), protocol=2)
+    return script_archive_with_data_pkl(_linear_script(d), d / "script_evil.pt", lambda _: evil)
+@case(opens=True)
+def torchscript_memo_index_2_26(d, m):  # the C unpickler's memo: 1 GiB
+    return script_archive_with_data_pkl(_linear_script(d), d / "script_memo.pt",
+                                        lambda data: with_memo_index(data, 1 << 26))
+@case(says="--trust")
+def torchscript_bytearray8_2_30(d, m):  # the pure-Python unpickler's bytearray(n): 1 GiB
+    return script_archive_with_data_pkl(_linear_script(d), d / "script_ba8.pt",
+                                        lambda _: bytearray8_of(1 << 30))
 
 
 # -- safetensors --------------------------------------------------------------------------------
@@ -417,6 +456,11 @@ def dcp_chunk_outside_shape(d, m):
         chunk = meta.state_dict_metadata["w"].chunks[-1]
         chunk.offsets = torch.Size([3, 0])
     return _dcp(d, shift)
+@case(says="BYTEARRAY8")
+def dcp_metadata_bytearray8_2_30(d, m):
+    folder = _dcp(d)
+    (folder / ".metadata").write_bytes(bytearray8_of(1 << 30))
+    return folder
 @case(says="not a readable DCP metadata")
 def dcp_metadata_truncated(d, m):
     folder = _dcp(d)

@@ -25,6 +25,8 @@ from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 
 import torch
 
+from .bounded_unpickler import BoundedUnpickler
+
 UnpicklingError = pickle.UnpicklingError
 
 
@@ -45,7 +47,7 @@ def _contains(values, obj) -> bool:
     return any(obj is v for v in values)
 
 
-class Unpickler(pickle._Unpickler):  # the pure-Python one: every opcode, overridable
+class Unpickler(BoundedUnpickler):  # the pure-Python one: every opcode, overridable
     def __init__(self, file, *, fix_imports=True, encoding="ASCII", errors="strict", buffers=None):
         super().__init__(file, fix_imports=fix_imports, encoding=encoding, errors=errors,
                          buffers=buffers)
@@ -69,7 +71,7 @@ class Unpickler(pickle._Unpickler):  # the pure-Python one: every opcode, overri
         if not _contains(self._callables, func):
             raise UnpicklingError(f"the pickle calls {func!r}, which is not allowlisted")
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch = dict(BoundedUnpickler.dispatch)
 
     def load_reduce(self):
         args = self.stack.pop()

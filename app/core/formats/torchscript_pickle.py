@@ -8,11 +8,12 @@ dtype, requires_grad), and a small allowlist covers the rest; anything else rais
 from __future__ import annotations
 
 import io
-import pickle
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+
+from .bounded_unpickler import BoundedUnpickler
 
 
 class NotUnderstood(Exception):
@@ -120,7 +121,7 @@ class _ScriptObject:
         return self.qualname.rsplit(".", 1)[-1]
 
 
-class _Unpickler(pickle.Unpickler):
+class _Unpickler(BoundedUnpickler):  # never the C unpickler: a PUT's index sizes its memo
     def __init__(self, data: bytes):
         super().__init__(io.BytesIO(data))
         self._classes: dict[str, type] = {}
