@@ -214,13 +214,14 @@ out["expand_floor"] = time.perf_counter() - t0
 
 # pooled statistics of every tensor
 tensors = [e.tensor() for e in doc.tensors.values()]
-t0 = time.perf_counter()
-compute_stats_many(tensors)
-out["pooled"] = time.perf_counter() - t0
-t0 = time.perf_counter()
-c = torch.cat([t.reshape(-1) for t in tensors]); lo, hi = torch.aminmax(c)
-torch.histc(c, 100, float(lo), float(hi)); c.mean(); c.std()
-out["pooled_floor"] = time.perf_counter() - t0
+def floor_pool():
+    c = torch.cat([t.reshape(-1) for t in tensors]); lo, hi = torch.aminmax(c)
+    torch.histc(c, 100, float(lo), float(hi)); c.mean(); c.std()
+mine, floors = [], []
+for _ in range(3):  # interleaved, the best of each: one run swings 0.7-1.9x on a shared machine
+    t0 = time.perf_counter(); compute_stats_many(tensors); mine.append(time.perf_counter() - t0)
+    t0 = time.perf_counter(); floor_pool(); floors.append(time.perf_counter() - t0)
+out["pooled"], out["pooled_floor"] = min(mine), min(floors)
 print(json.dumps(out))
 """
 
@@ -273,7 +274,7 @@ def main() -> None:
         row("filter keystroke (worst of 8)", g["keystroke"], g["keystroke_floor"])
         row("expand all (never done by filter)", g["expand"], g["expand_floor"])
         row("expand all: rows laid out", g["expand_rows"], g["expand_rows_floor"], unit="rows")
-        row("pooled stats, every tensor", g["pooled"], g["pooled_floor"])
+        row("pooled stats, every tensor (best of 3)", g["pooled"], g["pooled_floor"])
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from ..core.model import file_lease
 from ..core.model.document import Document
 from ..core.document_summary import document_summary  # noqa: F401  (re-exported)
 from ..core.errors import Cancelled, UnsafePickleError, UserError
@@ -147,6 +148,7 @@ class Controller(QObject):
                 if cancelled():
                     raise Cancelled()
                 progress(done, total)
+            file_lease.prepare()  # its process started here, not when the GUI thread leases
             doc = open_document(path, model=model, model_args=model_args, trust=trust,
                                 progress=report)
             if cancelled():

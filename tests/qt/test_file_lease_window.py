@@ -48,3 +48,17 @@ def test_another_process_rewriting_the_file_is_let_through_and_nothing_more_is_r
     assert asked == ["read"]
     assert "layer2.weight" in doc.unavailable
     assert path not in file_lease.held()  # working from what was read: no file to lease
+
+
+def test_the_lease_keeper_is_started_by_the_loading_worker(qtbot, window, tmp_path):
+    """Its process start (~40 ms) is not the GUI thread's to wait for."""
+    with file_lease._lock:
+        if file_lease._child is not None:  # a keeper left by an earlier test: a fresh start
+            file_lease._child.kill()
+            file_lease._child.wait()
+    path = str(tmp_path / "ckpt.pt")
+    torch.save({"w": torch.ones(3)}, path)
+    window.open_path(path)
+    wait_for_document(qtbot, window, path)
+    qtbot.waitUntil(lambda: os.path.abspath(path) in file_lease.held())
+    assert file_lease.started_by not in (None, "MainThread")

@@ -40,6 +40,8 @@ _child: subprocess.Popen | None = None
 _answers: "queue.Queue[tuple[str, str]]" = queue.Queue()
 #: path -> on_break, for the leases held
 _held: dict[str, Callable[[str], None]] = {}
+#: the thread that started the keeper last (the window starts it from a loading worker)
+started_by: str | None = None
 
 
 def available() -> bool:
@@ -48,10 +50,19 @@ def available() -> bool:
             and bool(sys.executable) and not getattr(sys, "frozen", False))
 
 
+def prepare() -> None:
+    """Start the keeper now (a process start: ~40 ms), e.g. in a loading worker, so that the
+    first ``hold`` (on the GUI thread, once the document is shown) finds it running."""
+    if available():
+        with _lock:
+            _start()
+
+
 def _start() -> bool:  # with _lock held
-    global _shared, _child
+    global _shared, _child, started_by
     if _child is not None and _child.poll() is None:
         return True
+    started_by = threading.current_thread().name
     fd = os.memfd_create("paramedit-readers")
     try:
         os.ftruncate(fd, mmap.PAGESIZE)
