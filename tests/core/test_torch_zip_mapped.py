@@ -18,6 +18,7 @@ from app.core.formats import load_document
 from app.core.formats.torch_zip_mapped import NotPlain, load_zip_mapped
 from app.core.formats.zip_names import central_members
 from app.core.model.file_stamps import in_ranges, mapped_ranges
+from tests.helpers.tensors import assert_bit_equal
 
 FLOAT8 = [getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
                                        "float8_e5m2fnuz", "float8_e8m0fnu") if hasattr(torch, n)]
@@ -65,23 +66,8 @@ PLAIN = {"every dtype": _every_dtype, "ties and views": _ties_and_views,
          "module state_dict": _module_state, "training checkpoint": _training_checkpoint}
 
 
-def _same(a, b, where="top") -> None:
-    assert type(a) is type(b), where
-    if isinstance(a, torch.Tensor):
-        assert (a.dtype, a.shape, a.stride(), a.storage_offset(), a.requires_grad) == \
-               (b.dtype, b.shape, b.stride(), b.storage_offset(), b.requires_grad), where
-        assert bytes(a.untyped_storage()) == bytes(b.untyped_storage()), where
-    elif isinstance(a, dict):
-        assert list(a) == list(b), where
-        assert getattr(a, "_metadata", None) == getattr(b, "_metadata", None), where
-        for k in a:
-            _same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
+def _same(a, b) -> None:
+    assert_bit_equal(a, b, as_loaded=True)
 
 
 def _tensors(obj) -> list[torch.Tensor]:

@@ -48,3 +48,28 @@ def assert_same(doc: Document, expected: Document | Mapping[str, torch.Tensor]) 
                                                            want.numel()), name
         if isinstance(expected, Document):
             assert sorted(entry.shared_with) == sorted(expected.entry(name).shared_with), name
+
+
+def assert_bit_equal(a, b, where: str = "", as_loaded: bool = False) -> None:
+    """Same structure, key order, dtypes, bits and ties; same non-tensor values. ``as_loaded``:
+    also the same view of the same storage bytes (offset, strides, requires_grad, the
+    storage's whole content) and an OrderedDict's ``_metadata``, as two loaders should give."""
+    assert type(a) is type(b), where
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride(), where
+        assert bits(a) == bits(b), where
+        if as_loaded:
+            assert (a.storage_offset(), a.requires_grad) == (b.storage_offset(), b.requires_grad), where
+            assert bytes(a.untyped_storage()) == bytes(b.untyped_storage()), where
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        if as_loaded:
+            assert getattr(a, "_metadata", None) == getattr(b, "_metadata", None), where
+        for k in a:
+            assert_bit_equal(a[k], b[k], f"{where}.{k}", as_loaded)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_bit_equal(x, y, f"{where}[{i}]", as_loaded)
+    else:
+        assert a == b, where

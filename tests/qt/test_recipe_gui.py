@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDia
 from tests.checkpoints import tied_lm, training_checkpoint
 from tests.cli import run_main
 from tests.helpers.qt import tree_rows, wait_for_document
+from tests.helpers.tensors import assert_bit_equal
 from tests.qt.driving import child, click_ok, open_dialog
 
 
@@ -122,25 +123,6 @@ def save_as(qtbot, window, path) -> None:
     qtbot.waitUntil(lambda: not window.save_flows.is_saving, timeout=20_000)
     assert window.save_flows.last_error is None
     assert not window.isWindowModified()
-
-
-def assert_bit_equal(a, b, where="") -> None:
-    """Same structure, key order, dtypes, bits and ties; same non-tensor values."""
-    assert type(a) is type(b), where
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride(), where
-        assert torch.equal(a.contiguous().reshape(-1).view(torch.uint8),
-                           b.contiguous().reshape(-1).view(torch.uint8)), where
-    elif isinstance(a, dict):
-        assert list(a) == list(b), where
-        for k in a:
-            assert_bit_equal(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_bit_equal(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def ties(sd: dict) -> list[list[str]]:
