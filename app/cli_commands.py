@@ -1,10 +1,31 @@
 """The headless sub-commands (inspect, apply, diff, screenshot): what ``main`` runs for them."""
 from __future__ import annotations
 
+import contextlib
 import sys
+import warnings
 
 
 def run_command(args) -> int:
+    with _library_warnings_silenced():
+        return _dispatch(args)
+
+
+@contextlib.contextmanager
+def _library_warnings_silenced():
+    """No library warning on stderr: a failure is one ``error:`` line, and a success prints only
+    its report (torch warns, for one, about every protocol-5 pickle it reads). paramedit's own
+    messages are printed, never warned. Warnings asked for (``python -W``, ``PYTHONWARNINGS``)
+    are shown as asked."""
+    if sys.warnoptions:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _dispatch(args) -> int:
     if args.command == "inspect":
         return _inspect(args)
     if args.command == "apply":

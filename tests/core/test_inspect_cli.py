@@ -156,3 +156,48 @@ def test_cli_commands_never_import_qt(tmp_path):
                           capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "qt: []"
+
+
+class _Prints:
+    def __reduce__(self):
+        return (print, ("PWNED",))
+
+
+def _protocol5(tmp_path, value) -> str:
+    """torch warns (UserWarning) about every protocol-5 pickle its weights-only reader reads."""
+    path = tmp_path / "p5.pt"
+    torch.save({"w": torch.ones(2), "x": value}, path, pickle_protocol=5)
+    return path
+
+
+def test_a_refusal_is_the_only_line_on_stderr_in_a_fresh_process(tmp_path):
+    """As a user runs it (the warning showed above the ``error:`` line)."""
+    from tests.cli import run_main_process
+    proc = run_main_process("inspect", _protocol5(tmp_path, _Prints()))
+    line = assert_one_error_line(proc)
+    assert "builtins.print" in line
+    assert "PWNED" not in proc.stdout + proc.stderr
+
+
+def test_library_warnings_stay_off_stderr(tmp_path):
+    import numpy as np
+    import warnings
+    path = _protocol5(tmp_path, np.float32(1.5))
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        proc = run_main("inspect", path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert [str(w.message) for w in shown] == []
+    assert "w  [2]  float32" in proc.stdout
+
+
+def test_warnings_asked_for_with_dash_w_are_shown(tmp_path, monkeypatch):
+    import sys
+    import numpy as np
+    import warnings
+    monkeypatch.setattr(sys, "warnoptions", ["default"])
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        proc = run_main("inspect", _protocol5(tmp_path, np.float32(1.5)))
+    assert proc.returncode == 0, proc.stderr
+    assert any("protocol 5" in str(w.message) for w in shown)

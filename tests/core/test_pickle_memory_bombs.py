@@ -1,6 +1,7 @@
 """Pickles whose few bytes state a huge count (a memo index, a BYTEARRAY8 length) cost memory in
-proportion to the file, never to the count. Each file is opened by ``main.py inspect`` in a fresh
-process, whose peak memory (``ru_maxrss``) its own fresh parent reports."""
+proportion to the file, never to the count; a zip whose compressed pickle expands far beyond the
+file is refused before it is inflated. Each hostile file is opened by ``main.py inspect`` in a
+fresh process, whose peak memory (``ru_maxrss``) its own fresh parent reports."""
 import json
 import os
 import pickle
@@ -11,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from tests.cli import ROOT, run_main
-from tests.corpus.generate import (bytearray8_of, legacy_file, script_archive_with_data_pkl,
-                                   with_memo_index, zip_with_data_pkl)
+from tests.cli import ROOT, assert_one_error_line, run_main
+from tests.corpus.generate import (behind_marks, bytearray8_of, legacy_file, pickles_deflated,
+                                   rezipped, script_archive_with_data_pkl, with_memo_index,
+                                   zip_with_data_pkl)
 from tests.dcp_make import write_chunked
 
 #: torch and the reader take about 230 MiB; each hostile count below asks for 1 GiB more
@@ -98,3 +100,63 @@ def test_bytearray8_still_reads_what_the_pickle_holds(size):
     value = bytearray(os.urandom(1000)) * (size // 1000) + bytearray(size % 1000)
     back = restricted_pickle.loads(pickle.dumps({"b": value}, protocol=5))
     assert type(back["b"]) is bytearray and back["b"] == value
+
+
+def _deflated_torch_zip(tmp_path):
+    torch.save({"w": torch.ones(3)}, tmp_path / "plain.pt")
+    return rezipped(tmp_path / "plain.pt", tmp_path / "bomb.pt", pickles_deflated, behind_marks)
+
+
+def _deflated_torchscript(tmp_path):
+    return rezipped(_script(tmp_path), tmp_path / "bomb.pt", pickles_deflated, behind_marks)
+
+
+@pytest.mark.parametrize("make", [_deflated_torch_zip, _deflated_torchscript],
+                         ids=["torch_zip", "torchscript"])
+def test_deflated_data_pkl_of_marks_is_refused_in_bounded_memory(tmp_path, make):
+    """25 KB of file, 24 MiB of MARKs once inflated: unpickled, 1.2 GB (torch.load and the lazy
+    TorchScript reader both inflate data.pkl). Refused from the central directory's sizes."""
+    path = make(tmp_path)
+    proc, peak = inspect_in_child(path)
+    line = assert_one_error_line(proc)
+    assert "its data.pkl is compressed and expands to 25.2 MB" in line, line
+    assert "from a file of" in line and "zip -0" in line, line
+    assert peak < PEAK_MIB, f"inspect peaked at {peak} MiB"
+
+
+def _deflated_with_text(tmp_path, text_bytes: int, tensor_bytes: int = 16):
+    """A torch.save file rezipped whole (``zip -9``) whose pickle holds ``text_bytes`` of text,
+    beside a tensor of random (incompressible) bytes; and the inspect report of the original."""
+    obj = {"w": torch.randint(0, 255, (tensor_bytes,), dtype=torch.uint8), "note": "a" * text_bytes}
+    torch.save(obj, tmp_path / "plain.pt")
+    clean = run_main("inspect", "--json", "--stats", tmp_path / "plain.pt")
+    return rezipped(tmp_path / "plain.pt", tmp_path / "zip9.pt", lambda _: True), clean
+
+
+@pytest.mark.parametrize("text_mib, tensor_mib", [(15, 0), (20, 8)], ids=["under_16_mib", "under_4x"])
+def test_a_deflated_checkpoint_within_the_bound_opens(tmp_path, text_mib, tensor_mib):
+    """Re-zipped by hand: up to 16 MiB inflated for any file, up to 4x the file for a big one;
+    the tensors read are the file's (``torch.load(mmap=True)`` took a compressed record's bytes
+    for the tensor's, or failed where they were fewer)."""
+    path, clean = _deflated_with_text(tmp_path, text_mib << 20, max(16, tensor_mib << 20))
+    assert os.path.getsize(path) < (1 << 20) + (tensor_mib << 20)
+    proc = run_main("inspect", "--json", "--stats", path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tensors"] == json.loads(clean.stdout)["tensors"]
+
+
+def test_a_deflated_pickle_past_16_mib_in_a_small_file_is_refused(tmp_path):
+    path, _ = _deflated_with_text(tmp_path, 17 << 20)
+    line = assert_one_error_line(run_main("inspect", "--json", path))
+    assert "its data.pkl is compressed and expands to 17.8 MB (" in line, line
+    assert "compressed records, 17.8 MB in all), from a file of" in line, line
+
+
+def test_the_static_scan_never_inflates_a_deflated_pickle(tmp_path):
+    """``unsafe_globals`` (naming the globals of a refused pickle) reads data.pkl through
+    zipfile, which finds a zip even behind a legacy pickle, where detect() never looks."""
+    from app.core.errors import CheckpointError
+    from app.core.formats.pickle_trust import unsafe_globals
+    path = _deflated_torch_zip(tmp_path)
+    with pytest.raises(CheckpointError, match="data.pkl is compressed and expands"):
+        unsafe_globals(path)

@@ -70,6 +70,36 @@ def script_archive_with_data_pkl(src: Path, dst: Path, edit: Callable[[bytes], b
     return dst
 
 
+def rezipped(src: Path, dst: Path, deflate: Callable[[str], bool],
+             edit: Callable[[bytes], bytes] = bytes) -> Path:
+    """The zip ``src`` rewritten to ``dst`` with the members ``deflate(name)`` picks compressed
+    (DEFLATE, level 9, as ``zip -9``) and its data.pkl replaced by ``edit(data.pkl)``."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("/data.pkl"):
+                data = edit(data)
+            packed = deflate(info.filename)
+            zout.writestr(info.filename, data, compresslevel=9 if packed else None,
+                          compress_type=zipfile.ZIP_DEFLATED if packed else zipfile.ZIP_STORED)
+    return dst
+
+
+def pickles_deflated(name: str) -> bool:
+    return name.endswith(".pkl")
+
+
+#: MARKs in a deflated data.pkl: 24 MiB of pickle in 25 KB of file, ~1.2 GB to unpickle
+BOMB_MARKS = 12 << 20
+
+
+def behind_marks(data_pkl: bytes, n: int = BOMB_MARKS) -> bytes:
+    """``data_pkl`` (protocol 2) behind ``n`` MARKs and as many POP_MARKs: the same objects, but
+    the pure-Python unpicklers hold ``n`` lists at once (~73 bytes a MARK)."""
+    assert data_pkl[:2] == b"\x80\x02", data_pkl[:2]
+    return data_pkl[:2] + pickle.MARK * n + pickle.POP_MARK * n + data_pkl[2:]
+
+
 def with_memo_index(data_pkl: bytes, index: int) -> bytes:
     """``data_pkl`` (protocol 2) first storing a None at memo ``index`` (LONG_BINPUT), then popping
     it: the same objects, but the C unpickler grows its memo array to ``2 * index`` entries."""
@@ -272,6 +302,14 @@ def torch_package(d, m):
     with PackageExporter(str(p)) as exp:
         exp.save_pickle("model", "model.pkl", {"w": torch.ones(2)})
     return p
+@case(says="compressed and expands")
+def zip_deflated_mark_bomb(d, m):  # 25 KB; torch.load unpickled 24 MiB of MARKs: 1.2 GB
+    torch.save({"w": torch.ones(3)}, d / "plain.pt")
+    return rezipped(d / "plain.pt", d / "bomb.pt", pickles_deflated, behind_marks)
+@case(opens=True)
+def zip_deflated_whole(d, m):  # zip -9 by hand: tensors too (torch cannot map those)
+    torch.save({"w": torch.arange(1000.0), "b": torch.zeros(3)}, d / "plain.pt")
+    return rezipped(d / "plain.pt", d / "zip9.pt", lambda _: True)
 @case(opens=True)
 def zip_crc_mismatch(d, m):
     data = bytearray(torch_zip({"w": torch.arange(64, dtype=torch.float32)}))
@@ -327,6 +365,13 @@ def torchscript_memo_index_2_26(d, m):  # the C unpickler's memo: 1 GiB
 def torchscript_bytearray8_2_30(d, m):  # the pure-Python unpickler's bytearray(n): 1 GiB
     return script_archive_with_data_pkl(_linear_script(d), d / "script_ba8.pt",
                                         lambda _: bytearray8_of(1 << 30))
+
+@case(says="compressed and expands")
+def torchscript_deflated_mark_bomb(d, m):  # 27 KB; the lazy reader unpickled it: 1.2 GB
+    return rezipped(_linear_script(d), d / "script_bomb.pt", pickles_deflated, behind_marks)
+@case(opens=True)
+def torchscript_deflated_pickles(d, m):
+    return rezipped(_linear_script(d), d / "script_deflated.pt", pickles_deflated)
 
 
 # -- safetensors --------------------------------------------------------------------------------

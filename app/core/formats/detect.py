@@ -8,7 +8,8 @@ import struct
 import zipfile
 
 from ..errors import CheckpointError
-from .zip_names import central_names
+from .zip_inflation import refuse_inflating_zipfile, refuse_inflation
+from .zip_names import central_listing
 
 TORCH_ZIP, TORCH_LEGACY, SAFETENSORS, TORCHSCRIPT, SHARDED = (
     "torch", "torch-legacy", "safetensors", "torchscript", "sharded")
@@ -47,7 +48,7 @@ def detect(path: str) -> str:
     if not head:
         raise ValueError("the file is empty")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        names = _zip_names(path)
+        names = _zip_names(path)  # refuses a zip bomb: every reader of a zip kind starts here
         if any(n == ".data/extern_modules" or n.endswith("/.data/extern_modules") for n in names):
             raise ValueError(
                 "it is a torch.package archive: its model is pickled together with the Python "
@@ -66,15 +67,21 @@ def detect(path: str) -> str:
 
 
 def _zip_names(path: str) -> list[str]:
-    names = central_names(path)  # 100k members: zipfile builds a ZipInfo each (1 s)
-    if names is not None:
+    """The member names; ValueError for a zip whose compressed members expand far beyond the
+    file (``zip_inflation``), before any reader inflates one."""
+    found = central_listing(path)  # 100k members: zipfile builds a ZipInfo each (1 s)
+    if found is not None:
+        names, compressed = found
+        refuse_inflation([(m.name, m.size) for m in compressed], os.path.getsize(path))
         return names
     try:
-        with zipfile.ZipFile(path) as z:
-            return z.namelist()
+        z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as exc:
         raise ValueError(f"it is a truncated or corrupt zip archive (a partial download?): "
                          f"{exc}") from None
+    with z:
+        refuse_inflating_zipfile(z, path)
+        return z.namelist()
 
 
 def _looks_like_safetensors(path: str, head: bytes) -> bool:

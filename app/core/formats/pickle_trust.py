@@ -14,6 +14,8 @@ import torch
 
 from ..model.document import Document
 from ..errors import CheckpointError, first_line as _first_line
+from .zip_inflation import refuse_inflating_zipfile
+from .zip_names import stored_only
 
 #: a STACK_GLOBAL whose module/name could not be read statically: never treated as safe
 UNRESOLVED = "<unresolved STACK_GLOBAL>"
@@ -54,7 +56,7 @@ def load_trusted(path: str) -> Document:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"{path} does not exist")
-    mmap = zipfile.is_zipfile(path)
+    mmap = zipfile.is_zipfile(path) and stored_only(path)
     ensure_cwd_importable()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap)
@@ -73,6 +75,9 @@ def load_trusted(path: str) -> Document:
 # -- static scan of zip and legacy (non-zip) pickles ------------------------------------------
 def _zip_globals(path: str) -> set[str]:
     with zipfile.ZipFile(path) as z:
+        # checked here too: is_zipfile finds a zip at the end of a file that detect() took for a
+        # legacy pickle, and a deflated data.pkl streams in at ~1000x the file
+        refuse_inflating_zipfile(z, path)
         pkls = [n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
             raise ValueError("it holds no single <archive>/data.pkl of a torch checkpoint")

@@ -4,7 +4,8 @@ Read in this order, nothing executed at any step:
 
 0. a zip archive holding only plain things (dicts, lists, numbers, strings, tensors and
    Parameters): ``torch_zip_mapped``, which makes what step 1 would, without torch's zip reader;
-1. ``torch.load(weights_only=True)``, memory-mapped for zip archives: it refuses any global
+1. ``torch.load(weights_only=True)``, memory-mapped for zip archives (unless a record is
+   compressed: torch would map its compressed bytes as the tensor's): it refuses any global
    outside torch's weights-only allowlist (plus the numpy globals torch documents as safe);
 2. where torch's unpickler stops at an opcode it does not implement (Python 2 era pickles:
    ``Unsupported operand 73``), our own restricted unpickler (``restricted_pickle``), which
@@ -27,6 +28,7 @@ from torch import _weights_only_unpickler as _wo
 from ..model.document import Document
 from ..errors import CheckpointError, UnsafePickleError, first_line as _first_line
 from . import restricted_pickle
+from .zip_names import stored_only
 from ..gil_pacer import Pacer
 
 
@@ -133,7 +135,7 @@ def _load_weights_only(path: str, legacy: bool):
         if plain is not _NOT_PLAIN:
             return plain
     try:
-        return _torch_load(path, mmap=not legacy)
+        return _torch_load(path, mmap=not legacy and stored_only(path))
     except pickle.UnpicklingError as exc:
         found = re.findall(r"GLOBAL ([\w.]+) was not an allowed global", str(exc))
         if found:
@@ -164,7 +166,8 @@ def _load_plain_zip(path: str):
 def _load_restricted(path: str, legacy: bool):
     """Our every-opcode unpickler with torch's allowlist, for what torch's own cannot read."""
     try:
-        return _torch_load(path, mmap=not legacy, pickle_module=restricted_pickle)
+        return _torch_load(path, mmap=not legacy and stored_only(path),
+                           pickle_module=restricted_pickle)
     except restricted_pickle.NeedsGlobal as exc:
         raise UnsafePickleError(path, [exc.name]) from None
     except RecursionError:

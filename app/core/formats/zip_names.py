@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zipfile
 from typing import NamedTuple
 
 _U32 = 0xFFFFFFFF
@@ -25,13 +26,45 @@ class Member(NamedTuple):
 def central_names(path: str) -> list[str] | None:
     """Member names read straight from the zip's central directory; None for anything unusual
     (a comment, a prefix, a bad record): zipfile then reads it, and says what is wrong."""
-    return central_members(path, names_only=True)
+    found = _walk(path, _NAMES)
+    return None if found is None else found[0]
 
 
-def central_members(path: str, names_only: bool = False) -> list[Member] | None:
+def central_listing(path: str) -> tuple[list[str], list[Member]] | None:
+    """Every member's name, and the compressed members (those a reader must inflate) in full;
+    None for anything unusual, as ``central_names``. A torch.save file has no compressed member,
+    so this costs what ``central_names`` does."""
+    return _walk(path, _COMPRESSED)
+
+
+def central_members(path: str) -> list[Member] | None:
     """Every member of the archive at ``path`` in central-directory order; None for anything
-    unusual (a comment, a prefix, a split archive, a bad record). ``names_only``: their names
-    (strings are not tracked by the cyclic collector: 100k tuples would start it)."""
+    unusual (a comment, a prefix, a split archive, a bad record)."""
+    found = _walk(path, _ALL)
+    return None if found is None else found[1]
+
+
+def stored_only(path: str) -> bool:
+    """Whether no member is compressed: ``torch.load(mmap=True)`` maps every record as if it
+    were stored, so a compressed one (a checkpoint re-zipped by hand) reads as its compressed
+    bytes, or fails where those are fewer. True for what is not a readable zip."""
+    found = central_listing(path)
+    if found is not None:
+        return not found[1]
+    try:
+        with zipfile.ZipFile(path) as z:
+            return all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError):
+        return True
+
+
+_NAMES, _COMPRESSED, _ALL = range(3)
+
+
+def _walk(path: str, keep: int) -> tuple[list[str], list[Member]] | None:
+    """(names, members) of the central directory: names unless ``keep`` is ``_ALL``, members
+    as ``keep`` says (strings are not tracked by the cyclic collector: 100k tuples would start
+    it)."""
     try:
         with open(path, "rb") as f:
             found = _central_directory(f)
@@ -40,7 +73,7 @@ def central_members(path: str, names_only: bool = False) -> list[Member] | None:
     if found is None:
         return None
     cd, count = found
-    members, pos = [], 0
+    names, members, pos = [], [], 0
     unpack = struct.unpack_from
     for _ in range(count):
         if cd[pos:pos + 4] != b"PK\x01\x02" or pos + 46 > len(cd):
@@ -59,9 +92,12 @@ def central_members(path: str, names_only: bool = False) -> list[Member] | None:
             if wide is None:
                 return None
             size, compressed, offset = wide
-        members.append(name if names_only else Member(name, method, flags, compressed, size, offset))
+        if keep != _ALL:
+            names.append(name)
+        if keep == _ALL or keep == _COMPRESSED and method:
+            members.append(Member(name, method, flags, compressed, size, offset))
         pos += 46 + n + m + k
-    return members if pos == len(cd) else None
+    return (names, members) if pos == len(cd) else None
 
 
 def _central_directory(f) -> tuple[bytes, int] | None:
