@@ -15,7 +15,7 @@ import torch
 
 from app.core.errors import CheckpointError, UnsafePickleError
 from app.core.formats import load_document
-from app.core.formats.torch_zip_mapped import NotPlain, load_zip_mapped
+from app.core.formats.torch_zip_mapped import NotPlain, Refused, load_zip_mapped
 from app.core.formats.zip_names import central_members
 from app.core.model.file_stamps import in_ranges, mapped_ranges
 from tests.helpers.tensors import assert_bit_equal
@@ -275,3 +275,84 @@ def test_an_ordered_dict_keeps_only_text_metadata(tmp_path):
     path = str(tmp_path / "c.pt")
     torch.save(sd, path)
     assert load_zip_mapped(path)._metadata == {"": {"version": 1}}
+
+
+# -- what a review found: shapes torch.save never writes ------------------------------------
+
+_STRETCHED = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + _storage_pickle(b"")[2:-1] +
+              b"K\x00J\x40\x42\x0f\x00\x85K\x00\x85\x89ccollections\nOrderedDict\n)RtR")
+
+
+def test_a_set_built_by_iterating_a_stretched_tensor_is_refused_outright(tmp_path):
+    """1e6 tensor objects (and 5e6 from a 1.2 KB file: 3.4 GB); torch.load would build them."""
+    path = _with_pickle(tmp_path, b"\x80\x02c__builtin__\nset\n" + _STRETCHED + b"\x85R.")
+    with pytest.raises(Refused):
+        load_zip_mapped(path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_document(path)
+
+
+@pytest.mark.parametrize("why,data", [
+    ("one list made into sets again and again",
+     b"\x80\x02]q\x00(K\x01K\x02ec__builtin__\nset\nq\x01h\x00\x85Rh\x01h\x00\x85R\x86."),
+    ("one state BUILT into two OrderedDicts",
+     b"\x80\x02}q\x00X\x01\x00\x00\x00aK\x01sccollections\nOrderedDict\nq\x01)Rh\x00b"
+     b"h\x01)Rh\x00b\x86."),
+])
+def test_one_container_consumed_twice_is_refused(tmp_path, why, data):
+    with pytest.raises(Refused):
+        load_zip_mapped(_with_pickle(tmp_path, data))
+
+
+@pytest.mark.parametrize("why,data", [
+    ("SETITEM into a tensor (it would write into the mapping)", _STRETCHED[:0] + _storage_pickle(
+        b"0ctorch._utils\n_rebuild_tensor_v2\n(" + _storage_pickle(b"")[2:-1] +
+        b"K\x00K\x02\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtRK\x00K\x05s")),
+    ("a dtype alias torch refuses", b"\x80\x02ctorch\nfloat\n."),
+    ("torch.UntypedStorage (torch allows only torch.storage's)", b"\x80\x02ctorch\nUntypedStorage\n."),
+    ("a v2 rebuild given a dtype", b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n(" +
+     _storage_pickle(b"")[2:-1] +
+     b"K\x00K\x02\x85K\x01\x85\x89ccollections\nOrderedDict\n)RNctorch\nfloat64\ntR."),
+])
+def test_what_torch_load_refuses_is_not_accepted_here(tmp_path, why, data):
+    with pytest.raises((NotPlain, TypeError)):
+        load_zip_mapped(_with_pickle(tmp_path, data))
+
+
+def test_member_names_differing_only_in_case_are_left_to_torch_load(tmp_path):
+    """torch's reader finds members by name in either case: which twin it reads is its call."""
+    path = _with_pickle(tmp_path, _storage_pickle(b""))
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr(z.namelist()[0].split("/")[0] + "/DATA.PKL", pickle.dumps(None, protocol=2))
+    with pytest.raises(NotPlain):
+        load_zip_mapped(path)
+
+
+def test_an_archive_without_its_version_record_is_left_to_torch_load(tmp_path):
+    path = str(tmp_path / "c.pt")
+    torch.save({"w": torch.ones(2)}, path)
+    with pytest.raises(NotPlain):
+        load_zip_mapped(_rewritten(tmp_path, path, {"version": b"x"}))
+
+
+def test_a_load_given_up_midway_keeps_no_mapping_of_the_file(tmp_path):
+    """The unpickler's stack held a stand-in bound to it: a cycle keeping the whole file mapped."""
+    import gc
+    path = _with_pickle(tmp_path, _storage_pickle(b"ctorch._utils\n_rebuild_tensor_v2\n(h\x00"))
+    st = os.stat(path)
+    gc.collect()
+    gc.disable()
+    try:
+        with pytest.raises(Exception):
+            load_zip_mapped(path)
+        assert mapped_ranges({(st.st_dev, st.st_ino)}) == []
+    finally:
+        gc.enable()
+
+
+def test_tensors_keep_the_backward_hooks_torch_gives_them(tmp_path):
+    path = str(tmp_path / "c.pt")
+    torch.save({"w": torch.ones(2), "p": torch.nn.Parameter(torch.ones(2))}, path)
+    ours, theirs = load_zip_mapped(path), torch.load(path, mmap=True, weights_only=True)
+    for k in ours:
+        assert type(ours[k]._backward_hooks) is type(theirs[k]._backward_hooks), k

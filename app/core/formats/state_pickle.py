@@ -4,18 +4,21 @@ checkpoints made of dicts, lists, numbers, strings and tensors, read fast and no
 torch's weights-only unpickler takes ~10 s for 100k tensors, most of it in per-tensor checks
 this subset does not need. This one is Python's own pure-Python unpickler (its memo is a dict: a
 huge memo index in a hostile file costs nothing, unlike the C unpickler's array) cut down to an
-allowlist of the opcodes ``torch.save`` writes for such checkpoints and of globals, each of them
-a stand-in written here:
+allowlist of the opcodes ``torch.save`` writes for such checkpoints and of globals (a subset of
+torch's weights-only allowlist), each a stand-in in ``state_pickle_calls`` accepting only the
+form ``torch.save`` writes:
 
-- ``collections.OrderedDict`` (its ``_metadata`` set by BUILD, the only BUILD allowed);
-- ``torch.<X>Storage`` (or ``UntypedStorage``: bytes) names a dtype; storages come from ``storage(key, dtype, numel)``, given;
-- ``torch._utils._rebuild_tensor_v2`` / ``_v3`` / ``_rebuild_parameter``: a tensor viewing its storage
-  (``set_`` checks that the view fits), a Parameter around it; no hooks, no extra state;
-- ``torch.<dtype>`` (a dtype kept in a config), ``torch.Size``, ``builtins.set``;
-  each also in torch's weights-only allowlist.
+- ``collections.OrderedDict()``, its ``_metadata`` set by BUILD (the only BUILD, once each);
+- ``torch.<X>Storage`` / ``torch.storage.UntypedStorage`` name a dtype; storages come from
+  ``storage(key, dtype, numel)``, given;
+- ``torch._utils._rebuild_tensor_v2`` / ``_v3`` / ``_rebuild_parameter``: a tensor viewing its
+  storage (``set_`` checks that the view fits), a Parameter around it; no hooks, no extra state;
+- ``torch.<dtype>`` by its own name (a dtype kept in a config), ``torch.Size``, ``builtins.set``.
 
-Anything else raises ``NotPlain``: the caller then reads the file with ``torch.load``, which
-knows more (numpy scalars, quantized tensors, subclasses) and says what it refuses.
+SETITEM(S) fill only dicts, APPEND(S) only lists, ADDITEMS only sets. Anything else raises
+``NotPlain``: the caller then reads the file with ``torch.load``, which knows more (numpy
+scalars, quantized tensors, subclasses) and says what it refuses; ``Refused`` (see
+``state_pickle_calls``) refuses the file outright.
 """
 from __future__ import annotations
 
@@ -26,9 +29,9 @@ from typing import Callable
 
 import torch
 
+from .state_pickle_calls import Calls, NotPlain, Refused, Stored
 
-class NotPlain(Exception):
-    """The pickle holds something this reader leaves to ``torch.load``."""
+__all__ = ["NotPlain", "Refused", "Stored", "load_plain"]
 
 
 def _storage_names() -> dict[str, torch.dtype]:
@@ -43,14 +46,6 @@ class _StorageType:
 
     def __init__(self, dtype: torch.dtype):
         self.dtype = dtype
-
-
-class Stored:
-    """What a storage reference unpickles to: the bytes (an ``UntypedStorage``) and their dtype."""
-    __slots__ = ("storage", "dtype")
-
-    def __init__(self, storage: torch.UntypedStorage, dtype: torch.dtype):
-        self.storage, self.dtype = storage, dtype
 
 
 _OPCODES = {  # what torch.save writes (protocol 2, or 4/5 when asked) for plain checkpoints
@@ -78,19 +73,15 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python one: each opcode overrid
             dispatch[_code] = _refuse
     del _code
 
-    def __init__(self, data: bytes, storage: Callable, pace: Callable[[], None]):
+    def __init__(self, data: bytes, storage: Callable, calls: Calls):
         super().__init__(io.BytesIO(data), encoding="utf-8")
-        self._storage, self._pace = storage, pace
+        self._storage, self._calls = storage, calls
         self._storage_types = {n: _StorageType(d) for n, d in _storage_names().items()}
-        untyped = self._storage_types["UntypedStorage"] = _StorageType(torch.uint8)  # v3 tensors
-        self._globals = {("collections", "OrderedDict"): OrderedDict,
-                         ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor,
-                         ("torch._utils", "_rebuild_tensor_v3"): self._rebuild_tensor_v3,
-                         ("torch._utils", "_rebuild_parameter"): self._rebuild_parameter,
-                         ("torch", "Size"): torch.Size,
-                         ("builtins", "set"): set, ("__builtin__", "set"): set}
-        self._globals[("torch.storage", "UntypedStorage")] = untyped
+        self._globals = calls.table()
+        self._globals[("torch.storage", "UntypedStorage")] = _StorageType(torch.uint8)  # v3
         self._callables = {id(c) for c in self._globals.values()}  # all kept alive here
+        self._dtypes = {n: d for n, d in vars(torch).items()
+                        if isinstance(d, torch.dtype) and str(d) == f"torch.{n}"}  # no aliases
         self._framed = data[:1] == pickle.PROTO and data[1:2] >= b"\x04"
 
     def load(self):
@@ -112,15 +103,16 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python one: each opcode overrid
             return stop.value
 
     def find_class(self, module, name):
+        if module == "__builtin__" and self.proto < 3:  # protocol 2's name for builtins
+            module = "builtins"
         found = self._globals.get((module, name))
         if found is not None:
             return found
         if module == "torch" and isinstance(name, str):
             if name in self._storage_types:
                 return self._storage_types[name]
-            dtype = vars(torch).get(name)  # never getattr: torch imports submodules on demand
-            if isinstance(dtype, torch.dtype):
-                return dtype
+            if name in self._dtypes:
+                return self._dtypes[name]
         raise NotPlain(f"the global {module}.{name}")
 
     def persistent_load(self, pid):
@@ -144,60 +136,64 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python one: each opcode overrid
         if type(inst) is not OrderedDict or type(state) is not dict \
                 or not all(type(k) is str for k in state):
             raise NotPlain("object state other than a state_dict's _metadata")
+        self._calls.once(inst, "OrderedDict given its state")
+        self._calls.once(state, "state")
         inst.__dict__.update(state)
 
-    dispatch[pickle.REDUCE[0]] = load_reduce
-    dispatch[pickle.BUILD[0]] = load_build
+    def load_setitem(self):
+        if type(self.stack[-3]) not in (dict, OrderedDict):
+            raise NotPlain("SETITEM on something other than a dict")
+        super().load_setitem()
 
-    # -- the stand-ins -------------------------------------------------------------------------
-    def _rebuild_tensor(self, storage, offset, size, stride, requires_grad, hooks, metadata=None,
-                        dtype=None):
-        self._pace()
-        if type(storage) is not Stored or type(offset) is not int or offset < 0:
-            raise NotPlain("a tensor with an unexpected storage or offset")
-        size, stride = _ints(size), _ints(stride)
-        if len(size) != len(stride) or type(requires_grad) is not bool or hooks or metadata:
-            raise NotPlain("a tensor with hooks, metadata or an odd size")
-        t = torch.empty((0,), dtype=dtype or storage.dtype).set_(storage.storage, offset, size,
-                                                                 stride)
-        if requires_grad:
-            t.requires_grad = True
-        return t
+    def load_setitems(self):
+        if type(self._marked()) not in (dict, OrderedDict):
+            raise NotPlain("SETITEMS on something other than a dict")
+        super().load_setitems()
 
-    def _rebuild_tensor_v3(self, storage, offset, size, stride, requires_grad, hooks, dtype,
-                           metadata=None):
-        """Tensors of dtypes with no typed storage (uint16, float8...) over untyped bytes."""
-        if not isinstance(dtype, torch.dtype):
-            raise NotPlain("a tensor whose dtype is not a dtype")
-        return self._rebuild_tensor(storage, offset, size, stride, requires_grad, hooks, metadata,
-                                    dtype)
+    def load_append(self):
+        if type(self.stack[-2]) is not list:
+            raise NotPlain("APPEND to something other than a list")
+        super().load_append()
 
-    def _rebuild_parameter(self, data, requires_grad, hooks):
-        if type(data) is not torch.Tensor or type(requires_grad) is not bool or hooks:
-            raise NotPlain("a parameter with hooks or an odd tensor")
-        return torch.nn.Parameter(data, requires_grad)
+    def load_appends(self):
+        if type(self._marked()) is not list:
+            raise NotPlain("APPENDS to something other than a list")
+        super().load_appends()
 
+    def load_additems(self):
+        if type(self._marked()) is not set:
+            raise NotPlain("ADDITEMS to something other than a set")
+        super().load_additems()
 
-def _ints(x) -> tuple[int, ...]:
-    if not isinstance(x, tuple) or not all(type(i) is int and i >= 0 for i in x):
-        raise NotPlain("a tensor size or stride that is not a tuple of counts")
-    return x
+    def _marked(self):
+        """What a MARK-ed opcode (SETITEMS, APPENDS, ADDITEMS) will fill: the item below the mark."""
+        below = self.metastack[-1] if self.metastack else None
+        return below[-1] if below else None
+
+    for _op, _fn in ((pickle.REDUCE, load_reduce), (pickle.BUILD, load_build),
+                     (pickle.SETITEM, load_setitem), (pickle.SETITEMS, load_setitems),
+                     (pickle.APPEND, load_append), (pickle.APPENDS, load_appends),
+                     (pickle.ADDITEMS, load_additems)):
+        dispatch[_op[0]] = _fn
+    del _op, _fn
 
 
 def load_plain(data: bytes, storage: Callable, pace: Callable[[], None]):
     """The checkpoint object pickled in ``data``; raises NotPlain (or any error of a malformed
-    pickle) where ``torch.load`` is to read it instead. ``storage(key, dtype, numel)`` returns
-    the ``Stored`` of a key (the same object for the same key)."""
-    unpickler = _Unpickler(data, storage, pace)
+    pickle) where ``torch.load`` is to read it instead, Refused where nothing is to read it.
+    ``storage(key, dtype, numel)`` returns the ``Stored`` of a key (the same for the same key)."""
+    calls = Calls(pace)
+    unpickler = _Unpickler(data, storage, calls)
     try:
         return unpickler.load()
     finally:
-        # its table of stand-ins holds its own bound methods: a cycle that would keep the
-        # storages (the whole file's mapping) alive until the next full collection
+        # nothing of the unpickler may outlive the load: what it still holds after an error
+        # (the stack, the memo) would keep storages, the whole file's mapping, alive
         unpickler._globals.clear()
-        unpickler._storage = None
+        unpickler._storage = unpickler.append = None
+        unpickler.stack, unpickler.metastack = [], []
         _forget(unpickler.memo, pace)
-        unpickler._pace = None
+        calls.close()
 
 
 def _forget(memo: dict, pace: Callable[[], None]) -> None:

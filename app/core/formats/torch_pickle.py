@@ -156,9 +156,13 @@ def _load_plain_zip(path: str):
     """What ``torch.load`` would return, read by ``torch_zip_mapped`` (~5x faster at 100k
     tensors, and the GIL never held for long); ``_NOT_PLAIN`` where torch's reader is needed.
     Any error here means only that: ``torch.load`` reads the file again and says what is wrong."""
-    from .torch_zip_mapped import load_zip_mapped
+    from .torch_zip_mapped import Refused, load_zip_mapped
     try:
         return load_zip_mapped(path, Pacer())
+    except Refused as exc:  # torch's unpickler would build it, at a cost out of all proportion
+        raise CheckpointError(f"{path} is refused: its pickle holds {exc}, which torch.save "
+                              "never writes and which would take far more memory or time than "
+                              "the file's size") from None
     except Exception:  # noqa: BLE001  (NotPlain, or a malformed file: torch's reader decides)
         return _NOT_PLAIN
 

@@ -19,10 +19,10 @@ from typing import Any, Callable
 
 import torch
 
-from .state_pickle import NotPlain, Stored, load_plain
+from .state_pickle import NotPlain, Refused, Stored, load_plain
 from .zip_names import Member, central_members
 
-__all__ = ["NotPlain", "load_zip_mapped"]
+__all__ = ["NotPlain", "Refused", "load_zip_mapped"]
 
 
 def load_zip_mapped(path: str, pace: Callable[[], None] = lambda: None) -> Any:
@@ -31,19 +31,20 @@ def load_zip_mapped(path: str, pace: Callable[[], None] = lambda: None) -> Any:
     if not members:
         raise NotPlain("an unusual zip layout")
     prefix = members[0].name.split("/", 1)[0] + "/"
-    by_name = {m.name: m for m in members}
+    # torch's reader finds a member by its name with ASCII letters in either case
+    by_name = {m.name.translate(_ASCII_LOWER): m for m in members}
     if len(by_name) != len(members) or any(not m.name.startswith(prefix) for m in members):
-        raise NotPlain("repeated names or more than one top folder")
+        raise NotPlain("names repeated (in either case) or more than one top folder")
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
+        for m in members:
+            _span(None, m, size, m.size)  # every member as torch's reader checks them
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
             def member_bytes(name: str) -> bytes | None:
-                m = by_name.get(prefix + name)
+                m = by_name.get((prefix + name).translate(_ASCII_LOWER))
                 return None if m is None else bytes(view[_span(view, m, size, m.size)])
 
-            order = member_bytes("byteorder")
-            if order not in (None, b"little") or sys.byteorder != "little":
-                raise NotPlain("data that is not little-endian")
+            _check_records(member_bytes)
             data = member_bytes("data.pkl")
             if data is None:
                 raise NotPlain("no data.pkl")
@@ -52,6 +53,23 @@ def load_zip_mapped(path: str, pace: Callable[[], None] = lambda: None) -> Any:
                 return load_plain(data, storages.get, pace)
             finally:
                 storages.close()
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
+
+
+def _check_records(member_bytes) -> None:
+    """The small records torch's reader reads and checks before the pickle."""
+    version = member_bytes("version") or member_bytes(".data/version")
+    if version is None or not version.strip().isdigit() or not 1 <= int(version) <= 10:
+        raise NotPlain("no format version this reader knows")
+    for name in (".format_version", ".storage_alignment"):
+        value = member_bytes(name)
+        if value is not None and not value.strip().isdigit():
+            raise NotPlain(f"a {name} record that is not a number")
+    order = member_bytes("byteorder")
+    if order not in (None, b"little") or sys.byteorder != "little":
+        raise NotPlain("data that is not little-endian")
 
 
 class _Storages:
@@ -70,7 +88,7 @@ class _Storages:
             if found.dtype != dtype:
                 raise NotPlain("one storage named with two dtypes")
             return found
-        m = self._by_name.get(f"{self._prefix}data/{key}")
+        m = self._by_name.get(f"{self._prefix}data/{key}".translate(_ASCII_LOWER))
         nbytes = numel * self._element_size(dtype)
         if m is None or m.size != nbytes:
             raise NotPlain("a storage whose member is missing or of another size")
@@ -92,11 +110,14 @@ class _Storages:
         return n
 
 
-def _span(view: mmap.mmap, m: Member, size: int, nbytes: int) -> slice:
+def _span(view: mmap.mmap | None, m: Member, size: int, nbytes: int) -> slice | None:
     """Where a stored member's bytes lie in the file (its local header says how long the name
-    and extra field before them are)."""
-    if m.method != 0 or m.compressed != m.size or m.header_offset + 30 > size:
-        raise NotPlain("a compressed or misplaced member")
+    and extra field before them are); with no ``view``, only the central record's own checks."""
+    if m.method != 0 or m.compressed != m.size or m.flags & 0x41 \
+            or m.header_offset + 30 + m.size > size:
+        raise NotPlain("a compressed, encrypted or misplaced member")
+    if view is None:
+        return None
     head = view[m.header_offset:m.header_offset + 30]
     if head[:4] != b"PK\x03\x04":
         raise NotPlain("a member without its local header")
