@@ -88,6 +88,8 @@ def load_torch(path: str, legacy: bool = False, trust: bool = False) -> Document
         return load_trusted(path)
     with weights_only_globals():
         try:
+            if legacy:
+                _refuse_costly(path, legacy=True)
             mapped = _load_legacy_mapped(path) if legacy else None
             obj, closers = mapped if mapped is not None else (_load_weights_only(path, legacy), [])
         except UnsafePickleError as exc:
@@ -134,6 +136,7 @@ def _load_weights_only(path: str, legacy: bool):
         plain = _load_plain_zip(path)
         if plain is not _NOT_PLAIN:
             return plain
+        _refuse_costly(path, legacy=False)
     try:
         return _torch_load(path, mmap=not legacy and stored_only(path))
     except pickle.UnpicklingError as exc:
@@ -160,11 +163,34 @@ def _load_plain_zip(path: str):
     try:
         return load_zip_mapped(path, Pacer())
     except Refused as exc:  # torch's unpickler would build it, at a cost out of all proportion
-        raise CheckpointError(f"{path} is refused: its pickle holds {exc}, which torch.save "
-                              "never writes and which would take far more memory or time than "
-                              "the file's size") from None
+        raise CheckpointError(_refusal(path, exc)) from None
     except Exception:  # noqa: BLE001  (NotPlain, or a malformed file: torch's reader decides)
         return _NOT_PLAIN
+
+
+def _refuse_costly(path: str, legacy: bool) -> None:
+    """Before torch's unpickler reads the file: refuse what it would build at a cost out of all
+    proportion to the file (``pickle_cost``)."""
+    from .pickle_cost import check_cost
+    from .state_pickle_calls import Refused
+    try:
+        if legacy:
+            with open(path, "rb") as f:
+                check_cost(f, pickles=4)  # magic number, protocol, system info, checkpoint
+            return
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():  # every one torch might read, in whatever case
+                if info.filename.lower().endswith("data.pkl"):
+                    check_cost(z.read(info))
+    except Refused as exc:
+        raise CheckpointError(_refusal(path, exc)) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return  # unreadable: torch's reader says what is wrong
+
+
+def _refusal(path: str, exc: Exception) -> str:
+    return (f"{path} is refused: its pickle holds {exc}, which torch.save never writes and "
+            "which would take far more memory or time than the file's size")
 
 
 def _load_restricted(path: str, legacy: bool):
