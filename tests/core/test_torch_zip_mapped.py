@@ -350,9 +350,11 @@ def test_a_load_given_up_midway_keeps_no_mapping_of_the_file(tmp_path):
         gc.enable()
 
 
-def test_tensors_keep_the_backward_hooks_torch_gives_them(tmp_path):
+def test_tensors_have_no_backward_hooks_as_torch_gives_them_none(tmp_path):
+    """torch keeps the pickle's empty hooks dict on each tensor; here there is none (the same to
+    autograd and to torch.save, and 32 MB less at 100k tensors)."""
     path = str(tmp_path / "c.pt")
     torch.save({"w": torch.ones(2), "p": torch.nn.Parameter(torch.ones(2))}, path)
     ours, theirs = load_zip_mapped(path), torch.load(path, mmap=True, weights_only=True)
     for k in ours:
-        assert type(ours[k]._backward_hooks) is type(theirs[k]._backward_hooks), k
+        assert not ours[k]._backward_hooks and not theirs[k]._backward_hooks, k
