@@ -358,3 +358,17 @@ def test_tensors_have_no_backward_hooks_as_torch_gives_them_none(tmp_path):
     ours, theirs = load_zip_mapped(path), torch.load(path, mmap=True, weights_only=True)
     for k in ours:
         assert not ours[k]._backward_hooks and not theirs[k]._backward_hooks, k
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_state_dict_metadata_nested_too_deep_is_refused_at_open(tmp_path, wrapped):
+    """No walk enters the attribute; saving it later stopped with a RecursionError traceback."""
+    sd = OrderedDict(w=torch.ones(2))
+    meta = None
+    for _ in range(300):  # past the 256 levels allowed; a hostile file nests 200k deep
+        meta = (meta,)
+    sd._metadata = {"": meta}
+    path = str(tmp_path / "c.pt")
+    torch.save({"model": sd, "epoch": 1} if wrapped else sd, path)
+    with pytest.raises(CheckpointError, match="nests deeper"):
+        load_document(path)

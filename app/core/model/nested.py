@@ -80,10 +80,32 @@ def _walk(obj: Any) -> Iterator[tuple[tuple, Any, bool]]:
 
 
 def iter_tensors(obj: Any, path: tuple = ()) -> Iterator[tuple[tuple, torch.Tensor]]:
-    """(key path, tensor) for every tensor inside ``obj``, in container order."""
+    """(key path, tensor) for every tensor inside ``obj``, in container order; each state_dict's
+    ``_metadata`` is checked on the way (``check_attributes``)."""
     for p, v in walk(obj):
         if isinstance(v, torch.Tensor):
             yield path + p, v
+        elif isinstance(v, dict) and type(v) is not dict:
+            check_attributes(v)
+
+
+def check_attributes(d: dict) -> None:
+    """A state_dict's ``_metadata`` (an attribute, which no walk enters) is saved with it: one
+    nested deeper than ``MAX_DEPTH`` (a hostile file's; torch writes two levels) stopped the
+    save with a RecursionError. Refused at open, like a container nested as deep."""
+    meta = getattr(d, "__dict__", {}).get("_metadata")
+    if meta is None:
+        return
+    stack, visits = [(meta, 0)], 0
+    while stack:
+        value, depth = stack.pop()
+        visits += 1
+        if depth > MAX_DEPTH or visits > MAX_VISITS:
+            raise TooComplex(f"a state_dict's _metadata nests deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            stack.extend((x, depth + 1) for kv in value.items() for x in kv)
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend((x, depth + 1) for x in value)
 
 
 def path_name(path: tuple) -> str:
@@ -127,6 +149,7 @@ def named_tensors(obj: Any) -> list[tuple[str, tuple, torch.Tensor]]:
     """(distinct name, key path, tensor) for every tensor inside ``obj``, in container order."""
     from .ties import MAX_TIE_NAMES, TooManyAliases
     if tensor_dict(obj):
+        check_attributes(obj)
         reached: dict[int, int] = {}
         for k, t in obj.items():
             n = reached[id(t)] = reached.get(id(t), 0) + 1
