@@ -249,6 +249,7 @@ def main() -> None:
     os.makedirs(folder, exist_ok=True)
     try:
         pt, st = generate(folder, args.n)
+        os.sync()  # the files written back before anything is timed: writeback stalls the reader
         print(f"{args.n} tensors; torch zip {os.path.getsize(pt) / 2**20:.0f} MiB, "
               f"safetensors {os.path.getsize(st) / 2**20:.0f} MiB")
         print(f"{'case':<34} | {'ours':>10} | {'floor':>10} | ratio")
