@@ -113,8 +113,8 @@ class _Storages:
 def _span(fd: int | None, m: Member, size: int, nbytes: int) -> slice | None:
     """Where a stored member's bytes lie in the file (its local header says how long the name
     and extra field before them are); with no ``fd``, only the central record's own checks.
-    Read with ``pread``, never through a mapping: a page fault holds the GIL for as long as the
-    disk takes (a file not in the page cache, or evicted: the window stalled 0.1-0.2 s)."""
+    Read with ``pread``, which lets the GIL go while the disk works; a page fault of a mapping
+    would hold it (a file not yet in the page cache)."""
     if m.method != 0 or m.compressed != m.size or m.flags & 0x41 \
             or m.header_offset + 30 + m.size > size:
         raise NotPlain("a compressed, encrypted or misplaced member")
