@@ -10,6 +10,7 @@ from .model.document import Document
 from .stats import compute_stats
 from .model.nested import nested_entries
 from .model.tree import ENTRY
+from .units import human_count, human_size  # noqa: F401  (also used from here)
 
 
 def inspect_json(doc: Document, with_stats: bool = False) -> dict[str, Any]:
@@ -103,18 +104,6 @@ def _stats_fields(t, s) -> dict:
 
 def _g(x) -> str:
     return "-" if x is None else f"{x:.4g}"
-
-
-def human_size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def human_count(n: int) -> str:
-    return f"{n:,}"
 
 
 def inspect_text(doc: Document, with_stats: bool = False) -> str:

@@ -119,7 +119,7 @@ def test_deflated_data_pkl_of_marks_is_refused_in_bounded_memory(tmp_path, make)
     path = make(tmp_path)
     proc, peak = inspect_in_child(path)
     line = assert_one_error_line(proc)
-    assert "its data.pkl is compressed and expands to 25.2 MB" in line, line
+    assert "its data.pkl is compressed and expands to 24.0 MiB" in line, line
     assert "from a file of" in line and "zip -0" in line, line
     assert peak < PEAK_MIB, f"inspect peaked at {peak} MiB"
 
@@ -148,8 +148,8 @@ def test_a_deflated_checkpoint_within_the_bound_opens(tmp_path, text_mib, tensor
 def test_a_deflated_pickle_past_16_mib_in_a_small_file_is_refused(tmp_path):
     path, _ = _deflated_with_text(tmp_path, 17 << 20)
     line = assert_one_error_line(run_main("inspect", "--json", path))
-    assert "its data.pkl is compressed and expands to 17.8 MB (" in line, line
-    assert "compressed records, 17.8 MB in all), from a file of" in line, line
+    assert "its data.pkl is compressed and expands to 17.0 MiB (" in line, line
+    assert "compressed records, 17.0 MiB in all), from a file of" in line, line
 
 
 def test_the_static_scan_never_inflates_a_deflated_pickle(tmp_path):

@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import zipfile
 
+from ..units import human_size
+
 FLOOR = 16 << 20
 FACTOR = 4
 
@@ -39,11 +41,11 @@ def refuse_inflation(compressed: list[tuple[str, int]], file_size: int) -> None:
         return
     name, size = max(compressed, key=lambda c: c[1])
     name = (name.split("/", 1)[-1] or name)[:100]  # the record, without the top folder
-    what = f"its {name} is compressed and expands to {_size(size)}"
+    what = f"its {name} is compressed and expands to {human_size(size)}"
     if len(compressed) > 1:
-        what += f" ({len(compressed)} compressed records, {_size(total)} in all)"
+        what += f" ({len(compressed)} compressed records, {human_size(total)} in all)"
     raise ValueError(
-        f"{what}, from a file of {_size(file_size)}; torch.save never "
+        f"{what}, from a file of {human_size(file_size)}; torch.save never "
         "compresses a checkpoint (another tool made this one), and reading that much could "
         "take many times as much memory, so it was refused. If you trust its source, store it "
         "uncompressed (unzip it, then zip -0 -r) and open that")
@@ -55,9 +57,3 @@ def refuse_inflating_zipfile(z: zipfile.ZipFile, path: str) -> None:
                       if i.compress_type != zipfile.ZIP_STORED], os.path.getsize(path))
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:,} bytes" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1000
-    return f"{n} bytes"
