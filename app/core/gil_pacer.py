@@ -6,7 +6,7 @@ each drop wakes the waiter, the reader has taken the GIL back before the waiter 
 waiter was woken rather than timed out, it starts a new switch interval instead of asking the
 reader to drop the GIL. With 100k tensors a waiting thread got the GIL once in 100-250 ms.
 ``Pacer()`` called from such a loop sleeps ``PAUSE_S`` every ``PERIOD_S``: long enough for a
-woken waiter to take the GIL. Each pause costs a worker on a busy machine more than its
+woken waiter to take the GIL. Each pause costs a niced worker on a busy machine more than its
 length (it waits for a core again): every 20 ms, not every few. On the main thread (the command
 line) it does nothing.
 """

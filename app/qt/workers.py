@@ -11,6 +11,7 @@ keep the task, and all it read, alive for ever — the cycle runs through Qt, ou
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -35,11 +36,27 @@ PROGRESS_STEP = 0.01
 #: making 30 such calls stalled 150 ms without using the CPU.
 GIL_SWITCH_S = 0.001
 
-#: Workers run at the GUI thread's priority. Lowered (nice +5, as they were), a worker holding
-#: the GIL on a machine whose cores are all busy (a training run's data loaders) waited for a core
-#: while the GUI thread waited for the GIL: opening 100k tensors beside two busy processes blocked
-#: the window 94-155 ms and took 13-18 s, against 53-84 ms and 6-9 s at the same priority. Idle,
-#: 24-26 ms against 31-35 ms; beside one busy process 39-62 ms against 28-40 ms.
+#: workers' nice value (Linux: each thread has its own): when the GUI thread and a worker both
+#: want a core, the GUI thread gets it first (a worker still gets a third of a contended core);
+#: added to the process's own. Measured opening 100k tensors: with the window's own workers
+#: sharing 2 cores (an old document released while a new one loads) the longest block was
+#: 24-45 ms niced, 150-177 ms not; with one busy process beside it 28-40 ms against 39-62 ms. Its
+#: cost: with every core busy elsewhere (two busy processes), a niced worker holding the GIL waits
+#: for a core while the window waits for the GIL: 94-140 ms against 53-79 ms.
+WORKER_NICE = 5
+_worker = threading.local()
+
+
+def _yield_the_cpu() -> None:
+    """Lower this worker thread's priority, once per thread (it cannot be raised back)."""
+    if getattr(_worker, "niced", False) or not sys.platform.startswith("linux"):
+        return
+    _worker.niced = True
+    me = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + WORKER_NICE))
+    except OSError:
+        pass
 
 
 def share_the_gil() -> None:
@@ -106,6 +123,7 @@ class Task(QRunnable):
 
     def run(self) -> None:
         fn, self._fn = self._fn, None  # what the function captured goes with it
+        _yield_the_cpu()
         kind, payload = None, None
         try:
             with file_lease.reading() if self._reads_mapped else contextlib.nullcontext():

@@ -191,16 +191,19 @@ def test_a_tensor_chosen_before_the_first_is_shown_stays_chosen(qtbot, window, t
     assert window.tree_panel.current_node().full_name == "layer2.weight"
 
 
-def test_workers_run_at_the_gui_threads_priority(qtbot):
-    """A worker niced below the GUI thread, holding the GIL on a machine whose cores are busy,
-    waits for a core while the GUI thread waits for the GIL (a priority inversion)."""
+def test_workers_yield_the_cpu_to_the_gui_thread(qtbot):
+    """When the GUI thread and a worker both want a core, the GUI thread gets it first."""
     import os
+    import sys
+    import pytest
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a thread's own nice value is Linux's")
     seen = []
     task = Task(lambda _p, _c: seen.append(os.getpriority(os.PRIO_PROCESS,
                                                            threading.get_native_id())))
     with qtbot.waitSignal(task.signals.done, timeout=10_000):
         task.start()
-    assert seen == [os.getpriority(os.PRIO_PROCESS, threading.get_native_id())]
+    assert seen and seen[0] > os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
 def test_a_tasks_outcome_and_done_arrive_in_one_delivery(qtbot):
