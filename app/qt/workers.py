@@ -38,11 +38,11 @@ GIL_SWITCH_S = 0.001
 
 #: workers' nice value (Linux: each thread has its own): when the GUI thread and a worker both
 #: want a core, the GUI thread gets it first (a worker still gets a third of a contended core);
-#: added to the process's own. Measured opening 100k tensors: with the window's own workers
-#: sharing 2 cores (an old document released while a new one loads) the longest block was
-#: 24-45 ms niced, 150-177 ms not; with one busy process beside it 28-40 ms against 39-62 ms. Its
-#: cost: with every core busy elsewhere (two busy processes), a niced worker holding the GIL waits
-#: for a core while the window waits for the GIL: 94-140 ms against 53-79 ms.
+#: added to the process's own. Measured both ways: the soak (the window's own workers: saves,
+#: statistics, documents freed) stalled 60-99 ms niced, 77-136 ms not; beside one busy process,
+#: opening 100k tensors 28-40 ms niced, 39-62 ms not; idle 31-35 against 24-26 ms. Its cost: with
+#: every core busy elsewhere (two busy processes), a niced worker holding the GIL waits for a core
+#: while the window waits for the GIL: 94-155 ms (and 13-18 s to open) against 53-84 ms (6-9 s).
 WORKER_NICE = 5
 _worker = threading.local()
 
