@@ -98,74 +98,63 @@ def test_a_breaking_file_counts_as_rewritten_before_a_byte_changed(tmp_path):
     assert stamps.rewritten() == [path] and stamps.changed() == [path]
 
 
+_RACE = """
+    import subprocess, sys, threading, time
+    import torch, app
+    from app.core.errors import UserError
+    from app.core.model import file_lease
+{setup}
+    said = []
+    def read():
+        try:
+            {call}
+            said.append("finished first")
+        except UserError as exc:
+            said.append(f"refused: {{exc}}")
+    reader = threading.Thread(target=read)
+    reader.start()
+    while len(file_lease.held()) < {leases}:
+        time.sleep(0.001)
+    writer = subprocess.run([sys.executable, "-I", "-S", "-c",
+                             "import sys; open(sys.argv[1], 'wb').write(b'new')", {victim}])
+    reader.join()
+    print(said[0], writer.returncode)
+"""
+
+
+def _race(setup: str, call: str, leases: int, victim: str, *args: str):
+    """A reader (``call``) in a thread of a child; once it holds ``leases`` leases, another
+    process truncates ``victim``. Asserts the read was refused with one error, and the writer
+    let through; without the lease the child dies of SIGBUS."""
+    out = _run(_RACE.format(setup=textwrap.indent(textwrap.dedent(setup), "    "), call=call,
+                            leases=leases, victim=victim), *args)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("refused:") and "changed on disk" in out.stdout
+    assert out.stdout.split()[-1] == "0"
+
+
 def test_inspect_stats_stops_with_one_error_when_the_file_is_rewritten_meanwhile(tmp_path):
     """``inspect --stats`` reads every tensor of a file that another process then truncates:
     the writer waits for the tensor being read, the next read refuses; never SIGBUS."""
-    path = str(tmp_path / "open.pt")
-    out = _run("""
-        import subprocess, sys, threading, time
-        import torch, app
-        from app.core.errors import UserError
+    _race("""
         from app.core.loading.open import open_document
-        from app.core.model import file_lease
         from app.core.report import inspect_json
         path = sys.argv[1]
         torch.save({f"w{i}": torch.randn(1_000_000) for i in range(40)}, path)
         doc = open_document(path)
-        said = []
-        def inspect():
-            try:
-                inspect_json(doc, with_stats=True)
-                said.append("finished first")
-            except UserError as exc:
-                said.append(f"refused: {exc}")
-        reader = threading.Thread(target=inspect)
-        reader.start()
-        while not file_lease.held():
-            time.sleep(0.001)
-        writer = subprocess.run([sys.executable, "-I", "-S", "-c",
-                                 "import sys; open(sys.argv[1], 'wb').write(b'new')", path])
-        reader.join()
-        print(said[0], writer.returncode)
-    """, path)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.startswith("refused:") and "changed on disk" in out.stdout
-    assert out.stdout.split()[-1] == "0"
+    """, "inspect_json(doc, with_stats=True)", 1, "path", str(tmp_path / "open.pt"))
 
 
 def test_diff_stops_with_one_error_when_a_file_is_rewritten_meanwhile(tmp_path):
     """``paramedit diff A B`` reads both files tensor by tensor; B truncated meanwhile: the
     pair being compared is finished, the next read refuses; never SIGBUS."""
-    a, b = str(tmp_path / "a.pt"), str(tmp_path / "b.pt")
-    out = _run("""
-        import subprocess, sys, threading, time
-        import torch, app
+    _race("""
         from app.core.compare.diff import open_and_diff
-        from app.core.errors import UserError
-        from app.core.model import file_lease
         a, b = sys.argv[1], sys.argv[2]
         state = {f"w{i}": torch.randn(10_000_000) for i in range(4)}
         torch.save(state, a)
         torch.save({k: v + 1 for k, v in state.items()}, b)
-        said = []
-        def diff():
-            try:
-                open_and_diff(a, b)
-                said.append("finished first")
-            except UserError as exc:
-                said.append(f"refused: {exc}")
-        reader = threading.Thread(target=diff)
-        reader.start()
-        while len(file_lease.held()) < 2:
-            time.sleep(0.001)
-        writer = subprocess.run([sys.executable, "-I", "-S", "-c",
-                                 "import sys; open(sys.argv[1], 'wb').write(b'new')", b])
-        reader.join()
-        print(said[0], writer.returncode)
-    """, a, b)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.startswith("refused:") and "changed on disk" in out.stdout
-    assert out.stdout.split()[-1] == "0"
+    """, "open_and_diff(a, b)", 2, "b", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"))
 
 
 def test_apply_refuses_with_one_error_when_its_input_is_rewritten_meanwhile(tmp_path):
